@@ -1,0 +1,63 @@
+//! Deliberate protocol bugs, off by default.
+//!
+//! The simulator and the model check switch one on at a time to prove that
+//! their checkers catch it. Each flag sits on the real code path it breaks,
+//! so what is tested is the code that runs in production with the flag off.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Bug {
+    /// Send replies before the writes they depend on are durable.
+    ReplyBeforePersist,
+    /// Judge a lease by the largest age among all promises, including those
+    /// that report an older ballot than the highest, ignoring which value
+    /// each age belongs to.
+    AgeOfAnyBallot,
+    /// On restart, load accepted values but forget promises.
+    ForgetPromises,
+    /// A re-grant to the current holder keeps its token.
+    NoTokenBump,
+    /// The holder's deadline is `sent + ttl`, without the drift margin.
+    NoDriftMargin,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 5] = [
+        Bug::ReplyBeforePersist,
+        Bug::AgeOfAnyBallot,
+        Bug::ForgetPromises,
+        Bug::NoTokenBump,
+        Bug::NoDriftMargin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ReplyBeforePersist => "reply-before-persist",
+            Bug::AgeOfAnyBallot => "age-of-any-ballot",
+            Bug::ForgetPromises => "forget-promises",
+            Bug::NoTokenBump => "no-token-bump",
+            Bug::NoDriftMargin => "no-drift-margin",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// The set of injected bugs; empty in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bugs(Option<Bug>);
+
+impl Bugs {
+    pub const NONE: Bugs = Bugs(None);
+
+    pub fn inject(bug: Bug) -> Bugs {
+        Bugs(Some(bug))
+    }
+
+    pub fn has(self, bug: Bug) -> bool {
+        self.0 == Some(bug)
+    }
+}

@@ -1,0 +1,36 @@
+//! The protocol core of tenure: one Paxos register per lease name, with the
+//! lease rules as pure functions of the register value and its age.
+//!
+//! Nothing here does IO. Time arrives as [`Instant`] arguments, messages as
+//! [`Message`] values, and everything the protocol wants done comes out of
+//! the `poll_*` methods of [`Node`], whose docs give the call order. The
+//! server, the simulator and the model check are all shells around [`Node`].
+//!
+//! - [`ballot`]: ballots and node ids.
+//! - [`input`]: validated names, holder ids, ttls (bad input stops here).
+//! - [`lease`]: the register value and the lease operations.
+//! - [`acceptor`]: Paxos phase 1b/2b, and what must be durable.
+//! - [`proposer`]: the round state machine, the fast path and retries.
+//! - [`node`]: acceptor + proposer, and persist-before-send.
+//!
+//! `docs/protocol.md` and `docs/safety.md` explain why each rule is there.
+
+pub mod acceptor;
+pub mod ballot;
+pub mod bugs;
+pub mod input;
+pub mod lease;
+pub mod message;
+pub mod node;
+pub mod proposer;
+pub mod time;
+
+pub use acceptor::Durable;
+pub use ballot::{Ballot, NodeId};
+pub use bugs::{Bug, Bugs};
+pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
+pub use lease::{holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token};
+pub use message::{Message, Report};
+pub use node::{Config, ConfigError, Node, Transmit, Write, WriteId};
+pub use proposer::{Failure, Reply, RequestId, Timing};
+pub use time::{DriftBound, Instant, Micros};

@@ -1,0 +1,287 @@
+//! One tenure node: an acceptor and a proposer, with the rule that nothing
+//! leaves the node before the writes it depends on are durable.
+//!
+//! # Call order
+//!
+//! 1. Feed input: [`Node::submit`] (a client operation),
+//!    [`Node::handle_message`] (a peer message), [`Node::handle_timeout`]
+//!    (when [`Node::poll_timeout`] is due).
+//! 2. Drain [`Node::poll_write`] and make every write durable, in order, in
+//!    as few fsyncs as you like (group commit); then call
+//!    [`Node::handle_durable`] with the last id that is durable.
+//! 3. Drain [`Node::poll_transmit`] (to peers) and [`Node::poll_reply`] (to
+//!    clients). They only ever yield messages whose writes are durable: a
+//!    message is held back until every write issued before it was
+//!    acknowledged in step 2, so a shell cannot send one too early.
+//! 4. Arm a timer for [`Node::poll_timeout`].
+//!
+//! Messages a node sends to itself are delivered inside the node, under the
+//! same rule.
+
+use crate::acceptor::{Acceptor, Durable};
+use crate::ballot::NodeId;
+use crate::bugs::Bug;
+use crate::input::LeaseName;
+use crate::lease::{Op, Rules};
+use crate::message::Message;
+use crate::proposer::{Effects, Proposer, Reply, RequestId, Timing, To};
+use crate::time::Instant;
+use std::collections::VecDeque;
+
+/// The configuration of one node. Every node of a cluster must use the same
+/// members and rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    pub node: NodeId,
+    /// Bumped durably by storage at every start of this node.
+    pub incarnation: u32,
+    pub members: Vec<NodeId>,
+    pub rules: Rules,
+    pub timing: Timing,
+    /// Seeds the proposer's backoff jitter.
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("a cluster has 1 to 7 members, not {0}")]
+    MemberCount(usize),
+    #[error("node {0} is not one of the members")]
+    NotAMember(NodeId),
+    #[error("node {0} is listed twice among the members")]
+    DuplicateMember(NodeId),
+    #[error("incarnation must be at least 1 (0 marks ballots no proposer uses)")]
+    ZeroIncarnation,
+}
+
+/// The order number of a write; durability is acknowledged by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// Acceptor state to make durable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Write {
+    pub id: WriteId,
+    pub name: LeaseName,
+    pub state: Durable,
+}
+
+/// A message for a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Transmit {
+    pub to: NodeId,
+    pub message: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Outgoing {
+    Send(NodeId, Message),
+    Reply(Reply),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    config: Config,
+    acceptor: Acceptor,
+    proposer: Proposer,
+    writes: VecDeque<Write>,
+    /// The id of the latest write issued (0: none yet).
+    last_write: u64,
+    durable_through: u64,
+    /// Outgoing messages, each with the last write issued before it.
+    held: VecDeque<(u64, Outgoing)>,
+    transmits: VecDeque<Transmit>,
+    replies: VecDeque<Reply>,
+}
+
+impl Node {
+    /// Start a node on the state its storage recovered.
+    pub fn new(
+        config: Config,
+        recovered: impl IntoIterator<Item = (LeaseName, Durable)>,
+        now: Instant,
+    ) -> Result<Node, ConfigError> {
+        let members = &config.members;
+        if members.is_empty() || members.len() > 7 {
+            return Err(ConfigError::MemberCount(members.len()));
+        }
+        if !members.contains(&config.node) {
+            return Err(ConfigError::NotAMember(config.node));
+        }
+        if let Some(dup) = members
+            .iter()
+            .find(|m| members.iter().filter(|n| n == m).count() > 1)
+        {
+            return Err(ConfigError::DuplicateMember(*dup));
+        }
+        if config.incarnation == 0 {
+            return Err(ConfigError::ZeroIncarnation);
+        }
+        let acceptor = Acceptor::recover(recovered, now, config.rules.bugs);
+        let proposer = Proposer::new(
+            config.node,
+            config.incarnation,
+            members.len(),
+            config.rules,
+            config.timing,
+            acceptor.highest_promise().counter.saturating_add(1),
+            config.seed,
+        );
+        Ok(Node {
+            config,
+            acceptor,
+            proposer,
+            writes: VecDeque::new(),
+            last_write: 0,
+            durable_through: 0,
+            held: VecDeque::new(),
+            transmits: VecDeque::new(),
+            replies: VecDeque::new(),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A client operation on `name`; its reply comes from [`Node::poll_reply`].
+    pub fn submit(&mut self, now: Instant, request: RequestId, name: LeaseName, op: Op) {
+        let mut fx = Effects::default();
+        self.proposer.submit(now, request, name, op, &mut fx);
+        self.absorb(fx);
+        self.pump(now);
+    }
+
+    /// A message from peer `from`. Messages from non-members are dropped.
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message) {
+        if !self.config.members.contains(&from) {
+            return;
+        }
+        self.deliver(now, from, message);
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut fx = Effects::default();
+        self.proposer.handle_timeout(now, &mut fx);
+        self.absorb(fx);
+        self.pump(now);
+    }
+
+    /// Every write up to and including `through` is durable.
+    pub fn handle_durable(&mut self, now: Instant, through: WriteId) {
+        debug_assert!(
+            through.0 <= self.last_write,
+            "acknowledged a write never issued"
+        );
+        self.durable_through = self.durable_through.max(through.0.min(self.last_write));
+        self.pump(now);
+    }
+
+    pub fn poll_write(&mut self) -> Option<Write> {
+        self.writes.pop_front()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.proposer.next_timer()
+    }
+
+    /// Writes issued but not yet acknowledged as durable.
+    pub fn unsynced_writes(&self) -> u64 {
+        self.last_write - self.durable_through
+    }
+
+    /// This node's acceptor state for `name`, as it would be on disk.
+    pub fn acceptor_state(&self, name: &LeaseName) -> Option<Durable> {
+        self.acceptor.durable(name)
+    }
+
+    /// How many names this node's acceptor stores.
+    pub fn stored_names(&self) -> usize {
+        self.acceptor.len()
+    }
+
+    fn deliver(&mut self, now: Instant, from: NodeId, message: Message) {
+        let step = match message {
+            Message::Prepare { name, ballot } => self.acceptor.handle_prepare(now, &name, ballot),
+            Message::Accept {
+                name,
+                ballot,
+                value,
+                age,
+            } => self.acceptor.handle_accept(now, &name, ballot, &value, age),
+            Message::Peek { name, id } => {
+                let reply = self.acceptor.handle_peek(now, &name, id);
+                self.hold(Outgoing::Send(from, reply));
+                return;
+            }
+            reply => {
+                let mut fx = Effects::default();
+                self.proposer.handle_reply(now, from, reply, &mut fx);
+                self.absorb(fx);
+                return;
+            }
+        };
+        if let Some((name, state)) = step.write {
+            self.last_write += 1;
+            self.writes.push_back(Write {
+                id: WriteId(self.last_write),
+                name,
+                state,
+            });
+        }
+        self.hold(Outgoing::Send(from, step.reply));
+    }
+
+    fn absorb(&mut self, fx: Effects) {
+        for (to, message) in fx.sends {
+            match to {
+                To::Node(node) => self.hold(Outgoing::Send(node, message)),
+                To::All => {
+                    for node in self.config.members.clone() {
+                        self.hold(Outgoing::Send(node, message.clone()));
+                    }
+                }
+            }
+        }
+        for reply in fx.replies {
+            self.hold(Outgoing::Reply(reply));
+        }
+    }
+
+    fn hold(&mut self, out: Outgoing) {
+        self.held.push_back((self.last_write, out));
+    }
+
+    /// Release, in order, everything whose writes are durable.
+    fn pump(&mut self, now: Instant) {
+        let early = self.config.rules.bugs.has(Bug::ReplyBeforePersist);
+        while let Some((gate, _)) = self.held.front() {
+            if *gate > self.durable_through && !early {
+                break;
+            }
+            let Some((_, out)) = self.held.pop_front() else {
+                break;
+            };
+            match out {
+                Outgoing::Send(to, message) if to == self.config.node => {
+                    self.deliver(now, to, message)
+                }
+                Outgoing::Send(to, message) => self.transmits.push_back(Transmit { to, message }),
+                Outgoing::Reply(reply) => self.replies.push_back(reply),
+            }
+        }
+    }
+}
