@@ -144,6 +144,8 @@ struct Round {
     timer: Instant,
     /// Whether an accept that changes the value was ever sent this round.
     wrote: bool,
+    /// How many times another proposer's ballot pre-empted this round.
+    preempted: u32,
 }
 
 enum Next {
@@ -320,11 +322,20 @@ impl Proposer {
             (Next::Quorum, Some(Phase::Preparing { .. })) => self.on_promise_quorum(now, &name, fx),
             (Next::Quorum, Some(_)) => self.on_chosen(now, &name, fx),
             (Next::Preempted(promised), Some(_)) => {
-                // Another proposer is ahead: step back for a random pause so
-                // that duelling proposers stop pre-empting each other.
-                let pause = Micros(self.random_below(self.timing.backoff_max.0.max(1)));
                 self.drop_fast_path(&name);
-                self.set_phase(&name, Phase::Backoff { above: promised }, now.plus(pause));
+                let Some(round) = self.names.get_mut(&name).and_then(|s| s.round.as_mut()) else {
+                    return;
+                };
+                round.preempted += 1;
+                if round.preempted == 1 {
+                    // Usually the last winner's piggybacked promise: retry
+                    // above it at once.
+                    self.prepare(now, &name, promised, fx);
+                } else {
+                    // Proposers are duelling: a random pause breaks the tie.
+                    let pause = Micros(self.random_below(self.timing.backoff_max.0.max(1)));
+                    self.set_phase(&name, Phase::Backoff { above: promised }, now.plus(pause));
+                }
             }
         }
     }
@@ -349,6 +360,7 @@ impl Proposer {
             },
             timer: now,
             wrote: false,
+            preempted: 0,
         });
         if all_reads {
             self.peek(now, name, fx);

@@ -1,0 +1,378 @@
+//! Whole-node tests through a harness network, without threads or IO: every
+//! message and every write is delivered by hand, so each test controls the
+//! exact interleaving it checks.
+
+use std::collections::VecDeque;
+use tenure_core::{
+    Config, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node,
+    NodeId, Op, Outcome, Reply, RequestId, Rules, Timing, Token, Ttl,
+};
+
+struct Cluster {
+    nodes: Vec<Node>,
+    now: Instant,
+    net: VecDeque<(NodeId, NodeId, Message)>,
+    replies: Vec<(NodeId, Reply)>,
+    next_request: u64,
+    delivered: Vec<Message>,
+}
+
+impl Cluster {
+    fn new(size: u16) -> Cluster {
+        let members: Vec<NodeId> = (1..=size).map(NodeId).collect();
+        let nodes = members
+            .iter()
+            .map(|&node| {
+                let config = Config {
+                    node,
+                    incarnation: 1,
+                    members: members.clone(),
+                    rules: Rules::default(),
+                    timing: Timing::default(),
+                    seed: u64::from(node.0),
+                };
+                Node::new(config, [], Instant::ZERO).unwrap()
+            })
+            .collect();
+        Cluster {
+            nodes,
+            now: Instant::from_micros(1_000_000),
+            net: VecDeque::new(),
+            replies: Vec::new(),
+            next_request: 1,
+            delivered: Vec::new(),
+        }
+    }
+
+    fn node(&mut self, id: u16) -> &mut Node {
+        &mut self.nodes[usize::from(id - 1)]
+    }
+
+    fn submit(&mut self, at: u16, name: &str, op: Op) -> RequestId {
+        let request = RequestId(self.next_request);
+        self.next_request += 1;
+        let now = self.now;
+        self.node(at)
+            .submit(now, request, LeaseName::new(name).unwrap(), op);
+        request
+    }
+
+    /// Sync every node's writes and collect what it may now send.
+    fn flush(&mut self) {
+        let now = self.now;
+        for node in &mut self.nodes {
+            let mut last = None;
+            while let Some(w) = node.poll_write() {
+                last = Some(w.id);
+            }
+            if let Some(id) = last {
+                node.handle_durable(now, id);
+            }
+            while let Some(t) = node.poll_transmit() {
+                self.net.push_back((node.id(), t.to, t.message));
+            }
+            while let Some(r) = node.poll_reply() {
+                self.replies.push((node.id(), r));
+            }
+        }
+    }
+
+    /// Deliver messages in order until the network is quiet.
+    fn settle(&mut self) {
+        self.flush();
+        for _ in 0..10_000 {
+            let Some((from, to, msg)) = self.net.pop_front() else {
+                return;
+            };
+            self.delivered.push(msg.clone());
+            let now = self.now;
+            self.node(to.0).handle_message(now, from, msg);
+            self.flush();
+        }
+        panic!("the network did not settle");
+    }
+
+    /// Submit and deliver, firing timers as they fall due, until the reply.
+    fn run(&mut self, at: u16, name: &str, op: Op) -> Outcome {
+        let request = self.submit(at, name, op);
+        for _ in 0..100 {
+            self.settle();
+            if let Some(result) = self.take_reply(request) {
+                return result.expect("an outcome");
+            }
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(Node::poll_timeout)
+                .min()
+                .expect("a timer");
+            self.advance(next.since(self.now));
+        }
+        panic!("no reply");
+    }
+
+    fn take_reply(&mut self, request: RequestId) -> Option<Result<Outcome, Failure>> {
+        let i = self
+            .replies
+            .iter()
+            .position(|(_, r)| r.request == request)?;
+        Some(self.replies.remove(i).1.result)
+    }
+
+    fn advance(&mut self, d: Micros) {
+        self.now = self.now.plus(d);
+        let now = self.now;
+        for node in &mut self.nodes {
+            if node.poll_timeout().is_some_and(|t| t <= now) {
+                node.handle_timeout(now);
+            }
+        }
+        self.flush();
+    }
+}
+
+fn holder(s: &str) -> HolderId {
+    HolderId::new(s).unwrap()
+}
+fn acquire(h: &str, ttl_ms: u64) -> Op {
+    Op::Acquire {
+        holder: holder(h),
+        ttl: Ttl::from_millis(ttl_ms).unwrap(),
+        lock_delay: LockDelay::NONE,
+    }
+}
+fn renew(h: &str, token: Token) -> Op {
+    Op::Renew {
+        holder: holder(h),
+        token,
+    }
+}
+fn release(h: &str, token: Token) -> Op {
+    Op::Release {
+        holder: holder(h),
+        token,
+    }
+}
+fn granted(outcome: &Outcome) -> Token {
+    match outcome {
+        Outcome::Granted { token, .. } => *token,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+#[test]
+fn one_grant_then_conflicts_name_the_holder() {
+    let mut c = Cluster::new(3);
+    let token = granted(&c.run(1, "scheduler", acquire("a", 10_000)));
+    assert_eq!(token, Token(1));
+    let outcome = c.run(2, "scheduler", acquire("b", 10_000));
+    let Outcome::Conflict(LeaseView::Held {
+        holder: h,
+        token: t,
+        remaining,
+        ..
+    }) = outcome
+    else {
+        panic!("expected a conflict, got {outcome:?}");
+    };
+    assert_eq!((h, t), (holder("a"), Token(1)));
+    assert!(remaining <= Micros::from_millis(10_010));
+}
+
+#[test]
+fn a_renewal_through_the_last_winner_takes_one_round_trip() {
+    let mut c = Cluster::new(3);
+    let token = granted(&c.run(1, "job", acquire("a", 10_000)));
+    c.delivered.clear();
+    assert_eq!(
+        c.run(1, "job", renew("a", token)),
+        Outcome::Renewed {
+            token,
+            ttl: Ttl::from_millis(10_000).unwrap()
+        }
+    );
+    assert!(
+        c.delivered
+            .iter()
+            .all(|m| matches!(m, Message::Accept { .. } | Message::Accepted { .. })),
+        "the fast path skips phase 1: {:?}",
+        c.delivered
+    );
+}
+
+#[test]
+fn a_competing_proposer_cuts_in_safely_and_the_fast_path_recovers() {
+    let mut c = Cluster::new(3);
+    let first = granted(&c.run(1, "p", acquire("a", 10_000)));
+    assert_eq!(
+        c.run(2, "p", release("a", first)),
+        Outcome::Released { token: first }
+    );
+    // Node 1 still believes it may skip phase 1; its accept must be refused
+    // and the round must learn the release from a quorum.
+    let second = granted(&c.run(1, "p", acquire("b", 10_000)));
+    assert_eq!(second, Token(2));
+    assert!(matches!(
+        c.run(3, "p", acquire("c", 10_000)),
+        Outcome::Conflict(_)
+    ));
+    // Node 3's read-only round promised it a higher ballot, so node 1's
+    // fast path is stale now: its renewal must still land, through phase 1.
+    c.delivered.clear();
+    assert_eq!(
+        c.run(1, "p", renew("b", second)),
+        Outcome::Renewed {
+            token: second,
+            ttl: Ttl::from_millis(10_000).unwrap()
+        }
+    );
+    assert!(c
+        .delivered
+        .iter()
+        .any(|m| matches!(m, Message::Nack { .. })));
+}
+
+#[test]
+fn a_lease_expires_after_its_ttl_and_the_token_keeps_rising() {
+    let mut c = Cluster::new(3);
+    let first = granted(&c.run(1, "x", acquire("a", 1_000)));
+    c.advance(Micros::from_millis(900));
+    assert!(matches!(
+        c.run(2, "x", acquire("b", 1_000)),
+        Outcome::Conflict(_)
+    ));
+    c.advance(Micros::from_millis(200));
+    let second = granted(&c.run(2, "x", acquire("b", 1_000)));
+    assert!(second > first);
+    // The old holder's renewal of its dead grant is refused.
+    assert!(matches!(
+        c.run(1, "x", renew("a", first)),
+        Outcome::Conflict(_)
+    ));
+}
+
+#[test]
+fn frequent_reads_do_not_keep_a_dead_lease_alive() {
+    let mut c = Cluster::new(3);
+    granted(&c.run(1, "r", acquire("a", 1_000)));
+    for _ in 0..12 {
+        c.advance(Micros::from_millis(100));
+        c.run(3, "r", Op::Read);
+    }
+    assert!(matches!(
+        c.run(2, "r", acquire("b", 1_000)),
+        Outcome::Granted { .. }
+    ));
+}
+
+#[test]
+fn a_read_of_a_settled_name_writes_nothing() {
+    let mut c = Cluster::new(3);
+    let token = granted(&c.run(1, "q", acquire("a", 10_000)));
+    c.flush();
+    let before: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| n.acceptor_state(&LeaseName::new("q").unwrap()))
+        .collect();
+    c.delivered.clear();
+    let outcome = c.run(2, "q", Op::Read);
+    assert!(matches!(outcome, Outcome::Observed(LeaseView::Held { token: t, .. }) if t == token));
+    assert!(c
+        .delivered
+        .iter()
+        .all(|m| matches!(m, Message::Peek { .. } | Message::Peeked { .. })));
+    let after: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| n.acceptor_state(&LeaseName::new("q").unwrap()))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn nothing_leaves_a_node_before_its_writes_are_durable() {
+    let mut c = Cluster::new(3);
+    let now = c.now;
+    c.node(1).submit(
+        now,
+        RequestId(1),
+        LeaseName::new("d").unwrap(),
+        acquire("a", 1_000),
+    );
+    // The prepare goes out (it depends on no write), but node 1's own
+    // promise is held: its write is not durable.
+    let n1 = c.node(1);
+    let write = n1.poll_write().expect("the local promise must be written");
+    let mut sent = Vec::new();
+    while let Some(t) = n1.poll_transmit() {
+        sent.push(t);
+    }
+    assert_eq!(sent.len(), 2, "prepare to the two peers only");
+    // A peer's prepare arrives: its answer must wait for the same write.
+    let peer = Message::Prepare {
+        name: LeaseName::new("e").unwrap(),
+        ballot: tenure_core::Ballot {
+            counter: 9,
+            node: 2,
+            incarnation: 1,
+        },
+    };
+    n1.handle_message(now, NodeId(2), peer);
+    let second = n1.poll_write().expect("the promise for e is written");
+    assert!(
+        n1.poll_transmit().is_none(),
+        "the promise for e must wait for its write"
+    );
+    n1.handle_durable(now, write.id);
+    assert!(
+        n1.poll_transmit().is_none(),
+        "and for every write issued before it"
+    );
+    n1.handle_durable(now, second.id);
+    assert!(matches!(
+        n1.poll_transmit().map(|t| t.message),
+        Some(Message::Promise { .. })
+    ));
+}
+
+#[test]
+fn a_retried_acquire_by_the_same_holder_supersedes_an_unknown_grant() {
+    let mut c = Cluster::new(3);
+    let first = granted(&c.run(1, "amb", acquire("a", 10_000)));
+    // The client never saw that reply and retries through another node.
+    let second = granted(&c.run(2, "amb", acquire("a", 10_000)));
+    assert!(second > first);
+    // A delayed release of the first grant cannot end the second.
+    assert!(matches!(
+        c.run(3, "amb", release("a", first)),
+        Outcome::Conflict(_)
+    ));
+    assert!(matches!(
+        c.run(3, "amb", Op::Read),
+        Outcome::Observed(LeaseView::Held { token, .. }) if token == second
+    ));
+}
+
+#[test]
+fn without_a_quorum_a_request_fails_as_unavailable_and_grants_nothing() {
+    let mut c = Cluster::new(3);
+    let request = c.submit(1, "lonely", acquire("a", 1_000));
+    // Drop everything: nodes 2 and 3 are unreachable.
+    for _ in 0..200 {
+        c.flush();
+        c.net.retain(|(_, to, _)| *to == NodeId(1));
+        while let Some((from, to, msg)) = c.net.pop_front() {
+            let now = c.now;
+            c.node(to.0).handle_message(now, from, msg);
+        }
+        c.advance(Micros::from_millis(100));
+        if c.take_reply(request).is_some_and(|r| {
+            assert!(matches!(r, Err(Failure::Unavailable { .. })), "{r:?}");
+            true
+        }) {
+            return;
+        }
+    }
+    panic!("the request never failed");
+}
