@@ -377,6 +377,7 @@ impl Proposer {
             // Nothing to write: the cached value may be stale, so the answer
             // must come from a quorum. Prepare rather than trust the cache.
         }
+        self.drop_fast_path(name);
         self.prepare(now, name, Ballot::ZERO, fx);
     }
 
@@ -676,6 +677,9 @@ impl Proposer {
     }
 
     fn set_fast_path(&mut self, name: &LeaseName, fast: FastPath) {
+        // A ballot is either reserved for the fast path or handed out by
+        // `next_counter`, never both: one ballot, one value.
+        self.next_counter = self.next_counter.max(fast.ballot.counter.saturating_add(1));
         let Some(state) = self.names.get_mut(name) else {
             return;
         };
