@@ -1,0 +1,29 @@
+//! The durable acceptor state of one tenure node.
+//!
+//! The core says what must be durable ([`tenure_core::Write`]) and waits for
+//! [`tenure_core::Node::handle_durable`] before anything that depends on it
+//! leaves the node. This crate makes it so:
+//!
+//! - [`store`]: one redb file per node; [`Store::open`] loads every record
+//!   and durably takes a fresh incarnation, [`Store::persist`] makes a batch
+//!   durable in one transaction with one fsync, and fails stop.
+//! - [`record`]: the layout of a value and its own CRC32C, so that a flipped
+//!   byte is refused rather than served.
+//! - [`committer`]: group commit on a thread of its own behind a bounded queue.
+//! - [`sim_disk`]: an in-memory disk that tests and the simulator crash,
+//!   fail and slow.
+//!
+//! `docs/storage.md` gives the reasons, the costs, and the rule for deleting
+//! names later.
+
+pub mod committer;
+pub mod error;
+pub mod record;
+pub mod sim_disk;
+pub mod store;
+
+pub use committer::{Committer, Done};
+pub use error::{OpenError, PersistError};
+pub use record::RecordError;
+pub use sim_disk::{DiskStats, SimBackend, SimDisk};
+pub use store::{Recovered, Recovery, Store, StoreOptions, DEFAULT_CACHE_SIZE_BYTES, FILE_NAME};

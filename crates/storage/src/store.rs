@@ -1,0 +1,423 @@
+//! The durable state of one node: every name's acceptor record and the
+//! node's incarnation, in one redb file.
+//!
+//! Two tables, both `&str -> &[u8]`, every value framed and checksummed by
+//! `record.rs`:
+//! - `registers`: lease name → [`Durable`];
+//! - `meta`: `format` (the layout of this file) and `incarnation`.
+
+use crate::error::{OpenError, PersistError};
+use crate::record::{self, RecordError};
+use redb::{
+    Builder, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, StorageBackend, StorageError, TableDefinition, TableError,
+};
+use std::fs::File;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use tenure_core::{Durable, LeaseName, Write};
+
+const REGISTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("registers");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FORMAT_KEY: &str = "format";
+const INCARNATION_KEY: &str = "incarnation";
+/// The layout of the whole file: which tables, which keys. Bump it, with a
+/// migration, when either changes.
+const FORMAT: u32 = 1;
+/// The store's file inside the node's data directory.
+pub const FILE_NAME: &str = "acceptor.redb";
+
+/// Bounds redb's page cache. Loading reads every record once at start, and
+/// then the node serves from the acceptor's own map, so the cache mostly
+/// holds the pages writes touch; a large one would only cost resident
+/// memory (the node targets 200 MB for a million idle names).
+pub const DEFAULT_CACHE_SIZE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Everything the node had promised and accepted, and its fresh incarnation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// New for this start, and durable before `open` returned, so ballots
+    /// of this life never repeat one of an earlier life.
+    pub incarnation: u32,
+    /// Every stored name, in name order.
+    pub records: Vec<(LeaseName, Durable)>,
+}
+
+/// How the last life of the store ended, as far as the file tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Closed cleanly, or new.
+    Clean,
+    /// The last process stopped without closing the store (a crash, a
+    /// kill). redb verified the checksum of every page reachable from the
+    /// newest commit and rebuilt its free-page lists. Nothing was lost.
+    Repaired,
+    /// As [`Recovery::Repaired`], but the newest commit failed that
+    /// verification and redb fell back to the commit before it. After a
+    /// power cut during a commit this is expected and harmless: that commit
+    /// never completed its fsync, so nothing in it was acknowledged. The
+    /// same symptom can also be bit rot in the newest commit, which would
+    /// lose acknowledged state; one fsync per commit cannot tell the two
+    /// apart. A node should log this loudly. See docs/storage.md.
+    RolledBack,
+}
+
+/// How to open a store. `StoreOptions::default()` is what a node uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// redb's page cache bound, in bytes.
+    pub cache_size_bytes: usize,
+    /// Commit with two fsyncs instead of one. Then a newest commit that
+    /// fails verification is reported as corruption instead of being rolled
+    /// back (see [`Recovery::RolledBack`]), at the cost of a second fsync in
+    /// every commit.
+    pub two_phase_commit: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            cache_size_bytes: DEFAULT_CACHE_SIZE_BYTES,
+            two_phase_commit: false,
+        }
+    }
+}
+
+/// The on-disk state of one node.
+pub struct Store {
+    db: Database,
+    two_phase_commit: bool,
+    /// Set by the first failed persist; every later persist returns it.
+    stopped: Option<PersistError>,
+    recovery: Recovery,
+    location: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .field("recovery", &self.recovery)
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreOptions {
+    /// Open or create the store in directory `dir` (see [`Store::open`]).
+    pub fn open(&self, dir: &Path) -> Result<(Store, Recovered), OpenError> {
+        let directory = |source| OpenError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(directory)?;
+        let path = dir.join(FILE_NAME);
+        let new_file = !path.try_exists().map_err(directory)?;
+        let opened = self.open_with(path.display().to_string(), |builder| builder.create(&path))?;
+        if new_file {
+            // The file's fsync does not make its directory entry durable: without
+            // this, a power cut could remove a store whose incarnation was
+            // already handed out, and the node would reuse its ballots.
+            sync_dir(dir).map_err(directory)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent).map_err(directory)?;
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Open or create the store on `backend` (see [`Store::open_with_backend`]).
+    pub fn open_backend(
+        &self,
+        backend: impl StorageBackend,
+    ) -> Result<(Store, Recovered), OpenError> {
+        let location = format!("{backend:?}");
+        self.open_with(location, move |builder| {
+            builder.create_with_backend(backend)
+        })
+    }
+
+    fn open_with(
+        &self,
+        location: String,
+        create: impl FnOnce(&Builder) -> Result<Database, DatabaseError>,
+    ) -> Result<(Store, Recovered), OpenError> {
+        let repair = Arc::new(AtomicU8::new(REPAIR_NONE));
+        let mut builder = Database::builder();
+        builder.set_cache_size(self.cache_size_bytes);
+        let seen = repair.clone();
+        builder.set_repair_callback(move |session| {
+            // redb calls back at progress 0.3 only when the newest commit
+            // failed verification, just before it falls back to the previous one.
+            let step = if (0.2..0.5).contains(&session.progress()) {
+                REPAIR_FELL_BACK
+            } else {
+                REPAIR_RAN
+            };
+            seen.fetch_max(step, Ordering::Relaxed);
+        });
+
+        let db =
+            guarded(&location, || create(&builder))?.map_err(|e| database_error(&location, e))?;
+        let loaded = guarded(&location, || load(&db, &location))??;
+        let incarnation =
+            loaded
+                .incarnation
+                .checked_add(1)
+                .ok_or_else(|| OpenError::IncarnationExhausted {
+                    store: location.clone(),
+                })?;
+        guarded(&location, || {
+            begin_incarnation(&db, incarnation, loaded.fresh, self.two_phase_commit)
+        })?
+        .map_err(|source| OpenError::Write {
+            store: location.clone(),
+            source,
+        })?;
+
+        let recovery = match repair.load(Ordering::Relaxed) {
+            REPAIR_NONE => Recovery::Clean,
+            REPAIR_RAN => Recovery::Repaired,
+            _ => Recovery::RolledBack,
+        };
+        let store = Store {
+            db,
+            two_phase_commit: self.two_phase_commit,
+            stopped: None,
+            recovery,
+            location,
+        };
+        Ok((
+            store,
+            Recovered {
+                incarnation,
+                records: loaded.records,
+            },
+        ))
+    }
+}
+
+const REPAIR_NONE: u8 = 0;
+const REPAIR_RAN: u8 = 1;
+const REPAIR_FELL_BACK: u8 = 2;
+
+impl Store {
+    /// Open or create the store in directory `dir`. Loads every record, and
+    /// durably bumps the node's incarnation (first open → 1) before
+    /// returning. A store that is corrupt, unreadable, or cannot record the
+    /// new incarnation is an error, never an empty start.
+    pub fn open(dir: &Path) -> Result<(Store, Recovered), OpenError> {
+        StoreOptions::default().open(dir)
+    }
+
+    /// As [`Store::open`], on any redb backend: a
+    /// [`SimDisk`](crate::SimDisk) backend in tests and the simulator.
+    pub fn open_with_backend(
+        backend: impl StorageBackend,
+    ) -> Result<(Store, Recovered), OpenError> {
+        StoreOptions::default().open_backend(backend)
+    }
+
+    /// Make `writes` durable in one transaction with one fsync; a later
+    /// write of a name supersedes an earlier one. Returns only after the
+    /// fsync. After any error, every later call fails too (fail-stop).
+    pub fn persist(&mut self, writes: &[Write]) -> Result<(), PersistError> {
+        if let Some(stopped) = &self.stopped {
+            return Err(stopped.clone());
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let result = self.commit(writes);
+        if let Err(error) = &result {
+            self.stopped = Some(error.clone().stopped());
+        }
+        result
+    }
+
+    /// Whether a persist has failed, so this store will never write again.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// How the previous life of this store ended.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// The file (or backend) this store lives in, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn commit(&self, writes: &[Write]) -> Result<(), PersistError> {
+        let failed = |e: redb::Error| PersistError::Write(Arc::new(e));
+        let mut txn = self.db.begin_write().map_err(|e| failed(e.into()))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| failed(e.into()))?;
+        txn.set_two_phase_commit(self.two_phase_commit);
+        {
+            let mut table = txn.open_table(REGISTERS).map_err(|e| failed(e.into()))?;
+            // In order, so that the last write of a name is the one that stays.
+            for write in writes {
+                let name = write.name.as_str();
+                let value = record::encode_durable(name, &write.state).map_err(|source| {
+                    PersistError::Encode {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?;
+                table
+                    .insert(name, value.as_slice())
+                    .map_err(|e| failed(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| failed(e.into()))
+    }
+}
+
+/// What the file held before this open.
+struct Loaded {
+    /// No tables yet: a new store.
+    fresh: bool,
+    incarnation: u32,
+    records: Vec<(LeaseName, Durable)>,
+}
+
+fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
+    let unreadable = |source: redb::Error| OpenError::Unreadable {
+        store: location.to_string(),
+        source,
+    };
+    let corrupt = |detail: String| OpenError::Corrupt {
+        store: location.to_string(),
+        detail,
+    };
+    let bad_record = |key: &str, source: RecordError| OpenError::CorruptRecord {
+        store: location.to_string(),
+        key: key.to_string(),
+        source,
+    };
+
+    let txn = db.begin_read().map_err(|e| unreadable(e.into()))?;
+    let meta = optional_table(txn.open_table(META)).map_err(unreadable)?;
+    let registers = optional_table(txn.open_table(REGISTERS)).map_err(unreadable)?;
+    let (meta, registers) = match (meta, registers) {
+        (None, None) => {
+            return Ok(Loaded {
+                fresh: true,
+                incarnation: 0,
+                records: Vec::new(),
+            })
+        }
+        (Some(meta), Some(registers)) => (meta, registers),
+        // Both tables are created by the first open's one transaction.
+        _ => return Err(corrupt("one of its two tables is missing".into())),
+    };
+
+    let meta_u32 = |key: &str| -> Result<u32, OpenError> {
+        let value = meta
+            .get(key)
+            .map_err(|e| unreadable(e.into()))?
+            .ok_or_else(|| corrupt(format!("its {key:?} entry is missing")))?;
+        record::decode_u32(key, value.value()).map_err(|e| bad_record(key, e))
+    };
+    let format = meta_u32(FORMAT_KEY)?;
+    if format != FORMAT {
+        return Err(OpenError::UnsupportedFormat {
+            store: location.to_string(),
+            found: format,
+            supported: FORMAT,
+        });
+    }
+    let incarnation = meta_u32(INCARNATION_KEY)?;
+
+    let count = registers.len().map_err(|e| unreadable(e.into()))?;
+    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for entry in registers.iter().map_err(|e| unreadable(e.into()))? {
+        let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
+        let key = key.value();
+        let name = LeaseName::new(key).map_err(|e| bad_record(key, RecordError::Name(e)))?;
+        let state = record::decode_durable(key, value.value()).map_err(|e| bad_record(key, e))?;
+        records.push((name, state));
+    }
+    Ok(Loaded {
+        fresh: false,
+        incarnation,
+        records,
+    })
+}
+
+fn optional_table<T>(opened: Result<T, TableError>) -> Result<Option<T>, redb::Error> {
+    match opened {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Record `incarnation` durably (and create the tables of a new store).
+fn begin_incarnation(
+    db: &Database,
+    incarnation: u32,
+    fresh: bool,
+    two_phase_commit: bool,
+) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(two_phase_commit);
+    {
+        let mut meta = txn.open_table(META)?;
+        if fresh {
+            meta.insert(
+                FORMAT_KEY,
+                record::encode_u32(FORMAT_KEY, FORMAT).as_slice(),
+            )?;
+            txn.open_table(REGISTERS)?;
+        }
+        let value = record::encode_u32(INCARNATION_KEY, incarnation);
+        meta.insert(INCARNATION_KEY, value.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn database_error(location: &str, error: DatabaseError) -> OpenError {
+    let store = location.to_string();
+    match error {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            OpenError::InUse { store }
+        }
+        DatabaseError::Storage(StorageError::Corrupted(detail)) => {
+            OpenError::Corrupt { store, detail }
+        }
+        other => OpenError::Unreadable {
+            store,
+            source: other.into(),
+        },
+    }
+}
+
+/// Run `f`, turning a panic into a corruption error. redb trusts the
+/// structure of a file it closed cleanly, and may panic on one that was
+/// damaged since; a damaged store must stop the node with an error that
+/// says so, not with a panic that reads like a bug.
+fn guarded<T>(location: &str, f: impl FnOnce() -> T) -> Result<T, OpenError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "redb panicked while reading it".to_string());
+        OpenError::Corrupt {
+            store: location.to_string(),
+            detail: format!("reading it panicked: {detail}"),
+        }
+    })
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,129 @@
+//! What a store gives back after a restart, on a real directory and on a SimDisk.
+
+mod common;
+
+use common::*;
+use tenure_storage::{OpenError, Recovery, SimDisk, Store, StoreOptions};
+
+#[test]
+fn persisted_records_come_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Map::new();
+    {
+        let (mut store, recovered) = Store::open(dir.path()).unwrap();
+        assert!(recovered.records.is_empty());
+        for batch in batches(20) {
+            store.persist(&batch).unwrap();
+            apply(&mut expected, &batch);
+        }
+    }
+    let (store, recovered) = Store::open(dir.path()).unwrap();
+    assert_eq!(as_map(recovered.records), expected);
+    assert_eq!(store.recovery(), Recovery::Clean);
+}
+
+/// Ballots carry the incarnation: a node that reused one could propose two
+/// values under one ballot.
+#[test]
+fn every_open_takes_a_new_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    for expected in 1..=4 {
+        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        assert_eq!(recovered.incarnation, expected);
+    }
+    let disk = SimDisk::new();
+    for expected in 1..=3 {
+        let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+        assert_eq!(recovered.incarnation, expected);
+    }
+}
+
+#[test]
+fn the_last_write_of_a_name_in_a_batch_wins() {
+    let disk = SimDisk::new();
+    {
+        let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+        store
+            .persist(&[
+                write(1, name(1), state(1)),
+                write(2, name(2), state(2)),
+                write(3, name(1), state(3)),
+            ])
+            .unwrap();
+    }
+    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    assert_eq!(
+        recovered.records,
+        vec![(name(1), state(3)), (name(2), state(2))]
+    );
+}
+
+#[test]
+fn a_batch_costs_one_fsync_and_an_empty_batch_none() {
+    let disk = SimDisk::new();
+    let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    // Warm up past the file's first growth, which syncs its length once.
+    for batch in batches(5) {
+        store.persist(&batch).unwrap();
+    }
+    let before = disk.stats().syncs;
+    for batch in batches(30) {
+        store.persist(&batch).unwrap();
+    }
+    store.persist(&[]).unwrap();
+    assert_eq!(disk.stats().syncs - before, 30);
+}
+
+#[test]
+fn a_crashed_store_reopens_with_everything_persisted() {
+    let disk = SimDisk::new();
+    let mut expected = Map::new();
+    {
+        let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+        for batch in batches(10) {
+            store.persist(&batch).unwrap();
+            apply(&mut expected, &batch);
+        }
+        disk.crash();
+    }
+    let (store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    assert_eq!(store.recovery(), Recovery::Repaired);
+    assert_eq!(recovered.incarnation, 2);
+    assert_eq!(as_map(recovered.records), expected);
+}
+
+#[test]
+fn a_store_open_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, OpenError::InUse { .. }), "{err}");
+}
+
+#[test]
+fn a_directory_that_cannot_be_created_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Store::open(&file.join("store")).unwrap_err();
+    assert!(matches!(err, OpenError::Directory { .. }), "{err}");
+}
+
+#[test]
+fn two_phase_commit_stores_the_same_records() {
+    let disk = SimDisk::new();
+    let options = StoreOptions {
+        two_phase_commit: true,
+        ..StoreOptions::default()
+    };
+    let mut expected = Map::new();
+    {
+        let (mut store, _) = options.open_backend(disk.backend()).unwrap();
+        for batch in batches(5) {
+            store.persist(&batch).unwrap();
+            apply(&mut expected, &batch);
+        }
+    }
+    let (_store, recovered) = options.open_backend(disk.backend()).unwrap();
+    assert_eq!(as_map(recovered.records), expected);
+}
