@@ -1,1 +1,69 @@
-fn main() {}
+//! `tenure`: run a node (`server`), a local 3-node cluster (`dev`), or
+//! measure one (`bench`).
+
+mod bench;
+mod dev;
+mod serve;
+mod signal;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "tenure",
+    version,
+    about = "Leader election and distributed leases, agreed by Paxos."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local 3-node cluster in this process (HTTP on P, P+1, P+2).
+    Dev {
+        /// Each node keeps its state in DIR/node-N.
+        #[arg(long, value_name = "DIR", default_value = "./tenure-data")]
+        data_dir: PathBuf,
+        /// HTTP port of node 1; nodes 2 and 3 take the next two.
+        #[arg(long, value_name = "P", default_value_t = 7400)]
+        http_port: u16,
+    },
+    /// Run one node of a cluster.
+    Server(serve::ServerArgs),
+    /// Measure a running cluster's latencies.
+    Bench {
+        #[command(subcommand)]
+        what: bench::Bench,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Dev {
+            data_dir,
+            http_port,
+        } => runtime.block_on(dev::run(data_dir, http_port)),
+        Command::Server(args) => runtime.block_on(serve::run(args)),
+        Command::Bench { what } => runtime.block_on(bench::run(what)),
+    }
+}
+
+/// Logs go to stderr (stdout carries the lines scripts wait for);
+/// `RUST_LOG` overrides the default level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,213 @@
+//! `tenure bench renew`: the latency of a renewal through the node that won
+//! the name, next to what it should cost: a loopback round trip (client to
+//! node) plus, in parallel on the nodes, a peer round trip and one fsync.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tenure_core::NodeId;
+use tenure_server::{server, Listeners, ServerConfig};
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Renew one lease over and over through the node that granted it.
+    Renew {
+        /// Renewals to time.
+        #[arg(long, default_value_t = 2_000)]
+        count: usize,
+        /// Where the in-process cluster keeps its state (the fsyncs timed
+        /// are on this file system). Default: a fresh folder under the
+        /// system's temporary directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Bench a running node instead of an in-process cluster.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
+pub async fn run(bench: Bench) -> Result<()> {
+    let Bench::Renew {
+        count,
+        data_dir,
+        url,
+    } = bench;
+    let count = count.max(10);
+    if let Some(url) = url {
+        return tokio::task::spawn_blocking(move || renewals(&url, count, None)).await?;
+    }
+    let dir = match data_dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("tenure-bench-{}", std::process::id())),
+    };
+    let mut bound = Vec::new();
+    for _ in 0..3 {
+        bound.push(Listeners::bind("127.0.0.1:0", "127.0.0.1:0").await?);
+    }
+    let mut peers = BTreeMap::new();
+    for (i, l) in bound.iter().enumerate() {
+        peers.insert(NodeId(i as u16 + 1), l.peer.local_addr()?.to_string());
+    }
+    let mut nodes = Vec::new();
+    for (i, listeners) in bound.into_iter().enumerate() {
+        let id = NodeId(i as u16 + 1);
+        let config = ServerConfig::new(id, dir.join(format!("node-{}", id.0)), peers.clone());
+        nodes.push(server::start(config, listeners).await?);
+    }
+    let url = format!("http://{}", nodes[0].http_addr);
+    let fsync_dir = dir.clone();
+    let result =
+        tokio::task::spawn_blocking(move || renewals(&url, count, Some(&fsync_dir))).await?;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn renewals(url: &str, count: usize, fsync_dir: Option<&Path>) -> Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let name = format!("bench-{}", std::process::id());
+    let lock = format!("{url}/v1/locks/{name}");
+    // The first requests may meet peers still connecting: retry briefly.
+    let mut token = None;
+    for _ in 0..50 {
+        let mut response = agent
+            .put(&lock)
+            .send(r#"{"holder":"bench","ttl_ms":60000}"#)
+            .context("acquire")?;
+        let body = response.body_mut().read_to_string()?;
+        if response.status().as_u16() == 201 {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            token = v["token"].as_u64();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let Some(token) = token else {
+        bail!("could not acquire {name} through {url}");
+    };
+    let renew = format!(r#"{{"holder":"bench","token":{token}}}"#);
+    // Warm up connections and the fast path.
+    for _ in 0..20 {
+        agent.put(&lock).send(&renew)?.body_mut().read_to_string()?;
+    }
+    let mut renew_us = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let mut response = agent.put(&lock).send(&renew)?;
+        response.body_mut().read_to_string()?;
+        renew_us.push(started.elapsed());
+        if response.status().as_u16() != 200 {
+            bail!("renewal answered {}", response.status());
+        }
+    }
+    let mut health_us = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        agent
+            .get(&format!("{url}/healthz"))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        health_us.push(started.elapsed());
+    }
+    let _ = agent
+        .delete(&format!("{lock}?holder=bench&token={token}"))
+        .call();
+
+    let rtt = loopback_rtt(count)?;
+    println!("tenure bench renew: {count} renewals through the granting node");
+    println!(
+        "  renewal (HTTP PUT with token)   {}",
+        summary(&mut renew_us)
+    );
+    println!(
+        "  GET /healthz (HTTP floor)       {}",
+        summary(&mut health_us)
+    );
+    println!(
+        "  loopback TCP round trip         {}",
+        summary(&mut rtt.clone())
+    );
+    if let Some(dir) = fsync_dir {
+        let mut fsync = fsyncs(dir, (count / 4).max(50))?;
+        let expected = median(&mut rtt.clone()) + median(&mut fsync);
+        println!("  fsync (write + fdatasync)       {}", summary(&mut fsync));
+        println!(
+            "  target: peer round trip + fsync = {:.0} µs at p50; measured renewal minus HTTP floor = {:.0} µs",
+            expected.as_secs_f64() * 1e6,
+            (median(&mut renew_us).saturating_sub(median(&mut health_us))).as_secs_f64() * 1e6
+        );
+    }
+    Ok(())
+}
+
+fn loopback_rtt(count: usize) -> Result<Vec<Duration>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read_exact(&mut b).is_ok() {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut client = TcpStream::connect(addr)?;
+    client.set_nodelay(true)?;
+    let mut samples = Vec::with_capacity(count);
+    let mut b = [7u8; 1];
+    for _ in 0..count {
+        let started = Instant::now();
+        client.write_all(&b)?;
+        client.read_exact(&mut b)?;
+        samples.push(started.elapsed());
+    }
+    drop(client);
+    let _ = echo.join();
+    Ok(samples)
+}
+
+fn fsyncs(dir: &Path, count: usize) -> Result<Vec<Duration>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("bench-fsync");
+    let mut file = std::fs::File::create(&path)?;
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        file.write_all(&[0u8; 128])?;
+        file.sync_data()?;
+        samples.push(started.elapsed());
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(samples)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q) as usize).min(samples.len() - 1);
+        samples[i].as_secs_f64() * 1e6
+    };
+    format!(
+        "p50 {:>7.0} µs   p90 {:>7.0} µs   p99 {:>7.0} µs",
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    )
+}

@@ -1,0 +1,78 @@
+//! `tenure dev`: three nodes in one process, on loopback, for trying tenure
+//! out and for developing against it.
+
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use tenure_core::NodeId;
+use tenure_server::{server, Listeners, ServerConfig};
+
+const NODES: u16 = 3;
+
+pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
+    let mut bound = Vec::new();
+    for i in 0..NODES {
+        let port = http_port
+            .checked_add(i)
+            .context("--http-port leaves no room for three ports")?;
+        // Peer ports are chosen by the OS: only the nodes in this process
+        // need them, and they learn them before starting.
+        let listeners = Listeners::bind(("127.0.0.1", port), ("127.0.0.1", 0))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{port} (try --http-port)"))?;
+        bound.push(listeners);
+    }
+    let mut peers = BTreeMap::new();
+    for (i, listeners) in bound.iter().enumerate() {
+        let addr = listeners.peer.local_addr()?;
+        peers.insert(NodeId(i as u16 + 1), addr.to_string());
+    }
+    let mut nodes = Vec::new();
+    for (i, listeners) in bound.into_iter().enumerate() {
+        let id = NodeId(i as u16 + 1);
+        let dir = data_dir.join(format!("node-{}", id.0));
+        let config = ServerConfig::new(id, dir, peers.clone());
+        let running = server::start(config, listeners)
+            .await
+            .with_context(|| format!("cannot start node {}", id.0))?;
+        nodes.push(running);
+    }
+    let mut out = std::io::stdout().lock();
+    for node in &nodes {
+        writeln!(out, "{}", node.banner())?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "tenure dev: a 3-node cluster, data in {}",
+        data_dir.display()
+    )?;
+    for node in &nodes {
+        writeln!(out, "  node {}: http://{}", node.id.0, node.http_addr)?;
+    }
+    let first = nodes[0].http_addr;
+    writeln!(out)?;
+    writeln!(out, "Try:")?;
+    writeln!(
+        out,
+        "  curl -i -X PUT http://{first}/v1/locks/scheduler -d '{{\"holder\": \"web-1\", \"ttl_ms\": 10000}}'"
+    )?;
+    writeln!(out, "  curl -i http://{first}/v1/locks/scheduler")?;
+    writeln!(out)?;
+    writeln!(out, "Ctrl-C stops the cluster.")?;
+    out.flush()?;
+    drop(out);
+
+    crate::signal::stop_requested().await;
+    eprintln!("stopping the cluster");
+    let stops: Vec<_> = nodes
+        .into_iter()
+        .map(|n| tokio::spawn(n.shutdown()))
+        .collect();
+    for stop in stops {
+        let _ = stop.await;
+    }
+    println!("stopped");
+    Ok(())
+}

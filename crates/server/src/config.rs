@@ -1,0 +1,157 @@
+//! What one node is told at start: who it is, where it listens, who its
+//! peers are, and the limits it enforces.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tenure_core::{Micros, NodeId, Timing};
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Every member's peer address (`host:port`, resolved at each connect
+    /// so that DNS names work), this node's included (never dialled).
+    pub peers: BTreeMap<NodeId, String>,
+    pub timing: Timing,
+    pub http: HttpLimits,
+    /// Messages queued for one peer while its connection is slow or down;
+    /// more are dropped (Paxos tolerates loss; the proposer retries).
+    pub peer_queue: usize,
+    /// Writes queued for the committer before `submit` pushes back.
+    pub persist_queue: usize,
+}
+
+impl ServerConfig {
+    pub fn new(id: NodeId, data_dir: PathBuf, peers: BTreeMap<NodeId, String>) -> Self {
+        ServerConfig {
+            id,
+            data_dir,
+            peers,
+            timing: default_timing(),
+            http: HttpLimits::default(),
+            peer_queue: 4_096,
+            persist_queue: 1_024,
+        }
+    }
+
+    pub fn members(&self) -> Vec<NodeId> {
+        self.peers.keys().copied().collect()
+    }
+}
+
+/// The core's default timing, with a shorter request deadline: a client
+/// that gets no quorum should hear `503` in seconds and try elsewhere,
+/// rather than wait for the core's generous default.
+pub fn default_timing() -> Timing {
+    Timing {
+        request_deadline: Micros::from_millis(3_000),
+        ..Timing::default()
+    }
+}
+
+/// Bounds on what HTTP clients may cost a node.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Open client connections; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest `?wait=` a long-poll may ask for.
+    pub max_wait: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain_timeout: Duration,
+    /// How often a watch re-reads a name when nothing woke it.
+    pub watch_fallback: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1_024,
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 4 * 1024,
+            max_wait: Duration::from_secs(300),
+            drain_timeout: Duration::from_secs(5),
+            watch_fallback: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeersError {
+    #[error("peer entry {0:?} is not of the form ID=HOST:PORT")]
+    Shape(String),
+    #[error("peer id {0:?} is not a number between 1 and 65535")]
+    Id(String),
+    #[error("peer address {0:?} is not HOST:PORT")]
+    Address(String),
+    #[error("node id {0} is listed twice")]
+    Duplicate(u16),
+}
+
+/// Parse `1=10.0.0.1:7401,2=10.0.0.2:7401,3=10.0.0.3:7401`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, PeersError> {
+    let mut peers = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| PeersError::Shape(entry.to_string()))?;
+        let id: u16 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| PeersError::Id(id.to_string()))?;
+        let addr = addr.trim();
+        let well_formed = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !well_formed {
+            return Err(PeersError::Address(addr.to_string()));
+        }
+        let addr = addr.to_string();
+        if peers.insert(NodeId(id), addr).is_some() {
+            return Err(PeersError::Duplicate(id));
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_from_the_command_line_form() {
+        let peers = parse_peers("1=127.0.0.1:7401, 2=127.0.0.1:7402,3=[::1]:7403").unwrap();
+        assert_eq!(peers.len(), 3);
+        assert_eq!(peers[&NodeId(3)], "[::1]:7403");
+    }
+
+    #[test]
+    fn malformed_peer_lists_say_which_entry_is_wrong() {
+        assert_eq!(
+            parse_peers("1=127.0.0.1:1,1=127.0.0.1:2"),
+            Err(PeersError::Duplicate(1))
+        );
+        assert!(matches!(
+            parse_peers("x=127.0.0.1:1"),
+            Err(PeersError::Id(_))
+        ));
+        assert!(matches!(
+            parse_peers("0=127.0.0.1:1"),
+            Err(PeersError::Id(_))
+        ));
+        assert!(matches!(
+            parse_peers("1=nohost"),
+            Err(PeersError::Address(_))
+        ));
+        assert!(matches!(
+            parse_peers("127.0.0.1:1"),
+            Err(PeersError::Shape(_))
+        ));
+    }
+}

@@ -1,0 +1,99 @@
+//! Error responses: every refusal is JSON that says what to fix.
+
+use crate::node_loop::CallError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tenure_core::{Failure, InputError};
+
+/// Seconds a client should wait before retrying a 503. One second is long
+/// enough for a restarted peer to reconnect, short against any sane ttl.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>, field: Option<&str>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": error.into(), "field": field }),
+        }
+    }
+
+    /// Unparseable input, or a value out of its allowed range.
+    pub fn bad_request(error: impl Into<String>, field: Option<&str>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, error, field)
+    }
+
+    /// Well-formed JSON of the wrong shape: a missing, unknown or
+    /// wrongly-typed field.
+    pub fn unprocessable(error: impl Into<String>, field: Option<&str>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, field)
+    }
+
+    pub fn too_large(limit_bytes: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit_bytes} bytes"),
+            None,
+        )
+    }
+
+    pub fn input(error: &InputError) -> ApiError {
+        ApiError::bad_request(error.to_string(), Some(error.field()))
+    }
+
+    pub fn call(error: CallError) -> ApiError {
+        let (message, outcome_unknown) = match error {
+            CallError::Failed(Failure::Unavailable { outcome_unknown }) => (
+                "no quorum of nodes answered within the request deadline; retry through any node",
+                outcome_unknown,
+            ),
+            CallError::Failed(Failure::Overloaded) => (
+                "too many requests are queued for this name on this node; retry shortly",
+                false,
+            ),
+            CallError::Stopping => (
+                "this node is shutting down; retry through another node",
+                true,
+            ),
+        };
+        let mut body = json!({ "error": message, "outcome_unknown": outcome_unknown });
+        if outcome_unknown {
+            body["hint"] = json!(
+                "the operation may still take effect: a retried acquire by the same holder \
+                 supersedes it with a higher token; a renewal or release names its token, so \
+                 retrying it is safe"
+            );
+        }
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body,
+        }
+    }
+
+    pub fn internal(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error, None)
+    }
+
+    #[cfg(test)]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}

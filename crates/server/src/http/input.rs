@@ -1,0 +1,264 @@
+//! Parsing what clients send: JSON bodies, query strings, durations.
+//!
+//! Bodies are parsed into a `serde_json::Value` first and checked field by
+//! field, so that every refusal names the field and says what to fix; the
+//! values then go through the core's validating constructors. Nothing
+//! reaches the node loop unless all of it is valid.
+
+use super::error::ApiError;
+use serde_json::{Map, Value};
+use std::time::Duration;
+use tenure_core::{HolderId, LockDelay, Token, Ttl};
+
+pub const BODY_SHAPE: &str =
+    r#"{"holder": "...", "ttl_ms": N, "token": T (to renew), "lock_delay_ms": N (optional)}"#;
+
+/// A validated `PUT /v1/locks/{name}` body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LockRequest {
+    Acquire {
+        holder: HolderId,
+        ttl: Ttl,
+        lock_delay: LockDelay,
+    },
+    Renew {
+        holder: HolderId,
+        token: Token,
+    },
+}
+
+pub fn parse_lock_request(body: &[u8]) -> Result<LockRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            format!("a JSON body is required: {BODY_SHAPE}"),
+            None,
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("malformed JSON ({e}); expected {BODY_SHAPE}"), None)
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::unprocessable(
+            format!("the body must be a JSON object: {BODY_SHAPE}"),
+            None,
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["holder", "ttl_ms", "token", "lock_delay_ms"].contains(&k.as_str()))
+    {
+        return Err(ApiError::unprocessable(
+            format!("unknown field {unknown:?}; expected {BODY_SHAPE}"),
+            Some(unknown),
+        ));
+    }
+    let holder = match fields.get("holder") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::unprocessable(
+                "missing field \"holder\": who is asking, e.g. \"web-3:pid-4242\"",
+                Some("holder"),
+            ))
+        }
+        Some(Value::String(s)) => HolderId::new(s).map_err(|e| ApiError::input(&e))?,
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "\"holder\" must be a string",
+                Some("holder"),
+            ))
+        }
+    };
+    let ttl_ms = whole_number(&fields, "ttl_ms")?;
+    let lock_delay_ms = whole_number(&fields, "lock_delay_ms")?;
+    match whole_number(&fields, "token")? {
+        Some(token) => {
+            if lock_delay_ms.is_some() {
+                return Err(ApiError::unprocessable(
+                    "\"lock_delay_ms\" is set by the acquire; a renewal (with \"token\") cannot change it",
+                    Some("lock_delay_ms"),
+                ));
+            }
+            // A renewal keeps the grant's ttl. A ttl in the body is checked
+            // (a client sending the same body to acquire and renew is
+            // common) but does not change the grant.
+            if let Some(ttl_ms) = ttl_ms {
+                Ttl::from_millis(ttl_ms).map_err(|e| ApiError::input(&e))?;
+            }
+            Ok(LockRequest::Renew {
+                holder,
+                token: Token(token),
+            })
+        }
+        None => {
+            let Some(ttl_ms) = ttl_ms else {
+                return Err(ApiError::unprocessable(
+                    "missing field \"ttl_ms\": how long the lease lasts without renewal, in milliseconds",
+                    Some("ttl_ms"),
+                ));
+            };
+            let ttl = Ttl::from_millis(ttl_ms).map_err(|e| ApiError::input(&e))?;
+            let lock_delay = match lock_delay_ms {
+                Some(ms) => LockDelay::from_millis(ms).map_err(|e| ApiError::input(&e))?,
+                None => LockDelay::NONE,
+            };
+            Ok(LockRequest::Acquire {
+                holder,
+                ttl,
+                lock_delay,
+            })
+        }
+    }
+}
+
+fn whole_number(fields: &Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::unprocessable(
+                format!("\"{field}\" must be a whole, non-negative number (got {v})"),
+                Some(field),
+            )
+        }),
+    }
+}
+
+/// Query parameters, each allowed at most once, unknown ones refused.
+pub fn query_params<'a>(
+    pairs: &'a [(String, String)],
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, ApiError> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in pairs {
+        if !allowed.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "unknown query parameter {key:?}; this route takes: {}",
+                    allowed.join(", ")
+                ),
+                Some(key),
+            ));
+        }
+        if seen.iter().any(|(k, _)| k == key) {
+            return Err(ApiError::bad_request(
+                format!("query parameter {key:?} is given twice"),
+                Some(key),
+            ));
+        }
+        seen.push((key, value));
+    }
+    Ok(seen)
+}
+
+pub fn param<'a>(params: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// `500ms`, `30s`, `2m`: a whole number and a unit.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+pub fn parse_wait(text: &str, max: Duration) -> Result<Duration, ApiError> {
+    let wait = parse_duration(text).ok_or_else(|| {
+        ApiError::bad_request(
+            format!("wait={text:?} is not a duration; write e.g. 500ms, 30s or 2m"),
+            Some("wait"),
+        )
+    })?;
+    if wait > max {
+        return Err(ApiError::bad_request(
+            format!(
+                "wait={text} is longer than the longest allowed, {}s",
+                max.as_secs()
+            ),
+            Some("wait"),
+        ));
+    }
+    Ok(wait)
+}
+
+pub fn parse_token(text: &str) -> Result<Token, ApiError> {
+    text.parse().map(Token).map_err(|_| {
+        ApiError::bad_request(
+            format!("token={text:?} is not a whole number; pass the token of your grant"),
+            Some("token"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn err(body: &str) -> (StatusCode, String) {
+        let e = parse_lock_request(body.as_bytes()).unwrap_err();
+        let status = e.status();
+        (status, format!("{e:?}"))
+    }
+
+    #[test]
+    fn an_acquire_body_parses_with_defaults() {
+        assert_eq!(
+            parse_lock_request(br#"{"holder":"a","ttl_ms":1000}"#).unwrap(),
+            LockRequest::Acquire {
+                holder: HolderId::new("a").unwrap(),
+                ttl: Ttl::from_millis(1000).unwrap(),
+                lock_delay: LockDelay::NONE,
+            }
+        );
+    }
+
+    #[test]
+    fn a_body_with_a_token_is_a_renewal() {
+        assert_eq!(
+            parse_lock_request(br#"{"holder":"a","ttl_ms":1000,"token":7}"#).unwrap(),
+            LockRequest::Renew {
+                holder: HolderId::new("a").unwrap(),
+                token: Token(7),
+            }
+        );
+    }
+
+    #[test]
+    fn each_bad_body_is_refused_naming_its_field() {
+        assert_eq!(err("{").0, StatusCode::BAD_REQUEST);
+        assert_eq!(err("").0, StatusCode::BAD_REQUEST);
+        assert_eq!(err("[1]").0, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, m) = err(r#"{"ttl_ms":1000}"#);
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(m.contains("holder"));
+        let (s, m) = err(r#"{"holder":"a","ttl_ms":"10s"}"#);
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(m.contains("ttl_ms"));
+        let (s, m) = err(r#"{"holder":"a","ttl_ms":1}"#);
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(m.contains("ttl_ms"));
+        let (s, m) = err(r#"{"holder":"a","ttl_ms":1000,"tll":3}"#);
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(m.contains("tll"));
+        let (s, m) = err(r#"{"holder":"a b","ttl_ms":1000}"#);
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(m.contains("holder"));
+        let (_, m) = err(r#"{"holder":"a","ttl_ms":1000,"token":-1}"#);
+        assert!(m.contains("token"));
+    }
+
+    #[test]
+    fn durations_take_ms_s_and_m() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1h"), None);
+        assert!(parse_wait("10m", Duration::from_secs(300)).is_err());
+    }
+}

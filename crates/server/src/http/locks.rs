@@ -1,0 +1,288 @@
+//! `/v1/locks/{name}`: acquire, renew, release and read, and how each core
+//! outcome maps to HTTP.
+
+use super::error::ApiError;
+use super::input::{self, LockRequest};
+use super::{wait, watch, AppState, OpLabel};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tenure_core::{HolderId, LeaseName, LeaseView, Op, Outcome, Token, Ttl};
+
+type Params = Query<Vec<(String, String)>>;
+type ParamsRejection = axum::extract::rejection::QueryRejection;
+
+pub async fn put_lock(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Params, ParamsRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (label, result) = put_inner(&app, &name, params, body).await;
+    labelled(label, result)
+}
+
+async fn put_inner(
+    app: &AppState,
+    name: &str,
+    params: Result<Params, ParamsRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> (&'static str, Result<Response, ApiError>) {
+    let parsed = (|| {
+        let name = LeaseName::new(name).map_err(|e| ApiError::input(&e))?;
+        let pairs = query_pairs(params)?;
+        let params = input::query_params(&pairs, &["wait"])?;
+        let wait = input::param(&params, "wait")
+            .map(|w| input::parse_wait(w, app.limits.max_wait))
+            .transpose()?;
+        let body = body.map_err(|e| body_rejection(e, app.limits.max_body_bytes))?;
+        let request = input::parse_lock_request(&body)?;
+        Ok::<_, ApiError>((name, wait, request))
+    })();
+    let (name, wait, request) = match parsed {
+        Ok(p) => p,
+        Err(e) => return ("acquire", Err(e)),
+    };
+    match request {
+        LockRequest::Renew { holder, token } => {
+            if wait.is_some() {
+                return (
+                    "renew",
+                    Err(ApiError::bad_request(
+                        "wait applies to an acquire; a renewal (with \"token\") answers at once",
+                        Some("wait"),
+                    )),
+                );
+            }
+            let op = Op::Renew {
+                holder: holder.clone(),
+                token,
+            };
+            let result = match app.call(name, op).await {
+                Ok(Outcome::Renewed { token, ttl }) => {
+                    Ok(grant(StatusCode::OK, &holder, token, ttl))
+                }
+                Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(ApiError::call(e)),
+            };
+            ("renew", result)
+        }
+        LockRequest::Acquire {
+            holder,
+            ttl,
+            lock_delay,
+        } => {
+            let op = Op::Acquire {
+                holder: holder.clone(),
+                ttl,
+                lock_delay,
+            };
+            let outcome = match wait {
+                Some(wait) => wait::acquire_waiting(app, &name, op, wait).await,
+                None => app.call(name, op).await,
+            };
+            let result = match outcome {
+                Ok(Outcome::Granted { token, ttl }) => {
+                    Ok(grant(StatusCode::CREATED, &holder, token, ttl))
+                }
+                Ok(Outcome::Conflict(view)) => Ok(conflict(&view, None)),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(ApiError::call(e)),
+            };
+            ("acquire", result)
+        }
+    }
+}
+
+pub async fn delete_lock(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Params, ParamsRejection>,
+) -> Response {
+    let parsed = (|| {
+        let name = LeaseName::new(&name).map_err(|e| ApiError::input(&e))?;
+        let pairs = query_pairs(params)?;
+        let params = input::query_params(&pairs, &["holder", "token"])?;
+        let holder = input::param(&params, "holder").ok_or_else(|| {
+            ApiError::bad_request(
+                "missing query parameter holder: DELETE /v1/locks/{name}?holder=H&token=T",
+                Some("holder"),
+            )
+        })?;
+        let holder = HolderId::new(holder).map_err(|e| ApiError::input(&e))?;
+        let token = input::param(&params, "token").ok_or_else(|| {
+            ApiError::bad_request(
+                "missing query parameter token: the token of the grant to release",
+                Some("token"),
+            )
+        })?;
+        let token = input::parse_token(token)?;
+        Ok::<_, ApiError>((name, holder, token))
+    })();
+    let result = match parsed {
+        Err(e) => Err(e),
+        Ok((name, holder, token)) => {
+            let op = Op::Release {
+                holder: holder.clone(),
+                token,
+            };
+            match app.call(name, op).await {
+                Ok(Outcome::Released { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
+                Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(ApiError::call(e)),
+            }
+        }
+    };
+    labelled("release", result)
+}
+
+pub async fn get_lock(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Params, ParamsRejection>,
+) -> Response {
+    let parsed = (|| {
+        let name = LeaseName::new(&name).map_err(|e| ApiError::input(&e))?;
+        let pairs = query_pairs(params)?;
+        let params = input::query_params(&pairs, &["watch"])?;
+        let watching = match input::param(&params, "watch") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    format!("watch={other:?}: write watch=true to stream changes"),
+                    Some("watch"),
+                ))
+            }
+        };
+        Ok::<_, ApiError>((name, watching))
+    })();
+    let result = match parsed {
+        Err(e) => Err(e),
+        Ok((name, true)) => return labelled("watch", Ok(watch::stream(app, name))),
+        Ok((name, false)) => match app.call(name, Op::Read).await {
+            Ok(Outcome::Observed(view)) => Ok(observed(&view)),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(ApiError::call(e)),
+        },
+    };
+    labelled("read", result)
+}
+
+fn labelled(label: &'static str, result: Result<Response, ApiError>) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(OpLabel(label));
+    response
+}
+
+fn query_pairs(params: Result<Params, ParamsRejection>) -> Result<Vec<(String, String)>, ApiError> {
+    params
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}"), None))
+}
+
+fn body_rejection(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(limit)
+    } else {
+        ApiError::bad_request(format!("could not read the body: {rejection}"), None)
+    }
+}
+
+fn unexpected(outcome: &Outcome) -> ApiError {
+    ApiError::internal(format!("unexpected outcome {outcome:?}"))
+}
+
+fn grant(status: StatusCode, holder: &HolderId, token: Token, ttl: Ttl) -> Response {
+    (
+        status,
+        axum::Json(json!({
+            "token": token.0,
+            "holder": holder.as_str(),
+            "ttl_ms": ttl.as_millis(),
+        })),
+    )
+        .into_response()
+}
+
+/// A view as a JSON object: the state, and who, which token, how long.
+pub fn view_json(view: &LeaseView) -> serde_json::Value {
+    match view {
+        LeaseView::Held {
+            holder,
+            token,
+            ttl,
+            remaining,
+        } => json!({
+            "state": "held",
+            "holder": holder.as_str(),
+            "token": token.0,
+            "remaining_ms": remaining.ceil_millis(),
+            "ttl_ms": ttl.as_millis(),
+        }),
+        LeaseView::LockDelayed {
+            holder,
+            token,
+            remaining,
+        } => json!({
+            "state": "lock_delayed",
+            "holder": holder.as_str(),
+            "token": token.0,
+            "remaining_ms": remaining.ceil_millis(),
+        }),
+        LeaseView::Free { token } => json!({
+            "state": "free",
+            "holder": null,
+            "token": token.0,
+            "remaining_ms": 0,
+        }),
+    }
+}
+
+/// `409`: who holds the name, with which token, for how long; and, for a
+/// renewal or release (`mine`), why the caller's grant is not current.
+fn conflict(view: &LeaseView, mine: Option<(&HolderId, Token)>) -> Response {
+    let mut body = view_json(view);
+    let error = match (view, mine) {
+        (LeaseView::Held { holder, token, .. }, None) => {
+            format!("held by {holder} with token {token}")
+        }
+        (LeaseView::LockDelayed { holder, .. }, None) => format!(
+            "the lease expired without a release and is in its lock-delay: only {holder} may acquire it until remaining_ms passes"
+        ),
+        (LeaseView::Free { .. }, None) => "the lease could not be granted".to_string(),
+        (_, Some((holder, token))) => match view {
+            LeaseView::Free { .. } => format!(
+                "grant {token} of {holder} is no longer current: the lease is free (released or expired); acquire it anew"
+            ),
+            LeaseView::Held { holder: h, token: t, .. }
+            | LeaseView::LockDelayed { holder: h, token: t, .. } => format!(
+                "grant {token} of {holder} is not the current grant: {h} holds token {t}"
+            ),
+        },
+    };
+    body["error"] = json!(error);
+    (StatusCode::CONFLICT, axum::Json(body)).into_response()
+}
+
+/// A read: `200` when held, `404` when nobody holds the name (lock-delayed
+/// included), with the last token either way.
+fn observed(view: &LeaseView) -> Response {
+    let status = match view {
+        LeaseView::Held { .. } => StatusCode::OK,
+        LeaseView::Free { .. } | LeaseView::LockDelayed { .. } => StatusCode::NOT_FOUND,
+    };
+    let mut body = view_json(view);
+    if let LeaseView::Free { .. } = view {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("holder");
+            o.remove("remaining_ms");
+        }
+    }
+    (status, axum::Json(body)).into_response()
+}

@@ -1,0 +1,104 @@
+//! The client API: axum routes on a hyper connection loop that bounds
+//! connections and header read time.
+//!
+//! - `locks`: `PUT`/`DELETE`/`GET /v1/locks/{name}` and outcome mapping.
+//! - `wait`: `?wait=` long-polls on a per-name wakeup.
+//! - `watch`: `?watch=true` NDJSON streams.
+//! - `status`: `/v1/cluster`, `/metrics`, `/healthz`.
+//! - `input`, `error`: what clients send, and what refusals say.
+//! - `serve`: the accept loop and graceful shutdown.
+
+mod error;
+mod input;
+mod locks;
+mod serve;
+mod status;
+mod wait;
+mod watch;
+
+pub use serve::serve;
+
+use crate::config::HttpLimits;
+use crate::metrics::Metrics;
+use crate::node_loop::{CallError, NodeHandle};
+use crate::peer::PeerView;
+use crate::wakeups::Wakeups;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenure_core::{Failure, LeaseName, Op, Outcome};
+use tokio::sync::watch as signal;
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub node: NodeHandle,
+    pub wakeups: Wakeups,
+    pub metrics: Arc<Metrics>,
+    pub peers: PeerView,
+    pub incarnation: u32,
+    pub limits: HttpLimits,
+    /// A backstop on one call to the node loop: the core fails a request at
+    /// its own deadline, so this only fires if the loop is wedged.
+    pub call_timeout: Duration,
+    /// Flips to true at shutdown: long-polls and watches end.
+    pub stop: signal::Receiver<bool>,
+}
+
+impl AppState {
+    pub async fn call(&self, name: LeaseName, op: Op) -> Result<Outcome, CallError> {
+        match tokio::time::timeout(self.call_timeout, self.node.call(name, op)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Failed(Failure::Unavailable {
+                outcome_unknown: true,
+            })),
+        }
+    }
+}
+
+/// The operation a response answered, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct OpLabel(pub &'static str);
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.limits.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/locks/{*name}",
+            put(locks::put_lock)
+                .delete(locks::delete_lock)
+                .get(locks::get_lock),
+        )
+        .route("/v1/cluster", get(status::cluster))
+        .route("/metrics", get(status::metrics))
+        .route("/healthz", get(status::healthz))
+        .fallback(status::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+/// Count every response by operation and status, with its latency.
+async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let fallback = match (request.method().as_str(), request.uri().path()) {
+        (_, p) if !p.starts_with("/v1/locks/") => "other",
+        ("PUT", _) => "acquire",
+        ("DELETE", _) => "release",
+        ("GET", _) => "read",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let op = response
+        .extensions()
+        .get::<OpLabel>()
+        .map_or(fallback, |l| l.0);
+    state
+        .metrics
+        .http_request(op, response.status().as_u16(), started.elapsed());
+    response
+}

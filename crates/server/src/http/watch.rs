@@ -1,0 +1,102 @@
+//! `GET /v1/locks/{name}?watch=true`: an NDJSON stream of the name's state,
+//! one line at the start and one at every change of holder or token.
+//!
+//! Each line comes from a linearizable read. The stream re-reads when this
+//! node sees the name change, when the current lease's remaining time runs
+//! out (an expiry changes nothing on disk, so nothing else would wake it),
+//! and every `watch_fallback` for changes made by rounds this node took no
+//! part in.
+
+use super::locks::view_json;
+use super::AppState;
+use axum::body::{Body, Bytes};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::Duration;
+use tenure_core::{LeaseName, LeaseView, Op, Outcome};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Lines buffered for a slow reader before the watch waits on it.
+const LINES_BUFFERED: usize = 16;
+/// After a failed read, wait this long before trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+const EXPIRY_SLACK: Duration = Duration::from_millis(5);
+
+pub fn stream(app: AppState, name: LeaseName) -> Response {
+    let (lines, rx) = mpsc::channel::<Bytes>(LINES_BUFFERED);
+    tokio::spawn(watch(app, name, lines));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok::<_, Infallible>(line), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// What makes a line worth sending: a change of state, holder or token.
+type Key = (&'static str, Option<String>, u64);
+
+async fn watch(app: AppState, name: LeaseName, lines: mpsc::Sender<Bytes>) {
+    let mut stop = app.stop.clone();
+    let mut last: Option<Key> = None;
+    loop {
+        let wakeup = app.wakeups.subscribe(&name);
+        let woken = wakeup.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+
+        let (line, key, recheck) = match app.call(name.clone(), Op::Read).await {
+            Ok(Outcome::Observed(view)) => {
+                let recheck = match &view {
+                    LeaseView::Held { remaining, .. }
+                    | LeaseView::LockDelayed { remaining, .. } => {
+                        Duration::from_micros(remaining.0) + EXPIRY_SLACK
+                    }
+                    LeaseView::Free { .. } => app.limits.watch_fallback,
+                };
+                (view_json(&view), key(&view), recheck)
+            }
+            Ok(other) => (
+                json!({ "state": "error", "error": format!("unexpected outcome {other:?}") }),
+                ("error", None, 0),
+                RETRY_AFTER_FAILURE,
+            ),
+            Err(e) => (
+                json!({ "state": "unavailable", "error": e.to_string() }),
+                ("unavailable", None, 0),
+                RETRY_AFTER_FAILURE,
+            ),
+        };
+        if last.as_ref() != Some(&key) {
+            let mut bytes = line.to_string().into_bytes();
+            bytes.push(b'\n');
+            if lines.send(Bytes::from(bytes)).await.is_err() {
+                return; // The client went away.
+            }
+            last = Some(key);
+        }
+        let wake_at = Instant::now() + recheck.min(app.limits.watch_fallback);
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+            () = lines.closed() => return,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn key(view: &LeaseView) -> Key {
+    match view {
+        LeaseView::Held { holder, token, .. } => ("held", Some(holder.to_string()), token.0),
+        LeaseView::LockDelayed { holder, token, .. } => {
+            ("lock_delayed", Some(holder.to_string()), token.0)
+        }
+        LeaseView::Free { token } => ("free", None, token.0),
+    }
+}

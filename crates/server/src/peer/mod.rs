@@ -1,0 +1,150 @@
+//! The peer transport: TCP between nodes, one outbound connection per peer.
+//!
+//! Each node dials every other member and only ever WRITES on the
+//! connection it dialled; it READS on the connections others dialled to it.
+//! So each direction between two nodes is one connection, owned by one
+//! task, and there is nothing to de-duplicate.
+//!
+//! Loss is fine (the proposer retries on its phase timer), so every queue
+//! here is bounded and drops when full; what must never happen is a node
+//! blocking on a slow peer.
+
+pub mod frame;
+mod inbound;
+mod outbound;
+
+use crate::metrics::Metrics;
+use crate::node_loop::PeerEvent;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tenure_core::{Message, NodeId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// What the transport knows of one peer's reachability.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    /// Our connection to the peer is up (hello sent, no error since).
+    connected: AtomicBool,
+    /// When the peer last sent us a message on its connection to us.
+    last_heard: Mutex<Option<Instant>>,
+}
+
+impl LinkState {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+
+    pub fn last_heard(&self) -> Option<Duration> {
+        let at = *self.last_heard.lock().unwrap_or_else(|e| e.into_inner());
+        at.map(|t| t.elapsed())
+    }
+
+    fn heard(&self) {
+        *self.last_heard.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+}
+
+/// A read-only view of every member's link, for `/v1/cluster` and metrics.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    pub me: NodeId,
+    pub members: BTreeMap<NodeId, (String, Arc<LinkState>)>,
+}
+
+impl PeerView {
+    /// Members this node can currently send to, itself included.
+    pub fn reachable(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|(id, (_, link))| **id == self.me || link.connected())
+            .count()
+    }
+
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::from(
+            "# HELP tenure_peer_connected Whether this node's connection to a peer is up.\n\
+             # TYPE tenure_peer_connected gauge\n",
+        );
+        for (id, (_, link)) in &self.members {
+            if *id != self.me {
+                out.push_str(&format!(
+                    "tenure_peer_connected{{peer=\"{}\"}} {}\n",
+                    id.0,
+                    u8::from(link.connected())
+                ));
+            }
+        }
+        out
+    }
+}
+
+struct Link {
+    queue: mpsc::Sender<Message>,
+}
+
+/// The sending side, owned by the node loop.
+pub struct PeerNet {
+    links: BTreeMap<NodeId, Link>,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerNet {
+    /// Hand `message` to `to`'s connection task; dropped if its queue is
+    /// full (the peer is slow or unreachable).
+    pub fn send(&self, to: NodeId, message: Message) {
+        let Some(link) = self.links.get(&to) else {
+            return; // Not a member: the core never asks this.
+        };
+        if link.queue.try_send(message).is_err() {
+            self.metrics.peer_dropped(to.0);
+        }
+    }
+}
+
+/// Start the transport: an accept loop on `listener`, and one dialling task
+/// per other member. Peer messages are delivered into `events`.
+pub fn start(
+    me: NodeId,
+    peers: &BTreeMap<NodeId, String>,
+    listener: TcpListener,
+    events: mpsc::Sender<PeerEvent>,
+    queue_bound: usize,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> (PeerNet, PeerView) {
+    let mut links = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for (&id, addr) in peers {
+        let state = Arc::new(LinkState::default());
+        members.insert(id, (addr.clone(), state.clone()));
+        if id == me {
+            continue; // The core delivers a node's messages to itself.
+        }
+        let (tx, rx) = mpsc::channel(queue_bound.max(1));
+        links.insert(id, Link { queue: tx });
+        tokio::spawn(outbound::run(
+            me,
+            id,
+            addr.clone(),
+            rx,
+            state,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let view = PeerView { me, members };
+    tokio::spawn(inbound::accept_loop(
+        listener,
+        view.clone(),
+        events,
+        shutdown,
+    ));
+    (PeerNet { links, metrics }, view)
+}

@@ -1,0 +1,169 @@
+//! One task per peer: dial, say hello, then write queued messages; on any
+//! error, reconnect after a jittered, growing pause.
+
+use super::frame::{self, Body, Frame, PROTOCOL_VERSION};
+use super::LinkState;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tenure_core::{Message, NodeId};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::FramedWrite;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Short: a restarted peer should be back in the quorum within a second.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A peer that stops reading must not hold messages forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages written before one flush.
+const MAX_WRITE_BATCH: usize = 256;
+
+pub(super) async fn run(
+    me: NodeId,
+    peer: NodeId,
+    addr: String,
+    mut queue: mpsc::Receiver<Message>,
+    link: Arc<LinkState>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut was_up = false;
+    loop {
+        // While not connected, whatever is queued is lost, as it would be on
+        // the wire: fresh messages must not queue behind stale ones.
+        let stream = tokio::select! {
+            s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)) => s,
+            () = discard(&mut queue, &metrics, peer) => return,
+            _ = shutdown.changed() => return,
+        };
+        match stream {
+            Ok(Ok(stream)) => {
+                backoff = FIRST_BACKOFF;
+                let result = session(me, peer, stream, &mut queue, &link, &mut shutdown).await;
+                link.set_connected(false);
+                match result {
+                    Ok(()) => return, // Shutdown, or the node loop is gone.
+                    Err(e) => tracing::info!(%peer, %addr, error = %e, "peer link lost"),
+                }
+                was_up = true;
+            }
+            Ok(Err(e)) => {
+                if was_up {
+                    tracing::debug!(%peer, %addr, error = %e, "peer connect failed");
+                }
+            }
+            Err(_) => tracing::debug!(%peer, %addr, "peer connect timed out"),
+        }
+        let pause = jittered(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = discard(&mut queue, &metrics, peer) => return,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn session(
+    me: NodeId,
+    peer: NodeId,
+    stream: TcpStream,
+    queue: &mut mpsc::Receiver<Message>,
+    link: &LinkState,
+    shutdown: &mut watch::Receiver<bool>,
+) -> io::Result<()> {
+    // Paxos messages are small and latency-bound: never wait to coalesce.
+    stream.set_nodelay(true)?;
+    let (mut read, write) = stream.into_split();
+    let mut sink = FramedWrite::new(write, frame::codec());
+    write_frames(&mut sink, [Body::Hello], me).await?;
+    link.set_connected(true);
+    tracing::info!(%peer, "peer link up");
+    let mut probe = [0u8; 64];
+    loop {
+        tokio::select! {
+            message = queue.recv() => {
+                let Some(message) = message else { return Ok(()) };
+                let mut batch = vec![Body::Message(message)];
+                while batch.len() < MAX_WRITE_BATCH {
+                    match queue.try_recv() {
+                        Ok(m) => batch.push(Body::Message(m)),
+                        Err(_) => break,
+                    }
+                }
+                write_frames(&mut sink, batch, me).await?;
+            }
+            // The peer never writes on this connection, so a read returns
+            // only when it closed or died: notice at once, not at the next
+            // write.
+            read = read.read(&mut probe) => {
+                read?;
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection"));
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+async fn write_frames(
+    sink: &mut FramedWrite<
+        tokio::net::tcp::OwnedWriteHalf,
+        tokio_util::codec::LengthDelimitedCodec,
+    >,
+    bodies: impl IntoIterator<Item = Body>,
+    me: NodeId,
+) -> io::Result<()> {
+    let work = async {
+        for body in bodies {
+            let bytes = frame::encode(&Frame {
+                version: PROTOCOL_VERSION,
+                from: me,
+                body,
+            })
+            .map_err(io::Error::other)?;
+            sink.feed(bytes).await?;
+        }
+        SinkExt::<Bytes>::flush(sink).await
+    };
+    tokio::time::timeout(WRITE_TIMEOUT, work)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))?
+}
+
+/// Drop queued messages until the queue closes.
+async fn discard(queue: &mut mpsc::Receiver<Message>, metrics: &Metrics, peer: NodeId) {
+    while queue.recv().await.is_some() {
+        metrics.peer_dropped(peer.0);
+    }
+}
+
+/// A pause in `[d/2, d]`, so that nodes restarted together do not redial in
+/// lockstep.
+fn jittered(d: Duration) -> Duration {
+    let random = RandomState::new().hash_one(std::time::Instant::now());
+    let half = d / 2;
+    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+    half + Duration::from_micros(random % spread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_whole() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_millis(100));
+            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
+        }
+    }
+}

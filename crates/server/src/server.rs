@@ -1,0 +1,226 @@
+//! Starting and stopping one node: open storage, start the node loop, the
+//! peer transport and the HTTP API; stop them in the order that lets rounds
+//! in flight finish.
+
+use crate::clock::Clock;
+use crate::config::ServerConfig;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::node_loop::{Inputs, NodeHandle, NodeLoop};
+use crate::peer;
+use crate::persist::Persist;
+use crate::wakeups::Wakeups;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tenure_core::{ConfigError, Node, NodeId, Rules};
+use tenure_storage::{Committer, OpenError, Recovery, Store};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Client calls queued for the node loop; HTTP handlers wait beyond this.
+const CLIENT_CALLS_QUEUED: usize = 4_096;
+/// Peer messages queued for the node loop; peers' TCP pushes back beyond.
+const PEER_EVENTS_QUEUED: usize = 4_096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid cluster configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot open the data directory {dir}: {source}")]
+    Storage { dir: PathBuf, source: OpenError },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("cannot read a listener's address: {0}")]
+    Address(std::io::Error),
+}
+
+/// The two sockets a node listens on, bound before start so that callers
+/// can learn OS-chosen ports (and pass them to the other nodes) first.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub peer: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(http: impl ToSocketAddrs, peer: impl ToSocketAddrs) -> std::io::Result<Self> {
+        Ok(Listeners {
+            http: TcpListener::bind(http).await?,
+            peer: TcpListener::bind(peer).await?,
+        })
+    }
+}
+
+/// A started node.
+pub struct Running {
+    pub id: NodeId,
+    pub http_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub incarnation: u32,
+    stop_http: watch::Sender<bool>,
+    stop_node: watch::Sender<bool>,
+    stop_peers: watch::Sender<bool>,
+    http_task: JoinHandle<()>,
+    node_task: JoinHandle<Persist>,
+}
+
+impl Running {
+    /// The line operators and tests wait for.
+    pub fn banner(&self) -> String {
+        format!(
+            "tenure node {} http={} peer={} incarnation={}",
+            self.id.0, self.http_addr, self.peer_addr, self.incarnation
+        )
+    }
+
+    /// Stop accepting clients, let rounds in flight finish (bounded), make
+    /// every write durable, close storage.
+    pub async fn shutdown(self) {
+        let _ = self.stop_http.send(true);
+        if let Err(e) = self.http_task.await {
+            tracing::warn!(error = %e, "http task ended abnormally");
+        }
+        // Peers stay connected until the loop has drained: the rounds still
+        // in flight need them.
+        let _ = self.stop_node.send(true);
+        let persist = self.node_task.await;
+        let _ = self.stop_peers.send(true);
+        match persist {
+            Ok(persist) => {
+                if let Err(e) = tokio::task::spawn_blocking(move || persist.shutdown()).await {
+                    tracing::warn!(error = %e, "storage shutdown failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "node loop ended abnormally"),
+        }
+        tracing::info!(node = self.id.0, "stopped");
+    }
+}
+
+pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running, StartError> {
+    let members = config.members();
+    // Check the configuration before storage bumps the incarnation for a
+    // start that would fail anyway.
+    Node::new(
+        core_config(&config, members.clone(), 1),
+        [],
+        tenure_core::Instant::ZERO,
+    )?;
+    let http_addr = listeners.http.local_addr().map_err(StartError::Address)?;
+    let peer_addr = listeners.peer.local_addr().map_err(StartError::Address)?;
+
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let open_dir = dir.clone();
+    let (store, recovered) = tokio::task::spawn_blocking(move || Store::open(&open_dir))
+        .await?
+        .map_err(|source| StartError::Storage { dir, source })?;
+    let incarnation = recovered.incarnation;
+    match store.recovery() {
+        Recovery::Clean => {}
+        Recovery::Repaired => tracing::info!(
+            store = store.location(),
+            "the last run did not close the store; it was verified and repaired, nothing lost"
+        ),
+        Recovery::RolledBack => tracing::error!(
+            store = store.location(),
+            "the store's newest commit failed verification and was rolled back to the one before; \
+             expected after a power cut during a commit, but it may also be bit rot: see docs/storage.md"
+        ),
+    }
+
+    let clock = Clock::new();
+    let node = Node::new(
+        core_config(&config, members, incarnation),
+        recovered.records,
+        clock.now(),
+    )?;
+    let metrics = Arc::new(Metrics::new());
+    let (persist, acks) = Persist::new(
+        Committer::spawn(store, config.persist_queue),
+        metrics.clone(),
+    );
+
+    let (stop_http, stop_http_rx) = watch::channel(false);
+    let (stop_node, stop_node_rx) = watch::channel(false);
+    let (stop_peers, stop_peers_rx) = watch::channel(false);
+    let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENTS_QUEUED);
+    let (call_tx, call_rx) = mpsc::channel(CLIENT_CALLS_QUEUED);
+
+    let (net, view) = peer::start(
+        config.id,
+        &config.peers,
+        listeners.peer,
+        peer_tx,
+        config.peer_queue,
+        metrics.clone(),
+        stop_peers_rx,
+    );
+    let wakeups = Wakeups::new();
+    let node_loop = NodeLoop::new(node, clock, persist, net, wakeups.clone(), metrics.clone());
+    let node_task = tokio::spawn(node_loop.run(Inputs {
+        calls: call_rx,
+        peers: peer_rx,
+        acks,
+        stop: stop_node_rx,
+        drain: config.http.drain_timeout,
+    }));
+
+    let request_deadline = Duration::from_micros(config.timing.request_deadline.0);
+    let state = AppState {
+        node: NodeHandle::new(call_tx),
+        wakeups,
+        metrics,
+        peers: view,
+        incarnation,
+        limits: config.http,
+        call_timeout: request_deadline + Duration::from_secs(2),
+        stop: stop_http_rx.clone(),
+    };
+    let http_task = tokio::spawn(http::serve(
+        listeners.http,
+        http::router(state),
+        config.http,
+        stop_http_rx,
+    ));
+    tracing::info!(node = config.id.0, %http_addr, %peer_addr, incarnation, "started");
+    Ok(Running {
+        id: config.id,
+        http_addr,
+        peer_addr,
+        incarnation,
+        stop_http,
+        stop_node,
+        stop_peers,
+        http_task,
+        node_task,
+    })
+}
+
+fn core_config(
+    config: &ServerConfig,
+    members: Vec<NodeId>,
+    incarnation: u32,
+) -> tenure_core::Config {
+    tenure_core::Config {
+        node: config.id,
+        incarnation,
+        members,
+        rules: Rules::default(),
+        timing: config.timing,
+        // Only the backoff jitter depends on it: any per-process randomness.
+        seed: RandomState::new().hash_one(std::process::id()),
+    }
+}
