@@ -218,6 +218,7 @@ mod tests {
         LeaseValue {
             token: Token(token),
             grant: None,
+            ..LeaseValue::default()
         }
     }
     fn t(ms: u64) -> Instant {

@@ -6,6 +6,7 @@
 //! `docs/safety.md`). A lease counts as expired only when `age ≥ ttl·(1+ρ)`,
 //! which guarantees at least `ttl` of real time has passed.
 
+use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
 use crate::input::{HolderId, LockDelay, Ttl};
 use crate::time::{DriftBound, Instant, Micros};
@@ -41,6 +42,48 @@ pub struct LeaseValue {
     /// The latest grant, until it is released. A grant past its ttl stays
     /// here (expired) until someone acquires or releases.
     pub grant: Option<Grant>,
+    /// Which rounds wrote this value and its recent ancestors; lets a round
+    /// that retries find out whether its earlier attempt already took effect.
+    pub writes: WriteLog,
+}
+
+/// How many recent writes a value remembers.
+pub const REMEMBERED_WRITES: usize = 4;
+
+/// The number of value-changing rounds a register has seen, and the ballots
+/// at which the last [`REMEMBERED_WRITES`] of them were proposed.
+///
+/// A round that sent a value-changing accept and then had to retry cannot
+/// simply apply its operations again: its first attempt may have been
+/// accepted and adopted (an acquire would then grant twice, a release would
+/// report a conflict with itself). Ballots are unique, so finding its own
+/// ballot here tells it exactly whether that attempt took effect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteLog {
+    pub count: u64,
+    pub recent: [Ballot; REMEMBERED_WRITES],
+}
+
+impl WriteLog {
+    /// The log after one more write, proposed at `ballot`.
+    pub fn after(&self, ballot: Ballot) -> WriteLog {
+        let count = self.count + 1;
+        let mut recent = self.recent;
+        recent[(count % REMEMBERED_WRITES as u64) as usize] = ballot;
+        WriteLog { count, recent }
+    }
+
+    /// Whether write number `number` was the one proposed at `ballot`:
+    /// `Some(true)` or `Some(false)`, or `None` when it is too long ago to tell.
+    pub fn wrote(&self, number: u64, ballot: Ballot) -> Option<bool> {
+        if number > self.count {
+            return Some(false);
+        }
+        if self.count - number >= REMEMBERED_WRITES as u64 {
+            return None;
+        }
+        Some(self.recent[(number % REMEMBERED_WRITES as u64) as usize] == ballot)
+    }
 }
 
 /// What a client asks of a name's register.
@@ -179,24 +222,33 @@ pub fn apply(value: &LeaseValue, age: Micros, op: &Op, rules: &Rules) -> (Change
             if !may_grant {
                 return (Change::Unchanged, Outcome::Conflict(current));
             }
-            let regrant = matches!(&current, LeaseView::Held { holder: h, .. } if h == holder);
-            let token = if regrant && rules.bugs.has(Bug::NoTokenBump) {
+            // A grant the holder may still be using. A new grant to the same
+            // holder replaces it, possibly without the holder's knowledge (a
+            // delayed or retried acquire), so it must not end any sooner:
+            // it keeps at least the old ttl, counted from a later start.
+            let superseded = match &current {
+                LeaseView::Held { holder: h, .. } if h == holder => value.grant.as_ref(),
+                _ => None,
+            };
+            let token = if superseded.is_some() && rules.bugs.has(Bug::NoTokenBump) {
                 value.token
             } else {
                 Token(next_token)
+            };
+            let (ttl, lock_delay) = match superseded {
+                Some(old) => ((*ttl).max(old.ttl), (*lock_delay).max(old.lock_delay)),
+                None => (*ttl, *lock_delay),
             };
             let granted = LeaseValue {
                 token,
                 grant: Some(Grant {
                     holder: holder.clone(),
-                    ttl: *ttl,
-                    lock_delay: *lock_delay,
+                    ttl,
+                    lock_delay,
                 }),
+                writes: value.writes.clone(),
             };
-            (
-                Change::Fresh(granted),
-                Outcome::Granted { token, ttl: *ttl },
-            )
+            (Change::Fresh(granted), Outcome::Granted { token, ttl })
         }
         Op::Renew { holder, token } => match &current {
             LeaseView::Held {
@@ -220,6 +272,7 @@ pub fn apply(value: &LeaseValue, age: Micros, op: &Op, rules: &Rules) -> (Change
                 Change::Fresh(LeaseValue {
                     token: value.token,
                     grant: None,
+                    writes: value.writes.clone(),
                 }),
                 Outcome::Released { token: *token },
             ),
@@ -278,6 +331,7 @@ mod tests {
                 ttl: ttl(ttl_ms),
                 lock_delay: LockDelay::NONE,
             }),
+            writes: WriteLog::default(),
         }
     }
     fn ms(n: u64) -> Micros {
@@ -319,13 +373,39 @@ mod tests {
 
     #[test]
     fn acquire_by_the_holder_supersedes_its_grant_with_a_higher_token() {
-        let (change, outcome) = apply(&held_by("a", 4, 1000), ms(10), &acquire("a", 500), RHO);
-        assert_eq!(change, Change::Fresh(held_by("a", 5, 500)));
+        let (change, outcome) = apply(&held_by("a", 4, 1000), ms(10), &acquire("a", 2000), RHO);
+        assert_eq!(change, Change::Fresh(held_by("a", 5, 2000)));
         assert_eq!(
             outcome,
             Outcome::Granted {
                 token: Token(5),
-                ttl: ttl(500)
+                ttl: ttl(2000)
+            }
+        );
+    }
+
+    #[test]
+    fn a_regrant_to_the_holder_never_shortens_its_lease() {
+        // Pins a bug the simulator found (seed 175): a long-delayed acquire
+        // by the holder, with a short ttl, superseded the holder's later
+        // long grant; the short grant expired and another holder got the
+        // lease while the first still, rightly, believed it held it.
+        let (change, outcome) = apply(&held_by("a", 7, 275), ms(60), &acquire("a", 27), RHO);
+        assert_eq!(change, Change::Fresh(held_by("a", 8, 275)));
+        assert_eq!(
+            outcome,
+            Outcome::Granted {
+                token: Token(8),
+                ttl: ttl(275)
+            }
+        );
+        // Once the old grant has expired, the new ttl is the asked one.
+        let (_, outcome) = apply(&held_by("a", 7, 275), ms(400), &acquire("a", 27), RHO);
+        assert_eq!(
+            outcome,
+            Outcome::Granted {
+                token: Token(8),
+                ttl: ttl(27)
             }
         );
     }
@@ -471,7 +551,8 @@ mod tests {
             released,
             LeaseValue {
                 token: Token(8),
-                grant: None
+                grant: None,
+                writes: WriteLog::default(),
             }
         );
         let (_, next) = apply(&released, Micros::ZERO, &acquire("b", 1000), RHO);
@@ -493,6 +574,25 @@ mod tests {
         // ttl has passed in real time.
         let real = (deadline.since(sent).0 as f64) / (1.0 - 1e-3);
         assert!(real < 1_000_000.0);
+    }
+
+    #[test]
+    fn the_write_log_tells_whether_a_recent_write_was_a_given_ballot() {
+        let b = |c| Ballot {
+            counter: c,
+            node: 1,
+            incarnation: 1,
+        };
+        let mut log = WriteLog::default();
+        for c in 1..=6 {
+            log = log.after(b(c));
+        }
+        assert_eq!(log.count, 6);
+        assert_eq!(log.wrote(6, b(6)), Some(true));
+        assert_eq!(log.wrote(3, b(3)), Some(true));
+        assert_eq!(log.wrote(3, b(4)), Some(false));
+        assert_eq!(log.wrote(7, b(7)), Some(false), "not written yet");
+        assert_eq!(log.wrote(2, b(2)), None, "forgotten");
     }
 
     #[test]

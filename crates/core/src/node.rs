@@ -203,6 +203,11 @@ impl Node {
         self.last_write - self.durable_through
     }
 
+    /// Messages waiting for their writes to become durable.
+    pub fn held_messages(&self) -> usize {
+        self.held.len()
+    }
+
     /// This node's acceptor state for `name`, as it would be on disk.
     pub fn acceptor_state(&self, name: &LeaseName) -> Option<Durable> {
         self.acceptor.durable(name)

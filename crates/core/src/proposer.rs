@@ -136,16 +136,40 @@ enum Phase {
     Backoff { above: Ballot },
 }
 
+/// A value-changing accept a round sent: at `ballot`, as write number
+/// `number` of the register, with these outcomes if it took effect.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Attempt {
+    ballot: Ballot,
+    number: u64,
+    outcomes: Vec<Outcome>,
+}
+
+/// Whether a retried round's earlier attempts took effect.
+enum Earlier {
+    NotApplied,
+    Applied(Vec<Outcome>),
+    Unknown,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Round {
     ops: Vec<Pending>,
     phase: Phase,
     /// When the current phase times out (or the backoff ends).
     timer: Instant,
-    /// Whether an accept that changes the value was ever sent this round.
-    wrote: bool,
+    /// Every value-changing accept this round sent, so a retry can tell
+    /// whether one of them already took effect.
+    attempts: Vec<Attempt>,
     /// How many times another proposer's ballot pre-empted this round.
     preempted: u32,
+}
+
+/// Whether an accept proposes a new value (its lease clock starts at
+/// acceptance) or re-proposes one unchanged, carrying its observed age.
+enum Fresh {
+    Yes,
+    No { age: Micros },
 }
 
 enum Next {
@@ -359,7 +383,7 @@ impl Proposer {
                 above: Ballot::ZERO,
             },
             timer: now,
-            wrote: false,
+            attempts: Vec::new(),
             preempted: 0,
         });
         if all_reads {
@@ -371,7 +395,7 @@ impl Proposer {
             if let Some(value) = value {
                 // The fast path: a majority already promised `fast.ballot`
                 // and `fast.value` was the highest value accepted below it.
-                self.accept(now, name, fast.ballot, value, Micros::ZERO, outcomes, fx);
+                self.accept(now, name, fast.ballot, value, Fresh::Yes, outcomes, fx);
                 return;
             }
             // Nothing to write: the cached value may be stale, so the answer
@@ -434,22 +458,27 @@ impl Proposer {
         now: Instant,
         name: &LeaseName,
         ballot: Ballot,
-        value: LeaseValue,
-        age: Micros,
+        mut value: LeaseValue,
+        fresh: Fresh,
         outcomes: Vec<Outcome>,
         fx: &mut Effects,
     ) {
         // Ballots used in an accept are never handed out again.
         self.next_counter = self.next_counter.max(ballot.counter.saturating_add(1));
-        let writes = outcomes.iter().any(|o| {
-            matches!(
-                o,
-                Outcome::Granted { .. } | Outcome::Renewed { .. } | Outcome::Released { .. }
-            )
-        });
-        if let Some(round) = self.names.get_mut(name).and_then(|s| s.round.as_mut()) {
-            round.wrote |= writes;
-        }
+        let age = match fresh {
+            Fresh::Yes => {
+                value.writes = value.writes.after(ballot);
+                if let Some(round) = self.names.get_mut(name).and_then(|s| s.round.as_mut()) {
+                    round.attempts.push(Attempt {
+                        ballot,
+                        number: value.writes.count,
+                        outcomes: outcomes.clone(),
+                    });
+                }
+                Micros::ZERO
+            }
+            Fresh::No { age } => age,
+        };
         let timeout = now.plus(self.timing.phase_timeout);
         fx.sends.push((
             To::All,
@@ -496,9 +525,17 @@ impl Proposer {
         };
         let ballot = *ballot;
         let (value, age, unanimous) = self.highest(promises);
-        let (change, outcomes) = self.apply_ops(name, &value, age);
+        let (change, outcomes) = match self.earlier_attempts(name, &value) {
+            Earlier::NotApplied => self.apply_ops(name, &value, age),
+            // Already part of `value`: applying again would apply twice.
+            Earlier::Applied(outcomes) => (None, outcomes),
+            Earlier::Unknown => {
+                self.fail_round(now, name, true, fx);
+                return;
+            }
+        };
         match change {
-            Some(fresh) => self.accept(now, name, ballot, fresh, Micros::ZERO, outcomes, fx),
+            Some(fresh) => self.accept(now, name, ballot, fresh, Fresh::Yes, outcomes, fx),
             None if unanimous => {
                 // Chosen already and nothing to write: the majority's
                 // promises of `ballot` let the next round skip phase 1.
@@ -512,7 +549,7 @@ impl Proposer {
             }
             // Maybe not chosen yet: propose it again, unchanged, carrying its
             // age so that re-proposing never extends the lease.
-            None => self.accept(now, name, ballot, value, age, outcomes, fx),
+            None => self.accept(now, name, ballot, value, Fresh::No { age }, outcomes, fx),
         }
     }
 
@@ -541,19 +578,8 @@ impl Proposer {
             return;
         };
         if round.ops.iter().any(|p| p.deadline <= now) {
-            let outcome_unknown = round.wrote;
-            let replies: Vec<Reply> = round
-                .ops
-                .iter()
-                .map(|p| Reply {
-                    request: p.request,
-                    result: Err(Failure::Unavailable { outcome_unknown }),
-                })
-                .collect();
-            self.drop_fast_path(name);
-            self.clear_round(name);
-            fx.replies.extend(replies);
-            self.start_round(now, name, fx);
+            let outcome_unknown = !round.attempts.is_empty();
+            self.fail_round(now, name, outcome_unknown, fx);
             return;
         }
         match &round.phase {
@@ -567,6 +593,44 @@ impl Proposer {
                 self.prepare(now, name, Ballot::ZERO, fx);
             }
         }
+    }
+
+    /// End the round without an outcome.
+    fn fail_round(
+        &mut self,
+        now: Instant,
+        name: &LeaseName,
+        outcome_unknown: bool,
+        fx: &mut Effects,
+    ) {
+        self.drop_fast_path(name);
+        let Some(round) = self.clear_round(name) else {
+            return;
+        };
+        fx.replies.extend(round.ops.iter().map(|p| Reply {
+            request: p.request,
+            result: Err(Failure::Unavailable { outcome_unknown }),
+        }));
+        self.start_round(now, name, fx);
+    }
+
+    /// Did an earlier attempt of this round take effect in `value`?
+    fn earlier_attempts(&self, name: &LeaseName, value: &LeaseValue) -> Earlier {
+        let attempts = self
+            .names
+            .get(name)
+            .and_then(|s| s.round.as_ref())
+            .map(|r| r.attempts.as_slice())
+            .unwrap_or_default();
+        let mut verdict = Earlier::NotApplied;
+        for a in attempts {
+            match value.writes.wrote(a.number, a.ballot) {
+                Some(true) => return Earlier::Applied(a.outcomes.clone()),
+                Some(false) => {}
+                None => verdict = Earlier::Unknown,
+            }
+        }
+        verdict
     }
 
     fn finish(

@@ -376,3 +376,45 @@ fn without_a_quorum_a_request_fails_as_unavailable_and_grants_nothing() {
     }
     panic!("the request never failed");
 }
+
+#[test]
+fn a_retried_round_never_applies_its_operations_twice() {
+    // Pins a bug the simulator found (seed 6): a round whose accept was
+    // taken by a majority but whose acknowledgements were lost retried with
+    // a higher ballot, found its own value, and applied the acquire again,
+    // granting token 2 for a single request.
+    let mut c = Cluster::new(3);
+    let request = c.submit(1, "once", acquire("a", 10_000));
+    for _ in 0..100 {
+        c.flush();
+        // Lose every acknowledgement of the first accept.
+        c.net
+            .retain(|(_, _, m)| !matches!(m, Message::Accepted { .. }) || c_has_prepared(m));
+        let Some((from, to, msg)) = c.net.pop_front() else {
+            break;
+        };
+        let now = c.now;
+        c.node(to.0).handle_message(now, from, msg);
+    }
+    // The phase times out; the retry must find the first attempt applied.
+    for _ in 0..20 {
+        if c.replies.iter().any(|(_, r)| r.request == request) {
+            break;
+        }
+        let next = c
+            .nodes
+            .iter()
+            .filter_map(Node::poll_timeout)
+            .min()
+            .expect("a timer");
+        c.advance(next.since(c.now));
+        c.settle();
+    }
+    let outcome = c.take_reply(request).expect("a reply").expect("an outcome");
+    assert_eq!(granted(&outcome), Token(1), "one acquire, one grant");
+}
+
+/// Acknowledgements are dropped only for the first attempt (ballot counter 1).
+fn c_has_prepared(m: &Message) -> bool {
+    matches!(m, Message::Accepted { ballot, .. } if ballot.counter > 1)
+}
