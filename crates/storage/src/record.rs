@@ -178,7 +178,7 @@ mod tests {
                 b,
                 LeaseValue {
                     token: Token(41),
-                    grant: None,
+                    ..LeaseValue::default()
                 },
             )),
         }

@@ -77,6 +77,7 @@ struct Disk {
     sync_hook: Option<SyncHook>,
 }
 
+#[derive(Clone)]
 enum Mutation {
     Write { offset: u64, data: Vec<u8> },
     SetLen(u64),
@@ -93,6 +94,21 @@ impl SimDisk {
         SimBackend {
             disk: self.disk.clone(),
             life: self.lock().life,
+        }
+    }
+
+    /// An independent copy of the disk as it is now (both images, no
+    /// faults armed, counters reset), to replay one history many ways.
+    pub fn fork(&self) -> SimDisk {
+        let disk = self.lock();
+        let copy = Disk {
+            durable: disk.durable.clone(),
+            current: disk.current.clone(),
+            unsynced: disk.unsynced.clone(),
+            ..Disk::default()
+        };
+        SimDisk {
+            disk: Arc::new(Mutex::new(copy)),
         }
     }
 
@@ -153,6 +169,11 @@ impl SimDisk {
 
     pub fn stats(&self) -> DiskStats {
         self.lock().stats
+    }
+
+    /// The length of the durable image, in bytes.
+    pub fn durable_len(&self) -> u64 {
+        self.lock().durable.len() as u64
     }
 
     /// Offsets in the durable image where `needle` occurs.

@@ -15,7 +15,7 @@ use redb::{
 use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tenure_core::{Durable, LeaseName, Write};
 
@@ -23,6 +23,9 @@ const REGISTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("registers"
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 const INCARNATION_KEY: &str = "incarnation";
+/// 1 once a life closed the store, 0 while one has it open. Informational
+/// only: nothing about safety depends on it.
+const CLOSED_KEY: &str = "closed";
 /// The layout of the whole file: which tables, which keys. Bump it, with a
 /// migration, when either changes.
 const FORMAT: u32 = 1;
@@ -45,22 +48,23 @@ pub struct Recovered {
     pub records: Vec<(LeaseName, Durable)>,
 }
 
-/// How the last life of the store ended, as far as the file tells.
+/// How the previous life of the store ended, as far as the file tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recovery {
-    /// Closed cleanly, or new.
+    /// The store is new, or its last user closed it.
     Clean,
     /// The last process stopped without closing the store (a crash, a
-    /// kill). redb verified the checksum of every page reachable from the
-    /// newest commit and rebuilt its free-page lists. Nothing was lost.
+    /// kill). redb verified every page of the newest commit and rebuilt its
+    /// free-page lists: nothing acknowledged was lost.
     Repaired,
-    /// As [`Recovery::Repaired`], but the newest commit failed that
-    /// verification and redb fell back to the commit before it. After a
-    /// power cut during a commit this is expected and harmless: that commit
-    /// never completed its fsync, so nothing in it was acknowledged. The
-    /// same symptom can also be bit rot in the newest commit, which would
-    /// lose acknowledged state; one fsync per commit cannot tell the two
-    /// apart. A node should log this loudly. See docs/storage.md.
+    /// The newest commit failed verification and redb fell back to the
+    /// commit before it. After a power cut during a commit this is expected
+    /// and harmless: that commit never completed its fsync, so nothing in it
+    /// was acknowledged. The same symptom can also be damage to pages only
+    /// the newest commit uses, which would lose acknowledged state; with one
+    /// fsync per commit the two cannot be told apart (two-phase commit can:
+    /// see [`StoreOptions::two_phase_commit`]). A node should log this
+    /// loudly. See docs/storage.md.
     RolledBack,
 }
 
@@ -69,6 +73,12 @@ pub enum Recovery {
 pub struct StoreOptions {
     /// redb's page cache bound, in bytes.
     pub cache_size_bytes: usize,
+    /// Verify the checksum of every page at every open, not only after an
+    /// unclean shutdown. redb trusts the structure of a file it closed
+    /// cleanly; a damaged branch page can then hide a subtree, or point at
+    /// an old copy of a page whose records carry valid checksums of their
+    /// own. Costs one read of the whole file per start.
+    pub verify_pages_on_open: bool,
     /// Commit with two fsyncs instead of one. Then a newest commit that
     /// fails verification is reported as corruption instead of being rolled
     /// back (see [`Recovery::RolledBack`]), at the cost of a second fsync in
@@ -80,6 +90,7 @@ impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions {
             cache_size_bytes: DEFAULT_CACHE_SIZE_BYTES,
+            verify_pages_on_open: true,
             two_phase_commit: false,
         }
     }
@@ -144,43 +155,38 @@ impl StoreOptions {
         location: String,
         create: impl FnOnce(&Builder) -> Result<Database, DatabaseError>,
     ) -> Result<(Store, Recovered), OpenError> {
-        let repair = Arc::new(AtomicU8::new(REPAIR_NONE));
+        let fell_back = Arc::new(AtomicBool::new(false));
         let mut builder = Database::builder();
         builder.set_cache_size(self.cache_size_bytes);
-        let seen = repair.clone();
+        builder.set_check_integrity_on_open(self.verify_pages_on_open);
+        let seen = fell_back.clone();
         builder.set_repair_callback(move |session| {
             // redb calls back at progress 0.3 only when the newest commit
-            // failed verification, just before it falls back to the previous one.
-            let step = if (0.2..0.5).contains(&session.progress()) {
-                REPAIR_FELL_BACK
-            } else {
-                REPAIR_RAN
-            };
-            seen.fetch_max(step, Ordering::Relaxed);
+            // failed verification, just before it falls back to the one
+            // before (pinned by the crash tests).
+            if (0.2..0.5).contains(&session.progress()) {
+                seen.store(true, Ordering::Relaxed);
+            }
         });
 
         let db =
             guarded(&location, || create(&builder))?.map_err(|e| database_error(&location, e))?;
-        let loaded = guarded(&location, || load(&db, &location))??;
-        let incarnation =
-            loaded
-                .incarnation
-                .checked_add(1)
-                .ok_or_else(|| OpenError::IncarnationExhausted {
-                    store: location.clone(),
-                })?;
-        guarded(&location, || {
-            begin_incarnation(&db, incarnation, loaded.fresh, self.two_phase_commit)
-        })?
-        .map_err(|source| OpenError::Write {
-            store: location.clone(),
-            source,
-        })?;
+        let recovered = match recover(&db, &location, self.two_phase_commit) {
+            Ok(recovered) => recovered,
+            Err(error) => {
+                // A panic inside redb may have poisoned its locks, and its
+                // Drop would then panic too: contain that as well.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+                return Err(error);
+            }
+        };
 
-        let recovery = match repair.load(Ordering::Relaxed) {
-            REPAIR_NONE => Recovery::Clean,
-            REPAIR_RAN => Recovery::Repaired,
-            _ => Recovery::RolledBack,
+        let recovery = if fell_back.load(Ordering::Relaxed) {
+            Recovery::RolledBack
+        } else if recovered.closed {
+            Recovery::Clean
+        } else {
+            Recovery::Repaired
         };
         let store = Store {
             db,
@@ -192,16 +198,45 @@ impl StoreOptions {
         Ok((
             store,
             Recovered {
-                incarnation,
-                records: loaded.records,
+                incarnation: recovered.incarnation,
+                records: recovered.records,
             },
         ))
     }
 }
 
-const REPAIR_NONE: u8 = 0;
-const REPAIR_RAN: u8 = 1;
-const REPAIR_FELL_BACK: u8 = 2;
+/// What `recover` found.
+struct Recovering {
+    incarnation: u32,
+    records: Vec<(LeaseName, Durable)>,
+    /// The last life closed the store (or there was none).
+    closed: bool,
+}
+
+/// Load every record, then durably take the next incarnation.
+fn recover(db: &Database, location: &str, two_phase_commit: bool) -> Result<Recovering, OpenError> {
+    let loaded = guarded(location, || load(db, location))??;
+    // Never wrap: incarnation 1 again would let ballots repeat.
+    let incarnation =
+        loaded
+            .incarnation
+            .checked_add(1)
+            .ok_or_else(|| OpenError::IncarnationExhausted {
+                store: location.to_string(),
+            })?;
+    guarded(location, || {
+        begin_incarnation(db, incarnation, loaded.fresh, two_phase_commit)
+    })?
+    .map_err(|source| OpenError::Write {
+        store: location.to_string(),
+        source,
+    })?;
+    Ok(Recovering {
+        incarnation,
+        records: loaded.records,
+        closed: loaded.closed,
+    })
+}
 
 impl Store {
     /// Open or create the store in directory `dir`. Loads every record, and
@@ -242,7 +277,7 @@ impl Store {
         self.stopped.is_some()
     }
 
-    /// How the previous life of this store ended.
+    /// What recovery found in the newest commit.
     pub fn recovery(&self) -> Recovery {
         self.recovery
     }
@@ -278,10 +313,33 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Record a clean close, for [`Recovery::Clean`] next time. A stopped
+    /// store writes nothing more, and a failure here only makes the next
+    /// open report [`Recovery::Repaired`].
+    fn drop(&mut self) {
+        if self.stopped.is_some() {
+            return;
+        }
+        let close = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_two_phase_commit(self.two_phase_commit);
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(CLOSED_KEY, record::encode_u32(CLOSED_KEY, 1).as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        let _ = close();
+    }
+}
+
 /// What the file held before this open.
 struct Loaded {
     /// No tables yet: a new store.
     fresh: bool,
+    closed: bool,
     incarnation: u32,
     records: Vec<(LeaseName, Durable)>,
 }
@@ -308,6 +366,7 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         (None, None) => {
             return Ok(Loaded {
                 fresh: true,
+                closed: true,
                 incarnation: 0,
                 records: Vec::new(),
             })
@@ -333,9 +392,11 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         });
     }
     let incarnation = meta_u32(INCARNATION_KEY)?;
+    let closed = meta_u32(CLOSED_KEY)? == 1;
 
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
-    let mut records = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    // A hint only: a damaged count must not make the open allocate wildly.
+    let mut records = Vec::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
     for entry in registers.iter().map_err(|e| unreadable(e.into()))? {
         let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
         let key = key.value();
@@ -343,8 +404,16 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         let state = record::decode_durable(key, value.value()).map_err(|e| bad_record(key, e))?;
         records.push((name, state));
     }
+    // A record that is silently skipped is a promise forgotten.
+    if records.len() as u64 != count {
+        return Err(corrupt(format!(
+            "its registers table claims {count} records but {} were found",
+            records.len()
+        )));
+    }
     Ok(Loaded {
         fresh: false,
+        closed,
         incarnation,
         records,
     })
@@ -379,6 +448,7 @@ fn begin_incarnation(
         }
         let value = record::encode_u32(INCARNATION_KEY, incarnation);
         meta.insert(INCARNATION_KEY, value.as_slice())?;
+        meta.insert(CLOSED_KEY, record::encode_u32(CLOSED_KEY, 0).as_slice())?;
     }
     txn.commit()?;
     Ok(())
