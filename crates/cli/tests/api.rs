@@ -1,0 +1,365 @@
+//! The HTTP API of a real three-process cluster: grants, conflicts,
+//! renewals, releases, expiry, and refusals of bad input.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn one_holder_is_granted_and_every_node_reports_it_to_others() {
+    let c = Cluster::start();
+    let first = acquire_when_ready(&c.lock_url(1, "scheduler"), "web-1", 10_000);
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(first.body["holder"], "web-1");
+    assert_eq!(first.body["ttl_ms"], 10_000);
+    let t = token(&first);
+
+    let other = acquire(&c.lock_url(2, "scheduler"), "web-2", 10_000);
+    assert_eq!(other.status, 409, "{other:?}");
+    assert_eq!(other.body["holder"], "web-1");
+    assert_eq!(other.body["token"], t);
+    let remaining = other.body["remaining_ms"].as_u64().expect("remaining_ms");
+    assert!(remaining > 0 && remaining <= 10_010, "{other:?}");
+
+    let read = get(&c.lock_url(3, "scheduler"));
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["holder"], "web-1");
+    assert_eq!(read.body["token"], t);
+    assert_eq!(read.body["ttl_ms"], 10_000);
+}
+
+#[test]
+fn an_acquire_by_the_holder_is_a_new_grant_with_a_higher_token() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "job");
+    let first = token(&acquire_when_ready(&url, "a", 10_000));
+    let again = acquire(&c.lock_url(2, "job"), "a", 10_000);
+    assert_eq!(again.status, 201, "{again:?}");
+    assert!(token(&again) > first);
+    // The superseded grant can no longer be renewed.
+    let stale = renew(&url, "a", first);
+    assert_eq!(stale.status, 409, "{stale:?}");
+}
+
+#[test]
+fn a_renewal_keeps_the_token_and_a_stale_token_is_refused() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "renewed");
+    let t = token(&acquire_when_ready(&url, "a", 5_000));
+    let renewed = renew(&url, "a", t);
+    assert_eq!(renewed.status, 200, "{renewed:?}");
+    assert_eq!(token(&renewed), t);
+    assert_eq!(renewed.body["holder"], "a");
+    assert_eq!(renewed.body["ttl_ms"], 5_000);
+    // Through another node too.
+    assert_eq!(renew(&c.lock_url(3, "renewed"), "a", t).status, 200);
+    let wrong_token = renew(&url, "a", t + 1);
+    assert_eq!(wrong_token.status, 409, "{wrong_token:?}");
+    assert_eq!(wrong_token.body["token"], t);
+    let wrong_holder = renew(&url, "b", t);
+    assert_eq!(wrong_holder.status, 409, "{wrong_holder:?}");
+}
+
+#[test]
+fn a_release_frees_the_name_and_the_next_grant_has_a_higher_token() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "released");
+    let t = token(&acquire_when_ready(&url, "a", 10_000));
+    let not_mine = release(&c.lock_url(2, "released"), "b", t);
+    assert_eq!(not_mine.status, 409, "{not_mine:?}");
+    let released = release(&c.lock_url(2, "released"), "a", t);
+    assert_eq!(released.status, 204, "{released:?}");
+    let free = get(&c.lock_url(3, "released"));
+    assert_eq!(free.status, 404, "{free:?}");
+    assert_eq!(free.body["token"], t);
+    let next = acquire(&c.lock_url(3, "released"), "b", 10_000);
+    assert_eq!(next.status, 201, "{next:?}");
+    assert_eq!(token(&next), t + 1);
+    // Releasing the old grant again changes nothing.
+    assert_eq!(release(&url, "a", t).status, 409);
+    assert_eq!(get(&url).body["holder"], "b");
+}
+
+#[test]
+fn a_lease_nobody_renews_expires_after_its_ttl() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "expiring");
+    let started = Instant::now();
+    let t = token(&acquire_when_ready(&url, "a", 300));
+    let taken = put(
+        &format!("{}?wait=3s", c.lock_url(2, "expiring")),
+        r#"{"holder":"b","ttl_ms":300}"#,
+    );
+    assert_eq!(taken.status, 201, "{taken:?}");
+    assert!(token(&taken) > t);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "granted before the ttl: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(2_500),
+        "expiry noticed late: {waited:?}"
+    );
+    // The dead grant cannot be renewed back to life.
+    let late = renew(&url, "a", t);
+    assert_eq!(late.status, 409, "{late:?}");
+}
+
+/// The bug this pins: a release (or renewal) that was delayed in the
+/// network must not end a later acquisition, even by the same holder.
+/// The DELETE is really sent before the re-acquire (all but the end of its
+/// head) and delivered after it.
+#[test]
+fn a_release_delayed_past_a_reacquire_gets_409_and_the_lease_stays() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "fenced");
+    let first = token(&acquire_when_ready(&url, "a", 10_000));
+
+    let host = c.url(1).trim_start_matches("http://").to_string();
+    let mut delayed = TcpStream::connect(&host).expect("connect");
+    write!(
+        delayed,
+        "DELETE /v1/locks/fenced?holder=a&token={first} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    )
+    .expect("send head");
+    delayed.flush().expect("flush");
+
+    let second = acquire(&c.lock_url(2, "fenced"), "a", 10_000);
+    assert_eq!(second.status, 201, "{second:?}");
+    let second = token(&second);
+    assert!(second > first);
+
+    delayed
+        .write_all(b"\r\n")
+        .expect("deliver the end of the head");
+    let answer = read_all(&mut delayed, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+
+    let read = get(&c.lock_url(3, "fenced"));
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["token"], second);
+    assert_eq!(read.body["holder"], "a");
+    // A delayed renewal of the first grant is refused the same way.
+    assert_eq!(renew(&url, "a", first).status, 409);
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "guarded");
+    // Make sure the cluster answers at all, on another name.
+    assert_eq!(
+        acquire_when_ready(&c.lock_url(1, "warm"), "a", 1_000).status,
+        201
+    );
+
+    let long_name = "n".repeat(129);
+    let cases: Vec<(&str, Resp, u16, Option<&str>)> = vec![
+        (
+            "name too long",
+            acquire(&c.lock_url(1, &long_name), "a", 1_000),
+            400,
+            Some("name"),
+        ),
+        (
+            "illegal name",
+            acquire(&c.lock_url(1, "a%20b"), "a", 1_000),
+            400,
+            Some("name"),
+        ),
+        ("ttl too small", acquire(&url, "a", 1), 400, Some("ttl_ms")),
+        (
+            "ttl too large",
+            acquire(&url, "a", 86_400_001),
+            400,
+            Some("ttl_ms"),
+        ),
+        (
+            "ttl not a number",
+            put(&url, r#"{"holder":"a","ttl_ms":"10s"}"#),
+            422,
+            Some("ttl_ms"),
+        ),
+        (
+            "ttl fractional",
+            put(&url, r#"{"holder":"a","ttl_ms":1.5}"#),
+            422,
+            Some("ttl_ms"),
+        ),
+        (
+            "ttl missing",
+            put(&url, r#"{"holder":"a"}"#),
+            422,
+            Some("ttl_ms"),
+        ),
+        (
+            "holder missing",
+            put(&url, r#"{"ttl_ms":1000}"#),
+            422,
+            Some("holder"),
+        ),
+        (
+            "holder not a string",
+            put(&url, r#"{"holder":7,"ttl_ms":1000}"#),
+            422,
+            Some("holder"),
+        ),
+        (
+            "holder with a space",
+            put(&url, r#"{"holder":"a b","ttl_ms":1000}"#),
+            400,
+            Some("holder"),
+        ),
+        (
+            "unknown field",
+            put(&url, r#"{"holder":"a","ttl_ms":1000,"tll_ms":1}"#),
+            422,
+            Some("tll_ms"),
+        ),
+        ("malformed JSON", put(&url, r#"{"holder":"a","#), 400, None),
+        ("empty body", put(&url, ""), 400, None),
+        ("not an object", put(&url, "[1,2]"), 422, None),
+        (
+            "lock delay too long",
+            put(
+                &url,
+                r#"{"holder":"a","ttl_ms":1000,"lock_delay_ms":600000}"#,
+            ),
+            400,
+            Some("lock_delay_ms"),
+        ),
+        (
+            "bad wait",
+            put(
+                &format!("{url}?wait=forever"),
+                r#"{"holder":"a","ttl_ms":1000}"#,
+            ),
+            400,
+            Some("wait"),
+        ),
+        (
+            "wait too long",
+            put(
+                &format!("{url}?wait=1000m"),
+                r#"{"holder":"a","ttl_ms":1000}"#,
+            ),
+            400,
+            Some("wait"),
+        ),
+        (
+            "unknown query",
+            put(&format!("{url}?wiat=1s"), r#"{"holder":"a","ttl_ms":1000}"#),
+            400,
+            Some("wiat"),
+        ),
+        (
+            "release without token",
+            delete(&format!("{url}?holder=a")),
+            400,
+            Some("token"),
+        ),
+        (
+            "release with a bad token",
+            delete(&format!("{url}?holder=a&token=x")),
+            400,
+            Some("token"),
+        ),
+        (
+            "release without holder",
+            delete(&format!("{url}?token=1")),
+            400,
+            Some("holder"),
+        ),
+        (
+            "bad watch flag",
+            get(&format!("{url}?watch=yes")),
+            400,
+            Some("watch"),
+        ),
+        (
+            "body too large",
+            put(
+                &url,
+                &format!(
+                    r#"{{"holder":"a","ttl_ms":1000,"x":"{}"}}"#,
+                    "x".repeat(5_000)
+                ),
+            ),
+            413,
+            None,
+        ),
+    ];
+    for (what, r, status, field) in cases {
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let message = r.body["error"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{what}: no error message in {r:?}");
+        if let Some(field) = field {
+            assert_eq!(r.body["field"], field, "{what}: {r:?}");
+        }
+    }
+    // Nothing reached the register: it was never written.
+    let read = get(&url);
+    assert_eq!(read.status, 404, "{read:?}");
+    assert_eq!(read.body["token"], 0);
+    assert_eq!(token(&acquire(&url, "a", 1_000)), 1);
+}
+
+#[test]
+fn cluster_metrics_and_health_describe_the_node() {
+    let c = Cluster::start();
+    assert_eq!(
+        acquire_when_ready(&c.lock_url(2, "m"), "a", 10_000).status,
+        201
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cluster = loop {
+        let r = get(&format!("{}/v1/cluster", c.url(2)));
+        assert_eq!(r.status, 200, "{r:?}");
+        if r.body["reachable"] == 3 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(cluster.body["node"], 2);
+    assert_eq!(cluster.body["quorum"], 2);
+    assert_eq!(cluster.body["reachable"], 3, "{cluster:?}");
+    let members = cluster.body["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(
+        members.iter().all(|m| m["connected"] == true),
+        "{cluster:?}"
+    );
+
+    let metrics = get(&format!("{}/metrics", c.url(2)));
+    assert_eq!(metrics.status, 200);
+    for needle in [
+        "tenure_http_requests_total{op=\"acquire\",status=\"201\"} 1",
+        "tenure_http_request_duration_seconds_bucket{op=\"acquire\",le=\"+Inf\"} 1",
+        "tenure_outcomes_total{op=\"acquire\",outcome=\"granted\"} 1",
+        "tenure_paxos_phases_total{phase=\"accept\"}",
+        "tenure_persist_duration_seconds_count",
+        "tenure_persist_batch_writes_bucket",
+        "tenure_leases_held 1",
+        "tenure_peer_connected{peer=\"1\"} 1",
+    ] {
+        assert!(
+            metrics.text.contains(needle),
+            "no {needle} in\n{}",
+            metrics.text
+        );
+    }
+
+    let health = get(&format!("{}/healthz", c.url(2)));
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["quorum_reachable"], true);
+
+    let nowhere = get(&format!("{}/v2/nothing", c.url(2)));
+    assert_eq!(nowhere.status, 404);
+    assert!(nowhere.body["error"].is_string());
+}

@@ -1,0 +1,356 @@
+//! A harness for integration tests: real `tenure server` processes on
+//! loopback ports chosen by the OS, temporary data folders, and a small
+//! blocking HTTP client.
+//!
+//! Every process is killed and reaped when its guard drops, so a failing
+//! test leaves nothing running.
+
+#![allow(dead_code)] // Each test file uses a different part of the harness.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tenure");
+/// How long a node may take to print its startup line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `tenure` process; killed (SIGKILL) and reaped on drop.
+pub struct Proc {
+    child: Child,
+    /// The first line the process printed.
+    pub banner: String,
+    /// Lines the process printed after the first.
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Send a signal by name (INT, TERM) through kill(1), and wait (bounded)
+    /// for the process to exit. Returns its exit code.
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<i32> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Start `tenure` with `args`; wait for its first line of output. Err when
+/// it exits first (a port taken, say), with what it printed on stderr.
+pub fn spawn(args: &[String], stderr_to: &Path) -> Result<Proc, String> {
+    let stderr = std::fs::File::create(stderr_to).map_err(|e| e.to_string())?;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, lines) = mpsc::channel();
+    // Keeps draining stdout for the life of the process, so it never
+    // blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut proc = Proc {
+        child,
+        banner: String::new(),
+        lines,
+    };
+    match proc.lines.recv_timeout(START_TIMEOUT) {
+        Ok(line) => {
+            proc.banner = line;
+            Ok(proc)
+        }
+        Err(_) => {
+            proc.kill9();
+            let log = std::fs::read_to_string(stderr_to).unwrap_or_default();
+            Err(format!("tenure did not start: {log}"))
+        }
+    }
+}
+
+/// Ports that were free a moment ago: bind to port 0, read, release.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// A cluster of three `tenure server` processes.
+pub struct Cluster {
+    pub nodes: Vec<Option<Proc>>,
+    http_ports: Vec<u16>,
+    peer_ports: Vec<u16>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let mut last_error = String::new();
+        // A port freed by `free_ports` may be taken by someone else before
+        // the node binds it: rare, and then the whole start is retried.
+        for _ in 0..5 {
+            let ports = free_ports(6);
+            let mut cluster = Cluster {
+                nodes: Vec::new(),
+                http_ports: ports[..3].to_vec(),
+                peer_ports: ports[3..].to_vec(),
+                dir: tempfile::tempdir().expect("tempdir"),
+            };
+            let mut ok = true;
+            for id in 1..=3 {
+                match cluster.spawn_node(id) {
+                    Ok(p) => cluster.nodes.push(Some(p)),
+                    Err(e) => {
+                        last_error = e;
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                return cluster;
+            }
+        }
+        panic!("could not start a cluster: {last_error}");
+    }
+
+    fn args(&self, id: u16) -> Vec<String> {
+        let i = usize::from(id - 1);
+        let peers: Vec<String> = (0..3)
+            .map(|j| format!("{}=127.0.0.1:{}", j + 1, self.peer_ports[j]))
+            .collect();
+        vec![
+            "server".into(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            self.data_dir(id).display().to_string(),
+            "--http".into(),
+            format!("127.0.0.1:{}", self.http_ports[i]),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{}", self.peer_ports[i]),
+            "--peers".into(),
+            peers.join(","),
+        ]
+    }
+
+    pub fn data_dir(&self, id: u16) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    fn spawn_node(&self, id: u16) -> Result<Proc, String> {
+        let log = self.dir.path().join(format!("node-{id}.log"));
+        spawn(&self.args(id), &log)
+    }
+
+    /// The base URL of node `id` (1-based).
+    pub fn url(&self, id: u16) -> String {
+        format!("http://127.0.0.1:{}", self.http_ports[usize::from(id - 1)])
+    }
+
+    pub fn lock_url(&self, id: u16, name: &str) -> String {
+        format!("{}/v1/locks/{name}", self.url(id))
+    }
+
+    pub fn node(&mut self, id: u16) -> &mut Proc {
+        self.nodes[usize::from(id - 1)]
+            .as_mut()
+            .expect("node is running")
+    }
+
+    pub fn kill9(&mut self, id: u16) {
+        if let Some(mut p) = self.nodes[usize::from(id - 1)].take() {
+            p.kill9();
+        }
+    }
+
+    /// Start node `id` again on its ports and data; returns its banner.
+    pub fn restart(&mut self, id: u16) -> String {
+        let p = self.spawn_node(id).expect("restart");
+        let banner = p.banner.clone();
+        self.nodes[usize::from(id - 1)] = Some(p);
+        banner
+    }
+
+    pub fn log(&self, id: u16) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+/// The incarnation a startup line reports.
+pub fn incarnation(banner: &str) -> u32 {
+    banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("incarnation="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no incarnation in {banner:?}"))
+}
+
+/// A response: status (0 when no response came), JSON body (Null if not
+/// JSON), and the Retry-After header.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub retry_after: Option<String>,
+}
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+fn finish(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Resp {
+    match result {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Resp {
+                status,
+                body,
+                text,
+                retry_after,
+            }
+        }
+        Err(e) => Resp {
+            status: 0,
+            body: Value::Null,
+            text: e.to_string(),
+            retry_after: None,
+        },
+    }
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn put(url: &str, body: &str) -> Resp {
+    finish(
+        agent(TIMEOUT)
+            .put(url)
+            .header("content-type", "application/json")
+            .send(body),
+    )
+}
+
+pub fn get(url: &str) -> Resp {
+    finish(agent(TIMEOUT).get(url).call())
+}
+
+pub fn delete(url: &str) -> Resp {
+    finish(agent(TIMEOUT).delete(url).call())
+}
+
+pub fn acquire(url: &str, holder: &str, ttl_ms: u64) -> Resp {
+    put(
+        url,
+        &format!(r#"{{"holder":"{holder}","ttl_ms":{ttl_ms}}}"#),
+    )
+}
+
+pub fn renew(url: &str, holder: &str, token: u64) -> Resp {
+    put(url, &format!(r#"{{"holder":"{holder}","token":{token}}}"#))
+}
+
+pub fn release(url: &str, holder: &str, token: u64) -> Resp {
+    delete(&format!("{url}?holder={holder}&token={token}"))
+}
+
+pub fn token(r: &Resp) -> u64 {
+    r.body["token"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no token in {r:?}"))
+}
+
+/// Acquire, retrying while the cluster is still connecting (503), bounded.
+pub fn acquire_when_ready(url: &str, holder: &str, ttl_ms: u64) -> Resp {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = acquire(url, holder, ttl_ms);
+        if r.status != 503 || Instant::now() > deadline {
+            return r;
+        }
+    }
+}
+
+/// Stream NDJSON lines of `url` into a channel, from a thread.
+pub fn stream_lines(url: &str) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let Ok(response) = agent(Duration::from_secs(60)).get(&url).call() else {
+            return;
+        };
+        let reader = BufReader::new(response.into_body().into_reader());
+        for line in reader.lines() {
+            let Ok(line) = line else { return };
+            let Ok(value) = serde_json::from_str(&line) else {
+                return;
+            };
+            if tx.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Read whatever a TCP peer sends until it closes or `within` passes.
+pub fn read_all(stream: &mut std::net::TcpStream, within: Duration) -> String {
+    stream.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -1,0 +1,87 @@
+//! Starting and stopping: `tenure dev`, and a server's graceful shutdown.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// Three consecutive free ports, for `tenure dev --http-port`.
+fn three_free_ports() -> u16 {
+    for _ in 0..50 {
+        let base = free_ports(1)[0];
+        if base > u16::MAX - 3 {
+            continue;
+        }
+        let held: Vec<_> = (0..3)
+            .filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
+            .collect();
+        if held.len() == 3 {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+#[test]
+fn dev_runs_three_nodes_that_serve_and_stop_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut dev, port) = (0..5)
+        .find_map(|_| {
+            let port = three_free_ports();
+            let args = vec![
+                "dev".to_string(),
+                "--data-dir".into(),
+                dir.path().display().to_string(),
+                "--http-port".into(),
+                port.to_string(),
+            ];
+            spawn(&args, &dir.path().join("dev.log"))
+                .ok()
+                .map(|p| (p, port))
+        })
+        .expect("tenure dev starts");
+    let mut printed = vec![dev.banner.clone()];
+    while !printed.last().is_some_and(|l| l.contains("Ctrl-C")) {
+        printed.push(
+            dev.lines
+                .recv_timeout(Duration::from_secs(10))
+                .expect("dev output"),
+        );
+    }
+    let text = printed.join("\n");
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("http://127.0.0.1:{}", port + i)),
+            "{text}"
+        );
+    }
+    assert!(text.contains("curl"), "{text}");
+    for i in 1..=3 {
+        assert!(dir.path().join(format!("node-{i}")).is_dir());
+    }
+
+    let url = format!("http://127.0.0.1:{}/v1/locks/dev", port + 1);
+    let r = acquire_when_ready(&url, "a", 10_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    let read = get(&format!("http://127.0.0.1:{}/v1/locks/dev", port + 2));
+    assert_eq!(read.body["holder"], "a", "{read:?}");
+
+    let code = dev.signal_and_wait("INT", Duration::from_secs(15));
+    assert_eq!(code, Some(0), "tenure dev did not stop cleanly");
+}
+
+#[test]
+fn a_node_stopped_by_sigterm_restarts_with_its_state_and_a_new_incarnation() {
+    let mut c = Cluster::start();
+    let t = token(&acquire_when_ready(&c.lock_url(1, "kept"), "a", 60_000));
+    let code = c.node(1).signal_and_wait("TERM", Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", c.log(1));
+    // The cluster serves on without it.
+    assert_eq!(renew(&c.lock_url(2, "kept"), "a", t).status, 200);
+    let banner = c.restart(1);
+    assert_eq!(incarnation(&banner), 2, "{banner}");
+    let read = get(&c.lock_url(1, "kept"));
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["token"], t);
+}

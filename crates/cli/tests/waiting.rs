@@ -1,0 +1,108 @@
+//! Long-polls and watches: waiters are woken by changes, not by polling.
+
+mod common;
+
+use common::*;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_long_poll_is_granted_as_soon_as_the_holder_releases() {
+    let c = Cluster::start();
+    let t = token(&acquire_when_ready(&c.lock_url(1, "leader"), "a", 30_000));
+    let waiter_url = format!("{}?wait=10s", c.lock_url(1, "leader"));
+    let waiter = std::thread::spawn(move || {
+        let r = put(&waiter_url, r#"{"holder":"b","ttl_ms":30000}"#);
+        (r, Instant::now())
+    });
+    // Give the waiter time to park on its 409 (a scheduled event of the
+    // test, not a wait for one).
+    std::thread::sleep(Duration::from_millis(300));
+    let released_at = Instant::now();
+    assert_eq!(release(&c.lock_url(2, "leader"), "a", t).status, 204);
+    let (r, granted_at) = waiter.join().expect("waiter");
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(token(&r), t + 1);
+    let lag = granted_at.duration_since(released_at);
+    // The lease had 30 s to run: only a wakeup can explain a quick grant.
+    assert!(
+        lag < Duration::from_secs(2),
+        "granted {lag:?} after the release"
+    );
+}
+
+#[test]
+fn a_long_poll_ends_with_409_naming_the_holder_when_the_wait_runs_out() {
+    let c = Cluster::start();
+    assert_eq!(
+        acquire_when_ready(&c.lock_url(1, "busy"), "a", 30_000).status,
+        201
+    );
+    let started = Instant::now();
+    let r = put(
+        &format!("{}?wait=500ms", c.lock_url(3, "busy")),
+        r#"{"holder":"b","ttl_ms":1000}"#,
+    );
+    let took = started.elapsed();
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["holder"], "a");
+    assert!(
+        took >= Duration::from_millis(500),
+        "gave up early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "overstayed its wait: {took:?}"
+    );
+}
+
+#[test]
+fn a_watch_streams_every_change_of_holder() {
+    let c = Cluster::start();
+    // Make sure the cluster answers before the stream opens.
+    assert_eq!(
+        acquire_when_ready(&c.lock_url(1, "warm"), "w", 1_000).status,
+        201
+    );
+    let lines = stream_lines(&format!("{}?watch=true", c.lock_url(3, "watched")));
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a watch line")
+    };
+    let first = next();
+    assert_eq!(first["state"], "free", "{first}");
+
+    let a = token(&acquire(&c.lock_url(1, "watched"), "a", 30_000));
+    let line = next();
+    assert_eq!(
+        (line["state"].as_str(), line["holder"].as_str()),
+        (Some("held"), Some("a")),
+        "{line}"
+    );
+    assert_eq!(line["token"], a);
+
+    // A renewal changes neither holder nor token: no line.
+    assert_eq!(renew(&c.lock_url(1, "watched"), "a", a).status, 200);
+
+    assert_eq!(release(&c.lock_url(2, "watched"), "a", a).status, 204);
+    let line = next();
+    assert_eq!(line["state"], "free", "{line}");
+    assert_eq!(line["token"], a);
+
+    let b = token(&acquire(&c.lock_url(2, "watched"), "b", 300));
+    let line = next();
+    assert_eq!(line["holder"], "b", "{line}");
+    assert_eq!(line["token"], b);
+
+    // Nobody renews b: the watch reports the expiry by itself.
+    let line = next();
+    assert_eq!(line["state"], "free", "{line}");
+    assert_eq!(line["token"], b);
+
+    // And nothing else happened.
+    match lines.recv_timeout(Duration::from_millis(300)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("unexpected watch line {other:?}"),
+    }
+}
