@@ -39,12 +39,13 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// Send a signal by name (INT, TERM) through kill(1), and wait (bounded)
-    /// for the process to exit. Returns its exit code.
+    /// Send a signal by name (INT, TERM) and wait (bounded) for the process
+    /// to exit. Returns its exit code. The shell's builtin `kill` needs no
+    /// package beyond the shell, and no unsafe code here.
     pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> Option<i32> {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{signal} {}", self.pid()))
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");

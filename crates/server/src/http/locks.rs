@@ -237,9 +237,7 @@ pub fn view_json(view: &LeaseView) -> serde_json::Value {
         }),
         LeaseView::Free { token } => json!({
             "state": "free",
-            "holder": null,
             "token": token.0,
-            "remaining_ms": 0,
         }),
     }
 }
@@ -277,12 +275,5 @@ fn observed(view: &LeaseView) -> Response {
         LeaseView::Held { .. } => StatusCode::OK,
         LeaseView::Free { .. } | LeaseView::LockDelayed { .. } => StatusCode::NOT_FOUND,
     };
-    let mut body = view_json(view);
-    if let LeaseView::Free { .. } = view {
-        if let Some(o) = body.as_object_mut() {
-            o.remove("holder");
-            o.remove("remaining_ms");
-        }
-    }
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(view_json(view))).into_response()
 }
