@@ -397,6 +397,14 @@ fn rss(dir: &Path) {
         .output()
         .expect("run the measuring child");
     println!("\n## {IDLE_NAMES} idle names");
+    let sample_name = "svc-0123/shard-456/leader";
+    let payload = postcard::to_stdvec(&idle_state(123_456)).map_or(0, |v| v.len());
+    // Value = version byte + payload + CRC32C.
+    println!(
+        "one record: key {} bytes, value {} bytes",
+        sample_name.len(),
+        1 + payload + 4
+    );
     println!(
         "built in {:.1} s; file {:.1} MB = {:.0} bytes per name on disk",
         built.as_secs_f64(),
