@@ -1,0 +1,81 @@
+//! The sequential specification of one lease register, for the
+//! linearizability checker.
+//!
+//! Expiry depends on time, which a sequential spec does not see, so the spec
+//! lets any grant expire at any moment: an acquire by another holder may
+//! succeed, and a renewal may be refused, whenever a grant exists. Everything
+//! else is exact: tokens, holders, releases and what reads report. Whether
+//! grants expired too EARLY is the exclusivity checker's question.
+
+use tenure_core::{HolderId, LeaseView, Op, Outcome, Token};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SpecState {
+    pub token: Token,
+    pub grant: Option<HolderId>,
+}
+
+impl SpecState {
+    fn holds(&self, holder: &HolderId, token: Token) -> bool {
+        self.grant.as_ref() == Some(holder) && self.token == token
+    }
+
+    /// Whether a view reported by the cluster can describe this state.
+    fn shows(&self, view: &LeaseView) -> bool {
+        match view {
+            LeaseView::Held { holder, token, .. }
+            | LeaseView::LockDelayed { holder, token, .. } => self.holds(holder, *token),
+            // Free: released, or a grant that expired.
+            LeaseView::Free { token } => *token == self.token,
+        }
+    }
+
+    /// The state after `op` returned `outcome`, if the spec allows it.
+    pub fn step(&self, op: &Op, outcome: &Outcome) -> Option<SpecState> {
+        let next_token = Token(self.token.0 + 1);
+        match (op, outcome) {
+            (Op::Acquire { holder, .. }, Outcome::Granted { token, .. }) => (*token == next_token)
+                .then(|| SpecState {
+                    token: *token,
+                    grant: Some(holder.clone()),
+                }),
+            (Op::Acquire { holder, .. }, Outcome::Conflict(view)) => {
+                // Refused only while another's grant exists (held or in its
+                // lock-delay); a free name is never refused.
+                let by_other = matches!(view, LeaseView::Held { holder: h, .. } | LeaseView::LockDelayed { holder: h, .. } if h != holder);
+                (by_other && self.shows(view)).then(|| self.clone())
+            }
+            (Op::Renew { holder, token }, Outcome::Renewed { token: t, .. }) => {
+                (t == token && self.holds(holder, *token)).then(|| self.clone())
+            }
+            (Op::Renew { .. }, Outcome::Conflict(view)) => self.shows(view).then(|| self.clone()),
+            (Op::Release { holder, token }, Outcome::Released { token: t }) => {
+                (t == token && self.holds(holder, *token)).then_some(SpecState {
+                    token: self.token,
+                    grant: None,
+                })
+            }
+            (Op::Release { holder, token }, Outcome::Conflict(view)) => {
+                (!self.holds(holder, *token) && self.shows(view)).then(|| self.clone())
+            }
+            (Op::Read, Outcome::Observed(view)) => self.shows(view).then(|| self.clone()),
+            _ => None,
+        }
+    }
+
+    /// The states an operation with an unknown outcome may leave, if it took
+    /// effect. (Taking no effect is covered by never linearizing it.)
+    pub fn step_unknown(&self, op: &Op) -> Option<SpecState> {
+        match op {
+            Op::Acquire { holder, .. } => Some(SpecState {
+                token: Token(self.token.0 + 1),
+                grant: Some(holder.clone()),
+            }),
+            Op::Release { holder, token } if self.holds(holder, *token) => Some(SpecState {
+                token: self.token,
+                grant: None,
+            }),
+            _ => None,
+        }
+    }
+}

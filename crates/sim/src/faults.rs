@@ -1,0 +1,108 @@
+//! The faults of one run. Each seed draws its own mix and rates (swarm
+//! testing): a run with few kinds of fault at high rates finds bugs that a
+//! run with every fault at a low rate hides.
+
+use crate::rng::SimRng;
+
+#[derive(Clone, Debug)]
+pub struct FaultPlan {
+    /// Chance per message of being lost, in ppm.
+    pub loss_ppm: u32,
+    /// Chance per message of being delivered twice, in ppm.
+    pub duplicate_ppm: u32,
+    /// Chance per message of a long delay (the tail), in ppm.
+    pub tail_ppm: u32,
+    /// Longest tail delay, µs.
+    pub tail_max_us: u64,
+    /// Mean time between partition changes, µs; 0 for none.
+    pub partition_every_us: u64,
+    /// Mean time between node crashes, µs; 0 for none.
+    pub crash_every_us: u64,
+    /// Mean time between process pauses, µs; 0 for none.
+    pub pause_every_us: u64,
+    /// Chance per fsync of a slow one (10–100 ms), in ppm.
+    pub slow_sync_ppm: u32,
+    /// Chance per fsync of a failure (the node stops), in ppm.
+    pub failed_sync_ppm: u32,
+    /// Clock rates drift within ± this, in ppm (at most the configured bound).
+    pub drift_ppm: u32,
+    /// Chance per grant that its holder stalls: it never renews, but acts
+    /// as holder until its deadline, like a process stuck in a long pause.
+    pub stall_ppm: u32,
+}
+
+impl FaultPlan {
+    pub fn draw(rng: &mut SimRng, drift_bound_ppm: u32) -> FaultPlan {
+        // Each fault is on for about half the seeds, at a rate drawn per seed.
+        let on = |rng: &mut SimRng| rng.chance(500_000);
+        FaultPlan {
+            loss_ppm: if on(rng) {
+                rng.between(1_000, 200_000) as u32
+            } else {
+                0
+            },
+            duplicate_ppm: if on(rng) {
+                rng.between(1_000, 100_000) as u32
+            } else {
+                0
+            },
+            tail_ppm: if on(rng) {
+                rng.between(1_000, 100_000) as u32
+            } else {
+                0
+            },
+            tail_max_us: rng.between(5_000, 400_000),
+            partition_every_us: if on(rng) {
+                rng.between(20_000, 800_000)
+            } else {
+                0
+            },
+            crash_every_us: if on(rng) {
+                rng.between(100_000, 1_500_000)
+            } else {
+                0
+            },
+            pause_every_us: if on(rng) {
+                rng.between(100_000, 1_500_000)
+            } else {
+                0
+            },
+            slow_sync_ppm: if on(rng) {
+                rng.between(1_000, 100_000) as u32
+            } else {
+                0
+            },
+            failed_sync_ppm: if on(rng) {
+                rng.between(100, 5_000) as u32
+            } else {
+                0
+            },
+            drift_ppm: if on(rng) {
+                rng.between(u64::from(drift_bound_ppm) / 2, u64::from(drift_bound_ppm)) as u32
+            } else {
+                0
+            },
+            stall_ppm: if on(rng) {
+                rng.between(10_000, 500_000) as u32
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The plan after the fault period: a healed, quiet network.
+    pub fn healed(&self) -> FaultPlan {
+        FaultPlan {
+            loss_ppm: 0,
+            duplicate_ppm: 0,
+            tail_ppm: 0,
+            partition_every_us: 0,
+            crash_every_us: 0,
+            pause_every_us: 0,
+            slow_sync_ppm: 0,
+            failed_sync_ppm: 0,
+            stall_ppm: 0,
+            ..self.clone()
+        }
+    }
+}
