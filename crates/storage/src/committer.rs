@@ -9,7 +9,7 @@
 use crate::error::PersistError;
 use crate::store::Store;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 use tenure_core::{Write, WriteId};
 
@@ -66,16 +66,7 @@ impl Committer {
             done(Err(PersistError::CommitterGone));
             return;
         };
-        // Try first so the common case takes no blocking path.
-        let batch = match queue.try_send(Batch { writes, done }) {
-            Ok(()) => return,
-            Err(TrySendError::Full(batch)) => batch,
-            Err(TrySendError::Disconnected(batch)) => {
-                (batch.done)(Err(PersistError::CommitterGone));
-                return;
-            }
-        };
-        if let Err(mpsc::SendError(batch)) = queue.send(batch) {
+        if let Err(mpsc::SendError(batch)) = queue.send(Batch { writes, done }) {
             (batch.done)(Err(PersistError::CommitterGone));
         }
     }
@@ -89,8 +80,9 @@ impl Committer {
         // Closing the queue lets the thread drain what is left, then exit.
         self.queue = None;
         if let Some(thread) = self.thread.take() {
-            // The loop catches callback panics, so a join error is a panic in
-            // the store itself; the batches it held were answered or dropped.
+            // Callback panics are caught and a panic inside a commit is a
+            // persist error, so a join error can only come from closing the
+            // store after a failure: every batch was answered by then.
             let _ = thread.join();
         }
     }

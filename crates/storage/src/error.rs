@@ -96,6 +96,11 @@ pub enum PersistError {
         source: postcard::Error,
     },
     #[error(
+        "storage panicked while committing ({message}); the store may be damaged: restart the \
+         node so that it verifies the store as it opens it"
+    )]
+    Panicked { message: String },
+    #[error(
         "an earlier write failed, so this store refuses all writes until the node restarts and \
          recovers from disk (first failure: {first})"
     )]

@@ -265,7 +265,15 @@ impl Store {
         if writes.is_empty() {
             return Ok(());
         }
-        let result = self.commit(writes);
+        // redb may panic on a store damaged under it; that is a failed
+        // persist like any other, and stops the store.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| self.commit(writes))).unwrap_or_else(
+            |payload| {
+                Err(PersistError::Panicked {
+                    message: panic_message(payload.as_ref()),
+                })
+            },
+        );
         if let Err(error) = &result {
             self.stopped = Some(error.clone().stopped());
         }
@@ -475,17 +483,18 @@ fn database_error(location: &str, error: DatabaseError) -> OpenError {
 /// damaged since; a damaged store must stop the node with an error that
 /// says so, not with a panic that reads like a bug.
 fn guarded<T>(location: &str, f: impl FnOnce() -> T) -> Result<T, OpenError> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "redb panicked while reading it".to_string());
-        OpenError::Corrupt {
-            store: location.to_string(),
-            detail: format!("reading it panicked: {detail}"),
-        }
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| OpenError::Corrupt {
+        store: location.to_string(),
+        detail: format!("reading it panicked: {}", panic_message(payload.as_ref())),
     })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -123,3 +123,26 @@ fn a_failed_fsync_during_open_stops_the_open() {
     let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
     assert!(recovered.incarnation >= 2);
 }
+
+/// A panic inside a commit (here from the disk itself) is a failed persist
+/// like any other: reported, and final.
+#[test]
+fn a_panic_inside_a_commit_stops_the_store() {
+    let disk = SimDisk::new();
+    let work = batches(3);
+    let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    store.persist(&work[0]).unwrap();
+    disk.set_sync_hook(|_| panic!("the disk driver failed an assertion"));
+    let err = store.persist(&work[1]).unwrap_err();
+    assert!(matches!(err, PersistError::Panicked { .. }), "{err}");
+    disk.clear_sync_hook();
+    let writes = disk.stats().writes;
+    assert!(matches!(
+        store.persist(&work[2]),
+        Err(PersistError::FailStopped { .. })
+    ));
+    assert_eq!(disk.stats().writes, writes, "a stopped store wrote");
+    // redb's own close may trip over what the panic left behind.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(store)));
+    assert_nothing_acked_is_missing(&disk, &work[..1], &work[1]);
+}
