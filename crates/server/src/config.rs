@@ -57,6 +57,8 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// Time a client has to send its body once the head has arrived.
+    pub body_read_timeout: Duration,
     /// Largest request body.
     pub max_body_bytes: usize,
     /// Longest `?wait=` a long-poll may ask for.
@@ -72,6 +74,7 @@ impl Default for HttpLimits {
         HttpLimits {
             max_connections: 1_024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_body_bytes: 4 * 1024,
             max_wait: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(5),

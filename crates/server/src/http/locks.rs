@@ -6,7 +6,7 @@ use super::input::{self, LockRequest};
 use super::{wait, watch, AppState, OpLabel};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -19,8 +19,22 @@ pub async fn put_lock(
     State(app): State<AppState>,
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
+    // The body is read here, under a deadline, rather than by an
+    // extractor: a client that sends its head and then trickles the body
+    // must not hold a connection forever.
+    let limit = app.limits.body_read_timeout;
+    let body = match tokio::time::timeout(limit, Bytes::from_request(request, &())).await {
+        Ok(body) => body,
+        Err(_) => {
+            let e = ApiError::bad_request(
+                format!("the body did not arrive within {} ms", limit.as_millis()),
+                None,
+            );
+            return labelled("acquire", Err(e));
+        }
+    };
     let (label, result) = put_inner(&app, &name, params, body).await;
     labelled(label, result)
 }

@@ -1,0 +1,76 @@
+//! The HTTP limits that protect a node from slow or idle clients, checked
+//! on an in-process single-node cluster with short limits.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tenure_core::NodeId;
+use tenure_server::{server, Listeners, Running, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const LIMIT: Duration = Duration::from_millis(300);
+
+async fn start(dir: &std::path::Path) -> Running {
+    let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
+        .await
+        .expect("bind");
+    let peer = listeners.peer.local_addr().expect("addr").to_string();
+    let mut config = ServerConfig::new(
+        NodeId(1),
+        dir.to_path_buf(),
+        BTreeMap::from([(NodeId(1), peer)]),
+    );
+    config.http.header_read_timeout = LIMIT;
+    config.http.body_read_timeout = LIMIT;
+    server::start(config, listeners).await.expect("start")
+}
+
+/// Read until the server closes the connection; panics if it does not
+/// within `within`.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    let mut out = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut out))
+        .await
+        .expect("the server closed the connection in time")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let mut idle = TcpStream::connect(node.http_addr).await.expect("connect");
+    read_until_closed(&mut idle, LIMIT * 10).await;
+    let mut partial = TcpStream::connect(node.http_addr).await.expect("connect");
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    read_until_closed(&mut partial, LIMIT * 10).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let mut slow = TcpStream::connect(node.http_addr).await.expect("connect");
+    slow.write_all(
+        b"PUT /v1/locks/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{\"holder\":",
+    )
+    .await
+    .expect("write");
+    let answer = read_until_closed(&mut slow, LIMIT * 10).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+
+    let mut read = TcpStream::connect(node.http_addr).await.expect("connect");
+    read.write_all(b"GET /v1/locks/slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut read, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains(r#""token":0"#), "{answer}");
+    node.shutdown().await;
+}
