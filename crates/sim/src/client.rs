@@ -203,7 +203,7 @@ impl Client {
     }
 
     fn next_wake(&self, now: u64, rng: &mut SimRng, _rules: &Rules) -> u64 {
-        let mut at = now + rng.between(1_000, 50_000);
+        let mut at = now + rng.between(500, 20_000);
         if let Some(p) = &self.pending {
             at = at.min(p.give_up_at);
         }

@@ -1,48 +1,72 @@
-//! A node's disk: what was synced survives a crash, what was not is lost.
+//! A node's disk: the real storage (`tenure_storage::Store`, redb) on a
+//! simulated device that loses everything not synced when the node crashes.
+//!
+//! Writes the node issues wait here until the simulated fsync completes;
+//! then they are committed to the store in one transaction, as the server's
+//! group commit does. A crash before that loses them, like a real crash
+//! before the fsync returned.
 
-use std::collections::BTreeMap;
 use tenure_core::{Durable, LeaseName, Write, WriteId};
+use tenure_storage::{OpenError, PersistError, SimDisk, Store};
 
-#[derive(Default)]
 pub struct Disk {
-    durable: BTreeMap<LeaseName, Durable>,
+    device: SimDisk,
+    store: Option<Store>,
     unsynced: Vec<Write>,
-    /// Boots so far; the next incarnation is this plus one.
-    pub boots: u32,
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Disk {
+            device: SimDisk::new(),
+            store: None,
+            unsynced: Vec::new(),
+        }
+    }
 }
 
 impl Disk {
-    pub fn write(&mut self, write: Write) {
-        self.unsynced.push(write);
+    /// Open the store as a starting node does: its records and a new
+    /// incarnation, durably bumped.
+    pub fn boot(&mut self) -> Result<(u32, Vec<(LeaseName, Durable)>), OpenError> {
+        let (store, recovered) = Store::open_with_backend(self.device.backend())?;
+        self.store = Some(store);
+        Ok((recovered.incarnation, recovered.records))
     }
 
-    pub fn has_unsynced(&self) -> bool {
-        !self.unsynced.is_empty()
+    pub fn write(&mut self, write: Write) {
+        self.unsynced.push(write);
     }
 
     pub fn last_unsynced(&self) -> Option<WriteId> {
         self.unsynced.last().map(|w| w.id)
     }
 
-    /// Make every write up to `through` durable.
-    pub fn sync(&mut self, through: WriteId) {
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty()
+    }
+
+    /// Commit every write up to `through` with one fsync. `fail` makes that
+    /// fsync fail, which the caller must treat as fail-stop.
+    pub fn sync(&mut self, through: WriteId, fail: bool) -> Result<(), PersistError> {
         let keep = self
             .unsynced
             .split_off(self.unsynced.partition_point(|w| w.id <= through));
-        for w in std::mem::replace(&mut self.unsynced, keep) {
-            self.durable.insert(w.name, w.state);
+        let batch = std::mem::replace(&mut self.unsynced, keep);
+        if fail {
+            self.device.fail_next_sync();
+        }
+        match self.store.as_mut() {
+            Some(store) => store.persist(&batch),
+            None => Ok(()),
         }
     }
 
-    /// A crash: unsynced writes are gone.
+    /// The node crashed: the device loses what was not synced, and writes
+    /// still waiting for their fsync are gone with the process.
     pub fn crash(&mut self) {
         self.unsynced.clear();
-    }
-
-    pub fn records(&self) -> Vec<(LeaseName, Durable)> {
-        self.durable
-            .iter()
-            .map(|(n, d)| (n.clone(), d.clone()))
-            .collect()
+        self.store = None;
+        self.device.crash();
     }
 }

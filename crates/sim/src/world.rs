@@ -371,18 +371,17 @@ impl World {
                 if self.nodes[node].life != life {
                     return;
                 }
-                if self.rng.chance(self.faults.failed_sync_ppm) {
-                    // An fsync error is fail-stop: the node stops, unsynced.
-                    self.trace.line(
-                        self.now,
-                        format_args!("node {node} fsync failed: fail-stop"),
-                    );
+                let fail = self.rng.chance(self.faults.failed_sync_ppm);
+                if let Err(e) = self.nodes[node].disk.sync(through, fail) {
+                    // An fsync error is fail-stop: the node stops without
+                    // acknowledging the write.
+                    let line = format!("node {node} persist failed, fail-stop: {e}");
+                    self.trace.line(self.now, format_args!("{line}"));
                     self.crash(node);
                     return;
                 }
                 let now = self.local(node);
                 let sim = &mut self.nodes[node];
-                sim.disk.sync(through);
                 sim.syncing = false;
                 if let Some(n) = sim.node.as_mut() {
                     n.handle_durable(now, through);
@@ -453,10 +452,13 @@ impl World {
         let clock = self.new_clock();
         let sim = &mut self.nodes[i];
         sim.clock = clock;
-        sim.disk.boots += 1;
+        let (incarnation, records) = match sim.disk.boot() {
+            Ok(recovered) => recovered,
+            Err(e) => unreachable!("a crash alone never makes a store unreadable: {e}"),
+        };
         let config = Config {
             node: sim.id,
-            incarnation: sim.disk.boots,
+            incarnation,
             members: (1..=self.config.nodes as u16).map(NodeId).collect(),
             rules: self.rules,
             timing: Timing {
@@ -467,13 +469,13 @@ impl World {
             seed: self.rng.next_u64(),
         };
         let now = sim.clock.local(self.now);
-        match Node::new(config, sim.disk.records(), now) {
+        match Node::new(config, records, now) {
             Ok(node) => sim.node = Some(node),
             Err(e) => unreachable!("the simulated configuration is valid: {e}"),
         }
         self.trace.line(
             self.now,
-            format_args!("node {i} boots, incarnation {}", sim.disk.boots),
+            format_args!("node {i} boots, incarnation {incarnation}"),
         );
     }
 
