@@ -75,13 +75,22 @@ fn killing_one_node_fails_no_request_and_grants_no_token_twice() {
         })
         .collect();
 
-    // The schedule of the test: load, kill, load, restart, load.
-    std::thread::sleep(Duration::from_millis(700));
+    // The schedule of the test, paced by the clients' progress: load,
+    // kill, load, restart, load.
+    let progress = |more: usize| {
+        let target = completed.load(Ordering::Relaxed) + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while completed.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the clients stalled");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    progress(200);
     c.kill9(3);
-    std::thread::sleep(Duration::from_millis(1_500));
+    progress(500);
     let banner = c.restart(3);
     assert_eq!(incarnation(&banner), 2, "{banner}");
-    std::thread::sleep(Duration::from_millis(700));
+    progress(200);
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().expect("client thread");

@@ -355,3 +355,20 @@ pub fn read_all(stream: &mut std::net::TcpStream, within: Duration) -> String {
     let _ = stream.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// Wait (bounded) until node `url`'s metrics contain `line`.
+pub fn wait_for_metric(url: &str, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = get(&format!("{url}/metrics"));
+        if metrics.text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in\n{}",
+            metrics.text
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
