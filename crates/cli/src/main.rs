@@ -1,10 +1,11 @@
-//! `tenure`: run a node (`server`), a local 3-node cluster (`dev`), or
-//! measure one (`bench`).
+//! `tenure`: run a node (`server`), a local 3-node cluster (`dev`),
+//! measure one (`bench`), or simulate one under faults (`sim`).
 
 mod bench;
 mod dev;
 mod serve;
 mod signal;
+mod sim;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -39,10 +40,16 @@ enum Command {
         #[command(subcommand)]
         what: bench::Bench,
     },
+    /// Run the deterministic simulator over many seeds, with faults.
+    Sim(sim::SimArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
+    if let Command::Sim(args) = cli.command {
+        // Single-threaded and deterministic: no runtime, no logs.
+        return sim::run_sim(args);
+    }
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -54,7 +61,9 @@ fn main() -> Result<()> {
         } => runtime.block_on(dev::run(data_dir, http_port)),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
+        Command::Sim(_) => unreachable!("handled before the runtime starts"),
     }
+    .map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr (stdout carries the lines scripts wait for);

@@ -7,6 +7,8 @@ use std::fmt::{self, Write};
 const KEPT_LINES: usize = 60;
 
 pub struct Trace {
+    /// Keep every line, not just the last ones (for replaying one seed).
+    keep_all: bool,
     hash: u64,
     lines: u64,
     tail: VecDeque<String>,
@@ -16,6 +18,7 @@ pub struct Trace {
 impl Default for Trace {
     fn default() -> Self {
         Trace {
+            keep_all: false,
             hash: 0xcbf2_9ce4_8422_2325, // FNV-1a offset basis
             lines: 0,
             tail: VecDeque::new(),
@@ -25,6 +28,13 @@ impl Default for Trace {
 }
 
 impl Trace {
+    pub fn new(keep_all: bool) -> Trace {
+        Trace {
+            keep_all,
+            ..Trace::default()
+        }
+    }
+
     pub fn line(&mut self, now_us: u64, text: fmt::Arguments<'_>) {
         self.buf.clear();
         let _ = write!(self.buf, "{now_us:>10}µs {text}");
@@ -33,7 +43,7 @@ impl Trace {
             self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
         self.lines += 1;
-        if self.tail.len() == KEPT_LINES {
+        if self.tail.len() == KEPT_LINES && !self.keep_all {
             self.tail.pop_front();
         }
         self.tail.push_back(self.buf.clone());

@@ -23,6 +23,8 @@ pub struct SimConfig {
     pub bug: Option<Bug>,
     /// How long faults are injected, in simulated µs.
     pub fault_period_us: u64,
+    /// Keep the whole trace rather than its last lines.
+    pub full_trace: bool,
 }
 
 impl SimConfig {
@@ -32,6 +34,7 @@ impl SimConfig {
             nodes: 3,
             bug: None,
             fault_period_us: 3_000_000,
+            full_trace: false,
         }
     }
 }
@@ -146,7 +149,7 @@ impl World {
             clients: Vec::new(),
             cut: BTreeSet::new(),
             history: History::default(),
-            trace: Trace::default(),
+            trace: Trace::new(config.full_trace),
             healed_at: None,
             probe_granted: false,
             liveness: None,
