@@ -1,0 +1,523 @@
+//! `Client`: requests to a list of nodes, with failover, a deadline on every
+//! call, and retries only where retrying is safe.
+//!
+//! Every node serves the whole API, so any node will do. The client keeps
+//! the last node that answered as its first choice and moves to the next on
+//! a connection failure, a timeout or a `503`. It backs off (exponential,
+//! full jitter) only after a full round through the nodes has failed.
+
+use crate::error::Error;
+use crate::state::LeaseState;
+use crate::time;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenure_core::{HolderId, LeaseName, Ttl};
+
+/// The server answers within its own 3 s request deadline (`503` after);
+/// an attempt gets a little more before the client gives up on that node.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long one call may take, across all its attempts and nodes.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answers are a few hundred bytes; refuse to buffer more than this.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// A bound on attempts per call, whatever the deadline.
+const MAX_ATTEMPTS: u32 = 64;
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A node that does not accept a connection within this is treated as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The endpoints of `tenure dev`.
+pub const DEV_ENDPOINTS: &str = "http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402";
+
+type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
+/// A handle on a tenure cluster. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoints: Vec<String>,
+    http: Http,
+    /// The node to try first: the last one that answered.
+    preferred: AtomicUsize,
+    attempt_timeout: Duration,
+    call_timeout: Duration,
+}
+
+/// Which failures a call may retry, on the same node or another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Reads, renewals (bound to a token) and acquires (a retried acquire
+    /// by the same holder supersedes an unknown earlier grant with a fresh
+    /// one): a repeat can do no harm, whatever became of the first.
+    Always,
+    /// Releases: retried only when the first attempt certainly had no
+    /// effect (no connection, or a `503` that says the outcome is known),
+    /// so that a `409` always means what it says about the caller's grant.
+    IfNotApplied,
+}
+
+/// One request, as sent to any node.
+pub(crate) struct Request {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+    /// How long one attempt may take (longer for a long poll).
+    pub attempt_timeout: Duration,
+}
+
+/// A node's answer, and when the request that got it was sent.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    /// When the attempt that got this answer was sent, on this process's
+    /// clock: where a grant's validity starts.
+    pub sent: Instant,
+    pub endpoint: String,
+}
+
+/// A grant or renewal: its token and ttl, and the send time it counts from.
+#[derive(Clone, Debug)]
+pub struct Granted {
+    pub token: u64,
+    pub ttl: Ttl,
+    pub holder: String,
+    /// When the winning request was sent.
+    pub sent: Instant,
+}
+
+impl Client {
+    /// A client over `endpoints` (`http://host:port`), with the default
+    /// timeouts.
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Client, Error> {
+        Client::with_timeouts(endpoints, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// Endpoints from a comma-separated list, as `TENURE_ENDPOINTS` holds.
+    pub fn from_list(list: &str) -> Result<Client, Error> {
+        let endpoints: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        Client::new(&endpoints)
+    }
+
+    /// `attempt`: the most one request to one node may take. `call`: the
+    /// most one call may take across retries and nodes.
+    pub fn with_timeouts<S: AsRef<str>>(
+        endpoints: &[S],
+        attempt: Duration,
+        call: Duration,
+    ) -> Result<Client, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::invalid("no endpoints given", Some("endpoints")));
+        }
+        let mut parsed = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let e = e.as_ref().trim_end_matches('/');
+            let uri: Uri = e.parse().map_err(|err| {
+                Error::invalid(format!("endpoint {e:?}: {err}"), Some("endpoints"))
+            })?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(Error::invalid(
+                    format!("endpoint {e:?}: write it as http://host:port"),
+                    Some("endpoints"),
+                ));
+            }
+            parsed.push(e.to_string());
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            // Bounded: a client keeps at most a few idle connections a node.
+            .pool_max_idle_per_host(8)
+            .build(connector);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                endpoints: parsed,
+                http,
+                preferred: AtomicUsize::new(0),
+                attempt_timeout: attempt,
+                call_timeout: call,
+            }),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.inner.endpoints
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout
+    }
+
+    /// Send `request` to the nodes in turn until one answers with anything
+    /// but `503`, or `until` passes, retrying as `retry` allows.
+    pub(crate) async fn send(
+        &self,
+        request: &Request,
+        retry: Retry,
+        until: Instant,
+    ) -> Result<Answer, Error> {
+        let n = self.inner.endpoints.len();
+        let first = self.inner.preferred.load(Ordering::Relaxed) % n;
+        let mut backoff = BACKOFF_FIRST;
+        let mut last = String::from("no attempt made before the deadline");
+        let mut outcome_unknown = false;
+        let mut attempts = 0u32;
+        while attempts < MAX_ATTEMPTS {
+            let now = time::now();
+            if now >= until {
+                break;
+            }
+            let index = (first + attempts as usize) % n;
+            attempts += 1;
+            let endpoint = &self.inner.endpoints[index];
+            let limit = request.attempt_timeout.min(until - now);
+            let sent = time::now();
+            let result = tokio::time::timeout(limit, self.once(endpoint, request)).await;
+            // Whether this attempt may have been applied.
+            let maybe_applied = match result {
+                Ok(Ok((status, body))) if status != StatusCode::SERVICE_UNAVAILABLE => {
+                    self.inner.preferred.store(index, Ordering::Relaxed);
+                    return Ok(Answer {
+                        status,
+                        body,
+                        sent,
+                        endpoint: endpoint.clone(),
+                    });
+                }
+                Ok(Ok((_, body))) => {
+                    let unknown = body["outcome_unknown"].as_bool().unwrap_or(true);
+                    last = format!(
+                        "{endpoint}: 503 {}",
+                        body["error"].as_str().unwrap_or("unavailable")
+                    );
+                    unknown
+                }
+                Ok(Err(OnceError::NotSent(e))) => {
+                    last = format!("{endpoint}: {e}");
+                    false
+                }
+                Ok(Err(OnceError::Failed(e))) => {
+                    last = format!("{endpoint}: {e}");
+                    true
+                }
+                Err(_) => {
+                    last = format!("{endpoint}: no answer within {} ms", limit.as_millis());
+                    true
+                }
+            };
+            outcome_unknown |= maybe_applied;
+            // The next call starts with the next node, not this failing one.
+            self.inner
+                .preferred
+                .store((index + 1) % n, Ordering::Relaxed);
+            if maybe_applied && retry == Retry::IfNotApplied {
+                break;
+            }
+            if attempts as usize % n == 0 {
+                let pause = jittered(backoff).min(until.saturating_duration_since(time::now()));
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        Err(Error::Unavailable {
+            outcome_unknown,
+            attempts,
+            last,
+        })
+    }
+
+    async fn once(
+        &self,
+        endpoint: &str,
+        request: &Request,
+    ) -> Result<(StatusCode, Value), OnceError> {
+        let uri = format!("{endpoint}{}", request.path);
+        let body = match &request.body {
+            Some(v) => Full::new(Bytes::from(v.to_string())),
+            None => Full::new(Bytes::new()),
+        };
+        let req = hyper::Request::builder()
+            .method(request.method.clone())
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(body)
+            .map_err(|e| OnceError::NotSent(e.to_string()))?;
+        let response = self.inner.http.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                OnceError::NotSent(e.to_string())
+            } else {
+                OnceError::Failed(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| OnceError::Failed(format!("reading the answer: {e}")))?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| OnceError::Failed(format!("answer is not JSON: {e}")))?
+        };
+        Ok((status, body))
+    }
+
+    /// `PUT /v1/locks/{name}` without a token: one acquire, or a long poll
+    /// of up to `wait`. `Ok(Err(state))` is a `409`.
+    pub async fn acquire_once(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        wait: Option<Duration>,
+    ) -> Result<Result<Granted, LeaseState>, Error> {
+        let (name, holder, ttl) = check(name, holder, ttl)?;
+        let mut path = format!("/v1/locks/{}", name.as_str());
+        let mut attempt_timeout = self.inner.attempt_timeout;
+        if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+            path.push_str(&format!("?wait={}ms", time::ceil_millis(wait)));
+            attempt_timeout += wait;
+        }
+        let request = Request {
+            method: Method::PUT,
+            path,
+            body: Some(json!({ "holder": holder.as_str(), "ttl_ms": ttl.as_millis() })),
+            attempt_timeout,
+        };
+        let until = time::now() + attempt_timeout.max(self.inner.call_timeout);
+        let answer = self.send(&request, Retry::Always, until).await?;
+        match answer.status {
+            StatusCode::CREATED => granted(&answer).map(Ok),
+            StatusCode::CONFLICT => conflict_state(&answer).map(Err),
+            _ => Err(refusal(&answer)),
+        }
+    }
+
+    /// `PUT /v1/locks/{name}` with the token: renew grant `token`, retrying
+    /// until `until`. A `409` is `Error::Conflict`: the grant is gone.
+    pub async fn renew(
+        &self,
+        name: &str,
+        holder: &str,
+        token: u64,
+        until: Instant,
+    ) -> Result<Granted, Error> {
+        let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+        let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
+        let request = Request {
+            method: Method::PUT,
+            path: format!("/v1/locks/{}", name.as_str()),
+            body: Some(json!({ "holder": holder.as_str(), "token": token })),
+            attempt_timeout: self.inner.attempt_timeout,
+        };
+        let answer = self.send(&request, Retry::Always, until).await?;
+        match answer.status {
+            StatusCode::OK => granted(&answer),
+            StatusCode::CONFLICT => Err(conflict_error(&answer)),
+            _ => Err(refusal(&answer)),
+        }
+    }
+
+    /// `DELETE /v1/locks/{name}`: end grant `token` of `holder`.
+    pub async fn release(&self, name: &str, holder: &str, token: u64) -> Result<(), Error> {
+        let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+        let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
+        let request = Request {
+            method: Method::DELETE,
+            path: format!(
+                "/v1/locks/{}?holder={}&token={token}",
+                name.as_str(),
+                query_escape(holder.as_str())
+            ),
+            body: None,
+            attempt_timeout: self.inner.attempt_timeout,
+        };
+        let until = time::now() + self.inner.call_timeout;
+        let answer = self.send(&request, Retry::IfNotApplied, until).await?;
+        match answer.status {
+            StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::CONFLICT => Err(conflict_error(&answer)),
+            _ => Err(refusal(&answer)),
+        }
+    }
+
+    /// `GET /v1/locks/{name}`: a linearizable read.
+    pub async fn read(&self, name: &str) -> Result<LeaseState, Error> {
+        let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+        let request = Request {
+            method: Method::GET,
+            path: format!("/v1/locks/{}", name.as_str()),
+            body: None,
+            attempt_timeout: self.inner.attempt_timeout,
+        };
+        let until = time::now() + self.inner.call_timeout;
+        let answer = self.send(&request, Retry::Always, until).await?;
+        match answer.status {
+            StatusCode::OK | StatusCode::NOT_FOUND => parse_state(&answer),
+            _ => Err(refusal(&answer)),
+        }
+    }
+
+    /// `GET /v1/cluster` from each node in turn: what each node says, or
+    /// why it did not answer. Not retried: this reports on the nodes.
+    pub async fn cluster(&self) -> Vec<(String, Result<Value, String>)> {
+        let mut out = Vec::new();
+        for endpoint in &self.inner.endpoints {
+            let request = Request {
+                method: Method::GET,
+                path: "/v1/cluster".into(),
+                body: None,
+                attempt_timeout: self.inner.attempt_timeout,
+            };
+            let result =
+                match tokio::time::timeout(request.attempt_timeout, self.once(endpoint, &request))
+                    .await
+                {
+                    Ok(Ok((StatusCode::OK, body))) => Ok(body),
+                    Ok(Ok((status, body))) => Err(format!("{status}: {body}")),
+                    Ok(Err(OnceError::NotSent(e) | OnceError::Failed(e))) => Err(e),
+                    Err(_) => Err("no answer in time".into()),
+                };
+            out.push((endpoint.clone(), result));
+        }
+        out
+    }
+
+    /// Start a streaming request (a watch): the response head, from the
+    /// first node that gives one.
+    pub(crate) async fn open_stream(
+        &self,
+        path: &str,
+        start: usize,
+    ) -> Result<(usize, hyper::Response<hyper::body::Incoming>), String> {
+        let endpoint = &self.inner.endpoints[start % self.inner.endpoints.len()];
+        let req = hyper::Request::builder()
+            .method(Method::GET)
+            .uri(format!("{endpoint}{path}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(self.inner.attempt_timeout, self.inner.http.request(req)).await {
+            Ok(Ok(r)) => Ok((start % self.inner.endpoints.len(), r)),
+            Ok(Err(e)) => Err(format!("{endpoint}: {e}")),
+            Err(_) => Err(format!("{endpoint}: no answer in time")),
+        }
+    }
+
+    pub(crate) fn preferred(&self) -> usize {
+        self.inner.preferred.load(Ordering::Relaxed)
+    }
+}
+
+enum OnceError {
+    /// No connection: the request never left.
+    NotSent(String),
+    /// Sent, or possibly sent, and then failed.
+    Failed(String),
+}
+
+/// Full jitter: a pause uniformly in `[0, ceiling]`, so that clients that
+/// failed together do not retry together.
+pub(crate) fn jittered(ceiling: Duration) -> Duration {
+    let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(fastrand::u64(0..=micros))
+}
+
+fn check(name: &str, holder: &str, ttl: Duration) -> Result<(LeaseName, HolderId, Ttl), Error> {
+    let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+    let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let ttl = Ttl::from_millis(ttl_ms).map_err(|e| Error::invalid(e, Some("ttl")))?;
+    Ok((name, holder, ttl))
+}
+
+/// Holders are printable ASCII without spaces; only the characters that
+/// mean something in a query string need escaping.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn granted(answer: &Answer) -> Result<Granted, Error> {
+    let token = answer.body["token"].as_u64();
+    let ttl = answer.body["ttl_ms"]
+        .as_u64()
+        .and_then(|ms| Ttl::from_millis(ms).ok());
+    let holder = answer.body["holder"].as_str();
+    match (token, ttl, holder) {
+        (Some(token), Some(ttl), Some(holder)) => Ok(Granted {
+            token,
+            ttl,
+            holder: holder.to_string(),
+            sent: answer.sent,
+        }),
+        _ => Err(protocol(answer, "a grant without token, ttl_ms or holder")),
+    }
+}
+
+fn parse_state(answer: &Answer) -> Result<LeaseState, Error> {
+    serde_json::from_value(answer.body.clone())
+        .map_err(|e| protocol(answer, &format!("not a lease state: {e}")))
+}
+
+fn conflict_state(answer: &Answer) -> Result<LeaseState, Error> {
+    parse_state(answer)
+}
+
+fn conflict_error(answer: &Answer) -> Error {
+    match parse_state(answer) {
+        Ok(state) => Error::Conflict {
+            message: answer.body["error"]
+                .as_str()
+                .map_or_else(|| state.to_string(), str::to_string),
+            state,
+        },
+        Err(e) => e,
+    }
+}
+
+fn refusal(answer: &Answer) -> Error {
+    if answer.status.is_client_error() {
+        Error::Invalid {
+            message: answer.body["error"]
+                .as_str()
+                .unwrap_or("refused")
+                .to_string(),
+            field: answer.body["field"].as_str().map(str::to_string),
+        }
+    } else {
+        protocol(answer, &format!("status {}", answer.status))
+    }
+}
+
+fn protocol(answer: &Answer, message: &str) -> Error {
+    Error::Protocol {
+        endpoint: answer.endpoint.clone(),
+        message: message.to_string(),
+    }
+}

@@ -1,0 +1,49 @@
+//! What can go wrong when talking to a tenure cluster.
+
+use crate::state::LeaseState;
+use std::time::Duration;
+
+/// An error from a call to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The lease rules refused the operation (`409`): someone else holds the
+    /// name, or the grant named is no longer current. The state says who
+    /// holds what, and for how long.
+    #[error("{message}")]
+    Conflict { state: LeaseState, message: String },
+    /// No node gave an answer before the call's deadline. When
+    /// `outcome_unknown` is true a write may still take effect.
+    #[error("no node answered in time ({last}); tried {attempts} times")]
+    Unavailable {
+        outcome_unknown: bool,
+        attempts: u32,
+        last: String,
+    },
+    /// The request was refused as malformed (`4xx` other than `409`), or a
+    /// value given to the client was out of range before anything was sent.
+    #[error("invalid request: {message}")]
+    Invalid {
+        message: String,
+        field: Option<String>,
+    },
+    /// A node answered something this client does not understand.
+    #[error("unexpected answer from {endpoint}: {message}")]
+    Protocol { endpoint: String, message: String },
+    /// `acquire` with a bounded wait: the wait ended with the name still
+    /// held by another.
+    #[error("still held after waiting {waited:?}: {state}")]
+    WaitExpired { waited: Duration, state: LeaseState },
+    /// The lease was lost (its local deadline passed, or a renewal was
+    /// refused) before the operation could use it.
+    #[error("the lease was lost: {0}")]
+    Lost(crate::lock::LostReason),
+}
+
+impl Error {
+    pub(crate) fn invalid(e: impl std::fmt::Display, field: Option<&str>) -> Error {
+        Error::Invalid {
+            message: e.to_string(),
+            field: field.map(str::to_string),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The Rust client of tenure: leases and leader election over the HTTP API
+//! of a tenure cluster.
+//!
+//! - [`Client`]: the nodes, failover between them, a deadline on every call,
+//!   retries only where they are safe.
+//! - [`Lock`] → [`Lease`]: a held lease with its fencing token, renewed in
+//!   the background, with a deadline counted on this process's clock from
+//!   the send time of the request that won it ([`time::deadline`]).
+//! - [`LeaderElection`]: campaign, observe, resign.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tenure_client::Error> {
+//! let client = tenure_client::Client::new(&["http://127.0.0.1:7400", "http://127.0.0.1:7401"])?;
+//! let lease = tenure_client::Lock::new(&client, "nightly-report").acquire().await?;
+//! let lost = lease.lost();
+//! tokio::select! {
+//!     () = async { /* work, passing lease.token() downstream */ } => {}
+//!     reason = lost => eprintln!("lost the lease: {reason}"),
+//! }
+//! lease.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/client.md` for the rules a holder must follow.
+
+mod client;
+mod election;
+mod error;
+mod holder;
+mod lock;
+mod state;
+pub mod time;
+mod watch;
+
+pub use client::{Client, Granted, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS};
+pub use election::LeaderElection;
+pub use error::Error;
+pub use holder::default_holder_id;
+pub use lock::{Lease, LeaseStatus, Lock, LostReason, DEFAULT_MARGIN, DEFAULT_TTL};
+pub use state::{Leader, LeaseState};
+pub use watch::Watch;
+
+impl Client {
+    /// Follow the states of `name` (see [`Watch`]).
+    pub fn watch(&self, name: &str) -> Result<Watch, Error> {
+        Watch::start(self, name)
+    }
+}

@@ -1,0 +1,109 @@
+//! The client's clock and the holder's deadline.
+//!
+//! The core counts time in microseconds on one process's monotonic clock.
+//! Here that clock is `std::time::Instant`, read against a fixed origin
+//! taken once per process, so that the core's `holder_deadline` (the one
+//! definition of assumption A5 in `docs/safety.md`) computes the client's
+//! deadlines too.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tenure_core::{holder_deadline, Micros, Rules, Ttl};
+
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Read the monotonic clock. Use this, not `Instant::now()`, for send
+/// times: it fixes the origin before the reading, so every reading is at or
+/// after it and converts without clamping.
+pub fn now() -> Instant {
+    origin();
+    Instant::now()
+}
+
+fn to_core(t: Instant) -> tenure_core::Instant {
+    let micros = t.saturating_duration_since(origin()).as_micros();
+    tenure_core::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+}
+
+fn from_core(t: tenure_core::Instant) -> Instant {
+    origin() + Duration::from_micros(t.as_micros())
+}
+
+/// The last instant, on this process's clock, at which the holder of a
+/// grant of `ttl` won by a request sent at `sent` may still act as holder:
+/// `sent + ttl·(1−2ρ) − margin`.
+///
+/// Counted from the SEND time, not the reply: the cluster may start the
+/// lease's clock any time after the request left, and the holder cannot know
+/// when. A margin larger than the usable ttl gives `sent` itself: a grant
+/// that cannot be used.
+pub fn deadline(sent: Instant, ttl: Ttl, margin: Duration) -> Instant {
+    let margin = Micros(u64::try_from(margin.as_micros()).unwrap_or(u64::MAX));
+    from_core(holder_deadline(
+        to_core(sent),
+        ttl,
+        &Rules::default(),
+        margin,
+    ))
+}
+
+/// A duration as a whole number of milliseconds, rounded up.
+pub(crate) fn ceil_millis(d: Duration) -> u64 {
+    u64::try_from(d.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ttl(ms: u64) -> Ttl {
+        Ttl::from_millis(ms).expect("valid ttl")
+    }
+
+    #[test]
+    fn deadline_is_ttl_shrunk_by_twice_the_drift_minus_the_margin_from_the_send_time() {
+        let sent = now();
+        // 10 s · (1 − 2·0.001) − 150 ms = 9.980 s − 0.150 s.
+        // The send time is truncated to whole microseconds on the way
+        // through the core's clock: the deadline may come up to 1 µs early,
+        // never late.
+        let d = deadline(sent, ttl(10_000), Duration::from_millis(150));
+        let exact = sent + Duration::from_millis(9_830);
+        assert!(d <= exact && exact - d < Duration::from_micros(1));
+    }
+
+    #[test]
+    fn deadline_never_reaches_sent_plus_ttl_even_without_margin() {
+        let sent = now();
+        for ms in [10, 11, 999, 1_000, 30_000, 86_400_000] {
+            let d = deadline(sent, ttl(ms), Duration::ZERO);
+            assert!(d < sent + Duration::from_millis(ms), "ttl {ms} ms");
+        }
+    }
+
+    #[test]
+    fn a_margin_larger_than_the_ttl_gives_a_deadline_at_the_send_time() {
+        let sent = now();
+        let d = deadline(sent, ttl(100), Duration::from_secs(1));
+        assert!(d <= sent && sent - d < Duration::from_micros(1));
+    }
+
+    #[test]
+    fn deadline_counts_from_the_send_time_not_the_reply() {
+        // A long poll sent 20 s ago that won just now: its grant of 10 s is
+        // already past its deadline, however fresh the reply is.
+        let sent = now();
+        let reply = sent + Duration::from_secs(20);
+        assert!(deadline(sent, ttl(10_000), Duration::ZERO) < reply);
+    }
+
+    #[test]
+    fn conversion_through_the_core_clock_loses_less_than_a_microsecond() {
+        let t = now() + Duration::from_nanos(123_456_789);
+        let back = from_core(to_core(t));
+        assert!(back <= t && t.duration_since(back) < Duration::from_micros(1));
+    }
+}
