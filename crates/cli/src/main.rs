@@ -10,6 +10,7 @@ mod sim;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +45,19 @@ enum Command {
     Sim(sim::SimArgs),
 }
 
-fn main() -> Result<std::process::ExitCode> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            // One line per cause, outermost first: what failed, then why.
+            // (The Debug form would print a backtrace at users.)
+            eprintln!("tenure: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Sim(args) = cli.command {
         // Single-threaded and deterministic: no runtime, no logs.
         return sim::run_sim(args);
@@ -54,7 +66,7 @@ fn main() -> Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    let done = match cli.command {
         Command::Dev {
             data_dir,
             http_port,
@@ -62,8 +74,8 @@ fn main() -> Result<std::process::ExitCode> {
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
         Command::Sim(_) => unreachable!("handled before the runtime starts"),
-    }
-    .map(|()| std::process::ExitCode::SUCCESS)
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr (stdout carries the lines scripts wait for);

@@ -29,19 +29,19 @@ const PEER_EVENTS_QUEUED: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid cluster configuration: {0}")]
+    #[error("invalid cluster configuration")]
     Config(#[from] ConfigError),
-    #[error("cannot open the data directory {dir}: {source}")]
+    #[error("cannot open the data directory {dir}")]
     Storage { dir: PathBuf, source: OpenError },
-    #[error("cannot create the data directory {dir}: {source}")]
+    #[error("cannot create the data directory {dir}")]
     DataDir {
         dir: PathBuf,
         source: std::io::Error,
     },
-    #[error("storage task failed: {0}")]
+    #[error("the storage task failed")]
     Join(#[from] tokio::task::JoinError),
-    #[error("cannot read a listener's address: {0}")]
-    Address(std::io::Error),
+    #[error("cannot read a listener's address")]
+    Address(#[source] std::io::Error),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
