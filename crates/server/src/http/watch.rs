@@ -46,6 +46,9 @@ async fn watch(app: AppState, name: LeaseName, lines: mpsc::Sender<Bytes>) {
     let mut stop = app.stop.clone();
     let mut last: Option<Key> = None;
     loop {
+        if *stop.borrow() {
+            return; // Shutting down: end the stream so the drain can finish.
+        }
         let wakeup = app.wakeups.subscribe(&name);
         let woken = wakeup.notified();
         tokio::pin!(woken);
