@@ -34,59 +34,26 @@ pub struct FaultPlan {
 impl FaultPlan {
     pub fn draw(rng: &mut SimRng, drift_bound_ppm: u32) -> FaultPlan {
         // Each fault is on for about half the seeds, at a rate drawn per seed.
-        let on = |rng: &mut SimRng| rng.chance(500_000);
+        let maybe = |rng: &mut SimRng, lo: u64, hi: u64| {
+            if rng.chance(500_000) {
+                rng.between(lo, hi)
+            } else {
+                0
+            }
+        };
+        let bound = u64::from(drift_bound_ppm);
         FaultPlan {
-            loss_ppm: if on(rng) {
-                rng.between(1_000, 200_000) as u32
-            } else {
-                0
-            },
-            duplicate_ppm: if on(rng) {
-                rng.between(1_000, 100_000) as u32
-            } else {
-                0
-            },
-            tail_ppm: if on(rng) {
-                rng.between(1_000, 100_000) as u32
-            } else {
-                0
-            },
+            loss_ppm: maybe(rng, 1_000, 200_000) as u32,
+            duplicate_ppm: maybe(rng, 1_000, 100_000) as u32,
+            tail_ppm: maybe(rng, 1_000, 100_000) as u32,
             tail_max_us: rng.between(5_000, 400_000),
-            partition_every_us: if on(rng) {
-                rng.between(20_000, 800_000)
-            } else {
-                0
-            },
-            crash_every_us: if on(rng) {
-                rng.between(100_000, 1_500_000)
-            } else {
-                0
-            },
-            pause_every_us: if on(rng) {
-                rng.between(100_000, 1_500_000)
-            } else {
-                0
-            },
-            slow_sync_ppm: if on(rng) {
-                rng.between(1_000, 100_000) as u32
-            } else {
-                0
-            },
-            failed_sync_ppm: if on(rng) {
-                rng.between(100, 5_000) as u32
-            } else {
-                0
-            },
-            drift_ppm: if on(rng) {
-                rng.between(u64::from(drift_bound_ppm) / 2, u64::from(drift_bound_ppm)) as u32
-            } else {
-                0
-            },
-            stall_ppm: if on(rng) {
-                rng.between(10_000, 500_000) as u32
-            } else {
-                0
-            },
+            partition_every_us: maybe(rng, 20_000, 800_000),
+            crash_every_us: maybe(rng, 100_000, 1_500_000),
+            pause_every_us: maybe(rng, 100_000, 1_500_000),
+            slow_sync_ppm: maybe(rng, 1_000, 100_000) as u32,
+            failed_sync_ppm: maybe(rng, 100, 5_000) as u32,
+            drift_ppm: maybe(rng, bound / 2, bound) as u32,
+            stall_ppm: maybe(rng, 10_000, 500_000) as u32,
         }
     }
 
