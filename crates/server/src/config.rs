@@ -55,6 +55,8 @@ pub fn default_timing() -> Timing {
 pub struct HttpLimits {
     /// Open client connections; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections from one client address; more are closed at once.
+    pub max_connections_per_client: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
     /// Time a client has to send its body once the head has arrived.
@@ -73,6 +75,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             max_connections: 1_024,
+            max_connections_per_client: 256,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             max_body_bytes: 4 * 1024,

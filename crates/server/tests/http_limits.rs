@@ -11,6 +11,10 @@ use tokio::net::TcpStream;
 const LIMIT: Duration = Duration::from_millis(300);
 
 async fn start(dir: &std::path::Path) -> Running {
+    start_with(dir, |_| {}).await
+}
+
+async fn start_with(dir: &std::path::Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
     let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
         .await
         .expect("bind");
@@ -22,6 +26,7 @@ async fn start(dir: &std::path::Path) -> Running {
     );
     config.http.header_read_timeout = LIMIT;
     config.http.body_read_timeout = LIMIT;
+    tune(&mut config);
     server::start(config, listeners).await.expect("start")
 }
 
@@ -72,5 +77,51 @@ async fn a_body_that_does_not_arrive_in_time_is_refused_and_changes_nothing() {
     let answer = read_until_closed(&mut read, Duration::from_secs(10)).await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert!(answer.contains(r#""token":0"#), "{answer}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_with(dir.path(), |c| {
+        c.http.max_connections_per_client = 2;
+        c.http.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(node.http_addr).await.expect("connect");
+        // A complete request proves the connection was accepted and served.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.expect("served");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let mut third = TcpStream::connect(node.http_addr).await.expect("connect");
+    let refused = read_until_closed(&mut third, Duration::from_secs(5)).await;
+    assert!(refused.is_empty(), "{refused}");
+    // A slot freed is a slot available again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = TcpStream::connect(node.http_addr).await.expect("connect");
+        again
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_until_closed(&mut again, Duration::from_secs(5)).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        // The server notices the closed connection asynchronously.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     node.shutdown().await;
 }

@@ -1,6 +1,11 @@
 //! The HTTP accept loop. axum's own `serve` offers neither a header read
 //! timeout nor a connection bound, so connections are served by hyper
 //! directly, with axum's router as the service.
+//!
+//! Two bounds on connections: in all (beyond it, clients wait in the
+//! kernel's backlog), and per client address (beyond it, the connection is
+//! closed at once), so that one client cannot take every slot (Consul's
+//! CVE-2020-7219).
 
 use crate::config::HttpLimits;
 use axum::Router;
@@ -8,7 +13,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -24,6 +31,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let clients: Clients = Arc::default();
     loop {
         // At the connection bound, stop accepting: further clients wait in
         // the kernel's backlog instead of costing this process memory.
@@ -36,13 +44,19 @@ pub async fn serve(
             a = listener.accept() => a,
             _ = stop.changed() => break,
         };
-        let (stream, _) = match accepted {
+        let (stream, client) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "http accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(per_client) =
+            PerClient::take(&clients, client.ip(), limits.max_connections_per_client)
+        else {
+            tracing::debug!(%client, "too many connections from one client; closing");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let router = app.clone();
@@ -56,7 +70,7 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;
-            drop(slot);
+            drop((slot, per_client));
         });
     }
     drop(listener);
@@ -65,5 +79,40 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("http requests still in flight after the drain timeout; closing them");
+    }
+}
+
+type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One client address's share of the connections; given back on drop.
+struct PerClient {
+    clients: Clients,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn take(clients: &Clients, ip: IpAddr, limit: usize) -> Option<PerClient> {
+        let mut open = clients.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(PerClient {
+            clients: clients.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerClient {
+    fn drop(&mut self) {
+        let mut open = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
