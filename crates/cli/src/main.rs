@@ -1,8 +1,12 @@
 //! `tenure`: run a node (`server`), a local 3-node cluster (`dev`),
-//! measure one (`bench`), or simulate one under faults (`sim`).
+//! measure one (`bench`), or simulate one under faults (`sim`); and use a
+//! cluster (`lock`, `unlock`, `status`, `watch`, `elect`, `run`).
 
 mod bench;
+mod client_cmds;
 mod dev;
+mod elect;
+mod run;
 mod serve;
 mod signal;
 mod sim;
@@ -43,6 +47,19 @@ enum Command {
     },
     /// Run the deterministic simulator over many seeds, with faults.
     Sim(sim::SimArgs),
+    /// Take a lease once and print its token (nothing renews it).
+    Lock(client_cmds::LockArgs),
+    /// Release a grant: the holder and the token it was granted with.
+    Unlock(client_cmds::UnlockArgs),
+    /// Who holds a lease; without a name, what each node reports.
+    Status(client_cmds::StatusArgs),
+    /// Print every change of a lease's state until Ctrl-C.
+    Watch(client_cmds::WatchArgs),
+    /// Campaign for leadership, print each change of leader, resign on Ctrl-C.
+    Elect(elect::ElectArgs),
+    /// Run a command only while holding a lease; stop it before the lease
+    /// could expire.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +91,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
         Command::Sim(_) => unreachable!("handled before the runtime starts"),
+        Command::Lock(args) => runtime.block_on(client_cmds::lock(args)),
+        Command::Unlock(args) => runtime.block_on(client_cmds::unlock(args)),
+        Command::Status(args) => runtime.block_on(client_cmds::status(args)),
+        Command::Watch(args) => runtime.block_on(client_cmds::watch(args)),
+        Command::Elect(args) => runtime.block_on(elect::elect(args)),
+        // Exits with the command's status.
+        Command::Run(args) => return runtime.block_on(run::run(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -1,0 +1,246 @@
+//! The client commands that talk to a running cluster: `lock`, `unlock`,
+//! `status`, `watch`. Human output by default, `--json` for scripts (one
+//! JSON object per line); errors are one line on stderr and a non-zero exit.
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+use tenure_client::{Client, LeaseState};
+
+/// Where the cluster is, and how to print.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Conn {
+    /// Comma-separated node URLs. Default: $TENURE_ENDPOINTS, else the
+    /// `tenure dev` ports (http://127.0.0.1:7400,7401,7402).
+    #[arg(long, value_name = "URLS")]
+    pub endpoints: Option<String>,
+    /// Print JSON (one object per line) instead of sentences.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Conn {
+    pub fn client(&self) -> Result<Client> {
+        let list = match &self.endpoints {
+            Some(list) => list.clone(),
+            None => std::env::var("TENURE_ENDPOINTS")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| tenure_client::DEV_ENDPOINTS.to_string()),
+        };
+        Client::from_list(&list).context("--endpoints")
+    }
+}
+
+/// `500ms`, `10s`, `2m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write 500ms, 10s, 2m or 1h"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(|| format!("{s:?} is not a duration: write 500ms, 10s, 2m or 1h"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LockArgs {
+    /// The lease name.
+    pub name: String,
+    /// Who asks; default HOST:PID:RANDOM (printed: `unlock` needs it).
+    #[arg(long)]
+    pub holder: Option<String>,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Wait up to this long (at most 5m) for the lease instead of failing.
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// `tenure lock`: one grant, printed. Nothing renews it after this process
+/// exits: the caller renews (PUT with the token) or lets it expire.
+pub async fn lock(args: LockArgs) -> Result<()> {
+    let client = args.conn.client()?;
+    let holder = args
+        .holder
+        .clone()
+        .unwrap_or_else(tenure_client::default_holder_id);
+    let answer = client
+        .acquire_once(&args.name, &holder, args.ttl, args.wait)
+        .await?;
+    match answer {
+        Ok(grant) => {
+            let ttl_ms = grant.ttl.as_millis();
+            if args.conn.json {
+                print_json(&json!({
+                    "name": args.name, "holder": grant.holder, "token": grant.token, "ttl_ms": ttl_ms,
+                }))
+            } else {
+                print_line(&format!(
+                    "{}: granted to {} with token {} for {ttl_ms} ms",
+                    args.name, grant.holder, grant.token
+                ))
+            }
+        }
+        Err(state) => bail!("{} is {state}", args.name),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UnlockArgs {
+    pub name: String,
+    #[arg(long)]
+    pub holder: String,
+    /// The token of the grant to end.
+    #[arg(long)]
+    pub token: u64,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+pub async fn unlock(args: UnlockArgs) -> Result<()> {
+    let client = args.conn.client()?;
+    client
+        .release(&args.name, &args.holder, args.token)
+        .await
+        .with_context(|| format!("could not release {}", args.name))?;
+    if args.conn.json {
+        print_json(&json!({ "name": args.name, "released": true, "token": args.token }))
+    } else {
+        print_line(&format!(
+            "{}: released grant {} of {}",
+            args.name, args.token, args.holder
+        ))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// A lease name; without one, the state of each node.
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let client = args.conn.client()?;
+    if let Some(name) = &args.name {
+        let state = client.read(name).await?;
+        return if args.conn.json {
+            let mut v = serde_json::to_value(&state)?;
+            v["name"] = json!(name);
+            print_json(&v)
+        } else {
+            print_line(&format!("{name}: {state}"))
+        };
+    }
+    let mut answered = 0;
+    for (endpoint, result) in client.cluster().await {
+        match result {
+            Ok(v) => {
+                answered += 1;
+                if args.conn.json {
+                    print_json(&json!({ "endpoint": endpoint, "cluster": v }))?;
+                } else {
+                    print_line(&format!(
+                        "{endpoint}: node {}, incarnation {}, {} of {} nodes reachable (quorum {})",
+                        v["node"],
+                        v["incarnation"],
+                        v["reachable"],
+                        v["members"].as_array().map_or(0, Vec::len),
+                        v["quorum"],
+                    ))?;
+                }
+            }
+            Err(e) => {
+                if args.conn.json {
+                    print_json(&json!({ "endpoint": endpoint, "error": e }))?;
+                } else {
+                    print_line(&format!("{endpoint}: unreachable: {e}"))?;
+                }
+            }
+        }
+    }
+    if answered == 0 {
+        bail!("no node answered");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Print each state of the name until Ctrl-C. Reconnects across nodes.
+pub async fn watch(args: WatchArgs) -> Result<()> {
+    let client = args.conn.client()?;
+    let mut watch = client.watch(&args.name)?;
+    let mut last: Option<LeaseState> = None;
+    loop {
+        let next = tokio::select! {
+            n = watch.next_state() => n,
+            () = crate::signal::stop_requested() => return Ok(()),
+        };
+        let Some(state) = next else { return Ok(()) };
+        let state = state?;
+        // A reconnection repeats the current state: not a change.
+        if last.as_ref().is_some_and(|l| same(l, &state)) {
+            continue;
+        }
+        if args.conn.json {
+            print_json(&serde_json::to_value(&state)?)?;
+        } else {
+            print_line(&format!("{}: {state}", args.name))?;
+        }
+        last = Some(state);
+    }
+}
+
+fn same(a: &LeaseState, b: &LeaseState) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+        && a.holder() == b.holder()
+        && a.token() == b.token()
+}
+
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
+    print_line(&v.to_string())
+}
+
+/// One line to stdout, flushed: scripts read these as they come.
+pub fn print_line(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_units_people_write() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! `tenure run --lock NAME -- CMD ARGS...`: run a command only while this
+//! process holds the lease, and make sure it is dead before the lease could
+//! expire.
+//!
+//! Timeline of one grant, on this process's clock (`sent`: when the request
+//! that won or last renewed it left; `end = sent + ttl·(1−2ρ)`, the latest
+//! a holder may act at all, `holder_deadline` with no margin):
+//!
+//! ```text
+//! sent ── renew at ttl/3 ── … ── end−grace−slack ── end−slack ── end
+//!                                   SIGTERM            SIGKILL
+//! ```
+//!
+//! The lease's margin is `grace + slack`, so `Lease::deadline()` is the
+//! SIGTERM time; SIGKILL follows `grace` later, `slack` before `end`, which
+//! leaves `slack` for the kernel to end the processes. Each successful
+//! renewal moves the whole timeline.
+
+use crate::client_cmds::{parse_duration, Conn};
+use anyhow::{bail, Context, Result};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitCode;
+use std::time::Duration;
+use tenure_client::{Lease, Lock, LostReason};
+use tokio::time::Instant;
+
+/// Between SIGKILL and the end of the usable ttl: time for the kernel to
+/// tear the processes down.
+const KILL_SLACK: Duration = Duration::from_millis(100);
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The lease to hold while the command runs.
+    #[arg(long, value_name = "NAME")]
+    pub lock: String,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Give up (exit 1) when the lease is not ours within this long;
+    /// default: wait as long as it takes.
+    #[arg(long, value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+    /// Who asks; default HOST:PID:RANDOM.
+    #[arg(long)]
+    pub holder: Option<String>,
+    /// How long the command gets between SIGTERM and SIGKILL when the
+    /// lease cannot be renewed.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+    #[command(flatten)]
+    pub conn: Conn,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let margin = args.kill_grace + KILL_SLACK;
+    // The child must get a useful stretch between a renewal (at ttl/3) and
+    // its SIGTERM, or a single slow renewal would kill it.
+    if margin * 2 > args.ttl {
+        bail!(
+            "--kill-grace {:?} is too long for --ttl {:?}: keep kill-grace + 100ms under half the ttl",
+            args.kill_grace,
+            args.ttl
+        );
+    }
+    let Some((program, program_args)) = args.command.split_first() else {
+        bail!("no command given: tenure run --lock NAME -- CMD ARGS...");
+    };
+    let client = args.conn.client()?;
+    let mut lock = Lock::new(&client, &args.lock).ttl(args.ttl).margin(margin);
+    if let Some(h) = &args.holder {
+        lock = lock.holder(h);
+    }
+    let acquiring = async {
+        match args.wait {
+            Some(w) => lock.acquire_within(w).await,
+            None => lock.acquire().await,
+        }
+    };
+    let lease = tokio::select! {
+        lease = acquiring => lease.with_context(|| format!("could not take {}", args.lock))?,
+        () = crate::signal::stop_requested() => {
+            eprintln!("tenure run: stopped while waiting for {}", args.lock);
+            return Ok(ExitCode::from(130));
+        }
+    };
+    eprintln!(
+        "tenure run: holding {} as {} with token {}",
+        lease.name(),
+        lease.holder(),
+        lease.token()
+    );
+
+    // Spawned here, in the future `block_on` drives on the main thread:
+    // the parent-death signal fires when the forking THREAD exits, and the
+    // main thread lives exactly as long as this process.
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(program_args)
+        .env("TENURE_TOKEN", lease.token().to_string())
+        .env("TENURE_LOCK", lease.name())
+        .env("TENURE_HOLDER", lease.holder())
+        // Its own process group, so that one signal to the group reaches
+        // the command's own children too (a shell script's, say).
+        .process_group(0);
+    die_with_parent(&mut command);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = lease.release().await;
+            bail!("could not start {program:?}: {e}");
+        }
+    };
+    let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+        bail!("the command exited before its pid could be read");
+    };
+
+    let status = supervise(&lease, &mut child, pid, args.kill_grace).await?;
+    // The command is gone: the lease is no longer needed.
+    if let Err(e) = lease.release().await {
+        eprintln!("tenure run: could not release {}: {e}", args.lock);
+    }
+    Ok(exit_code(status))
+}
+
+/// Wait for the child, stopping it in time if the lease cannot be renewed.
+async fn supervise(
+    lease: &Lease,
+    child: &mut tokio::process::Child,
+    pid: i32,
+    grace: Duration,
+) -> Result<std::process::ExitStatus> {
+    let mut status = lease.status();
+    let mut term_at: Option<Instant> = None;
+    let mut kill_sent = false;
+    let mut stop = std::pin::pin!(crate::signal::stop_requested());
+    let mut stop_seen = false;
+    let mut status_open = true;
+    loop {
+        let (deadline, lost) = {
+            let s = status.borrow_and_update();
+            (Instant::from_std(s.deadline), s.lost.clone())
+        };
+        // A renewal refused (the grant is gone) ends the run now rather
+        // than at the deadline; a release by this process cannot happen
+        // while the child runs.
+        if let Some(LostReason::Refused(state)) = &lost {
+            if term_at.is_none() {
+                eprintln!(
+                    "tenure run: lost {}: {state}; stopping the command",
+                    lease.name()
+                );
+                signal_group(pid, libc::SIGTERM);
+                term_at = Some(Instant::now());
+            }
+        }
+        let sigterm_at = term_at.unwrap_or(deadline);
+        // Never later than `grace` after the deadline's SIGTERM time, which
+        // is `KILL_SLACK` before the end of the usable ttl.
+        let sigkill_at = (sigterm_at + grace).min(deadline + grace);
+        tokio::select! {
+            exited = child.wait() => return exited.context("waiting for the command"),
+            () = tokio::time::sleep_until(deadline), if term_at.is_none() => {
+                eprintln!(
+                    "tenure run: could not renew {} in time; sending SIGTERM to the command",
+                    lease.name()
+                );
+                signal_group(pid, libc::SIGTERM);
+                term_at = Some(Instant::now());
+            }
+            () = tokio::time::sleep_until(sigkill_at), if term_at.is_some() && !kill_sent => {
+                eprintln!("tenure run: the command outlived its grace period; SIGKILL");
+                signal_group(pid, libc::SIGKILL);
+                kill_sent = true;
+            }
+            changed = status.changed(), if lost.is_none() && status_open => {
+                // The lease's sender lives as long as `lease`, which
+                // outlives this loop; if it were gone, the last deadline
+                // still stands, and this branch must not spin.
+                status_open = changed.is_ok();
+            }
+            () = &mut stop, if !stop_seen => {
+                // Ctrl-C or SIGTERM to `tenure run`: pass it on, and wait
+                // for the command to exit (the deadline still applies).
+                stop_seen = true;
+                signal_group(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// Ask the kernel to SIGKILL the child when this process dies, however it
+/// dies (even by SIGKILL), so that no orphan goes on working without the
+/// lease.
+fn die_with_parent(command: &mut tokio::process::Command) {
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed. It calls `prctl` and
+    // `getppid`, both plain system calls, and touches only a copied
+    // integer: no allocation, no locks, no shared memory.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // If the parent died before the prctl, the signal will never
+            // come (we were re-parented already): do not start at all.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Send `signal` to the child's process group (its pid: it leads it).
+fn signal_group(pgid: i32, signal: libc::c_int) {
+    // SAFETY: `kill` has no memory-safety preconditions. The group is only
+    // signalled before the child was reaped, so its id cannot have been
+    // reused by an unrelated process group.
+    let r = unsafe { libc::kill(-pgid, signal) };
+    if r == -1 {
+        // ESRCH: the group is already gone, which is what we wanted.
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            eprintln!("tenure run: could not signal the command: {e}");
+        }
+    }
+}
+
+/// The child's exit code, or 128 + the signal that ended it (as shells do).
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    if let Some(code) = status.code() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let signal = status.signal().unwrap_or(0);
+    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+}
