@@ -1,6 +1,7 @@
 //! `tenure bench renew`: the latency of a renewal through the node that won
 //! the name, next to what it should cost: a loopback round trip (client to
 //! node) plus, in parallel on the nodes, a peer round trip and one fsync.
+//! `tenure bench compare`: tenure next to etcd (the `tenure-bench` crate).
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -29,14 +30,42 @@ pub enum Bench {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// Start a 3-node etcd cluster and a 3-node tenure cluster on loopback
+    /// and run the same lock workloads against both; writes
+    /// bench/RESULTS.md. Installs etcd with apt-get when missing.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// A short run (under a minute) with fewer samples.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the figures as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where to write the Markdown report.
+    #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
+    results: PathBuf,
+    /// Fail instead of running apt-get when etcd is missing.
+    #[arg(long)]
+    no_install: bool,
+    /// Where both clusters' temporary data directories go (fsync is
+    /// measured on this file system). Default: the system's temporary
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 pub async fn run(bench: Bench) -> Result<()> {
-    let Bench::Renew {
-        count,
-        data_dir,
-        url,
-    } = bench;
+    let (count, data_dir, url) = match bench {
+        Bench::Renew {
+            count,
+            data_dir,
+            url,
+        } => (count, data_dir, url),
+        Bench::Compare(args) => return tokio::task::spawn_blocking(|| compare(args)).await?,
+    };
     let count = count.max(10);
     if let Some(url) = url {
         return tokio::task::spawn_blocking(move || renewals(&url, count, None)).await?;
@@ -68,6 +97,19 @@ pub async fn run(bench: Bench) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    tenure_bench::run_compare(tenure_bench::Options {
+        tenure_bin: std::env::current_exe().context("find the tenure binary")?,
+        quick: args.quick,
+        json: args.json,
+        results: args.results,
+        install: !args.no_install,
+        data_root: args.data_dir.unwrap_or_else(std::env::temp_dir),
+        command: format!("tenure {}", command.get(1..).unwrap_or_default().join(" ")),
+    })
 }
 
 fn renewals(url: &str, count: usize, fsync_dir: Option<&Path>) -> Result<()> {

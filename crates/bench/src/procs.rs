@@ -1,0 +1,458 @@
+//! The two clusters under test, as real processes on loopback: three
+//! `tenure server` and three `etcd`, each on ports the OS chose a moment
+//! before, each with its own temporary data directory on the same file
+//! system (fsync on: both systems' default). Every process is SIGKILLed and
+//! reaped by PID when its guard drops, so an error or a panic half way
+//! leaves nothing running.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a cluster may take to start and become healthy.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One child process; SIGKILLed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    pub what: String,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(what: String, cmd: &mut Command, log: PathBuf) -> Result<Proc> {
+        let stderr =
+            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("start {what}"))?;
+        Ok(Proc { child, what, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (and then reap it).
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL (what `Child::kill` sends) and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident set size in KiB, from /proc/PID/status.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        parse_vmrss_kib(&status)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn parse_vmrss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Ports that were free a moment ago: bind to port 0, read, release. A
+/// port may be taken by someone else before the server binds it: rare, and
+/// the cluster start is then retried with new ports.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// The etcd version line, installing Debian's `etcd-server` and
+/// `etcd-client` first when `etcd` is not on the PATH and `install` is set.
+pub fn ensure_etcd(install: bool, progress: &dyn Fn(&str)) -> Result<String> {
+    if let Some(v) = etcd_version() {
+        return Ok(v);
+    }
+    if !install {
+        bail!(
+            "etcd is not installed (apt-get install etcd-server etcd-client, or drop --no-install)"
+        );
+    }
+    let policy = Command::new("apt-cache")
+        .args(["policy", "etcd-server"])
+        .output()
+        .context("run apt-cache (is this Debian or Ubuntu?)")?;
+    if !has_candidate(&String::from_utf8_lossy(&policy.stdout)) {
+        progress("apt-get update (no etcd-server candidate yet)");
+        run_apt(&["update"])?;
+    }
+    progress("apt-get install -y etcd-server etcd-client");
+    run_apt(&["install", "-y", "etcd-server", "etcd-client"])?;
+    etcd_version().context("etcd still not on the PATH after apt-get install")
+}
+
+fn run_apt(args: &[&str]) -> Result<()> {
+    let out = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .with_context(|| format!("run apt-get {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "apt-get {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `apt-cache policy` output names an installable version.
+pub fn has_candidate(policy: &str) -> bool {
+    policy
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .is_some_and(|c| c.trim() != "(none)" && !c.trim().is_empty())
+}
+
+fn etcd_version() -> Option<String> {
+    let out = Command::new("etcd").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// Wait until `ready()` holds, bounded; `ready` is polled every 50 ms.
+fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what}: not ready within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_idle_connections(1024)
+        .max_idle_connections_per_host(1024)
+        .build()
+        .into()
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
+    let mut r = agent.get(url).call().ok()?;
+    let text = r.body_mut().read_to_string().ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> Option<Value> {
+    let mut r = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .ok()?;
+    if r.status().as_u16() != 200 {
+        return None;
+    }
+    let text = r.body_mut().read_to_string().ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Three `etcd` members on loopback.
+pub struct EtcdCluster {
+    pub nodes: Vec<Option<Proc>>,
+    /// `http://127.0.0.1:PORT`, one per member.
+    pub urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// The arguments of member `i` (0-based) of a 3-member cluster.
+pub fn etcd_args(i: usize, client: &[u16], peer: &[u16], data: &Path) -> Vec<String> {
+    let cluster: Vec<String> = (0..3)
+        .map(|j| format!("n{}=http://127.0.0.1:{}", j + 1, peer[j]))
+        .collect();
+    let c = format!("http://127.0.0.1:{}", client[i]);
+    let p = format!("http://127.0.0.1:{}", peer[i]);
+    vec![
+        "--name".into(),
+        format!("n{}", i + 1),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--listen-client-urls".into(),
+        c.clone(),
+        "--advertise-client-urls".into(),
+        c,
+        "--listen-peer-urls".into(),
+        p.clone(),
+        "--initial-advertise-peer-urls".into(),
+        p,
+        "--initial-cluster".into(),
+        cluster.join(","),
+        "--initial-cluster-state".into(),
+        "new".into(),
+        "--initial-cluster-token".into(),
+        "tenure-bench".into(),
+        // The metrics listener etcd opens by default is on the client URL;
+        // nothing else listens.
+        "--log-level".into(),
+        "warn".into(),
+    ]
+}
+
+impl EtcdCluster {
+    pub fn start(root: &Path) -> Result<EtcdCluster> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::try_start(root) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .expect("tried")
+            .context("start a 3-member etcd cluster"))
+    }
+
+    fn try_start(root: &Path) -> Result<EtcdCluster> {
+        let dir = tempfile::Builder::new().prefix("etcd-").tempdir_in(root)?;
+        let ports = free_ports(6)?;
+        let (client, peer) = ports.split_at(3);
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let data = dir.path().join(format!("n{}", i + 1));
+            let log = dir.path().join(format!("n{}.log", i + 1));
+            let mut cmd = Command::new("etcd");
+            cmd.args(etcd_args(i, client, peer, &data))
+                .stdout(Stdio::null());
+            nodes.push(Some(Proc::spawn(
+                format!("etcd n{}", i + 1),
+                &mut cmd,
+                log,
+            )?));
+        }
+        let urls: Vec<String> = client
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let mut cluster = EtcdCluster {
+            nodes,
+            urls,
+            _dir: dir,
+        };
+        let a = agent(Duration::from_secs(2));
+        let urls = cluster.urls.clone();
+        let nodes = &mut cluster.nodes;
+        wait_until("etcd /health", START_TIMEOUT, || {
+            if nodes.iter_mut().flatten().any(Proc::exited) {
+                return true; // reported below
+            }
+            urls.iter().all(|u| {
+                get_json(&a, &format!("{u}/health")).is_some_and(|v| v["health"] == "true")
+            })
+        })?;
+        for n in cluster.nodes.iter_mut().flatten() {
+            if n.exited() {
+                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+                bail!("{} exited at start: {}", n.what, last_lines(&log, 5));
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The index (0-based) of the member that is the raft leader now.
+    pub fn leader(&self) -> Result<usize> {
+        let a = agent(Duration::from_secs(2));
+        for (i, u) in self.urls.iter().enumerate() {
+            if self.nodes[i].is_none() {
+                continue;
+            }
+            let Some(v) = post_json(
+                &a,
+                &format!("{u}/v3/maintenance/status"),
+                &Value::Object(Default::default()),
+            ) else {
+                continue;
+            };
+            if v["leader"].is_string() && v["leader"] == v["header"]["member_id"] {
+                return Ok(i);
+            }
+        }
+        bail!("no etcd member says it is the leader")
+    }
+}
+
+/// Three `tenure server` processes on loopback.
+pub struct TenureCluster {
+    pub nodes: Vec<Option<Proc>>,
+    /// `http://127.0.0.1:PORT`, one per node.
+    pub urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+/// The arguments of node `id` (1-based) of a 3-node cluster.
+pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path) -> Vec<String> {
+    let peers: Vec<String> = (0..3)
+        .map(|j| format!("{}=127.0.0.1:{}", j + 1, peer[j]))
+        .collect();
+    vec![
+        "server".into(),
+        "--id".into(),
+        id.to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{}", http[id - 1]),
+        "--peer-listen".into(),
+        format!("127.0.0.1:{}", peer[id - 1]),
+        "--peers".into(),
+        peers.join(","),
+    ]
+}
+
+impl TenureCluster {
+    /// `bin` is the `tenure` binary (the running one, for `tenure bench`).
+    pub fn start(bin: &Path, root: &Path) -> Result<TenureCluster> {
+        let mut last = None;
+        for _ in 0..5 {
+            match Self::try_start(bin, root) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .expect("tried")
+            .context("start a 3-node tenure cluster"))
+    }
+
+    fn try_start(bin: &Path, root: &Path) -> Result<TenureCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("tenure-")
+            .tempdir_in(root)?;
+        let ports = free_ports(6)?;
+        let (http, peer) = ports.split_at(3);
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            let data = dir.path().join(format!("node-{id}"));
+            let log = dir.path().join(format!("node-{id}.log"));
+            let mut cmd = Command::new(bin);
+            cmd.args(tenure_args(id, http, peer, &data))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped());
+            let mut p = Proc::spawn(format!("tenure node {id}"), &mut cmd, log)?;
+            // The node prints one line on stdout once it serves.
+            let stdout = p.child.stdout.take().context("no stdout")?;
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(line);
+            });
+            match rx.recv_timeout(START_TIMEOUT) {
+                Ok(line) if line.starts_with("tenure node") => nodes.push(Some(p)),
+                _ => {
+                    p.kill9();
+                    let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                    bail!("{} did not start: {}", p.what, last_lines(&log, 5));
+                }
+            }
+        }
+        let urls: Vec<String> = http
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let a = agent(Duration::from_secs(2));
+        wait_until("tenure /healthz quorum_reachable", START_TIMEOUT, || {
+            urls.iter().all(|u| {
+                get_json(&a, &format!("{u}/healthz")).is_some_and(|v| v["quorum_reachable"] == true)
+            })
+        })?;
+        Ok(TenureCluster {
+            nodes,
+            urls,
+            _dir: dir,
+        })
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_candidate_is_read_from_policy() {
+        let found = "etcd-server:\n  Installed: (none)\n  Candidate: 3.4.23-4+b4\n";
+        let none = "etcd-server:\n  Installed: (none)\n  Candidate: (none)\n";
+        assert!(has_candidate(found));
+        assert!(!has_candidate(none));
+        assert!(!has_candidate(""));
+    }
+
+    #[test]
+    fn vmrss_is_read_in_kib() {
+        let status = "Name:\tetcd\nVmPeak:\t 1 kB\nVmRSS:\t   31337 kB\n";
+        assert_eq!(parse_vmrss_kib(status), Some(31337));
+        assert_eq!(parse_vmrss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_bindable() {
+        let ports = free_ports(6).unwrap();
+        let mut sorted = ports.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 6);
+        assert!(ports.iter().all(|&p| p != 0));
+    }
+
+    #[test]
+    fn cluster_arguments_name_every_member_once() {
+        let data = Path::new("/tmp/x");
+        let etcd = etcd_args(1, &[1, 2, 3], &[4, 5, 6], data);
+        let at = |args: &[String], flag: &str| {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1].clone()
+        };
+        assert_eq!(at(&etcd, "--name"), "n2");
+        assert_eq!(at(&etcd, "--listen-client-urls"), "http://127.0.0.1:2");
+        assert_eq!(
+            at(&etcd, "--initial-cluster"),
+            "n1=http://127.0.0.1:4,n2=http://127.0.0.1:5,n3=http://127.0.0.1:6"
+        );
+        let tenure = tenure_args(3, &[1, 2, 3], &[4, 5, 6], data);
+        assert_eq!(at(&tenure, "--id"), "3");
+        assert_eq!(at(&tenure, "--http"), "127.0.0.1:3");
+        assert_eq!(
+            at(&tenure, "--peers"),
+            "1=127.0.0.1:4,2=127.0.0.1:5,3=127.0.0.1:6"
+        );
+    }
+}
