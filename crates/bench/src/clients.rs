@@ -138,6 +138,9 @@ pub struct Etcd {
     /// How long the transaction alone took in the last acquire: the cost
     /// of a lock for a client whose session (lease) already exists.
     pub last_txn: Duration,
+    /// The ttl etcd granted the last acquire's lease, in seconds (it
+    /// raises a ttl below its minimum).
+    pub last_ttl_s: i64,
 }
 
 pub fn b64(s: &str) -> String {
@@ -179,6 +182,7 @@ impl Etcd {
             urls: urls.to_vec(),
             at: first % urls.len(),
             last_txn: Duration::ZERO,
+            last_ttl_s: 0,
         }
     }
 
@@ -209,6 +213,10 @@ impl LockClient for Etcd {
         let ttl_s = ttl_ms.div_ceil(1000).max(1);
         let lease = self.call("/v3/lease/grant", &json!({ "TTL": ttl_s.to_string() }))?;
         let id = id_of(&lease["ID"]).context("etcd grant: no ID")?;
+        self.last_ttl_s = lease["TTL"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         let prefix = lock_prefix(name);
         let key = format!("{prefix}{id:x}");
         let started = Instant::now();

@@ -8,6 +8,7 @@
 //! under `cargo test` except the unit tests of its parts.
 
 pub mod clients;
+pub mod failover;
 pub mod procs;
 pub mod stats;
 pub mod workloads;
@@ -40,6 +41,7 @@ const LEVELS: [usize; 3] = [16, 64, 256];
 
 struct Sizes {
     sequential: usize,
+    failover_ttls_ms: &'static [u64],
     cycle_secs: u64,
     loss_secs: u64,
 }
@@ -68,6 +70,7 @@ impl Progress {
 
 struct SystemResults {
     sequential: Sequential,
+    failover: Vec<failover::Failover>,
     cycles: Vec<Cycles>,
     loss: Option<NodeLoss>,
     rss_kib: Vec<u64>,
@@ -77,12 +80,14 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let sizes = if opts.quick {
         Sizes {
             sequential: 200,
-            cycle_secs: 3,
-            loss_secs: 6,
+            failover_ttls_ms: &[1000, 2000],
+            cycle_secs: 2,
+            loss_secs: 5,
         }
     } else {
         Sizes {
             sequential: 2000,
+            failover_ttls_ms: &[1000, 2000, 10_000],
             cycle_secs: 10,
             loss_secs: 15,
         }
@@ -91,7 +96,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let mut progress = Progress {
         began: Instant::now(),
         step: 0,
-        steps: 2 + 2 * (2 + LEVELS.len()) + 1,
+        steps: 2 + 1 + LEVELS.len() + sizes.failover_ttls_ms.len() + 2 + 1,
     };
     progress.next("checking for etcd");
     let etcd_version = procs::ensure_etcd(opts.install, &|m| eprintln!("      {m}"))?;
@@ -101,22 +106,83 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root)?;
     let run = std::process::id().to_string();
 
-    // tenure
-    progress.next("tenure: sequential latency");
-    let mut c = Tenure::new(&tenure.urls, 0, "seq".into());
-    let t_seq = workloads::sequential(&mut c, &run, sizes.sequential, |_: &Tenure| None)
-        .context("tenure sequential")?;
-    let mut t_cycles = Vec::new();
-    for n in LEVELS {
-        progress.next(&format!("tenure: cycles with {n} clients"));
-        let urls = tenure.urls.clone();
-        t_cycles.push(workloads::cycles(
-            n,
-            Duration::from_secs(sizes.cycle_secs),
-            &format!("t{run}-{n}"),
-            move |i| Tenure::new(&urls, i, format!("c{i}")),
-        ));
+    // The machine may be busy with other work whose load varies over the
+    // run: the two systems take turns, round by round and level by level,
+    // so that both see the same background.
+    progress.next("sequential latency, tenure and etcd taking turns round by round");
+    let leader = etcd.leader()?;
+    let mut tc = Tenure::new(&tenure.urls, 0, "seq".into());
+    let mut ec = Etcd::new(&etcd.urls, leader);
+    let (mut t_seq, mut e_seq) = (Sequential::default(), Sequential::default());
+    let warm = (sizes.sequential / 10).max(10);
+    for i in 0..warm + sizes.sequential {
+        let record = i >= warm;
+        let name = format!("seq-{run}-{i}");
+        let mut tenure_round = || {
+            t_seq
+                .round(&mut tc, &name, record, |_| None)
+                .context("tenure sequential")
+        };
+        let mut etcd_round = || {
+            e_seq
+                .round(&mut ec, &name, record, |c: &Etcd| Some(c.last_txn))
+                .context("etcd sequential")
+        };
+        if i % 2 == 0 {
+            tenure_round()?;
+            etcd_round()?;
+        } else {
+            etcd_round()?;
+            tenure_round()?;
+        }
     }
+    let (mut t_cycles, mut e_cycles) = (Vec::new(), Vec::new());
+    let half = Duration::from_millis(sizes.cycle_secs * 500);
+    for n in LEVELS {
+        progress.next(&format!(
+            "cycles with {n} clients, tenure and etcd taking turns"
+        ));
+        let mut t_level: Option<Cycles> = None;
+        let mut e_level: Option<Cycles> = None;
+        for part in 0..2 {
+            let urls = tenure.urls.clone();
+            let t = workloads::cycles(n, half, &format!("t{run}-{n}-{part}"), move |i| {
+                Tenure::new(&urls, i, format!("c{i}"))
+            });
+            t_level = Some(match t_level {
+                Some(prev) => prev.merge(t),
+                None => t,
+            });
+            let urls = etcd.urls.clone();
+            let e = workloads::cycles(n, half, &format!("e{run}-{n}-{part}"), move |i| {
+                Etcd::new(&urls, i)
+            });
+            e_level = Some(match e_level {
+                Some(prev) => prev.merge(e),
+                None => e,
+            });
+        }
+        t_cycles.extend(t_level);
+        e_cycles.extend(e_level);
+    }
+    let (mut t_fail, mut e_fail) = (Vec::new(), Vec::new());
+    for &ttl_ms in sizes.failover_ttls_ms {
+        progress.next(&format!(
+            "failover at ttl {} s: tenure, then etcd",
+            ttl_ms / 1000
+        ));
+        t_fail.push(failover::tenure(
+            &tenure.urls,
+            &format!("fo-{run}-{ttl_ms}"),
+            ttl_ms,
+        )?);
+        e_fail.push(failover::etcd(
+            &etcd.urls,
+            &format!("fo-{run}-{ttl_ms}"),
+            ttl_ms,
+        )?);
+    }
+    let e_rss = rss(&etcd.nodes);
     // Memory before the node loss, which kills one.
     let t_rss = rss(&tenure.nodes);
     progress.next("tenure: SIGKILL node 1 under 16 clients");
@@ -135,24 +201,6 @@ pub fn run_compare(opts: Options) -> Result<()> {
         move || drop(victim),
     );
 
-    // etcd
-    progress.next("etcd: sequential latency (against the raft leader)");
-    let leader = etcd.leader()?;
-    let mut c = Etcd::new(&etcd.urls, leader);
-    let e_seq = workloads::sequential(&mut c, &run, sizes.sequential, |c: &Etcd| Some(c.last_txn))
-        .context("etcd sequential")?;
-    let mut e_cycles = Vec::new();
-    for n in LEVELS {
-        progress.next(&format!("etcd: cycles with {n} clients"));
-        let urls = etcd.urls.clone();
-        e_cycles.push(workloads::cycles(
-            n,
-            Duration::from_secs(sizes.cycle_secs),
-            &format!("e{run}-{n}"),
-            move |i| Etcd::new(&urls, i),
-        ));
-    }
-    let e_rss = rss(&etcd.nodes);
     let leader = etcd.leader()?;
     progress.next(&format!(
         "etcd: SIGKILL the leader (member {}) under 16 clients",
@@ -178,12 +226,14 @@ pub fn run_compare(opts: Options) -> Result<()> {
     progress.next("writing the report");
     let mut t = SystemResults {
         sequential: t_seq,
+        failover: t_fail,
         cycles: t_cycles,
         loss: Some(t_loss),
         rss_kib: t_rss,
     };
     let mut e = SystemResults {
         sequential: e_seq,
+        failover: e_fail,
         cycles: e_cycles,
         loss: Some(e_loss),
         rss_kib: e_rss,
@@ -240,6 +290,18 @@ fn system_json(s: &mut SystemResults) -> Value {
         "cycles": cycles,
         "rss_kib_per_node_after_cycles": s.rss_kib,
     });
+    v["failover"] = s
+        .failover
+        .iter()
+        .map(|f| {
+            json!({
+                "ttl_ms": f.ttl_ms,
+                "granted_ttl_ms": f.granted_ttl_ms,
+                "takeover_ms": round1(f.takeover.as_secs_f64() * 1e3),
+                "over_granted_ttl_ms": round1(f.takeover.as_secs_f64() * 1e3 - f.granted_ttl_ms as f64),
+            })
+        })
+        .collect();
     if !s.sequential.acquire_txn_only.is_empty() {
         v["latency"]["acquire_txn_only"] = s.sequential.acquire_txn_only.json();
     }
@@ -421,6 +483,19 @@ fn summary_table(j: &Value) -> String {
         );
     }
     let (a, b) = (&j["tenure"], &j["etcd"]);
+    let fails = |x: &Value| x["failover"].as_array().cloned().unwrap_or_default();
+    for (fa, fb) in fails(a).iter().zip(fails(b).iter()) {
+        let _ = writeln!(
+            s,
+            "| failover, ttl {} ms asked: granted ttl (ms) / holder's last renewal → waiter granted (ms) | {} / {} | {} / {} | {:.2} |",
+            fa["ttl_ms"],
+            fa["granted_ttl_ms"],
+            fa["takeover_ms"],
+            fb["granted_ttl_ms"],
+            fb["takeover_ms"],
+            ratio(f(&fa["takeover_ms"]), f(&fb["takeover_ms"]))
+        );
+    }
     for (label, key) in [
         (
             "node kill: failed requests on the surviving nodes",
@@ -542,14 +617,30 @@ A new holder in etcd needs a session (lease) before it can lock, so the
 acquire row counts both requests; the "txn only" row is the lock
 transaction alone, for a client that reuses one session for many locks.
 
-- **Sequential**: one client, one request at a time, a fresh name per round
-  (acquire → renew → read → release), after 10 % unmeasured rounds.
-  tenure's client talks to node 1 (any node serves alike); etcd's to the
-  raft leader (its best case: a follower forwards writes to the leader).
+- **Taking turns**: the machine may be busy with other work whose load
+  changes during the run, so the systems alternate: sequential rounds one
+  by one (tenure, etcd, then etcd, tenure, ...), and each concurrency level
+  in two halves (tenure, etcd, tenure, etcd). Both clusters run throughout.
+- **Sequential**: one client per system, one request at a time, a fresh
+  name per round (acquire → renew → read → release), after 10 %
+  unmeasured rounds. tenure's client talks to node 1 (any node serves
+  alike); etcd's to the raft leader (its best case: a follower forwards
+  writes to the leader).
 - **Cycles**: N client threads, each with its own connection, spread
   round-robin over the three nodes of each system, each looping acquire
   (fresh name) → renew → release; throughput is completed cycles per
   second; errors are cycles that failed (none are retried).
+- **Failover**: a holder acquires with the ttl, a waiter waits the way the
+  system's recipe waits (tenure: `PUT ...?wait=60s` through another node;
+  etcd: `Mutex.Lock` — own session, create-revision txn, then
+  `waitDeletes`: watch the previous key over the gateway's streamed
+  `/v3/watch` until it is deleted, range again), the holder renews once
+  more and then stops (its process "dies": neither system ties a lease to
+  a connection). The figure is from the holder's last answered renewal to
+  the waiter's grant. tenure accepts any ttl from 10 ms; etcd raises a ttl
+  below its minimum (with default flags 1.5 × election timeout = 1.5 s,
+  rounded up to 2 s) without saying so in the request, so its "granted
+  ttl" is what the grant answered.
 - **Node kill**: 16 clients as above; a third of the way in, one node is
   SIGKILLed (tenure: node 1; etcd: the raft leader at that moment). A
   client whose request fails moves to the next node and starts a new cycle.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 /// minimum with default flags is 2 s), and nothing expires mid-run.
 pub const TTL_MS: u64 = 10_000;
 
+#[derive(Default)]
 pub struct Sequential {
     pub acquire: Latencies,
     pub renew: Latencies,
@@ -21,47 +22,40 @@ pub struct Sequential {
     pub acquire_txn_only: Latencies,
 }
 
-/// `count` rounds of acquire (a fresh name), renew, read, release, one
-/// request at a time, after `count / 10` unmeasured rounds.
-pub fn sequential<C: LockClient>(
-    client: &mut C,
-    run: &str,
-    count: usize,
-    mut txn_only: impl FnMut(&C) -> Option<Duration>,
-) -> anyhow::Result<Sequential> {
-    let mut s = Sequential {
-        acquire: Latencies::default(),
-        renew: Latencies::default(),
-        release: Latencies::default(),
-        read: Latencies::default(),
-        acquire_txn_only: Latencies::default(),
-    };
-    let warm = (count / 10).max(10);
-    for i in 0..warm + count {
-        let name = format!("seq-{run}-{i}");
+impl Sequential {
+    /// One round on a fresh name: acquire, renew, read, release, one
+    /// request at a time; recorded when `record` (warm-up rounds are not).
+    pub fn round<C: LockClient>(
+        &mut self,
+        client: &mut C,
+        name: &str,
+        record: bool,
+        txn_only: impl Fn(&C) -> Option<Duration>,
+    ) -> anyhow::Result<()> {
         let t = Instant::now();
-        let g = client.acquire(&name, TTL_MS)?;
+        let g = client.acquire(name, TTL_MS)?;
         let acquire = t.elapsed();
+        let txn = txn_only(client);
         let t = Instant::now();
         client.renew(&g)?;
         let renew = t.elapsed();
         let t = Instant::now();
-        client.read(&name)?;
+        client.read(name)?;
         let read = t.elapsed();
         let t = Instant::now();
         client.release(&g)?;
         let release = t.elapsed();
-        if i >= warm {
-            s.acquire.push(acquire);
-            s.renew.push(renew);
-            s.read.push(read);
-            s.release.push(release);
-            if let Some(d) = txn_only(client) {
-                s.acquire_txn_only.push(d);
+        if record {
+            self.acquire.push(acquire);
+            self.renew.push(renew);
+            self.read.push(read);
+            self.release.push(release);
+            if let Some(d) = txn {
+                self.acquire_txn_only.push(d);
             }
         }
+        Ok(())
     }
-    Ok(s)
 }
 
 pub struct Cycles {
@@ -75,6 +69,15 @@ pub struct Cycles {
 impl Cycles {
     pub fn per_second(&self) -> f64 {
         self.cycles as f64 / self.seconds
+    }
+
+    /// Two runs of the same level as one.
+    pub fn merge(mut self, other: Cycles) -> Cycles {
+        self.seconds += other.seconds;
+        self.cycles += other.cycles;
+        self.errors += other.errors;
+        self.latency.extend(other.latency);
+        self
     }
 }
 
