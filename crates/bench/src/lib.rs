@@ -40,6 +40,8 @@ pub struct Options {
 const LEVELS: [usize; 3] = [16, 64, 256];
 
 struct Sizes {
+    /// Idle leases held for the memory figure (0: skip).
+    idle_leases: usize,
     sequential: usize,
     failover_ttls_ms: &'static [u64],
     cycle_secs: u64,
@@ -79,6 +81,7 @@ struct SystemResults {
 pub fn run_compare(opts: Options) -> Result<()> {
     let sizes = if opts.quick {
         Sizes {
+            idle_leases: 0,
             sequential: 200,
             failover_ttls_ms: &[1000, 2000],
             cycle_secs: 2,
@@ -86,6 +89,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
         }
     } else {
         Sizes {
+            idle_leases: 100_000,
             sequential: 2000,
             failover_ttls_ms: &[1000, 2000, 10_000],
             cycle_secs: 10,
@@ -96,7 +100,13 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let mut progress = Progress {
         began: Instant::now(),
         step: 0,
-        steps: 2 + 1 + LEVELS.len() + sizes.failover_ttls_ms.len() + 2 + 1,
+        steps: 2
+            + 1
+            + LEVELS.len()
+            + sizes.failover_ttls_ms.len()
+            + usize::from(sizes.idle_leases > 0)
+            + 2
+            + 1,
     };
     progress.next("checking for etcd");
     let etcd_version = procs::ensure_etcd(opts.install, &|m| eprintln!("      {m}"))?;
@@ -185,6 +195,35 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let e_rss = rss(&etcd.nodes);
     // Memory before the node loss, which kills one.
     let t_rss = rss(&tenure.nodes);
+    let mut idle = None;
+    if sizes.idle_leases > 0 {
+        progress.next(&format!(
+            "memory: {} idle leases in each system (both filled at once)",
+            sizes.idle_leases
+        ));
+        let began = Instant::now();
+        let (turls, eurls) = (tenure.urls.clone(), etcd.urls.clone());
+        let n = sizes.idle_leases;
+        let (r1, r2) = (run.clone(), run.clone());
+        let t = std::thread::spawn(move || {
+            workloads::fill(n, 32, &r1, move |i| {
+                Tenure::new(&turls, i, format!("idle{i}"))
+            })
+        });
+        let e =
+            std::thread::spawn(move || workloads::fill(n, 32, &r2, move |i| Etcd::new(&eurls, i)));
+        let (t_granted, e_granted) = (t.join().expect("fill"), e.join().expect("fill"));
+        // Let both settle (etcd's lessor, tenure's group commit) first.
+        std::thread::sleep(Duration::from_secs(2));
+        idle = Some(json!({
+            "leases": n,
+            "fill_seconds": round1(began.elapsed().as_secs_f64()),
+            "tenure_granted": t_granted,
+            "etcd_granted": e_granted,
+            "tenure_rss_kib_per_node": rss(&tenure.nodes),
+            "etcd_rss_kib_per_node": rss(&etcd.nodes),
+        }));
+    }
     progress.next("tenure: SIGKILL node 1 under 16 clients");
     let urls = tenure.urls.clone();
     let victim = tenure.nodes[0].take();
@@ -238,7 +277,10 @@ pub fn run_compare(opts: Options) -> Result<()> {
         loss: Some(e_loss),
         rss_kib: e_rss,
     };
-    let json = to_json(&opts, &sizes, &etcd_version, &mut t, &mut e);
+    let mut json = to_json(&opts, &sizes, &etcd_version, &mut t, &mut e);
+    if let Some(idle) = idle {
+        json["idle_leases"] = idle;
+    }
     let md = to_markdown(&opts, &sizes, &etcd_version, &json, &mut t, &mut e);
     if let Some(dir) = opts.results.parent() {
         std::fs::create_dir_all(dir)?;
@@ -526,6 +568,18 @@ fn summary_table(j: &Value) -> String {
         mib_list(&a["rss_kib_per_node_after_cycles"]),
         mib_list(&b["rss_kib_per_node_after_cycles"])
     );
+    let idle = &j["idle_leases"];
+    if idle.is_object() {
+        let _ = writeln!(
+            s,
+            "| resident memory per node with {} idle leases (MiB; granted {} / {}) | {} | {} | |",
+            idle["leases"],
+            idle["tenure_granted"],
+            idle["etcd_granted"],
+            mib_list(&idle["tenure_rss_kib_per_node"]),
+            mib_list(&idle["etcd_rss_kib_per_node"])
+        );
+    }
     s
 }
 
@@ -649,5 +703,9 @@ transaction alone, for a client that reuses one session for many locks.
   the killed node" counts what the killed node's clients saw before they
   moved. The longest stall is the longest span after the kill in which no
   cycle completed anywhere.
-- **Memory**: resident set size of each node's process after the cycles.
+- **Memory**: resident set size (VmRSS) of each node's process after the
+  cycles; and, in a full run, after 100,000 names were acquired with a
+  one-hour ttl in each system (32 clients per system, both systems filled
+  at once: a figure of memory, not speed) and left idle for 2 s. etcd holds
+  one lease and one key per name, as `Mutex` does.
 "#;

@@ -304,3 +304,37 @@ pub fn node_loss<C: LockClient + 'static>(
 fn client_moves(at: &mut usize, nodes: usize) {
     *at = (*at + 1) % nodes;
 }
+
+/// Take `count` distinct names with a one-hour ttl from `clients` threads
+/// and leave them held (idle). Returns how many were granted.
+pub fn fill<C: LockClient + 'static>(
+    count: usize,
+    clients: usize,
+    run: &str,
+    make: impl Fn(usize) -> C,
+) -> u64 {
+    let granted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let mut client = make(c);
+            let granted = granted.clone();
+            let run = run.to_string();
+            std::thread::spawn(move || {
+                let mut i = c;
+                while i < count {
+                    if client
+                        .acquire(&format!("idle-{run}-{i}"), 3_600_000)
+                        .is_ok()
+                    {
+                        granted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += clients;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("fill thread");
+    }
+    granted.load(Ordering::Relaxed)
+}
