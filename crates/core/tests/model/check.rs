@@ -1,0 +1,125 @@
+//! Running the checker and reading its verdicts.
+
+use super::cluster::{Action, LeaseModel, Scenario, State};
+use super::spec::Event;
+use stateright::{Checker, HasDiscoveries, Model, Path};
+use std::fmt::Write as _;
+use std::time::Instant as WallClock;
+
+/// Two threads: the machine the suite runs on has two cores.
+const THREADS: usize = 2;
+
+/// What one exhaustive run explored.
+pub struct Explored {
+    pub unique_states: usize,
+    pub max_depth: usize,
+}
+
+/// Explore every state of `scenario` and fail on any counterexample to an
+/// `always` property, or if any of `examples` (`sometimes` properties that
+/// show the model is not vacuous) was never reached.
+pub fn assert_safe(scenario: Scenario, examples: &[&'static str]) -> Explored {
+    let started = WallClock::now();
+    let model = LeaseModel::new(scenario);
+    let properties = model.properties();
+    let checker = model.checker().threads(THREADS).spawn_dfs().join();
+    let explored = Explored {
+        unique_states: checker.unique_state_count(),
+        max_depth: checker.max_depth(),
+    };
+    println!(
+        "explored {} states ({} unique), depth {}, in {:.1?}",
+        checker.state_count(),
+        explored.unique_states,
+        explored.max_depth,
+        started.elapsed()
+    );
+    for property in &properties {
+        let found = checker.discovery(property.name);
+        let is_example = examples.contains(&property.name);
+        match (property.expectation.discovery_is_failure(), found) {
+            (true, Some(path)) => panic!(
+                "counterexample to \"{}\":\n{}",
+                property.name,
+                explain(checker.model(), &path)
+            ),
+            (false, None) if is_example => {
+                panic!("no example of \"{}\": the model is vacuous", property.name)
+            }
+            _ => {}
+        }
+    }
+    explored
+}
+
+/// Explore `scenario` breadth first, so that counterexamples are shortest,
+/// until some `always` property fails; return each property found failing
+/// with its trace. Empty if every state was explored and none failed.
+pub fn find_violations(scenario: Scenario) -> Vec<(&'static str, String)> {
+    let started = WallClock::now();
+    let model = LeaseModel::new(scenario);
+    let properties = model.properties();
+    let checker = model
+        .checker()
+        .threads(THREADS)
+        .finish_when(HasDiscoveries::AnyFailures)
+        .spawn_bfs()
+        .join();
+    println!(
+        "explored {} states ({} unique) in {:.1?}",
+        checker.state_count(),
+        checker.unique_state_count(),
+        started.elapsed()
+    );
+    properties
+        .iter()
+        .filter(|p| p.expectation.discovery_is_failure())
+        .filter_map(|p| {
+            let path = checker.discovery(p.name)?;
+            Some((p.name, explain(checker.model(), &path)))
+        })
+        .collect()
+}
+
+/// A trace as a reader wants it: each step with the time, and below it
+/// what the clients saw happen.
+pub fn explain(model: &LeaseModel, path: &Path<State, Action>) -> String {
+    let steps = path.clone().into_vec();
+    let mut out = String::new();
+    for window in steps.windows(2) {
+        let (before, Some(action)) = (&window[0].0, &window[0].1) else {
+            continue;
+        };
+        let after = &window[1].0;
+        let _ = writeln!(
+            out,
+            "t={:>3}ms  {:?}",
+            before.now.as_micros() / 1_000,
+            action
+        );
+        for event in after.history.iter().skip(common_prefix(before, after)) {
+            let _ = writeln!(out, "           client {}", describe(model, event));
+        }
+    }
+    let last = &steps[steps.len() - 1].0;
+    let _ = writeln!(out, "grants: {:?}", last.grants);
+    let _ = writeln!(out, "holds: {:?}", last.holds);
+    out
+}
+
+fn common_prefix(before: &State, after: &State) -> usize {
+    before
+        .history
+        .iter()
+        .zip(&after.history)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+fn describe(model: &LeaseModel, event: &Event) -> String {
+    let client = |op: u8| model.holder(op / 16);
+    match event {
+        Event::Invoke { op, what } => format!("{} sends #{op} {what:?}", client(*op)),
+        Event::Return { op, ret } => format!("{} gets  #{op} {ret:?}", client(*op)),
+    }
+}

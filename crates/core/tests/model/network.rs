@@ -1,0 +1,219 @@
+//! The network as a multiset of envelopes in flight.
+//!
+//! Two states that differ only in the order messages were sent are the same
+//! state: the network can deliver them in any order anyway. Keeping the
+//! multiset sorted makes such states hash alike, so the checker visits them
+//! once. `Message` has no order of its own, so [`Envelope`] orders by a key
+//! that mirrors every field of the message.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use tenure_core::lease::{Grant, REMEMBERED_WRITES};
+use tenure_core::{
+    Ballot, HolderId, LeaseName, LeaseValue, LockDelay, Message, Micros, Report, Token, Ttl,
+};
+
+/// A message from one node (by index) to another.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Envelope {
+    pub from: usize,
+    pub to: usize,
+    pub message: Message,
+}
+
+type ValueKey = (
+    Token,
+    Option<(HolderId, Ttl, LockDelay)>,
+    (u64, [Ballot; REMEMBERED_WRITES]),
+);
+type ReportKey = Option<(Ballot, ValueKey, Micros)>;
+
+/// Every field of a [`Message`], in a type that orders; equal keys mean
+/// equal messages, so the order is consistent with `Eq`.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum MessageKey {
+    Prepare(Ballot),
+    Promise(Ballot, ReportKey),
+    Accept(Ballot, ValueKey, Micros),
+    Accepted(Ballot),
+    Nack(Ballot, Ballot),
+    Peek(u64),
+    Peeked(u64, ReportKey),
+}
+
+fn value_key(value: &LeaseValue) -> ValueKey {
+    let grant = value
+        .grant
+        .as_ref()
+        .map(|g: &Grant| (g.holder.clone(), g.ttl, g.lock_delay));
+    let writes = (value.writes.count, value.writes.recent);
+    (value.token, grant, writes)
+}
+
+fn report_key(report: &Option<Report>) -> ReportKey {
+    report
+        .as_ref()
+        .map(|r| (r.ballot, value_key(&r.value), r.age))
+}
+
+fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
+    let key = match message {
+        Message::Prepare { ballot, .. } => MessageKey::Prepare(*ballot),
+        Message::Promise {
+            ballot, accepted, ..
+        } => MessageKey::Promise(*ballot, report_key(accepted)),
+        Message::Accept {
+            ballot, value, age, ..
+        } => MessageKey::Accept(*ballot, value_key(value), *age),
+        Message::Accepted { ballot, .. } => MessageKey::Accepted(*ballot),
+        Message::Nack {
+            ballot, promised, ..
+        } => MessageKey::Nack(*ballot, *promised),
+        Message::Peek { id, .. } => MessageKey::Peek(*id),
+        Message::Peeked { id, accepted, .. } => MessageKey::Peeked(*id, report_key(accepted)),
+    };
+    (message.name(), key)
+}
+
+impl Ord for Envelope {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.from, self.to)
+            .cmp(&(other.from, other.to))
+            .then_with(|| message_key(&self.message).cmp(&message_key(&other.message)))
+    }
+}
+
+impl PartialOrd for Envelope {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One line per envelope in counterexample traces: `n1→n2 Prepare 1.1.1`.
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}→n{} ", self.from + 1, self.to + 1)?;
+        let report = |r: &Option<Report>| match r {
+            None => "nothing".to_string(),
+            Some(r) => format!("{} {} age {}", r.ballot, value(&r.value), r.age),
+        };
+        match &self.message {
+            Message::Prepare { ballot, .. } => write!(f, "Prepare {ballot}"),
+            Message::Promise {
+                ballot, accepted, ..
+            } => write!(f, "Promise {ballot} (accepted {})", report(accepted)),
+            Message::Accept {
+                ballot,
+                value: v,
+                age,
+                ..
+            } => write!(f, "Accept {ballot} {} age {age}", value(v)),
+            Message::Accepted { ballot, .. } => write!(f, "Accepted {ballot}"),
+            Message::Nack {
+                ballot, promised, ..
+            } => write!(f, "Nack {ballot} (promised {promised})"),
+            Message::Peek { id, .. } => write!(f, "Peek #{id}"),
+            Message::Peeked { id, accepted, .. } => {
+                write!(f, "Peeked #{id} ({})", report(accepted))
+            }
+        }
+    }
+}
+
+/// A register value in one word: `free/3` or `b/3` (holder b, token 3).
+pub fn value(v: &LeaseValue) -> String {
+    match &v.grant {
+        None => format!("free/{}", v.token),
+        Some(g) => format!("{}/{}", g.holder, v.token),
+    }
+}
+
+/// The messages in flight, per channel `(from, to)`. With `fifo` each
+/// channel delivers in send order (a TCP connection); otherwise any message
+/// in flight may come next, and each channel is kept sorted so that the
+/// order of sending does not tell states apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Network {
+    channels: BTreeMap<(usize, usize), Vec<Message>>,
+}
+
+impl Network {
+    pub fn send(&mut self, envelope: Envelope, fifo: bool) {
+        let channel = self
+            .channels
+            .entry((envelope.from, envelope.to))
+            .or_default();
+        if fifo {
+            channel.push(envelope.message);
+        } else {
+            let key = message_key(&envelope.message);
+            let at = channel.partition_point(|m| message_key(m) <= key);
+            channel.insert(at, envelope.message);
+        }
+    }
+
+    /// Take one copy of `envelope` out of the network (the first one).
+    pub fn take(&mut self, envelope: &Envelope) {
+        let key = (envelope.from, envelope.to);
+        if let Some(channel) = self.channels.get_mut(&key) {
+            if let Some(at) = channel.iter().position(|m| *m == envelope.message) {
+                channel.remove(at);
+            }
+            if channel.is_empty() {
+                self.channels.remove(&key);
+            }
+        }
+    }
+
+    /// Take every copy of `envelope` out of the network.
+    pub fn forget(&mut self, envelope: &Envelope) {
+        let key = (envelope.from, envelope.to);
+        if let Some(channel) = self.channels.get_mut(&key) {
+            channel.retain(|m| *m != envelope.message);
+            if channel.is_empty() {
+                self.channels.remove(&key);
+            }
+        }
+    }
+
+    /// The envelopes that may be delivered next, without repeats: the head
+    /// of each channel with `fifo`, else every message.
+    pub fn deliverable(&self, fifo: bool) -> Vec<Envelope> {
+        self.collect(|at, _| !fifo || at == 0)
+    }
+
+    /// The messages behind the head of their channel that differ from it:
+    /// with `fifo`, delivering one of them is a reordering.
+    pub fn overtaking(&self) -> Vec<Envelope> {
+        self.collect(|at, channel| at > 0 && channel[at] != channel[0])
+    }
+
+    fn collect(&self, pick: impl Fn(usize, &[Message]) -> bool) -> Vec<Envelope> {
+        let mut out: Vec<Envelope> = Vec::new();
+        for (&(from, to), channel) in &self.channels {
+            for (at, message) in channel.iter().enumerate() {
+                let repeat = channel[..at].contains(message);
+                if pick(at, channel) && !repeat {
+                    out.push(Envelope {
+                        from,
+                        to,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Every envelope in flight, repeats included.
+    pub fn all(&self) -> impl Iterator<Item = Envelope> + '_ {
+        self.channels.iter().flat_map(|(&(from, to), channel)| {
+            channel.iter().map(move |m| Envelope {
+                from,
+                to,
+                message: m.clone(),
+            })
+        })
+    }
+}
