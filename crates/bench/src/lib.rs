@@ -354,6 +354,7 @@ fn system_json(s: &mut SystemResults) -> Value {
         v["node_kill_slowest_request_ms"] = json!(round1(l.slowest_request.as_secs_f64() * 1e3));
         v["node_kill_cycles_after_kill"] = json!(l.cycles_after_kill);
         v["node_kill_clients"] = json!(l.clients);
+        v["node_kill_first_error_on_surviving_nodes"] = json!(l.first_live_error);
     }
     v
 }
@@ -643,6 +644,19 @@ fn to_markdown(
     let _ = writeln!(
         s,
         "Ratios are tenure ÷ etcd: lower is better for latencies, higher for throughput.\n"
+    );
+    for (who, key) in [("tenure", "tenure"), ("etcd", "etcd")] {
+        if let Some(e) = j[key]["node_kill_first_error_on_surviving_nodes"].as_str() {
+            let _ = writeln!(
+                s,
+                "First failure on a surviving {who} node after the kill: `{e}`\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "What these figures say against the targets of issue 8, and what the \
+         profiles showed: [README.md](README.md).\n"
     );
     s.push_str(METHOD);
     s

@@ -160,6 +160,8 @@ pub struct NodeLoss {
     /// The slowest single request that succeeded after the kill.
     pub slowest_request: Duration,
     pub cycles_after_kill: u64,
+    /// What the first failure on a surviving node said.
+    pub first_live_error: Option<String>,
 }
 
 /// Cycles from `clients` threads spread over the nodes; at `kill_at`,
@@ -204,6 +206,7 @@ pub fn node_loss<C: LockClient + 'static>(
             let _ = cycle(&mut client, &format!("loss-{run}-{c}-warm"));
             start.wait();
             let (mut live, mut dead) = (0u64, 0u64);
+            let mut first_error: Option<String> = None;
             let mut slowest = Duration::ZERO;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -220,11 +223,12 @@ pub fn node_loss<C: LockClient + 'static>(
                             }
                             true
                         }
-                        Err(_) => {
+                        Err(e) => {
                             if *at == victim && after_kill {
                                 dead += 1;
                             } else if after_kill {
                                 live += 1;
+                                first_error.get_or_insert_with(|| format!("{e:#}"));
                             }
                             client_moves(at, nodes);
                             false
@@ -257,7 +261,7 @@ pub fn node_loss<C: LockClient + 'static>(
                 }
                 done.lock().expect("lock").push(Instant::now());
             }
-            (live, dead, slowest)
+            (live, dead, slowest, first_error)
         }));
     }
     start.wait();
@@ -270,11 +274,13 @@ pub fn node_loss<C: LockClient + 'static>(
     let end = Instant::now();
     stop.store(true, Ordering::Relaxed);
     let (mut live, mut dead, mut slowest) = (0, 0, Duration::ZERO);
+    let mut first_live_error = None;
     for t in threads {
-        let (l, d, s) = t.join().expect("client thread");
+        let (l, d, s, e) = t.join().expect("client thread");
         live += l;
         dead += d;
         slowest = slowest.max(s);
+        first_live_error = first_live_error.or(e);
     }
     let mut times: Vec<Instant> = done
         .lock()
@@ -298,6 +304,7 @@ pub fn node_loss<C: LockClient + 'static>(
         longest_stall: longest,
         slowest_request: slowest,
         cycles_after_kill,
+        first_live_error,
     }
 }
 
