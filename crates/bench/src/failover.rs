@@ -13,7 +13,7 @@
 //!   key created before its own, watch that key (`/v3/watch`, streamed)
 //!   until it is deleted, range again; granted when none is left.
 
-use crate::clients::{b64, prefix_end, Etcd, LockClient, Tenure};
+use crate::clients::{b64, prefix_end, Etcd, Grant, LockClient, Tenure};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -32,7 +32,18 @@ pub struct Failover {
 
 const WAIT: Duration = Duration::from_secs(60);
 
-pub fn tenure(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
+/// How the holder lets go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LetGo {
+    /// Renews once more, then stops renewing (its process died); the
+    /// clock starts when that renewal was answered.
+    Dies,
+    /// Releases (tenure: `DELETE`; etcd: revokes its session lease); the
+    /// clock starts when the release is sent.
+    Releases,
+}
+
+pub fn tenure(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Failover> {
     let mut holder = Tenure::new(urls, 0, "holder".into());
     let grant = holder.acquire(name, ttl_ms)?;
     let url = format!("{}/v1/locks/{name}?wait=60s", urls[1 % urls.len()]);
@@ -52,8 +63,7 @@ pub fn tenure(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
     });
     // Let the long-poll reach the node and park (it gets its 409 inside).
     std::thread::sleep(Duration::from_millis(300));
-    holder.renew(&grant)?;
-    let died = Instant::now();
+    let died = let_go(&mut holder, &grant, how)?;
     drop(holder);
     let granted = waiter.join().expect("waiter thread")?;
     Ok(Failover {
@@ -63,7 +73,7 @@ pub fn tenure(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
     })
 }
 
-pub fn etcd(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
+pub fn etcd(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Failover> {
     let mut holder = Etcd::new(urls, 0);
     let grant = holder.acquire(name, ttl_ms)?;
     let granted_ttl_ms = holder.last_ttl_s.max(0) as u64 * 1000;
@@ -76,8 +86,7 @@ pub fn etcd(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .context("the etcd waiter never started watching")?;
-    holder.renew(&grant)?;
-    let died = Instant::now();
+    let died = let_go(&mut holder, &grant, how)?;
     drop(holder);
     let granted = waiter.join().expect("waiter thread")?;
     Ok(Failover {
@@ -85,6 +94,20 @@ pub fn etcd(urls: &[String], name: &str, ttl_ms: u64) -> Result<Failover> {
         granted_ttl_ms,
         takeover: granted.saturating_duration_since(died),
     })
+}
+
+fn let_go(holder: &mut impl LockClient, grant: &Grant, how: LetGo) -> Result<Instant> {
+    match how {
+        LetGo::Dies => {
+            holder.renew(grant)?;
+            Ok(Instant::now())
+        }
+        LetGo::Releases => {
+            let sent = Instant::now();
+            holder.release(grant)?;
+            Ok(sent)
+        }
+    }
 }
 
 fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {

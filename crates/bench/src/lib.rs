@@ -15,9 +15,10 @@ pub mod workloads;
 
 use anyhow::{Context, Result};
 use clients::{Etcd, Tenure};
+use failover::LetGo;
 use procs::{EtcdCluster, TenureCluster};
 use serde_json::{json, Value};
-use stats::round1;
+use stats::{round1, Latencies};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ pub struct Options {
 const LEVELS: [usize; 3] = [16, 64, 256];
 
 struct Sizes {
+    /// Graceful handoffs timed per system.
+    handoffs: usize,
     /// Idle leases held for the memory figure (0: skip).
     idle_leases: usize,
     sequential: usize,
@@ -58,7 +61,8 @@ struct Progress {
 impl Progress {
     fn next(&mut self, what: &str) {
         self.step += 1;
-        let done = self.step * 20 / self.steps;
+        // Never past full, even if a step was miscounted.
+        let done = (self.step * 20 / self.steps.max(1)).min(20);
         eprintln!(
             "[{}{}] {:>2}/{} {:>5.1}s  {what}",
             "#".repeat(done),
@@ -72,6 +76,7 @@ impl Progress {
 
 struct SystemResults {
     sequential: Sequential,
+    handoff: Latencies,
     failover: Vec<failover::Failover>,
     cycles: Vec<Cycles>,
     loss: Option<NodeLoss>,
@@ -82,6 +87,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
     let sizes = if opts.quick {
         Sizes {
             idle_leases: 0,
+            handoffs: 5,
             sequential: 200,
             failover_ttls_ms: &[1000, 2000],
             cycle_secs: 2,
@@ -90,13 +96,15 @@ pub fn run_compare(opts: Options) -> Result<()> {
     } else {
         Sizes {
             idle_leases: 100_000,
+            handoffs: 20,
             sequential: 2000,
             failover_ttls_ms: &[1000, 2000, 10_000],
             cycle_secs: 10,
             loss_secs: 15,
         }
     };
-    // install, start, 2 × (sequential, 3 levels, node loss), report
+    // install, start, sequential, levels, failovers, handoff, memory,
+    // 2 node kills, report
     let mut progress = Progress {
         began: Instant::now(),
         step: 0,
@@ -104,6 +112,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
             + 1
             + LEVELS.len()
             + sizes.failover_ttls_ms.len()
+            + 1
             + usize::from(sizes.idle_leases > 0)
             + 2
             + 1,
@@ -181,16 +190,20 @@ pub fn run_compare(opts: Options) -> Result<()> {
             "failover at ttl {} s: tenure, then etcd",
             ttl_ms / 1000
         ));
-        t_fail.push(failover::tenure(
-            &tenure.urls,
-            &format!("fo-{run}-{ttl_ms}"),
-            ttl_ms,
-        )?);
-        e_fail.push(failover::etcd(
-            &etcd.urls,
-            &format!("fo-{run}-{ttl_ms}"),
-            ttl_ms,
-        )?);
+        let name = format!("fo-{run}-{ttl_ms}");
+        t_fail.push(failover::tenure(&tenure.urls, &name, ttl_ms, LetGo::Dies)?);
+        e_fail.push(failover::etcd(&etcd.urls, &name, ttl_ms, LetGo::Dies)?);
+    }
+    progress.next(&format!(
+        "graceful handoff, {} times each, taking turns",
+        sizes.handoffs
+    ));
+    let (mut t_handoff, mut e_handoff) = (Latencies::default(), Latencies::default());
+    for i in 0..sizes.handoffs {
+        let name = format!("ho-{run}-{i}");
+        let ttl = workloads::TTL_MS;
+        t_handoff.push(failover::tenure(&tenure.urls, &name, ttl, LetGo::Releases)?.takeover);
+        e_handoff.push(failover::etcd(&etcd.urls, &name, ttl, LetGo::Releases)?.takeover);
     }
     let e_rss = rss(&etcd.nodes);
     // Memory before the node loss, which kills one.
@@ -265,6 +278,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
     progress.next("writing the report");
     let mut t = SystemResults {
         sequential: t_seq,
+        handoff: t_handoff,
         failover: t_fail,
         cycles: t_cycles,
         loss: Some(t_loss),
@@ -272,6 +286,7 @@ pub fn run_compare(opts: Options) -> Result<()> {
     };
     let mut e = SystemResults {
         sequential: e_seq,
+        handoff: e_handoff,
         failover: e_fail,
         cycles: e_cycles,
         loss: Some(e_loss),
@@ -332,6 +347,7 @@ fn system_json(s: &mut SystemResults) -> Value {
         "cycles": cycles,
         "rss_kib_per_node_after_cycles": s.rss_kib,
     });
+    v["handoff_release_to_grant"] = s.handoff.json();
     v["failover"] = s
         .failover
         .iter()
@@ -539,6 +555,20 @@ fn summary_table(j: &Value) -> String {
             ratio(f(&fa["takeover_ms"]), f(&fb["takeover_ms"]))
         );
     }
+    let (ha, hb) = (
+        &a["handoff_release_to_grant"],
+        &b["handoff_release_to_grant"],
+    );
+    let _ = writeln!(
+        s,
+        "| graceful handoff: release sent → waiter granted, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+        ha["n"],
+        f(&ha["p50_us"]) / 1e3,
+        f(&ha["p999_us"]) / 1e3,
+        f(&hb["p50_us"]) / 1e3,
+        f(&hb["p999_us"]) / 1e3,
+        ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
+    );
     for (label, key) in [
         (
             "node kill: failed requests on the surviving nodes",
@@ -709,6 +739,10 @@ transaction alone, for a client that reuses one session for many locks.
   below its minimum (with default flags 1.5 × election timeout = 1.5 s,
   rounded up to 2 s) without saying so in the request, so its "granted
   ttl" is what the grant answered.
+- **Graceful handoff**: as failover (ttl 10 s), but the holder releases
+  (tenure: `DELETE`; etcd: revokes its session lease, which deletes its
+  key); from the release being sent to the waiter's grant; 20 times per
+  system (5 with `--quick`), taking turns.
 - **Node kill**: 16 clients as above; a third of the way in, one node is
   SIGKILLed (tenure: node 1; etcd: the raft leader at that moment). A
   client whose request fails moves to the next node and starts a new cycle.
