@@ -79,15 +79,18 @@ fn deadlines() -> Scenario {
     }
 }
 
-/// Leases of 20 ms on a clock that ticks by 10 ms: client a acquires at 0
-/// and renews from 10 ms, while client b tries to take over from 20 ms,
-/// when a's first grant has just expired. A renewal that reached only part
-/// of the cluster races b's acquire, whose proposer must judge the lease by
-/// the age of the newest value it sees.
+/// Leases of 20 ms on a clock that ticks by 10 ms, with clocks drifting
+/// by 10 % (the largest bound `DriftBound` accepts) in the worst
+/// direction: nodes fast, clients slow. Client a acquires at 0 and renews
+/// from 10 ms; client b tries to take over from 20 ms, when a's first grant
+/// has just expired. A renewal that reached only part of the cluster races
+/// b's acquire, whose proposer must judge the lease by the age of the
+/// newest value it sees.
 fn renewal_racing_expiry() -> Scenario {
     Scenario {
         ttl_ms: 20,
         horizon_ms: 20,
+        drift_ppm: 100_000,
         ..Scenario::new(vec![
             Script::on(N1)
                 .then(Step::Acquire)
@@ -225,6 +228,14 @@ fn model_catches_forget_promises() {
 #[test]
 fn model_catches_age_of_any_ballot() {
     let scenario = with_bug(renewal_racing_expiry(), Bug::AgeOfAnyBallot);
+    assert_caught(scenario, EXCLUSIVE);
+}
+
+/// Without the drift margin a's slow clock lets it act until 22 ms of real
+/// time on a grant the fast acceptors let go at 20 ms, when b gets it.
+#[test]
+fn model_catches_no_drift_margin() {
+    let scenario = with_bug(renewal_racing_expiry(), Bug::NoDriftMargin);
     assert_caught(scenario, EXCLUSIVE);
 }
 

@@ -80,6 +80,9 @@ pub struct Scenario {
     /// The longest pause after a second pre-emption in one round.
     pub backoff_ms: u64,
     pub request_deadline_ms: u64,
+    /// The drift bound ρ. Nodes' clocks run fast by ρ and clients' clocks
+    /// slow by ρ, the worst case for exclusivity (and `Rules.drift` is ρ).
+    pub drift_ppm: u32,
     pub crashes: u8,
     /// The nodes that may crash.
     pub crashable: Vec<usize>,
@@ -109,6 +112,7 @@ impl Scenario {
             phase_timeout_ms: NEVER_MS,
             backoff_ms: NEVER_MS,
             request_deadline_ms: NEVER_MS,
+            drift_ppm: 0,
             crashes: 0,
             crashable: Vec::new(),
             duplicates: 0,
@@ -153,6 +157,7 @@ impl Machine {
 pub struct Request {
     /// The operation's id in the history, also its `RequestId`.
     pub op: u8,
+    /// When it was sent, on the client's clock.
     pub sent: Instant,
     /// The highest token granted (and replied) before this request was
     /// sent: a grant for this request must be above it.
@@ -198,8 +203,8 @@ impl Hold {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
-    /// Global time. Every node reads it as its clock: drift is zero in the
-    /// model, and `DriftBound` is set to zero to match.
+    /// Global (real) time. Nodes and clients read it through their own
+    /// drifting clocks.
     pub now: Instant,
     pub machines: Vec<Shared<Machine>>,
     pub network: Network,
@@ -246,12 +251,21 @@ thread_local! {
     static VERDICTS: RefCell<Verdicts> = RefCell::default();
 }
 
+/// Verdicts kept per checker thread before the memory is cleared.
+const MAX_VERDICTS: usize = 1 << 20;
+
 fn remembered(key: (u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
     if let Some(known) = VERDICTS.with(|v| v.borrow().get(&key).copied()) {
         return known;
     }
     let known = verdict();
-    VERDICTS.with(|v| v.borrow_mut().insert(key, known));
+    VERDICTS.with(|v| {
+        let mut verdicts = v.borrow_mut();
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.clear();
+        }
+        verdicts.insert(key, known);
+    });
     known
 }
 
@@ -279,7 +293,7 @@ fn ms(n: u64) -> Micros {
 impl LeaseModel {
     pub fn new(scenario: Scenario) -> LeaseModel {
         let rules = Rules {
-            drift: DriftBound::from_ppm(0).expect("zero drift is in range"),
+            drift: DriftBound::from_ppm(scenario.drift_ppm).expect("drift within the bound"),
             bugs: scenario.bug.map_or(Bugs::NONE, Bugs::inject),
         };
         let timing = Timing {
@@ -358,17 +372,18 @@ impl LeaseModel {
         // every possible way: sync at once and spare the checker the
         // interleavings of an extra action.
         let sync_at_once = s.crashes_left == 0 || !self.scenario.crashable.contains(&n);
+        let node_now = self.node_clock(s.now);
         let mut transmits = Vec::new();
         let mut replies = Vec::new();
         {
             let mut edit = s.machines[n].edit();
             let machine: &mut Machine = &mut edit;
-            input(&mut machine.node, s.now);
+            input(&mut machine.node, node_now);
             while let Some(write) = machine.node.poll_write() {
                 machine.unsynced.push(write);
             }
             if sync_at_once {
-                machine.sync(s.now);
+                machine.sync(node_now);
             }
             while let Some(t) = machine.node.poll_transmit() {
                 transmits.push(t);
@@ -437,7 +452,7 @@ impl LeaseModel {
         let floor = s.grants.iter().map(|g| g.token).max().unwrap_or(0);
         client.outstanding = Some(Request {
             op: op_id,
-            sent: s.now,
+            sent: self.client_clock(s.now),
             floor,
         });
         s.history.push(Event::Invoke { op: op_id, what });
@@ -504,13 +519,36 @@ impl LeaseModel {
         }
     }
 
+    /// The client holds from the reply until its own clock reaches the
+    /// deadline counted from the request's send time on that clock.
     fn hold(&self, client: ClientId, token: Token, sent: Instant, ttl: Ttl, now: Instant) -> Hold {
+        let deadline = holder_deadline(sent, ttl, &self.rules, Micros::ZERO);
         Hold {
             client,
             token: token.0,
             from: now,
-            until: holder_deadline(sent, ttl, &self.rules, Micros::ZERO),
+            until: self.when_client_clock_reads(deadline),
         }
+    }
+
+    /// What a node's clock reads at global time `now`: fast by the drift
+    /// bound. Fast clocks age leases faster, so the cluster lets a lease go
+    /// earliest in real time.
+    fn node_clock(&self, now: Instant) -> Instant {
+        scale(now, 1_000_000 + u64::from(self.scenario.drift_ppm))
+    }
+
+    /// What a client's clock reads at global time `now`: slow by the drift
+    /// bound, so a holder acts for as long in real time as it can.
+    fn client_clock(&self, now: Instant) -> Instant {
+        scale(now, 1_000_000 - u64::from(self.scenario.drift_ppm))
+    }
+
+    /// The first global time at which a client's clock reads `reading`.
+    fn when_client_clock_reads(&self, reading: Instant) -> Instant {
+        let rate = u128::from(1_000_000 - u64::from(self.scenario.drift_ppm));
+        let global = (u128::from(reading.as_micros()) * 1_000_000).div_ceil(rate);
+        Instant::from_micros(u64::try_from(global).unwrap_or(u64::MAX))
     }
 
     fn deliver(&self, s: &mut State, envelope: Envelope) {
@@ -525,7 +563,8 @@ impl LeaseModel {
             let mut edit = s.machines[n].edit();
             let machine: &mut Machine = &mut edit;
             let incarnation = machine.node.config().incarnation + 1;
-            machine.node = Node::new(self.config(n, incarnation), machine.disk.clone(), s.now)
+            let boot = self.node_clock(s.now);
+            machine.node = Node::new(self.config(n, incarnation), machine.disk.clone(), boot)
                 .expect("a valid config");
             machine.unsynced.clear();
         }
@@ -590,7 +629,7 @@ impl LeaseModel {
         let key = (machine.hash_value(), 0, hash_of(e));
         remembered(key, || {
             let mut probe = machine.node.clone();
-            probe.handle_message(s.now, node_id(e.from), e.message.clone());
+            probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
             probe == machine.node
         })
     }
@@ -615,7 +654,7 @@ impl LeaseModel {
     fn probe_answer(&self, s: &State, e: &Envelope, peeks_unique: bool) -> bool {
         let node = &s.machines[e.to].node;
         let mut probe = node.clone();
-        probe.handle_message(s.now, node_id(e.from), e.message.clone());
+        probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
         if probe.poll_write().is_some() {
             return false;
         }
@@ -641,6 +680,12 @@ impl LeaseModel {
             kind_is_garbage && self.ignored(s, answer)
         })
     }
+}
+
+/// `t` scaled by `rate_ppm` parts per million.
+fn scale(t: Instant, rate_ppm: u64) -> Instant {
+    let scaled = u128::from(t.as_micros()) * u128::from(rate_ppm) / 1_000_000;
+    Instant::from_micros(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
 
 pub fn node_id(index: usize) -> NodeId {
@@ -731,7 +776,11 @@ impl Model for LeaseModel {
             if !machine.unsynced.is_empty() {
                 actions.push(Action::Sync(n));
             }
-            if machine.node.poll_timeout().is_some_and(|t| t <= s.now) {
+            if machine
+                .node
+                .poll_timeout()
+                .is_some_and(|t| t <= self.node_clock(s.now))
+            {
                 actions.push(Action::Timeout(n));
             }
             if s.crashes_left > 0 && self.scenario.crashable.contains(&n) {
@@ -783,7 +832,7 @@ impl Model for LeaseModel {
                 Touched::Nothing
             }
             Action::Sync(n) => {
-                s.machines[n].edit().sync(s.now);
+                s.machines[n].edit().sync(self.node_clock(s.now));
                 // What the sync released.
                 self.step(&mut s, n, |_, _| {});
                 Touched::Node(n)
