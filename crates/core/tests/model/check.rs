@@ -81,8 +81,9 @@ pub fn find_violations(scenario: Scenario) -> Vec<(&'static str, String)> {
         .collect()
 }
 
-/// A trace as a reader wants it: each step with the time, and below it
-/// what the clients saw happen.
+/// A trace as a reader wants it: each step with the time, below it what
+/// the clients saw happen, and at the end the grants and the intervals in
+/// which clients held the lease.
 pub fn explain(model: &LeaseModel, path: &Path<State, Action>) -> String {
     let steps = path.clone().into_vec();
     let mut out = String::new();
@@ -91,29 +92,34 @@ pub fn explain(model: &LeaseModel, path: &Path<State, Action>) -> String {
             continue;
         };
         let after = &window[1].0;
-        let _ = writeln!(
-            out,
-            "t={:>3}ms  {:?}",
-            before.now.as_micros() / 1_000,
-            action
-        );
-        for event in after.history.iter().skip(common_prefix(before, after)) {
-            let _ = writeln!(out, "           client {}", describe(model, event));
+        let _ = writeln!(out, "t={:>2}ms  {action:?}", before.now.as_micros() / 1_000);
+        // The history is kept in a canonical order, so new events are
+        // found by value rather than by position.
+        for event in after.history.iter().filter(|e| !before.history.contains(e)) {
+            let _ = writeln!(out, "         client {}", describe(model, event));
         }
     }
     let last = &steps[steps.len() - 1].0;
-    let _ = writeln!(out, "grants: {:?}", last.grants);
-    let _ = writeln!(out, "holds: {:?}", last.holds);
+    for grant in &last.grants {
+        let _ = writeln!(
+            out,
+            "grant: client {} token {} (requested after token {} was granted)",
+            model.holder(grant.client),
+            grant.token,
+            grant.floor
+        );
+    }
+    for hold in last.holds.iter().filter(|h| h.from < h.until) {
+        let _ = writeln!(
+            out,
+            "holds: client {} token {} from {:.3}ms until {:.3}ms",
+            model.holder(hold.client),
+            hold.token,
+            hold.from.as_micros() as f64 / 1e3,
+            hold.until.as_micros() as f64 / 1e3
+        );
+    }
     out
-}
-
-fn common_prefix(before: &State, after: &State) -> usize {
-    before
-        .history
-        .iter()
-        .zip(&after.history)
-        .take_while(|(a, b)| a == b)
-        .count()
 }
 
 fn describe(model: &LeaseModel, event: &Event) -> String {
