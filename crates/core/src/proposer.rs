@@ -516,7 +516,11 @@ impl Proposer {
         // later value was chosen before the peek began.
         let (change, outcomes) = self.apply_ops(name, &value, age);
         debug_assert!(change.is_none(), "a peek round carries only reads");
-        self.finish(now, name, outcomes, None, fx);
+        // A read promises and accepts nothing, so a reservation this node
+        // holds is as good as before: keep it, or the holder's next renewal
+        // through this node would need phase 1 again.
+        let fast = self.names.get(name).and_then(|s| s.fast.clone());
+        self.finish(now, name, outcomes, fast, fx);
     }
 
     fn on_promise_quorum(&mut self, now: Instant, name: &LeaseName, fx: &mut Effects) {

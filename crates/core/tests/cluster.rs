@@ -201,6 +201,28 @@ fn a_renewal_through_the_last_winner_takes_one_round_trip() {
 }
 
 #[test]
+fn a_read_through_the_last_winner_keeps_its_fast_path() {
+    let mut c = Cluster::new(3);
+    let token = granted(&c.run(1, "job", acquire("a", 10_000)));
+    assert!(matches!(
+        c.run(1, "job", Op::Read),
+        Outcome::Observed(LeaseView::Held { .. })
+    ));
+    c.delivered.clear();
+    assert!(matches!(
+        c.run(1, "job", renew("a", token)),
+        Outcome::Renewed { .. }
+    ));
+    assert!(
+        c.delivered
+            .iter()
+            .all(|m| matches!(m, Message::Accept { .. } | Message::Accepted { .. })),
+        "the renewal after a read still skips phase 1: {:?}",
+        c.delivered
+    );
+}
+
+#[test]
 fn a_competing_proposer_cuts_in_safely_and_the_fast_path_recovers() {
     let mut c = Cluster::new(3);
     let first = granted(&c.run(1, "p", acquire("a", 10_000)));
