@@ -406,7 +406,15 @@ impl Proposer {
     }
 
     fn peek(&mut self, now: Instant, name: &LeaseName, fx: &mut Effects) {
-        let id = self.next_peek;
+        // Peek ids carry the incarnation in their high half, so an answer to
+        // a peek of an earlier life of this node can never be counted for a
+        // peek of this one. Past 2^32 peeks in one life, reads go through
+        // phase 1 instead of reusing an id.
+        if self.next_peek > u64::from(u32::MAX) {
+            self.prepare(now, name, Ballot::ZERO, fx);
+            return;
+        }
+        let id = u64::from(self.incarnation) << 32 | self.next_peek;
         self.next_peek += 1;
         let timeout = now.plus(self.timing.phase_timeout);
         self.set_phase(

@@ -223,6 +223,39 @@ fn a_read_through_the_last_winner_keeps_its_fast_path() {
 }
 
 #[test]
+fn an_answer_to_a_peek_of_an_earlier_life_is_not_counted() {
+    // Pins a bug the model check found: peek ids restarted at 1 after a
+    // crash, so a late "nothing accepted" answer to the dead node's peek
+    // was counted for its new peek, and a read missed a completed grant.
+    let member = |node, incarnation| Config {
+        node: NodeId(node),
+        incarnation,
+        members: vec![NodeId(1), NodeId(2), NodeId(3)],
+        rules: Rules::default(),
+        timing: Timing::default(),
+        seed: 1,
+    };
+    let name = LeaseName::new("r").unwrap();
+    let mut first = Node::new(member(1, 1), [], Instant::ZERO).unwrap();
+    first.submit(Instant::ZERO, RequestId(1), name.clone(), Op::Read);
+    let old_id = std::iter::from_fn(|| first.poll_transmit())
+        .find_map(|t| match t.message {
+            Message::Peek { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("a peek");
+    let mut second = Node::new(member(1, 2), [], Instant::ZERO).unwrap();
+    second.submit(Instant::ZERO, RequestId(2), name.clone(), Op::Read);
+    let new_id = std::iter::from_fn(|| second.poll_transmit())
+        .find_map(|t| match t.message {
+            Message::Peek { id, .. } => Some(id),
+            _ => None,
+        })
+        .expect("a peek");
+    assert_ne!(old_id, new_id);
+}
+
+#[test]
 fn a_competing_proposer_cuts_in_safely_and_the_fast_path_recovers() {
     let mut c = Cluster::new(3);
     let first = granted(&c.run(1, "p", acquire("a", 10_000)));
