@@ -605,9 +605,11 @@ impl LeaseModel {
         // An acceptor that crashes may lose what it had not synced, so only
         // when no crash can come is a refused request sure to stay refused.
         let no_crash_to_come = s.crashes_left == 0;
-        // Peek ids start from 1 again when a node restarts, so after a
-        // crash an old answer may match a new peek: keep them all.
-        let peeks_unique = self.scenario.crashes == 0;
+        // With a crash in the scenario, answers to peeks are never
+        // collected: one sent to a node's earlier life must still reach its
+        // new life, so that peek ids reused across lives (a stale read this
+        // model found, fixed by numbering peeks per incarnation) would show.
+        let collect_peek_answers = self.scenario.crashes == 0;
         match &e.message {
             // Ballots only grow and carry the incarnation, so a reply the
             // proposer ignores now (an older ballot, an older life, or an
@@ -615,9 +617,9 @@ impl LeaseModel {
             Message::Promise { .. } | Message::Accepted { .. } | Message::Nack { .. } => {
                 self.ignored(s, e)
             }
-            Message::Peeked { .. } => peeks_unique && self.ignored(s, e),
+            Message::Peeked { .. } => collect_peek_answers && self.ignored(s, e),
             Message::Prepare { .. } | Message::Accept { .. } | Message::Peek { .. } => {
-                no_crash_to_come && self.answer_is_garbage(s, e, peeks_unique)
+                no_crash_to_come && self.answer_is_garbage(s, e, collect_peek_answers)
             }
         }
     }
@@ -640,18 +642,18 @@ impl LeaseModel {
     /// once the proposer has moved past that ballot, which is what ignoring
     /// it means unless the nack names the proposer's own promise (then it
     /// is ignored whatever the phase, and might not be later).
-    fn answer_is_garbage(&self, s: &State, e: &Envelope, peeks_unique: bool) -> bool {
+    fn answer_is_garbage(&self, s: &State, e: &Envelope, collect_peek_answers: bool) -> bool {
         // The verdict depends only on the acceptor, the proposer that sent
         // the request (where the answer goes) and the envelope.
         let key = (
             s.machines[e.to].hash_value(),
             s.machines[e.from].hash_value(),
-            hash_of(&(e, peeks_unique)),
+            hash_of(&(e, collect_peek_answers)),
         );
-        remembered(key, || self.probe_answer(s, e, peeks_unique))
+        remembered(key, || self.probe_answer(s, e, collect_peek_answers))
     }
 
-    fn probe_answer(&self, s: &State, e: &Envelope, peeks_unique: bool) -> bool {
+    fn probe_answer(&self, s: &State, e: &Envelope, collect_peek_answers: bool) -> bool {
         let node = &s.machines[e.to].node;
         let mut probe = node.clone();
         probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
@@ -671,7 +673,7 @@ impl LeaseModel {
         }
         answers.iter().all(|answer| {
             let kind_is_garbage = match &answer.message {
-                Message::Peeked { .. } => peeks_unique,
+                Message::Peeked { .. } => collect_peek_answers,
                 Message::Nack {
                     ballot, promised, ..
                 } => (promised.node, promised.incarnation) != (ballot.node, ballot.incarnation),
