@@ -1,7 +1,7 @@
 //! Running the checker and reading its verdicts.
 
 use super::cluster::{Action, LeaseModel, Scenario, State};
-use super::spec::Event;
+use super::spec::{Event, SpecOp, SpecRet, SpecView};
 use stateright::{Checker, HasDiscoveries, Model, Path};
 use std::fmt::Write as _;
 use std::time::Instant as WallClock;
@@ -123,9 +123,33 @@ pub fn explain(model: &LeaseModel, path: &Path<State, Action>) -> String {
 }
 
 fn describe(model: &LeaseModel, event: &Event) -> String {
-    let client = |op: u8| model.holder(op / 16);
+    let client = |c: u8| model.holder(c).to_string();
+    let view = |v: &SpecView| match *v {
+        SpecView::Free { token } => format!("free (token {token})"),
+        SpecView::Held { holder, token } => format!("held by {} (token {token})", client(holder)),
+        SpecView::Delayed { holder, token } => {
+            format!("lock-delayed for {} (token {token})", client(holder))
+        }
+    };
     match event {
-        Event::Invoke { op, what } => format!("{} sends #{op} {what:?}", client(*op)),
-        Event::Return { op, ret } => format!("{} gets  #{op} {ret:?}", client(*op)),
+        Event::Invoke { op, what } => {
+            let what = match *what {
+                SpecOp::Acquire { .. } => "acquire".to_string(),
+                SpecOp::Renew { token, .. } => format!("renew token {token}"),
+                SpecOp::Release { token, .. } => format!("release token {token}"),
+                SpecOp::Read => "read".to_string(),
+            };
+            format!("{} sends #{op}: {what}", client(op / 16))
+        }
+        Event::Return { op, ret } => {
+            let ret = match ret {
+                SpecRet::Granted { token } => format!("granted token {token}"),
+                SpecRet::Renewed { token } => format!("renewed token {token}"),
+                SpecRet::Released { token } => format!("released token {token}"),
+                SpecRet::Observed(v) => format!("observed {}", view(v)),
+                SpecRet::Conflict(v) => format!("conflict, {}", view(v)),
+            };
+            format!("{} gets  #{op}: {ret}", client(op / 16))
+        }
     }
 }

@@ -221,7 +221,7 @@ pub struct State {
     pub holds: Vec<Hold>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// A client sends its next request to its node.
     Submit(ClientId),
@@ -250,6 +250,27 @@ thread_local! {
     /// states and envelopes meet again in many states of the search.
     static VERDICTS: RefCell<Verdicts> = RefCell::default();
 }
+
+/// Traces name nodes n1..n3 and clients by their holder ids, a, b, c.
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client = |c: &ClientId| HOLDERS[usize::from(*c)];
+        match self {
+            Action::Submit(c) => write!(f, "Submit({})", client(c)),
+            Action::Deliver(e) => write!(f, "Deliver({e:?})"),
+            Action::Reorder(e) => write!(f, "Reorder({e:?})"),
+            Action::Duplicate(e) => write!(f, "Duplicate({e:?})"),
+            Action::Drop(e) => write!(f, "Drop({e:?})"),
+            Action::Sync(n) => write!(f, "Sync(n{})", n + 1),
+            Action::Timeout(n) => write!(f, "Timeout(n{})", n + 1),
+            Action::Crash(n) => write!(f, "Crash(n{})", n + 1),
+            Action::Tick => write!(f, "Tick"),
+        }
+    }
+}
+
+/// The holder ids of the clients, by index.
+const HOLDERS: [&str; 4] = ["a", "b", "c", "d"];
 
 /// Verdicts kept per checker thread before the memory is cleared.
 const MAX_VERDICTS: usize = 1 << 20;
@@ -304,7 +325,7 @@ impl LeaseModel {
             max_batch: 4,
             max_fast_paths: 4,
         };
-        let holders = ["a", "b", "c", "d"][..scenario.clients.len()]
+        let holders = HOLDERS[..scenario.clients.len()]
             .iter()
             .map(|h| HolderId::new(h).expect("a valid holder"))
             .collect();
