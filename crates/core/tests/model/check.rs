@@ -9,50 +9,45 @@ use std::time::Instant as WallClock;
 /// Two threads: the machine the suite runs on has two cores.
 const THREADS: usize = 2;
 
-/// What one exhaustive run explored.
-pub struct Explored {
-    pub unique_states: usize,
-    pub max_depth: usize,
-}
-
 /// Explore every state of `scenario` and fail on any counterexample to an
 /// `always` property, or if any of `examples` (`sometimes` properties that
 /// show the model is not vacuous) was never reached.
-pub fn assert_safe(scenario: Scenario, examples: &[&'static str]) -> Explored {
+pub fn assert_safe(scenario: Scenario, examples: &[&'static str]) {
     let started = WallClock::now();
-    let model = LeaseModel::new(scenario);
+    let model = LeaseModel::new(scenario.clone());
     let properties = model.properties();
+    // Depth first: the search keeps only the current path's siblings in
+    // memory, where breadth first would keep a whole frontier of states.
     let checker = model.checker().threads(THREADS).spawn_dfs().join();
-    let explored = Explored {
-        unique_states: checker.unique_state_count(),
-        max_depth: checker.max_depth(),
-    };
     println!(
         "explored {} states ({} unique), depth {}, in {:.1?}",
         checker.state_count(),
-        explored.unique_states,
-        explored.max_depth,
+        checker.unique_state_count(),
+        checker.max_depth(),
         started.elapsed()
     );
-    for property in &properties {
-        let found = checker.discovery(property.name);
-        let is_example = examples.contains(&property.name);
-        match (property.expectation.discovery_is_failure(), found) {
-            (true, Some(path)) => panic!(
-                "counterexample to \"{}\":\n{}",
-                property.name,
-                explain(checker.model(), &path)
-            ),
-            (false, None) if is_example => {
-                panic!("no example of \"{}\": the model is vacuous", property.name)
-            }
-            _ => {}
-        }
+    let failed: Vec<&str> = properties
+        .iter()
+        .filter(|p| p.expectation.discovery_is_failure())
+        .filter(|p| checker.discovery(p.name).is_some())
+        .map(|p| p.name)
+        .collect();
+    if !failed.is_empty() {
+        // A depth-first trace is long; search again breadth first for a
+        // short one to show.
+        let traces = find_violations(scenario);
+        let shown = traces.first().map_or("", |(_, trace)| trace.as_str());
+        panic!("counterexample to {failed:?}:\n{shown}");
     }
-    explored
+    for example in examples {
+        assert!(
+            checker.discovery(example).is_some(),
+            "no example of \"{example}\": the model is vacuous"
+        );
+    }
 }
 
-/// Explore `scenario` breadth first, so that counterexamples are shortest,
+/// Explore `scenario` breadth first, so that counterexamples are short,
 /// until some `always` property fails; return each property found failing
 /// with its trace. Empty if every state was explored and none failed.
 pub fn find_violations(scenario: Scenario) -> Vec<(&'static str, String)> {

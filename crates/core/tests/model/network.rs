@@ -1,12 +1,12 @@
-//! The network as a multiset of envelopes in flight.
+//! The network: the messages in flight on each channel between two nodes.
 //!
-//! Two states that differ only in the order messages were sent are the same
-//! state: the network can deliver them in any order anyway. Keeping the
-//! multiset sorted makes such states hash alike, so the checker visits them
-//! once. `Message` has no order of its own, so [`Envelope`] orders by a key
-//! that mirrors every field of the message.
+//! A FIFO channel keeps its messages in send order, as a connection does.
+//! Without FIFO any message in flight may come next, so two states that
+//! differ only in the order messages were sent are the same state; keeping
+//! each channel sorted makes them hash alike, and the checker visits them
+//! once. `Message` has no order of its own, so channels sort by a key that
+//! mirrors every field of the message.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 use tenure_core::lease::{Grant, REMEMBERED_WRITES};
@@ -74,20 +74,6 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         Message::Peeked { id, accepted, .. } => MessageKey::Peeked(*id, report_key(accepted)),
     };
     (message.name(), key)
-}
-
-impl Ord for Envelope {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.from, self.to)
-            .cmp(&(other.from, other.to))
-            .then_with(|| message_key(&self.message).cmp(&message_key(&other.message)))
-    }
-}
-
-impl PartialOrd for Envelope {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 /// One line per envelope in counterexample traces: `n1→n2 Prepare 1.1.1`.
