@@ -278,15 +278,11 @@ impl World {
         {
             return; // Faults scheduled before healing do not strike after it.
         }
+        let Some(event) = self.unless_paused(event) else {
+            return;
+        };
         match event {
             Event::Deliver { from, to, message } => {
-                if self.defer_if_paused(to, || Event::Deliver {
-                    from,
-                    to,
-                    message: message.clone(),
-                }) {
-                    return;
-                }
                 let now = self.local(to);
                 self.trace.line(
                     self.now,
@@ -305,16 +301,6 @@ impl World {
                 op,
                 history,
             } => {
-                if self.defer_if_paused(node, || Event::Submit {
-                    node,
-                    client,
-                    request,
-                    name: name.clone(),
-                    op: op.clone(),
-                    history,
-                }) {
-                    return;
-                }
                 let now = self.local(node);
                 let sim = &mut self.nodes[node];
                 match sim.node.as_mut() {
@@ -351,12 +337,7 @@ impl World {
                     &rules,
                 );
             }
-            Event::NodeTimer { node, life } => {
-                if self.nodes[node].life != life
-                    || self.defer_if_paused(node, || Event::NodeTimer { node, life })
-                {
-                    return;
-                }
+            Event::NodeTimer { node, .. } => {
                 self.nodes[node].timer_at = None;
                 let now = self.local(node);
                 if let Some(n) = self.nodes[node].node.as_mut() {
@@ -438,13 +419,22 @@ impl World {
         }
     }
 
-    fn defer_if_paused(&mut self, node: usize, event: impl Fn() -> Event) -> bool {
+    /// A paused node handles nothing: what reaches it waits for the pause
+    /// to end. Returns the event if it is to be handled now.
+    fn unless_paused(&mut self, event: Event) -> Option<Event> {
+        let node = match &event {
+            Event::Deliver { to, .. } => *to,
+            Event::Submit { node, .. } => *node,
+            Event::NodeTimer { node, life } if self.nodes[*node].life != *life => return None,
+            Event::NodeTimer { node, .. } => *node,
+            _ => return Some(event),
+        };
         let until = self.nodes[node].paused_until;
         if self.now < until {
-            self.schedule(until, event());
-            return true;
+            self.schedule(until, event);
+            return None;
         }
-        false
+        Some(event)
     }
 
     fn local(&self, node: usize) -> Instant {
