@@ -10,7 +10,7 @@ use std::io::{Read, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tenure_core::{Ballot, Durable, LeaseName, NodeId, Write, WriteId};
+use tenure_core::{Ballot, Durable, LeaseName, NodeId, Record, Write, WriteId};
 use tenure_server::{server, Listeners, ServerConfig};
 use tenure_storage::Store;
 
@@ -248,14 +248,16 @@ fn commits(dir: &Path, count: usize) -> Result<Vec<Duration>> {
     for i in 0..count as u64 {
         let write = Write {
             id: WriteId(i + 1),
-            name: name.clone(),
-            state: Durable {
-                promised: Ballot {
-                    counter: i + 1,
-                    node: 1,
-                    incarnation: 1,
+            record: Record::Register {
+                name: name.clone(),
+                state: Durable {
+                    promised: Ballot {
+                        counter: i + 1,
+                        node: 1,
+                        incarnation: 1,
+                    },
+                    accepted: None,
                 },
-                accepted: None,
             },
         };
         let started = Instant::now();

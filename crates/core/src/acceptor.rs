@@ -1,7 +1,18 @@
 //! The acceptor: phase 1b and 2b of Paxos for every name this node stores.
 //!
-//! Every state change here produces a [`Durable`] record that the node must
-//! make durable before any reply that follows it leaves (see `node.rs`).
+//! A state change that a reply depends on produces a [`Record`] that the node
+//! must make durable before that reply leaves (see `node.rs`).
+//!
+//! # The promise horizon
+//!
+//! An acceptance is written per name, with its value. A promise is not: the
+//! acceptor keeps one durable number, the horizon, above the counter of every
+//! ballot it has promised in this life. After a restart, every ballot below
+//! the old horizon counts as promised for every name (the floor), which
+//! covers each forgotten promise: a proposer that is refused jumps above it.
+//! So phase 1 costs no fsync; only a promise at or above the horizon raises
+//! it first, by [`HORIZON_STEP`] so that this is rare (once per life, and
+//! once more each time another node's restart lifts the cluster's counters).
 
 use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
@@ -51,34 +62,64 @@ impl Register {
     }
 }
 
+/// How far a promise raises the horizon past its own counter.
+pub const HORIZON_STEP: u64 = 1 << 20;
+
+/// Something the acceptor needs durable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Record {
+    /// The state of one name, after an acceptance.
+    Register { name: LeaseName, state: Durable },
+    /// The promise horizon: the next life's floor. Only ever raised.
+    Horizon(u64),
+}
+
 /// A reply, and the record that must be durable before it is sent.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
-    pub write: Option<(LeaseName, Durable)>,
+    pub write: Option<Record>,
     pub reply: Message,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Acceptor {
     registers: BTreeMap<LeaseName, Register>,
+    /// Promised for every name: below it lie the promises of earlier lives,
+    /// which were not written one by one.
+    floor: Ballot,
+    /// Every promise of this life has a counter below this, and the record
+    /// that raised it is issued before any reply that relies on it.
+    horizon: u64,
 }
 
 impl Acceptor {
-    /// Rebuild from disk after a start. Every loaded value's lease clock
-    /// starts now: the new process cannot know how old it was, and starting
-    /// it late only makes a lease last longer, never shorter.
+    /// Rebuild from disk after a start: the stored `horizon` and records.
+    /// Every loaded value's lease clock starts now: the new process cannot
+    /// know how old it was, and starting it late only makes a lease last
+    /// longer, never shorter.
     pub fn recover(
+        horizon: u64,
         records: impl IntoIterator<Item = (LeaseName, Durable)>,
         now: Instant,
         bugs: Bugs,
     ) -> Acceptor {
+        let forget = bugs.has(Bug::ForgetPromises);
+        let floor = if forget {
+            Ballot::ZERO
+        } else {
+            Ballot {
+                counter: horizon,
+                node: 0,
+                incarnation: 0,
+            }
+        };
         let registers = records
             .into_iter()
             .map(|(name, d)| {
-                let promised = if bugs.has(Bug::ForgetPromises) {
+                let promised = if forget {
                     d.accepted.as_ref().map_or(Ballot::ZERO, |(b, _)| *b)
                 } else {
-                    d.promised
+                    d.promised.max(floor)
                 };
                 let accepted = d.accepted.map(|(ballot, value)| Accepted {
                     ballot,
@@ -88,7 +129,11 @@ impl Acceptor {
                 (name, Register { promised, accepted })
             })
             .collect();
-        Acceptor { registers }
+        Acceptor {
+            registers,
+            floor,
+            horizon,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -105,29 +150,69 @@ impl Acceptor {
         self.registers
             .values()
             .map(|r| r.promised)
-            .max()
-            .unwrap_or(Ballot::ZERO)
+            .fold(self.floor, Ballot::max)
+    }
+
+    /// The durable horizon this acceptor relies on (see the module docs).
+    pub fn horizon(&self) -> u64 {
+        self.horizon
+    }
+
+    fn register(&mut self, name: &LeaseName) -> &mut Register {
+        let floor = self.floor;
+        self.registers
+            .entry(name.clone())
+            .or_insert_with(|| Register {
+                promised: floor,
+                accepted: None,
+            })
     }
 
     /// Phase 1b. Promises `ballot` unless a higher one was promised. An equal
     /// ballot is answered again: proposers never reuse a ballot, so a repeat
     /// can only be a duplicate, or the proposer's own piggybacked ballot.
+    /// Needs a write only when the promise is not below the horizon.
     pub fn handle_prepare(&mut self, now: Instant, name: &LeaseName, ballot: Ballot) -> Step {
-        let register = self.registers.entry(name.clone()).or_default();
+        let raise = self.raise_horizon_for(ballot);
+        let register = self.register(name);
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
         }
-        let write = (ballot > register.promised).then(|| {
+        let mut write = None;
+        if ballot > register.promised {
             register.promised = ballot;
-            (name.clone(), register.durable())
-        });
-        Step {
-            write,
-            reply: Message::Promise {
-                name: name.clone(),
-                ballot,
-                accepted: register.report(now),
-            },
+            write = match raise {
+                Raise::Covered => None,
+                Raise::To(horizon) => Some(Record::Horizon(horizon)),
+                // Counters this high never occur; should one, its promise is
+                // kept by a record of its own.
+                Raise::Impossible => Some(Record::Register {
+                    name: name.clone(),
+                    state: register.durable(),
+                }),
+            };
+        }
+        let reply = Message::Promise {
+            name: name.clone(),
+            ballot,
+            accepted: register.report(now),
+        };
+        if let Some(Record::Horizon(horizon)) = write {
+            self.horizon = horizon;
+        }
+        Step { write, reply }
+    }
+
+    /// Whether a promise of `ballot` is below the horizon, and if not, what
+    /// to raise it to.
+    fn raise_horizon_for(&self, ballot: Ballot) -> Raise {
+        if ballot.counter < self.horizon {
+            Raise::Covered
+        } else {
+            ballot
+                .counter
+                .checked_add(HORIZON_STEP)
+                .map_or(Raise::Impossible, Raise::To)
         }
     }
 
@@ -142,7 +227,7 @@ impl Acceptor {
         value: &LeaseValue,
         age: Micros,
     ) -> Step {
-        let register = self.registers.entry(name.clone()).or_default();
+        let register = self.register(name);
         let accepted_reply = Message::Accepted {
             name: name.clone(),
             ballot,
@@ -168,7 +253,10 @@ impl Acceptor {
             clock_start: now.minus(age),
         });
         Step {
-            write: Some((name.clone(), register.durable())),
+            write: Some(Record::Register {
+                name: name.clone(),
+                state: register.durable(),
+            }),
             reply: accepted_reply,
         }
     }
@@ -182,10 +270,18 @@ impl Acceptor {
         }
     }
 
-    /// The durable state of one name, for inspection and tests.
+    /// The state of one name as a record would carry it, for inspection and
+    /// tests. Its promise may be newer than the name's last record: promises
+    /// below the horizon are not written one by one.
     pub fn durable(&self, name: &LeaseName) -> Option<Durable> {
         self.registers.get(name).map(Register::durable)
     }
+}
+
+enum Raise {
+    Covered,
+    To(u64),
+    Impossible,
 }
 
 fn nack(name: &LeaseName, ballot: Ballot, promised: Ballot) -> Step {
@@ -226,23 +322,60 @@ mod tests {
     }
 
     #[test]
-    fn a_promise_is_written_before_it_is_reported() {
+    fn the_first_promise_raises_the_horizon_before_it_is_reported() {
         let mut a = Acceptor::default();
         let step = a.handle_prepare(t(0), &name(), b(1, 1));
-        assert_eq!(
-            step.write,
-            Some((
-                name(),
-                Durable {
-                    promised: b(1, 1),
-                    accepted: None
-                }
-            ))
-        );
+        assert_eq!(step.write, Some(Record::Horizon(1 + HORIZON_STEP)));
         assert!(matches!(
             step.reply,
             Message::Promise { accepted: None, .. }
         ));
+        assert_eq!(a.horizon(), 1 + HORIZON_STEP);
+    }
+
+    #[test]
+    fn a_promise_below_the_horizon_needs_no_write() {
+        let mut a = Acceptor::default();
+        a.handle_prepare(t(0), &name(), b(1, 1));
+        let other = LeaseName::new("other").unwrap();
+        for (n, ballot) in [(&name(), b(2, 2)), (&other, b(HORIZON_STEP, 3))] {
+            let step = a.handle_prepare(t(1), n, ballot);
+            assert_eq!(step.write, None);
+            assert!(matches!(step.reply, Message::Promise { .. }));
+        }
+        // At the horizon it is raised again, past the new promise.
+        let step = a.handle_prepare(t(2), &other, b(HORIZON_STEP + 1, 1));
+        assert_eq!(step.write, Some(Record::Horizon(2 * HORIZON_STEP + 1)));
+    }
+
+    #[test]
+    fn after_a_restart_every_ballot_below_the_old_horizon_is_refused_for_every_name() {
+        let mut a = Acceptor::default();
+        a.handle_prepare(t(0), &name(), b(7, 1));
+        let horizon = a.horizon();
+        // The promise of 7 was never written; the restarted acceptor still
+        // refuses 6, for this name and any other, and tells how high to go.
+        let mut a = Acceptor::recover(horizon, [], t(10), Bugs::NONE);
+        for n in [name(), LeaseName::new("never-seen").unwrap()] {
+            assert_eq!(
+                a.handle_prepare(t(10), &n, b(6, 2)).reply,
+                Message::Nack {
+                    name: n.clone(),
+                    ballot: b(6, 2),
+                    promised: Ballot {
+                        counter: horizon,
+                        node: 0,
+                        incarnation: 0
+                    }
+                }
+            );
+            let step = a.handle_accept(t(10), &n, b(6, 2), &value(1), Micros::ZERO);
+            assert!(matches!(step.reply, Message::Nack { .. }));
+        }
+        assert!(a.highest_promise().counter >= horizon);
+        // Above the floor it promises, raising the horizon first.
+        let step = a.handle_prepare(t(11), &name(), b(horizon, 2));
+        assert_eq!(step.write, Some(Record::Horizon(horizon + HORIZON_STEP)));
     }
 
     #[test]
@@ -269,7 +402,10 @@ mod tests {
     fn accepting_promises_the_proposers_next_ballot() {
         let mut a = Acceptor::default();
         let step = a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO);
-        assert_eq!(step.write.unwrap().1.promised, b(4, 2));
+        let Some(Record::Register { state, .. }) = step.write else {
+            panic!("an acceptance writes the name's record")
+        };
+        assert_eq!(state.promised, b(4, 2));
         // Another proposer with the same counter is now below the promise.
         assert!(matches!(
             a.handle_prepare(t(0), &name(), b(4, 1)).reply,
@@ -330,7 +466,7 @@ mod tests {
             promised: b(9, 3),
             accepted: Some((b(7, 1), value(4))),
         };
-        let a = Acceptor::recover([(name(), d.clone())], t(50), Bugs::NONE);
+        let a = Acceptor::recover(0, [(name(), d.clone())], t(50), Bugs::NONE);
         assert_eq!(a.durable(&name()), Some(d));
         let Message::Peeked {
             accepted: Some(report),

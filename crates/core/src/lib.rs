@@ -25,7 +25,7 @@ pub mod node;
 pub mod proposer;
 pub mod time;
 
-pub use acceptor::Durable;
+pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};

@@ -18,7 +18,7 @@
 //! Messages a node sends to itself are delivered inside the node, under the
 //! same rule.
 
-use crate::acceptor::{Acceptor, Durable};
+use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::NodeId;
 use crate::bugs::Bug;
 use crate::input::LeaseName;
@@ -35,6 +35,9 @@ pub struct Config {
     pub node: NodeId,
     /// Bumped durably by storage at every start of this node.
     pub incarnation: u32,
+    /// The last promise horizon storage made durable (0 for a new store):
+    /// the floor of this life's promises (see `acceptor.rs`).
+    pub promise_horizon: u64,
     pub members: Vec<NodeId>,
     pub rules: Rules,
     pub timing: Timing,
@@ -62,8 +65,7 @@ pub struct WriteId(pub u64);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Write {
     pub id: WriteId,
-    pub name: LeaseName,
-    pub state: Durable,
+    pub record: Record,
 }
 
 /// A message for a peer.
@@ -117,7 +119,7 @@ impl Node {
         if config.incarnation == 0 {
             return Err(ConfigError::ZeroIncarnation);
         }
-        let acceptor = Acceptor::recover(recovered, now, config.rules.bugs);
+        let acceptor = Acceptor::recover(config.promise_horizon, recovered, now, config.rules.bugs);
         let proposer = Proposer::new(
             config.node,
             config.incarnation,
@@ -239,12 +241,11 @@ impl Node {
                 return;
             }
         };
-        if let Some((name, state)) = step.write {
+        if let Some(record) = step.write {
             self.last_write += 1;
             self.writes.push_back(Write {
                 id: WriteId(self.last_write),
-                name,
-                state,
+                record,
             });
         }
         self.hold(Outgoing::Send(from, step.reply));

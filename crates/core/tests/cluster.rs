@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use tenure_core::{
     Config, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node,
-    NodeId, Op, Outcome, Reply, RequestId, Rules, Timing, Token, Ttl,
+    NodeId, Op, Outcome, Record, Reply, RequestId, Rules, Timing, Token, Ttl, HORIZON_STEP,
 };
 
 struct Cluster {
@@ -26,6 +26,7 @@ impl Cluster {
                 let config = Config {
                     node,
                     incarnation: 1,
+                    promise_horizon: 0,
                     members: members.clone(),
                     rules: Rules::default(),
                     timing: Timing::default(),
@@ -230,6 +231,7 @@ fn an_answer_to_a_peek_of_an_earlier_life_is_not_counted() {
     let member = |node, incarnation| Config {
         node: NodeId(node),
         incarnation,
+        promise_horizon: 0,
         members: vec![NodeId(1), NodeId(2), NodeId(3)],
         rules: Rules::default(),
         timing: Timing::default(),
@@ -356,39 +358,48 @@ fn nothing_leaves_a_node_before_its_writes_are_durable() {
         acquire("a", 1_000),
     );
     // The prepare goes out (it depends on no write), but node 1's own
-    // promise is held: its write is not durable.
+    // promise is held: the horizon it raised is not durable.
     let n1 = c.node(1);
-    let write = n1.poll_write().expect("the local promise must be written");
+    let write = n1
+        .poll_write()
+        .expect("the local promise must raise the horizon");
+    assert!(matches!(write.record, Record::Horizon(_)));
     let mut sent = Vec::new();
     while let Some(t) = n1.poll_transmit() {
         sent.push(t);
     }
     assert_eq!(sent.len(), 2, "prepare to the two peers only");
-    // A peer's prepare arrives: its answer must wait for the same write.
-    let peer = Message::Prepare {
-        name: LeaseName::new("e").unwrap(),
+    let prepare = |name: &str, counter| Message::Prepare {
+        name: LeaseName::new(name).unwrap(),
         ballot: tenure_core::Ballot {
-            counter: 9,
+            counter,
             node: 2,
             incarnation: 1,
         },
     };
-    n1.handle_message(now, NodeId(2), peer);
-    let second = n1.poll_write().expect("the promise for e is written");
-    assert!(
-        n1.poll_transmit().is_none(),
-        "the promise for e must wait for its write"
-    );
+    // A peer's prepare below the horizon needs no write of its own, but its
+    // answer relies on the same horizon, so it waits for that write.
+    n1.handle_message(now, NodeId(2), prepare("e", 9));
+    assert!(n1.poll_write().is_none(), "covered by the horizon");
+    assert!(n1.poll_transmit().is_none(), "the promise for e must wait");
+    // One past the horizon raises it again.
+    n1.handle_message(now, NodeId(2), prepare("f", HORIZON_STEP + 9));
+    let second = n1
+        .poll_write()
+        .expect("the promise for f raises the horizon");
     n1.handle_durable(now, write.id);
-    assert!(
-        n1.poll_transmit().is_none(),
-        "and for every write issued before it"
-    );
+    let promised = |n: &mut Node| {
+        std::iter::from_fn(|| n.poll_transmit())
+            .filter_map(|t| match t.message {
+                Message::Promise { name, .. } => Some(name.as_str().to_string()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(promised(c.node(1)), ["e"], "f waits for its own write");
+    let n1 = c.node(1);
     n1.handle_durable(now, second.id);
-    assert!(matches!(
-        n1.poll_transmit().map(|t| t.message),
-        Some(Message::Promise { .. })
-    ));
+    assert_eq!(promised(n1), ["f"]);
 }
 
 #[test]

@@ -111,7 +111,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
     Node::new(
-        core_config(&config, members.clone(), 1),
+        core_config(&config, members.clone(), 1, 0),
         [],
         tenure_core::Instant::ZERO,
     )?;
@@ -143,7 +143,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
 
     let clock = Clock::new();
     let node = Node::new(
-        core_config(&config, members, incarnation),
+        core_config(&config, members, incarnation, recovered.horizon),
         recovered.records,
         clock.now(),
     )?;
@@ -213,10 +213,12 @@ fn core_config(
     config: &ServerConfig,
     members: Vec<NodeId>,
     incarnation: u32,
+    promise_horizon: u64,
 ) -> tenure_core::Config {
     tenure_core::Config {
         node: config.id,
         incarnation,
+        promise_horizon,
         members,
         rules: Rules::default(),
         timing: config.timing,

@@ -6,8 +6,8 @@
 //! group commit does. A crash before that loses them, like a real crash
 //! before the fsync returned.
 
-use tenure_core::{Durable, LeaseName, Write, WriteId};
-use tenure_storage::{OpenError, PersistError, SimDisk, Store};
+use tenure_core::{Write, WriteId};
+use tenure_storage::{OpenError, PersistError, Recovered, SimDisk, Store};
 
 pub struct Disk {
     device: SimDisk,
@@ -28,10 +28,10 @@ impl Default for Disk {
 impl Disk {
     /// Open the store as a starting node does: its records and a new
     /// incarnation, durably bumped.
-    pub fn boot(&mut self) -> Result<(u32, Vec<(LeaseName, Durable)>), OpenError> {
+    pub fn boot(&mut self) -> Result<Recovered, OpenError> {
         let (store, recovered) = Store::open_with_backend(self.device.backend())?;
         self.store = Some(store);
-        Ok((recovered.incarnation, recovered.records))
+        Ok(recovered)
     }
 
     pub fn write(&mut self, write: Write) {

@@ -445,13 +445,15 @@ impl World {
         let clock = self.new_clock();
         let sim = &mut self.nodes[i];
         sim.clock = clock;
-        let (incarnation, records) = match sim.disk.boot() {
+        let recovered = match sim.disk.boot() {
             Ok(recovered) => recovered,
             Err(e) => unreachable!("a crash alone never makes a store unreadable: {e}"),
         };
+        let incarnation = recovered.incarnation;
         let config = Config {
             node: sim.id,
             incarnation,
+            promise_horizon: recovered.horizon,
             members: (1..=self.config.nodes as u16).map(NodeId).collect(),
             rules: self.rules,
             timing: Timing {
@@ -462,7 +464,7 @@ impl World {
             seed: self.rng.next_u64(),
         };
         let now = sim.clock.local(self.now);
-        match Node::new(config, records, now) {
+        match Node::new(config, recovered.records, now) {
             Ok(node) => sim.node = Some(node),
             Err(e) => unreachable!("the simulated configuration is valid: {e}"),
         }

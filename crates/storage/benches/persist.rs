@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 use tenure_core::lease::{Grant, WriteLog};
 use tenure_core::{
-    Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Token, Ttl, Write, WriteId,
+    Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write, WriteId,
 };
 use tenure_storage::{Committer, Store, StoreOptions};
 
@@ -262,8 +262,10 @@ fn run(dir: &Path, mode: Mode, writers: usize, seconds: f64) -> Run {
                         let id = ids.fetch_add(1, Ordering::Relaxed);
                         let write = Write {
                             id: WriteId(id),
-                            name: bench_name(writer as u64, n % 64),
-                            state: idle_state(id),
+                            record: Record::Register {
+                                name: bench_name(writer as u64, n % 64),
+                                state: idle_state(id),
+                            },
                         };
                         n += 1;
                         let op_started = Instant::now();
@@ -371,15 +373,18 @@ fn rss(dir: &Path) {
                 .map(|i| {
                     id += 1;
                     let n = chunk * BATCH + i;
+                    let name = LeaseName::new(&format!(
+                        "svc-{:04}/shard-{:03}/leader",
+                        n / 1000,
+                        n % 1000
+                    ))
+                    .expect("a valid name");
                     Write {
                         id: WriteId(id),
-                        name: LeaseName::new(&format!(
-                            "svc-{:04}/shard-{:03}/leader",
-                            n / 1000,
-                            n % 1000
-                        ))
-                        .expect("a valid name"),
-                        state: idle_state(n),
+                        record: Record::Register {
+                            name,
+                            state: idle_state(n),
+                        },
                     }
                 })
                 .collect();

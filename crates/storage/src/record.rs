@@ -57,20 +57,36 @@ pub(crate) fn decode_durable(name: &str, value: &[u8]) -> Result<Durable, Record
 
 /// Encode a counter of the store's own (the incarnation, the format).
 pub(crate) fn encode_u32(key: &str, n: u32) -> Vec<u8> {
-    let mut value = Vec::with_capacity(FRAMING_BYTES + 4);
+    seal_bytes(key, &n.to_le_bytes())
+}
+
+pub(crate) fn decode_u32(key: &str, value: &[u8]) -> Result<u32, RecordError> {
+    verify_bytes(key, value).map(u32::from_le_bytes)
+}
+
+/// Encode a 64-bit number of the store's own (the promise horizon).
+pub(crate) fn encode_u64(key: &str, n: u64) -> Vec<u8> {
+    seal_bytes(key, &n.to_le_bytes())
+}
+
+pub(crate) fn decode_u64(key: &str, value: &[u8]) -> Result<u64, RecordError> {
+    verify_bytes(key, value).map(u64::from_le_bytes)
+}
+
+fn seal_bytes(key: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(FRAMING_BYTES + bytes.len());
     value.push(VERSION);
-    value.extend_from_slice(&n.to_le_bytes());
+    value.extend_from_slice(bytes);
     let crc = checksum(key, &value);
     value.extend_from_slice(&crc.to_le_bytes());
     value
 }
 
-pub(crate) fn decode_u32(key: &str, value: &[u8]) -> Result<u32, RecordError> {
+fn verify_bytes<const N: usize>(key: &str, value: &[u8]) -> Result<[u8; N], RecordError> {
     let payload = verify(key, value)?;
-    let bytes: [u8; 4] = payload.try_into().map_err(|_| RecordError::Trailing {
-        trailing: payload.len().saturating_sub(4),
-    })?;
-    Ok(u32::from_le_bytes(bytes))
+    payload.try_into().map_err(|_| RecordError::Trailing {
+        trailing: payload.len().saturating_sub(N),
+    })
 }
 
 fn seal(

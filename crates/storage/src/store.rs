@@ -4,7 +4,8 @@
 //! Two tables, both `&str -> &[u8]`, every value framed and checksummed by
 //! `record.rs`:
 //! - `registers`: lease name → [`Durable`];
-//! - `meta`: `format` (the layout of this file) and `incarnation`.
+//! - `meta`: `format` (the layout of this file), `incarnation`, and
+//!   `horizon` (the acceptor's promise horizon; absent means 0).
 
 use crate::error::{OpenError, PersistError};
 use crate::record::{self, RecordError};
@@ -17,18 +18,23 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tenure_core::{Durable, LeaseName, Write};
+use tenure_core::{Durable, LeaseName, Record, Write};
 
 const REGISTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("registers");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 const INCARNATION_KEY: &str = "incarnation";
+const HORIZON_KEY: &str = "horizon";
 /// 1 once a life closed the store, 0 while one has it open. Informational
 /// only: nothing about safety depends on it.
 const CLOSED_KEY: &str = "closed";
 /// The layout of the whole file: which tables, which keys. Bump it, with a
-/// migration, when either changes.
-const FORMAT: u32 = 1;
+/// migration, when either changes. Format 2 added `horizon`: a build that
+/// knows only format 1 would ignore it and forget promises, so it must
+/// refuse the file. A format 1 file is read as horizon 0 (every promise of
+/// that format was written per name) and upgraded at open.
+const FORMAT: u32 = 2;
+const FORMAT_BEFORE_HORIZON: u32 = 1;
 /// The store's file inside the node's data directory.
 pub const FILE_NAME: &str = "acceptor.redb";
 
@@ -44,6 +50,8 @@ pub struct Recovered {
     /// New for this start, and durable before `open` returned, so ballots
     /// of this life never repeat one of an earlier life.
     pub incarnation: u32,
+    /// The acceptor's promise horizon, as last made durable.
+    pub horizon: u64,
     /// Every stored name, in name order.
     pub records: Vec<(LeaseName, Durable)>,
 }
@@ -199,6 +207,7 @@ impl StoreOptions {
             store,
             Recovered {
                 incarnation: recovered.incarnation,
+                horizon: recovered.horizon,
                 records: recovered.records,
             },
         ))
@@ -208,6 +217,7 @@ impl StoreOptions {
 /// What `recover` found.
 struct Recovering {
     incarnation: u32,
+    horizon: u64,
     records: Vec<(LeaseName, Durable)>,
     /// The last life closed the store (or there was none).
     closed: bool,
@@ -225,7 +235,7 @@ fn recover(db: &Database, location: &str, two_phase_commit: bool) -> Result<Reco
                 store: location.to_string(),
             })?;
     guarded(location, || {
-        begin_incarnation(db, incarnation, loaded.fresh, two_phase_commit)
+        begin_incarnation(db, incarnation, loaded.format, two_phase_commit)
     })?
     .map_err(|source| OpenError::Write {
         store: location.to_string(),
@@ -233,6 +243,7 @@ fn recover(db: &Database, location: &str, two_phase_commit: bool) -> Result<Reco
     })?;
     Ok(Recovering {
         incarnation,
+        horizon: loaded.horizon,
         records: loaded.records,
         closed: loaded.closed,
     })
@@ -303,18 +314,32 @@ impl Store {
         txn.set_two_phase_commit(self.two_phase_commit);
         {
             let mut table = txn.open_table(REGISTERS).map_err(|e| failed(e.into()))?;
+            let mut horizon = None;
             // In order, so that the last write of a name is the one that stays.
             for write in writes {
-                let name = write.name.as_str();
-                let value = record::encode_durable(name, &write.state).map_err(|source| {
-                    PersistError::Encode {
-                        name: name.to_string(),
-                        source,
+                match &write.record {
+                    Record::Register { name, state } => {
+                        let name = name.as_str();
+                        let value = record::encode_durable(name, state).map_err(|source| {
+                            PersistError::Encode {
+                                name: name.to_string(),
+                                source,
+                            }
+                        })?;
+                        table
+                            .insert(name, value.as_slice())
+                            .map_err(|e| failed(e.into()))?;
                     }
-                })?;
-                table
-                    .insert(name, value.as_slice())
-                    .map_err(|e| failed(e.into()))?;
+                    Record::Horizon(h) => horizon = horizon.max(Some(*h)),
+                }
+            }
+            if let Some(horizon) = horizon {
+                let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
+                meta.insert(
+                    HORIZON_KEY,
+                    record::encode_u64(HORIZON_KEY, horizon).as_slice(),
+                )
+                .map_err(|e| failed(e.into()))?;
             }
         }
         txn.commit().map_err(|e| failed(e.into()))
@@ -345,10 +370,11 @@ impl Drop for Store {
 
 /// What the file held before this open.
 struct Loaded {
-    /// No tables yet: a new store.
-    fresh: bool,
+    /// The file's format; `None` for a new store (no tables yet).
+    format: Option<u32>,
     closed: bool,
     incarnation: u32,
+    horizon: u64,
     records: Vec<(LeaseName, Durable)>,
 }
 
@@ -373,9 +399,10 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
     let (meta, registers) = match (meta, registers) {
         (None, None) => {
             return Ok(Loaded {
-                fresh: true,
+                format: None,
                 closed: true,
                 incarnation: 0,
+                horizon: 0,
                 records: Vec::new(),
             })
         }
@@ -392,7 +419,7 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         record::decode_u32(key, value.value()).map_err(|e| bad_record(key, e))
     };
     let format = meta_u32(FORMAT_KEY)?;
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_BEFORE_HORIZON {
         return Err(OpenError::UnsupportedFormat {
             store: location.to_string(),
             found: format,
@@ -401,6 +428,11 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
     }
     let incarnation = meta_u32(INCARNATION_KEY)?;
     let closed = meta_u32(CLOSED_KEY)? == 1;
+    let horizon = match meta.get(HORIZON_KEY).map_err(|e| unreadable(e.into()))? {
+        Some(value) => record::decode_u64(HORIZON_KEY, value.value())
+            .map_err(|e| bad_record(HORIZON_KEY, e))?,
+        None => 0,
+    };
 
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
     // A hint only: a damaged count must not make the open allocate wildly.
@@ -420,9 +452,10 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         )));
     }
     Ok(Loaded {
-        fresh: false,
+        format: Some(format),
         closed,
         incarnation,
+        horizon,
         records,
     })
 }
@@ -435,11 +468,12 @@ fn optional_table<T>(opened: Result<T, TableError>) -> Result<Option<T>, redb::E
     }
 }
 
-/// Record `incarnation` durably (and create the tables of a new store).
+/// Record `incarnation` durably (and create the tables of a new store, or
+/// upgrade the format of an old one).
 fn begin_incarnation(
     db: &Database,
     incarnation: u32,
-    fresh: bool,
+    format: Option<u32>,
     two_phase_commit: bool,
 ) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
@@ -447,7 +481,7 @@ fn begin_incarnation(
     txn.set_two_phase_commit(two_phase_commit);
     {
         let mut meta = txn.open_table(META)?;
-        if fresh {
+        if format != Some(FORMAT) {
             meta.insert(
                 FORMAT_KEY,
                 record::encode_u32(FORMAT_KEY, FORMAT).as_slice(),

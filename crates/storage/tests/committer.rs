@@ -145,9 +145,12 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
 
     // Every writer's last batch is what the store holds for its name.
     let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
-    let got = as_map(recovered.records);
+    let got = as_map(recovered);
     for writer in 0..WRITERS {
-        assert_eq!(got[&name(writer)], state((writer + 1) * PER_WRITER));
+        assert_eq!(
+            got.registers[&name(writer)],
+            state((writer + 1) * PER_WRITER)
+        );
     }
 }
 
@@ -174,7 +177,7 @@ fn shutdown_commits_everything_queued_and_closes_the_store() {
         apply(&mut expected, batch);
     }
     let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
-    assert_eq!(as_map(recovered.records), expected);
+    assert_eq!(as_map(recovered), expected);
 }
 
 #[test]

@@ -186,7 +186,7 @@ fn no_flipped_byte_makes_the_store_serve_other_records() {
             Err(_) => refusals += 1,
             Ok((store, recovered)) => {
                 assert_eq!(store.recovery(), Recovery::Clean);
-                let got = as_map(recovered.records);
+                let got = as_map(recovered);
                 assert!(got == expected, "a flip at {offset} served other records");
                 // Nothing unverified is left to trip over later.
                 panic::catch_unwind(AssertUnwindSafe(move || drop(store)))

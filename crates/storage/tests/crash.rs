@@ -106,7 +106,8 @@ fn sweep(options: &StoreOptions) -> Sweep {
             if let Some(next) = workload.get(life.acked) {
                 apply(&mut with_next, next);
             }
-            let got = as_map(recovered.records);
+            let incarnation = recovered.incarnation;
+            let got = as_map(recovered);
             assert!(
                 got == acked || got == with_next,
                 "{context}: {} batches acknowledged, store holds neither them \
@@ -116,9 +117,8 @@ fn sweep(options: &StoreOptions) -> Sweep {
 
             let floor = life.incarnation.unwrap_or(base_incarnation);
             assert!(
-                recovered.incarnation > floor,
-                "{context}: incarnation {} reused (last handed out: {floor})",
-                recovered.incarnation
+                incarnation > floor,
+                "{context}: incarnation {incarnation} reused (last handed out: {floor})",
             );
 
             // The recovered store takes writes again.

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 fn assert_nothing_acked_is_missing(disk: &SimDisk, acked: &[Vec<Write>], failed: &[Write]) {
     disk.crash();
     let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
-    let got = as_map(recovered.records);
+    let got = as_map(recovered);
     let mut expected = Map::new();
     for batch in acked {
         apply(&mut expected, batch);

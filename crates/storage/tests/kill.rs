@@ -27,8 +27,9 @@ const MAX_BATCHES: u64 = 20_000;
 fn batch(round: u64, i: u64) -> Vec<Write> {
     let version = round * 1_000_000 + i;
     vec![
-        write(2 * i, own_name(round, i), state(version)),
-        write(2 * i + 1, shared_name(i), state(version)),
+        write(3 * i, own_name(round, i), state(version)),
+        write(3 * i + 1, shared_name(i), state(version)),
+        horizon(3 * i + 2, version),
     ]
 }
 
@@ -94,27 +95,30 @@ fn a_killed_process_loses_no_acknowledged_batch() {
             Recovery::Clean,
             "a killed store was closed"
         );
-        let got = as_map(recovered.records);
+        let got = as_map(recovered);
         for &(earlier, i) in &acked_before {
-            let own = &batch(earlier, i)[0];
-            assert_eq!(
-                got.get(&own.name),
-                Some(&own.state),
-                "round {earlier} batch {i} lost"
-            );
+            let earlier_batch = batch(earlier, i);
+            let (name, state) = register(&earlier_batch[0]);
+            assert_eq!(got.get(name), Some(state), "round {earlier} batch {i} lost");
         }
         for i in 1..=acked {
             acked_before.push((round, i));
             let expected = batch(round, i);
+            let (own, own_state) = register(&expected[0]);
             assert_eq!(
-                got.get(&expected[0].name),
-                Some(&expected[0].state),
+                got.get(own),
+                Some(own_state),
                 "round {round}: acknowledged batch {i} is missing"
             );
             // A later, unacknowledged batch may have landed too, never an older one.
-            let shared = got.get(&expected[1].name).unwrap();
+            let (shared_name, shared_state) = register(&expected[1]);
+            let shared = got.get(shared_name).unwrap();
             let (ballot, _) = shared.accepted.as_ref().unwrap();
-            assert!(ballot.counter >= expected[1].state.accepted.as_ref().unwrap().0.counter);
+            assert!(ballot.counter >= shared_state.accepted.as_ref().unwrap().0.counter);
+            assert!(
+                got.horizon >= round * 1_000_000 + i,
+                "round {round}: the horizon of acknowledged batch {i} went back"
+            );
         }
         drop(store);
     }

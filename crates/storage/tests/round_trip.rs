@@ -18,7 +18,7 @@ fn persisted_records_come_back_after_reopen() {
         }
     }
     let (store, recovered) = Store::open(dir.path()).unwrap();
-    assert_eq!(as_map(recovered.records), expected);
+    assert_eq!(as_map(recovered), expected);
     assert_eq!(store.recovery(), Recovery::Clean);
 }
 
@@ -89,7 +89,7 @@ fn a_crashed_store_reopens_with_everything_persisted() {
     let (store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
     assert_eq!(store.recovery(), Recovery::Repaired);
     assert_eq!(recovered.incarnation, 2);
-    assert_eq!(as_map(recovered.records), expected);
+    assert_eq!(as_map(recovered), expected);
 }
 
 #[test]
@@ -125,5 +125,5 @@ fn two_phase_commit_stores_the_same_records() {
         }
     }
     let (_store, recovered) = options.open_backend(disk.backend()).unwrap();
-    assert_eq!(as_map(recovered.records), expected);
+    assert_eq!(as_map(recovered), expected);
 }

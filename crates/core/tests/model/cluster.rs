@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use tenure_core::{
     holder_deadline, Bug, Bugs, Config, DriftBound, Durable, Failure, HolderId, Instant, LeaseName,
-    LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Reply, RequestId, Rules,
-    Timing, Token, Ttl, Write,
+    LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId,
+    Rules, Timing, Token, Ttl, Write,
 };
 
 /// The cluster size the protocol is meant for; the smallest with a
@@ -136,6 +136,8 @@ pub struct Machine {
     pub node: Node,
     /// The records as last synced: what survives a crash.
     pub disk: BTreeMap<LeaseName, Durable>,
+    /// The promise horizon as last synced.
+    pub horizon: u64,
     /// Writes issued but not yet synced: lost in a crash.
     pub unsynced: Vec<Write>,
 }
@@ -147,7 +149,12 @@ impl Machine {
             return;
         };
         for write in self.unsynced.drain(..) {
-            self.disk.insert(write.name, write.state);
+            match write.record {
+                Record::Register { name, state } => {
+                    self.disk.insert(name, state);
+                }
+                Record::Horizon(horizon) => self.horizon = self.horizon.max(horizon),
+            }
         }
         self.node.handle_durable(now, last);
     }
@@ -339,10 +346,11 @@ impl LeaseModel {
         }
     }
 
-    fn config(&self, node: usize, incarnation: u32) -> Config {
+    fn config(&self, node: usize, incarnation: u32, promise_horizon: u64) -> Config {
         Config {
             node: node_id(node),
             incarnation,
+            promise_horizon,
             members: (0..NODES).map(node_id).collect(),
             rules: self.rules,
             timing: self.timing,
@@ -585,8 +593,12 @@ impl LeaseModel {
             let machine: &mut Machine = &mut edit;
             let incarnation = machine.node.config().incarnation + 1;
             let boot = self.node_clock(s.now);
-            machine.node = Node::new(self.config(n, incarnation), machine.disk.clone(), boot)
-                .expect("a valid config");
+            machine.node = Node::new(
+                self.config(n, incarnation, machine.horizon),
+                machine.disk.clone(),
+                boot,
+            )
+            .expect("a valid config");
             machine.unsynced.clear();
         }
         // The crashed node's clients never hear back: their requests have
@@ -727,8 +739,10 @@ impl Model for LeaseModel {
         let machines = (0..NODES)
             .map(|n| {
                 Shared::new(Machine {
-                    node: Node::new(self.config(n, 1), [], Instant::ZERO).expect("a valid config"),
+                    node: Node::new(self.config(n, 1, 0), [], Instant::ZERO)
+                        .expect("a valid config"),
                     disk: BTreeMap::new(),
+                    horizon: 0,
                     unsynced: Vec::new(),
                 })
             })

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use tenure_core::lease::Grant;
 use tenure_core::{
-    Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Token, Ttl, Write, WriteId,
+    Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write, WriteId,
 };
+use tenure_storage::Recovered;
 
 pub fn name(i: u64) -> LeaseName {
     LeaseName::new(&format!("lease/{i}")).unwrap()
@@ -42,8 +43,22 @@ pub fn state(version: u64) -> Durable {
 pub fn write(id: u64, name: LeaseName, state: Durable) -> Write {
     Write {
         id: WriteId(id),
-        name,
-        state,
+        record: Record::Register { name, state },
+    }
+}
+
+pub fn horizon(id: u64, horizon: u64) -> Write {
+    Write {
+        id: WriteId(id),
+        record: Record::Horizon(horizon),
+    }
+}
+
+/// The name and state a register write carries.
+pub fn register(write: &Write) -> (&LeaseName, &Durable) {
+    match &write.record {
+        Record::Register { name, state } => (name, state),
+        Record::Horizon(_) => panic!("not a register write"),
     }
 }
 
@@ -61,22 +76,49 @@ pub fn batches(count: u64) -> Vec<Vec<Write>> {
             }
             id += 1;
             batch.push(write(id, name(100 + b), state(b)));
+            if b % 3 == 0 {
+                id += 1;
+                batch.push(horizon(id, b * 1000));
+            }
             batch
         })
         .collect()
 }
 
-pub type Map = BTreeMap<LeaseName, Durable>;
+/// What a store should hold: the horizon and every name's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Map {
+    pub horizon: u64,
+    pub registers: BTreeMap<LeaseName, Durable>,
+}
 
-pub fn apply(map: &mut Map, batch: &[Write]) {
-    for w in batch {
-        map.insert(w.name.clone(), w.state.clone());
+impl Map {
+    pub fn new() -> Map {
+        Map::default()
+    }
+
+    pub fn get(&self, name: &LeaseName) -> Option<&Durable> {
+        self.registers.get(name)
     }
 }
 
-pub fn as_map(records: Vec<(LeaseName, Durable)>) -> Map {
-    let len = records.len();
-    let map: Map = records.into_iter().collect();
-    assert_eq!(map.len(), len, "a name was loaded twice");
-    map
+pub fn apply(map: &mut Map, batch: &[Write]) {
+    for w in batch {
+        match &w.record {
+            Record::Register { name, state } => {
+                map.registers.insert(name.clone(), state.clone());
+            }
+            Record::Horizon(h) => map.horizon = map.horizon.max(*h),
+        }
+    }
+}
+
+pub fn as_map(recovered: Recovered) -> Map {
+    let len = recovered.records.len();
+    let registers: BTreeMap<_, _> = recovered.records.into_iter().collect();
+    assert_eq!(registers.len(), len, "a name was loaded twice");
+    Map {
+        horizon: recovered.horizon,
+        registers,
+    }
 }
