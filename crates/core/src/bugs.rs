@@ -14,7 +14,8 @@ pub enum Bug {
     /// that report an older ballot than the highest, ignoring which value
     /// each age belongs to.
     AgeOfAnyBallot,
-    /// On restart, load accepted values but forget promises.
+    /// On restart, load accepted values but forget promises: the floor the
+    /// last horizon sets, and every promise stored with a record.
     ForgetPromises,
     /// A re-grant to the current holder keeps its token.
     NoTokenBump,
