@@ -9,6 +9,7 @@
 
 pub mod clients;
 pub mod failover;
+pub mod plot;
 pub mod procs;
 pub mod stats;
 pub mod workloads;
@@ -20,7 +21,7 @@ use procs::{EtcdCluster, TenureCluster};
 use serde_json::{json, Value};
 use stats::{round1, Latencies};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use workloads::{Cycles, NodeLoss, Sequential};
 
@@ -296,10 +297,13 @@ pub fn run_compare(opts: Options) -> Result<()> {
     if let Some(idle) = idle {
         json["idle_leases"] = idle;
     }
+    let dir = match opts.results.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    json["plots"] = write_plots(&dir, &mut t.sequential, &mut e.sequential)?;
     let md = to_markdown(&opts, &sizes, &etcd_version, &json, &mut t, &mut e);
-    if let Some(dir) = opts.results.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     std::fs::write(&opts.results, &md)
         .with_context(|| format!("write {}", opts.results.display()))?;
     if let Some(path) = &opts.json {
@@ -313,6 +317,67 @@ pub fn run_compare(opts: Options) -> Result<()> {
         progress.began.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The operations of the sequential workload, with a title and what each
+/// system sends, for the plots.
+const PLOTTED: [(&str, &str, &str); 4] = [
+    (
+        "acquire",
+        "acquire of a fresh name",
+        "tenure: PUT /v1/locks/{name}; etcd: lease grant, then the lock txn",
+    ),
+    (
+        "renew",
+        "renew",
+        "tenure: PUT with the token (a Paxos accept); etcd: lease keepalive",
+    ),
+    (
+        "release",
+        "release",
+        "tenure: DELETE with the token; etcd: lease revoke (deletes the key)",
+    ),
+    (
+        "read",
+        "linearizable read",
+        "tenure: GET /v1/locks/{name}; etcd: range of the owner key",
+    ),
+];
+
+/// One latency CDF per operation of the sequential workload, both systems
+/// on each, as `latency-{op}.svg` in `dir`; returns `{op: file name}`.
+fn write_plots(dir: &Path, t: &mut Sequential, e: &mut Sequential) -> Result<Value> {
+    let mut files = serde_json::Map::new();
+    for (op, title, what) in PLOTTED {
+        let pick = |s: &mut Sequential| match op {
+            "acquire" => s.acquire.samples_us(),
+            "renew" => s.renew.samples_us(),
+            "release" => s.release.samples_us(),
+            _ => s.read.samples_us(),
+        };
+        let series = [
+            plot::Series {
+                label: "tenure".into(),
+                color: plot::TENURE_COLOR,
+                samples_us: pick(t),
+            },
+            plot::Series {
+                label: "etcd".into(),
+                color: plot::ETCD_COLOR,
+                samples_us: pick(e),
+            },
+        ];
+        let svg = plot::cdf_svg(
+            &format!("{title}: latency CDF, one client at a time"),
+            what,
+            &series,
+        );
+        let file = format!("latency-{op}.svg");
+        let path = dir.join(&file);
+        std::fs::write(&path, svg).with_context(|| format!("write {}", path.display()))?;
+        files.insert(op.to_string(), json!(file));
+    }
+    Ok(Value::Object(files))
 }
 
 fn rss(nodes: &[Option<procs::Proc>]) -> Vec<u64> {
@@ -681,6 +746,20 @@ fn to_markdown(
                 s,
                 "First failure on a surviving {who} node after the kill: `{e}`\n"
             );
+        }
+    }
+    if let Some(plots) = j["plots"].as_object() {
+        let _ = writeln!(
+            s,
+            "## Latency distributions\n\n\
+             The sequential workload's samples (one client per system, one request \
+             at a time, after the warm-up): the fraction of requests that took at \
+             most a given time, on a log scale.\n"
+        );
+        for (op, title, _) in PLOTTED {
+            if let Some(file) = plots.get(op).and_then(Value::as_str) {
+                let _ = writeln!(s, "![{title}: latency CDF, tenure and etcd]({file})\n");
+            }
         }
     }
     let _ = writeln!(

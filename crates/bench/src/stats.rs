@@ -44,6 +44,23 @@ impl Latencies {
         self.samples[i].as_nanos() as f64 / 1e3
     }
 
+    /// Every sample in microseconds, in ascending order.
+    pub fn samples_us(&mut self) -> Vec<f64> {
+        if !self.sorted {
+            self.samples.sort();
+            self.sorted = true;
+        }
+        self.samples
+            .iter()
+            .map(|d| d.as_nanos() as f64 / 1e3)
+            .collect()
+    }
+
+    /// The slowest sample, in microseconds (0 without samples).
+    pub fn max_us(&mut self) -> f64 {
+        self.us(1.0)
+    }
+
     pub fn json(&mut self) -> Value {
         json!({
             "n": self.len(),
