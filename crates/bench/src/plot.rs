@@ -220,12 +220,13 @@ pub fn cdf_svg(title: &str, subtitle: &str, series: &[Series]) -> String {
             r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#888" stroke-dasharray="4 3"/>"##,
             LEFT + pw
         );
-        // At the left, where a CDF is still low and nothing is drawn.
+        // At the left, where a CDF is still low and nothing is drawn;
+        // under the line, clear of the frame at 1.
         let _ = writeln!(
             s,
             r##"<text x="{:.1}" y="{:.1}" fill="#666" font-size="10">{name}</text>"##,
             LEFT + 4.0,
-            py - 3.0
+            py + 11.0
         );
     }
     // Axes and their labels.
