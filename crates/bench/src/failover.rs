@@ -119,22 +119,41 @@ pub fn tenure_conflicts(agent: &ureq::Agent, base: &str) -> Result<u64> {
     Ok(tenure_metrics(agent, base)?.0)
 }
 
-/// (acquires answered 409, names with a waiter) on node `base`.
-fn tenure_metrics(agent: &ureq::Agent, base: &str) -> Result<(u64, u64)> {
+/// The values of the metric lines of node `base` that start with each of
+/// `prefixes` (the name and labels, then a space): `None` for a line not
+/// there (a counter never incremented is not rendered).
+pub fn tenure_metric_values(
+    agent: &ureq::Agent,
+    base: &str,
+    prefixes: &[&str],
+) -> Result<Vec<Option<f64>>> {
     let mut r = agent.get(&format!("{base}/metrics")).call()?;
     let text = r.body_mut().read_to_string()?;
     if r.status().as_u16() != 200 {
         bail!("tenure {base}/metrics: {}", r.status());
     }
-    let value = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
-    let conflicts = value(r#"tenure_outcomes_total{op="acquire",outcome="conflict"} "#);
-    let watched =
-        value("tenure_watched_names ").context("no tenure_watched_names in /metrics (renamed?)")?;
-    Ok((conflicts.unwrap_or(0.0) as u64, watched as u64))
+    Ok(prefixes
+        .iter()
+        .map(|prefix| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .collect())
+}
+
+/// (acquires answered 409, names with a waiter) on node `base`.
+fn tenure_metrics(agent: &ureq::Agent, base: &str) -> Result<(u64, u64)> {
+    let v = tenure_metric_values(
+        agent,
+        base,
+        &[
+            r#"tenure_outcomes_total{op="acquire",outcome="conflict"} "#,
+            "tenure_watched_names ",
+        ],
+    )?;
+    let watched = v[1].context("no tenure_watched_names in /metrics (renamed?)")?;
+    Ok((v[0].unwrap_or(0.0) as u64, watched as u64))
 }
 
 /// Return once a long-poll acquire sent to node `base` is parked there:

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Latencies {
     samples: Vec<Duration>,
     sorted: bool,
