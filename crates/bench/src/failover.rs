@@ -46,6 +46,8 @@ pub enum LetGo {
 pub fn tenure(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Failover> {
     let mut holder = Tenure::new(urls, 0, "holder".into());
     let grant = holder.acquire(name, ttl_ms)?;
+    let probe = crate::procs::agent(Duration::from_secs(5));
+    let before = tenure_conflicts(&probe, &urls[1 % urls.len()])?;
     let url = format!("{}/v1/locks/{name}?wait=60s", urls[1 % urls.len()]);
     let body = format!(r#"{{"holder":"waiter","ttl_ms":{ttl_ms}}}"#);
     let waiter = std::thread::spawn(move || -> Result<Instant> {
@@ -61,8 +63,9 @@ pub fn tenure(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Fa
         }
         Ok(at)
     });
-    // Let the long-poll reach the node and park (it gets its 409 inside).
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait for the long poll to reach the node and park (it gets its 409
+    // inside).
+    tenure_await_parked(&probe, &urls[1 % urls.len()], before)?;
     let died = let_go(&mut holder, &grant, how)?;
     drop(holder);
     let granted = waiter.join().expect("waiter thread")?;
@@ -110,7 +113,70 @@ fn let_go(holder: &mut impl LockClient, grant: &Grant, how: LetGo) -> Result<Ins
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
+/// The counter of acquires that node `base` answered `409` (its own
+/// proposals' outcomes), from its `/metrics`.
+pub fn tenure_conflicts(agent: &ureq::Agent, base: &str) -> Result<u64> {
+    Ok(tenure_metrics(agent, base)?.0)
+}
+
+/// The values of the metric lines of node `base` that start with each of
+/// `prefixes` (the name and labels, then a space): `None` for a line not
+/// there (a counter never incremented is not rendered).
+pub fn tenure_metric_values(
+    agent: &ureq::Agent,
+    base: &str,
+    prefixes: &[&str],
+) -> Result<Vec<Option<f64>>> {
+    let mut r = agent.get(&format!("{base}/metrics")).call()?;
+    let text = r.body_mut().read_to_string()?;
+    if r.status().as_u16() != 200 {
+        bail!("tenure {base}/metrics: {}", r.status());
+    }
+    Ok(prefixes
+        .iter()
+        .map(|prefix| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .collect())
+}
+
+/// (acquires answered 409, names with a waiter) on node `base`.
+fn tenure_metrics(agent: &ureq::Agent, base: &str) -> Result<(u64, u64)> {
+    let v = tenure_metric_values(
+        agent,
+        base,
+        &[
+            r#"tenure_outcomes_total{op="acquire",outcome="conflict"} "#,
+            "tenure_watched_names ",
+        ],
+    )?;
+    let watched = v[1].context("no tenure_watched_names in /metrics (renamed?)")?;
+    Ok((v[0].unwrap_or(0.0) as u64, watched as u64))
+}
+
+/// Return once a long-poll acquire sent to node `base` is parked there:
+/// the node answered one more acquire `409` than `conflicts_before` and has
+/// a waiter on some name. The waiter subscribes to the name's wakeups
+/// before that try, so a release from then on wakes it. Nothing pushes
+/// this to a client, so the node's metrics are read every 2 ms (10 s at
+/// most); only one waiter must be in the making on that node.
+pub fn tenure_await_parked(agent: &ureq::Agent, base: &str, conflicts_before: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (conflicts, watched) = tenure_metrics(agent, base)?;
+        if conflicts > conflicts_before && watched >= 1 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no long poll parked on {base} within 10 s ({conflicts} conflicts, {watched} watched names)");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+pub fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
     let mut r = agent
         .post(url)
         .header("content-type", "application/json")
@@ -122,7 +188,7 @@ fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
-fn rev(v: &Value) -> i64 {
+pub fn rev(v: &Value) -> i64 {
     v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
@@ -139,7 +205,6 @@ fn mutex_lock(base: &str, name: &str, ready: mpsc::Sender<()>) -> Result<Instant
         .and_then(|s| s.parse().ok())
         .context("no lease ID")?;
     let prefix = format!("/tenure-bench/{name}/");
-    let end = base64::engine::general_purpose::STANDARD.encode(prefix_end(&prefix));
     let key = format!("{prefix}{id:x}");
     let txn = post(
         &agent,
@@ -151,28 +216,48 @@ fn mutex_lock(base: &str, name: &str, ready: mpsc::Sender<()>) -> Result<Instant
     )?;
     let my_rev = rev(&txn["header"]["revision"]);
     let mut signalled = false;
+    wait_deletes(&agent, base, &prefix, my_rev - 1, &mut || {
+        if !signalled {
+            signalled = true;
+            let _ = ready.send(());
+        }
+    })?;
+    let at = Instant::now();
+    let _ = post(
+        &agent,
+        &format!("{base}/v3/lease/revoke"),
+        &json!({"ID": id.to_string()}),
+    );
+    if !signalled {
+        bail!("the etcd waiter was granted before the holder died");
+    }
+    Ok(at)
+}
+
+/// `waitDeletes` of etcd's `concurrency` package, over the gateway: until
+/// no key under `prefix` created at or before `max_rev` is left, watch the
+/// last one created (from the range's revision on) until it is deleted.
+/// `watching` is called each time a watch is in place.
+pub fn wait_deletes(
+    agent: &ureq::Agent,
+    base: &str,
+    prefix: &str,
+    max_rev: i64,
+    watching: &mut dyn FnMut(),
+) -> Result<()> {
+    let end = base64::engine::general_purpose::STANDARD.encode(prefix_end(prefix));
     loop {
-        // waitDeletes: the last key created before ours, if any.
         let before = post(
-            &agent,
+            agent,
             &format!("{base}/v3/kv/range"),
             &json!({
-                "key": b64(&prefix), "range_end": end,
-                "max_create_revision": (my_rev - 1).to_string(),
+                "key": b64(prefix), "range_end": end,
+                "max_create_revision": max_rev.to_string(),
                 "sort_order": "DESCEND", "sort_target": "CREATE", "limit": "1",
             }),
         )?;
         let Some(kv) = before["kvs"].get(0) else {
-            let at = Instant::now();
-            let _ = post(
-                &agent,
-                &format!("{base}/v3/lease/revoke"),
-                &json!({"ID": id.to_string()}),
-            );
-            if !signalled {
-                bail!("the etcd waiter was granted before the holder died");
-            }
-            return Ok(at);
+            return Ok(());
         };
         let watched = kv["key"].as_str().context("no key")?.to_string();
         let from = rev(&before["header"]["revision"]);
@@ -188,9 +273,8 @@ fn mutex_lock(base: &str, name: &str, ready: mpsc::Sender<()>) -> Result<Instant
         for line in lines.by_ref() {
             let v: Value = serde_json::from_str(&line?)?;
             let result = &v["result"];
-            if result["created"] == true && !signalled {
-                signalled = true;
-                let _ = ready.send(());
+            if result["created"] == true {
+                watching();
             }
             if let Some(events) = result["events"].as_array() {
                 if events.iter().any(|e| e["type"] == "DELETE") {

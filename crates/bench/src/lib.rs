@@ -8,19 +8,22 @@
 //! under `cargo test` except the unit tests of its parts.
 
 pub mod clients;
+pub mod election;
 pub mod failover;
+pub mod plot;
 pub mod procs;
 pub mod stats;
 pub mod workloads;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clients::{Etcd, Tenure};
+use election::ElectionResults;
 use failover::LetGo;
 use procs::{EtcdCluster, TenureCluster};
 use serde_json::{json, Value};
 use stats::{round1, Latencies};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use workloads::{Cycles, NodeLoss, Sequential};
 
@@ -36,19 +39,45 @@ pub struct Options {
     pub data_root: PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// The steps to run (names from `STEPS`); empty: all of them.
+    pub steps: Vec<String>,
+    /// Idle lease counts to measure memory at, ascending; `None`: the
+    /// mode's default (full: 100,000 and 1,000,000; quick: none).
+    pub idle_leases: Option<Vec<usize>>,
+    /// The longest a system may take to load one idle level; it then
+    /// stops, and the report says how many it was granted.
+    pub idle_fill_limit: Duration,
 }
 
+/// Every step of `compare`, in the order they run.
+pub const STEPS: [&str; 7] = [
+    "sequential",
+    "cycles",
+    "failover",
+    "handoff",
+    "election",
+    "kill",
+    "idle",
+];
+
 const LEVELS: [usize; 3] = [16, 64, 256];
+
+/// Client threads per system loading idle leases.
+const FILL_CLIENTS: usize = 256;
 
 struct Sizes {
     /// Graceful handoffs timed per system.
     handoffs: usize,
-    /// Idle leases held for the memory figure (0: skip).
-    idle_leases: usize,
+    /// Idle lease counts for the memory figures, ascending (empty: skip).
+    idle_levels: Vec<usize>,
     sequential: usize,
     failover_ttls_ms: &'static [u64],
     cycle_secs: u64,
     loss_secs: u64,
+    /// Uncontested campaigns per system.
+    campaigns: usize,
+    /// Leadership handoffs among 3 candidates, per system.
+    election_handoffs: usize,
 }
 
 /// A progress line on stderr: step, elapsed time, what is running.
@@ -72,234 +101,308 @@ impl Progress {
             self.began.elapsed().as_secs_f64()
         );
     }
+
+    /// A line within the current step (a long one).
+    fn note(&self, what: &str) {
+        eprintln!("{:>27.1}s    {what}", self.began.elapsed().as_secs_f64());
+    }
 }
 
+#[derive(Default)]
 struct SystemResults {
-    sequential: Sequential,
-    handoff: Latencies,
+    sequential: Option<Sequential>,
+    handoff: Option<Latencies>,
     failover: Vec<failover::Failover>,
     cycles: Vec<Cycles>,
     loss: Option<NodeLoss>,
-    rss_kib: Vec<u64>,
+    rss_kib: Option<Vec<u64>>,
+    election: Option<ElectionResults>,
 }
 
 pub fn run_compare(opts: Options) -> Result<()> {
-    let sizes = if opts.quick {
+    for step in &opts.steps {
+        if !STEPS.contains(&step.as_str()) {
+            bail!("unknown step {step:?}; the steps are {}", STEPS.join(", "));
+        }
+    }
+    let runs = |step: &str| opts.steps.is_empty() || opts.steps.iter().any(|s| s == step);
+    let mut sizes = if opts.quick {
         Sizes {
-            idle_leases: 0,
+            idle_levels: vec![],
             handoffs: 5,
             sequential: 200,
             failover_ttls_ms: &[1000, 2000],
             cycle_secs: 2,
             loss_secs: 5,
+            campaigns: 20,
+            election_handoffs: 6,
         }
     } else {
         Sizes {
-            idle_leases: 100_000,
+            idle_levels: vec![100_000, 1_000_000],
             handoffs: 20,
             sequential: 2000,
             failover_ttls_ms: &[1000, 2000, 10_000],
             cycle_secs: 10,
             loss_secs: 15,
+            campaigns: 200,
+            election_handoffs: 20,
         }
     };
-    // install, start, sequential, levels, failovers, handoff, memory,
-    // 2 node kills, report
+    if let Some(levels) = &opts.idle_leases {
+        sizes.idle_levels = levels.iter().copied().filter(|&n| n > 0).collect();
+        sizes.idle_levels.sort_unstable();
+        sizes.idle_levels.dedup();
+    }
+    if !runs("idle") {
+        sizes.idle_levels.clear();
+    }
+    let idle = !sizes.idle_levels.is_empty();
+    let main_steps = STEPS.iter().any(|&s| s != "idle" && runs(s));
+    // install, start, then each step's lines, then the report
     let mut progress = Progress {
         began: Instant::now(),
         step: 0,
-        steps: 2
-            + 1
-            + LEVELS.len()
-            + sizes.failover_ttls_ms.len()
-            + 1
-            + usize::from(sizes.idle_leases > 0)
-            + 2
+        steps: 1
+            + usize::from(main_steps)
+            + usize::from(runs("sequential"))
+            + if runs("cycles") { LEVELS.len() } else { 0 }
+            + if runs("failover") {
+                sizes.failover_ttls_ms.len()
+            } else {
+                0
+            }
+            + usize::from(runs("handoff"))
+            + 2 * usize::from(runs("election"))
+            + 2 * usize::from(runs("kill"))
+            + if idle {
+                1 + 2 * sizes.idle_levels.len()
+            } else {
+                0
+            }
             + 1,
     };
     progress.next("checking for etcd");
     let etcd_version = procs::ensure_etcd(opts.install, &|m| eprintln!("      {m}"))?;
     std::fs::create_dir_all(&opts.data_root)?;
-    progress.next("starting 3 etcd members and 3 tenure nodes");
-    let mut etcd = EtcdCluster::start(&opts.data_root)?;
-    let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root)?;
     let run = std::process::id().to_string();
+    let (mut t, mut e) = (SystemResults::default(), SystemResults::default());
+    // The idle leases get fresh clusters of their own; the other steps share
+    // these two.
+    if main_steps {
+        progress.next("starting 3 etcd members and 3 tenure nodes");
+        let mut etcd = EtcdCluster::start(&opts.data_root)?;
+        let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root)?;
 
-    // The machine may be busy with other work whose load varies over the
-    // run: the two systems take turns, round by round and level by level,
-    // so that both see the same background.
-    progress.next("sequential latency, tenure and etcd taking turns round by round");
-    let leader = etcd.leader()?;
-    let mut tc = Tenure::new(&tenure.urls, 0, "seq".into());
-    let mut ec = Etcd::new(&etcd.urls, leader);
-    let (mut t_seq, mut e_seq) = (Sequential::default(), Sequential::default());
-    let warm = (sizes.sequential / 10).max(10);
-    for i in 0..warm + sizes.sequential {
-        let record = i >= warm;
-        let name = format!("seq-{run}-{i}");
-        let mut tenure_round = || {
-            t_seq
-                .round(&mut tc, &name, record, |_| None)
-                .context("tenure sequential")
-        };
-        let mut etcd_round = || {
-            e_seq
-                .round(&mut ec, &name, record, |c: &Etcd| Some(c.last_txn))
-                .context("etcd sequential")
-        };
-        if i % 2 == 0 {
-            tenure_round()?;
-            etcd_round()?;
-        } else {
-            etcd_round()?;
-            tenure_round()?;
+        // The machine may be busy with other work whose load varies over the
+        // run: the two systems take turns, round by round and level by level,
+        // so that both see the same background.
+        if runs("sequential") {
+            progress.next("sequential latency, tenure and etcd taking turns round by round");
+            let leader = etcd.leader()?;
+            let mut tc = Tenure::new(&tenure.urls, 0, "seq".into());
+            let mut ec = Etcd::new(&etcd.urls, leader);
+            let (mut t_seq, mut e_seq) = (Sequential::default(), Sequential::default());
+            let warm = (sizes.sequential / 10).max(10);
+            for i in 0..warm + sizes.sequential {
+                let record = i >= warm;
+                let name = format!("seq-{run}-{i}");
+                let mut tenure_round = || {
+                    t_seq
+                        .round(&mut tc, &name, record, |_| None)
+                        .context("tenure sequential")
+                };
+                let mut etcd_round = || {
+                    e_seq
+                        .round(&mut ec, &name, record, |c: &Etcd| Some(c.last_txn))
+                        .context("etcd sequential")
+                };
+                if i % 2 == 0 {
+                    tenure_round()?;
+                    etcd_round()?;
+                } else {
+                    etcd_round()?;
+                    tenure_round()?;
+                }
+            }
+            t.sequential = Some(t_seq);
+            e.sequential = Some(e_seq);
         }
-    }
-    let (mut t_cycles, mut e_cycles) = (Vec::new(), Vec::new());
-    let half = Duration::from_millis(sizes.cycle_secs * 500);
-    for n in LEVELS {
-        progress.next(&format!(
-            "cycles with {n} clients, tenure and etcd taking turns"
-        ));
-        let mut t_level: Option<Cycles> = None;
-        let mut e_level: Option<Cycles> = None;
-        for part in 0..2 {
+        if runs("cycles") {
+            let half = Duration::from_millis(sizes.cycle_secs * 500);
+            for n in LEVELS {
+                progress.next(&format!(
+                    "cycles with {n} clients, tenure and etcd taking turns"
+                ));
+                let mut t_level: Option<Cycles> = None;
+                let mut e_level: Option<Cycles> = None;
+                for part in 0..2 {
+                    let urls = tenure.urls.clone();
+                    let tc = workloads::cycles(n, half, &format!("t{run}-{n}-{part}"), move |i| {
+                        Tenure::new(&urls, i, format!("c{i}"))
+                    });
+                    t_level = Some(match t_level {
+                        Some(prev) => prev.merge(tc),
+                        None => tc,
+                    });
+                    let urls = etcd.urls.clone();
+                    let ec = workloads::cycles(n, half, &format!("e{run}-{n}-{part}"), move |i| {
+                        Etcd::new(&urls, i)
+                    });
+                    e_level = Some(match e_level {
+                        Some(prev) => prev.merge(ec),
+                        None => ec,
+                    });
+                }
+                t.cycles.extend(t_level);
+                e.cycles.extend(e_level);
+            }
+            t.rss_kib = Some(rss(&tenure.nodes));
+            e.rss_kib = Some(rss(&etcd.nodes));
+        }
+        if runs("failover") {
+            for &ttl_ms in sizes.failover_ttls_ms {
+                progress.next(&format!(
+                    "failover at ttl {} s: tenure, then etcd",
+                    ttl_ms / 1000
+                ));
+                let name = format!("fo-{run}-{ttl_ms}");
+                t.failover
+                    .push(failover::tenure(&tenure.urls, &name, ttl_ms, LetGo::Dies)?);
+                e.failover
+                    .push(failover::etcd(&etcd.urls, &name, ttl_ms, LetGo::Dies)?);
+            }
+        }
+        if runs("handoff") {
+            progress.next(&format!(
+                "graceful handoff, {} times each, taking turns",
+                sizes.handoffs
+            ));
+            let (mut t_handoff, mut e_handoff) = (Latencies::default(), Latencies::default());
+            for i in 0..sizes.handoffs {
+                let name = format!("ho-{run}-{i}");
+                let ttl = workloads::TTL_MS;
+                t_handoff
+                    .push(failover::tenure(&tenure.urls, &name, ttl, LetGo::Releases)?.takeover);
+                e_handoff.push(failover::etcd(&etcd.urls, &name, ttl, LetGo::Releases)?.takeover);
+            }
+            t.handoff = Some(t_handoff);
+            e.handoff = Some(e_handoff);
+        }
+        if runs("election") {
+            progress.next(&format!(
+                "election: {} uncontested campaigns each, taking turns",
+                sizes.campaigns
+            ));
+            let (mut te, mut ee) = (ElectionResults::default(), ElectionResults::default());
+            let leader = etcd.leader()?;
+            let agent = procs::agent(Duration::from_secs(40));
+            let (tu, eu) = (&tenure.urls[0], &etcd.urls[leader]);
+            let warm = (sizes.campaigns / 10).max(2);
+            for i in 0..warm + sizes.campaigns {
+                let record = i >= warm;
+                let name = format!("elu-{run}-{i}");
+                let mut tenure_round = || {
+                    election::tenure_uncontested(&mut te.uncontested, &agent, tu, &name, record)
+                        .context("tenure campaign")
+                };
+                let mut etcd_round = || {
+                    election::etcd_uncontested(&mut ee.uncontested, &agent, eu, &name, record)
+                        .context("etcd campaign")
+                };
+                if i % 2 == 0 {
+                    tenure_round()?;
+                    etcd_round()?;
+                } else {
+                    etcd_round()?;
+                    tenure_round()?;
+                }
+            }
+            progress.next(&format!(
+                "election: {} handoffs among 3 candidates each, in halves taking turns",
+                sizes.election_handoffs
+            ));
+            let first = sizes.election_handoffs / 2;
+            for (part, rounds) in [first, sizes.election_handoffs - first]
+                .into_iter()
+                .enumerate()
+            {
+                let name = format!("elh-{run}-{part}");
+                let (times, work) = election::tenure_handoffs(&tenure.urls, &name, rounds)
+                    .context("tenure election handoffs")?;
+                te.handoff.extend(times);
+                let (sum, n) = te.handoff_paxos.get_or_insert_default();
+                sum.add(work);
+                *n += rounds;
+                ee.handoff.extend(
+                    election::etcd_handoffs(&etcd.urls, &name, rounds)
+                        .context("etcd election handoffs")?,
+                );
+            }
+            t.election = Some(te);
+            e.election = Some(ee);
+        }
+        if runs("kill") {
+            progress.next("tenure: SIGKILL node 1 under 16 clients");
             let urls = tenure.urls.clone();
-            let t = workloads::cycles(n, half, &format!("t{run}-{n}-{part}"), move |i| {
-                Tenure::new(&urls, i, format!("c{i}"))
-            });
-            t_level = Some(match t_level {
-                Some(prev) => prev.merge(t),
-                None => t,
-            });
-            let urls = etcd.urls.clone();
-            let e = workloads::cycles(n, half, &format!("e{run}-{n}-{part}"), move |i| {
-                Etcd::new(&urls, i)
-            });
-            e_level = Some(match e_level {
-                Some(prev) => prev.merge(e),
-                None => e,
-            });
-        }
-        t_cycles.extend(t_level);
-        e_cycles.extend(e_level);
-    }
-    let (mut t_fail, mut e_fail) = (Vec::new(), Vec::new());
-    for &ttl_ms in sizes.failover_ttls_ms {
-        progress.next(&format!(
-            "failover at ttl {} s: tenure, then etcd",
-            ttl_ms / 1000
-        ));
-        let name = format!("fo-{run}-{ttl_ms}");
-        t_fail.push(failover::tenure(&tenure.urls, &name, ttl_ms, LetGo::Dies)?);
-        e_fail.push(failover::etcd(&etcd.urls, &name, ttl_ms, LetGo::Dies)?);
-    }
-    progress.next(&format!(
-        "graceful handoff, {} times each, taking turns",
-        sizes.handoffs
-    ));
-    let (mut t_handoff, mut e_handoff) = (Latencies::default(), Latencies::default());
-    for i in 0..sizes.handoffs {
-        let name = format!("ho-{run}-{i}");
-        let ttl = workloads::TTL_MS;
-        t_handoff.push(failover::tenure(&tenure.urls, &name, ttl, LetGo::Releases)?.takeover);
-        e_handoff.push(failover::etcd(&etcd.urls, &name, ttl, LetGo::Releases)?.takeover);
-    }
-    let e_rss = rss(&etcd.nodes);
-    // Memory before the node loss, which kills one.
-    let t_rss = rss(&tenure.nodes);
-    let mut idle = None;
-    if sizes.idle_leases > 0 {
-        progress.next(&format!(
-            "memory: {} idle leases in each system (both filled at once)",
-            sizes.idle_leases
-        ));
-        let began = Instant::now();
-        let (turls, eurls) = (tenure.urls.clone(), etcd.urls.clone());
-        let n = sizes.idle_leases;
-        let (r1, r2) = (run.clone(), run.clone());
-        let t = std::thread::spawn(move || {
-            workloads::fill(n, 32, &r1, move |i| {
-                Tenure::new(&turls, i, format!("idle{i}"))
-            })
-        });
-        let e =
-            std::thread::spawn(move || workloads::fill(n, 32, &r2, move |i| Etcd::new(&eurls, i)));
-        let (t_granted, e_granted) = (t.join().expect("fill"), e.join().expect("fill"));
-        // Let both settle (etcd's lessor, tenure's group commit) first.
-        std::thread::sleep(Duration::from_secs(2));
-        idle = Some(json!({
-            "leases": n,
-            "fill_seconds": round1(began.elapsed().as_secs_f64()),
-            "tenure_granted": t_granted,
-            "etcd_granted": e_granted,
-            "tenure_rss_kib_per_node": rss(&tenure.nodes),
-            "etcd_rss_kib_per_node": rss(&etcd.nodes),
-        }));
-    }
-    progress.next("tenure: SIGKILL node 1 under 16 clients");
-    let urls = tenure.urls.clone();
-    let victim = tenure.nodes[0].take();
-    let t_loss = workloads::node_loss(
-        workloads::LossPlan {
-            clients: 16,
-            run_for: Duration::from_secs(sizes.loss_secs),
-            kill_at: Duration::from_secs(sizes.loss_secs / 3),
-            victim: 0,
-            nodes: 3,
-        },
-        &format!("t{run}"),
-        move |i| Tenure::new(&urls, i, format!("l{i}")),
-        move || drop(victim),
-    );
+            let victim = tenure.nodes[0].take();
+            t.loss = Some(workloads::node_loss(
+                workloads::LossPlan {
+                    clients: 16,
+                    run_for: Duration::from_secs(sizes.loss_secs),
+                    kill_at: Duration::from_secs(sizes.loss_secs / 3),
+                    victim: 0,
+                    nodes: 3,
+                },
+                &format!("t{run}"),
+                move |i| Tenure::new(&urls, i, format!("l{i}")),
+                move || drop(victim),
+            ));
 
-    let leader = etcd.leader()?;
-    progress.next(&format!(
-        "etcd: SIGKILL the leader (member {}) under 16 clients",
-        leader + 1
-    ));
-    let urls = etcd.urls.clone();
-    let victim = etcd.nodes[leader].take();
-    let e_loss = workloads::node_loss(
-        workloads::LossPlan {
-            clients: 16,
-            run_for: Duration::from_secs(sizes.loss_secs),
-            kill_at: Duration::from_secs(sizes.loss_secs / 3),
-            victim: leader,
-            nodes: 3,
-        },
-        &format!("e{run}"),
-        move |i| Etcd::new(&urls, i),
-        move || drop(victim),
-    );
-    drop(etcd);
-    drop(tenure);
+            let leader = etcd.leader()?;
+            progress.next(&format!(
+                "etcd: SIGKILL the leader (member {}) under 16 clients",
+                leader + 1
+            ));
+            let urls = etcd.urls.clone();
+            let victim = etcd.nodes[leader].take();
+            e.loss = Some(workloads::node_loss(
+                workloads::LossPlan {
+                    clients: 16,
+                    run_for: Duration::from_secs(sizes.loss_secs),
+                    kill_at: Duration::from_secs(sizes.loss_secs / 3),
+                    victim: leader,
+                    nodes: 3,
+                },
+                &format!("e{run}"),
+                move |i| Etcd::new(&urls, i),
+                move || drop(victim),
+            ));
+        }
+        drop(etcd);
+        drop(tenure);
+    }
+
+    let idle = if idle {
+        Some(idle_leases(&opts, &sizes.idle_levels, &run, &mut progress)?)
+    } else {
+        None
+    };
 
     progress.next("writing the report");
-    let mut t = SystemResults {
-        sequential: t_seq,
-        handoff: t_handoff,
-        failover: t_fail,
-        cycles: t_cycles,
-        loss: Some(t_loss),
-        rss_kib: t_rss,
-    };
-    let mut e = SystemResults {
-        sequential: e_seq,
-        handoff: e_handoff,
-        failover: e_fail,
-        cycles: e_cycles,
-        loss: Some(e_loss),
-        rss_kib: e_rss,
-    };
     let mut json = to_json(&opts, &sizes, &etcd_version, &mut t, &mut e);
     if let Some(idle) = idle {
         json["idle_leases"] = idle;
     }
-    let md = to_markdown(&opts, &sizes, &etcd_version, &json, &mut t, &mut e);
-    if let Some(dir) = opts.results.parent() {
-        std::fs::create_dir_all(dir)?;
+    let dir = match opts.results.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    if let (Some(ts), Some(es)) = (&mut t.sequential, &mut e.sequential) {
+        json["plots"] = write_plots(&dir, ts, es)?;
     }
+    let md = to_markdown(&opts, &sizes, &etcd_version, &json);
     std::fs::write(&opts.results, &md)
         .with_context(|| format!("write {}", opts.results.display()))?;
     if let Some(path) = &opts.json {
@@ -315,6 +418,171 @@ pub fn run_compare(opts: Options) -> Result<()> {
     Ok(())
 }
 
+/// Memory with idle leases, on fresh clusters (nothing left from the other
+/// steps: no released names, no MVCC history, no dead node): resident
+/// memory when empty, then at each level of `levels`, loading tenure and
+/// then etcd up to it, each with the machine to itself.
+fn idle_leases(
+    opts: &Options,
+    levels: &[usize],
+    run: &str,
+    progress: &mut Progress,
+) -> Result<Value> {
+    progress.next("memory: fresh clusters for the idle leases");
+    let etcd = EtcdCluster::start(&opts.data_root)?;
+    let tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root)?;
+    // Let both settle after their start, as after each level.
+    std::thread::sleep(Duration::from_secs(2));
+    let empty = json!({
+        "tenure_rss_kib_per_node": rss(&tenure.nodes),
+        "etcd_rss_kib_per_node": rss(&etcd.nodes),
+    });
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &level in levels {
+        let mut one = json!({ "leases": level });
+        for (system, key) in [("tenure", "tenure"), ("etcd", "etcd")] {
+            progress.next(&format!(
+                "memory: {system}, idle leases {from} → {level} ({FILL_CLIENTS} clients, at most {} s)",
+                opts.idle_fill_limit.as_secs()
+            ));
+            let mut report = |granted: u64, secs: f64| {
+                progress.note(&format!(
+                    "{system}: {} of {} granted, {:.0}/s",
+                    from as u64 + granted,
+                    level,
+                    granted as f64 / secs.max(1e-9)
+                ))
+            };
+            let every = Duration::from_secs(15);
+            let names = from..level;
+            let fill = match system {
+                "tenure" => {
+                    let urls = tenure.urls.clone();
+                    workloads::fill(
+                        names,
+                        FILL_CLIENTS,
+                        &format!("t{run}"),
+                        opts.idle_fill_limit,
+                        move |i| Tenure::new(&urls, i, format!("idle{i}")),
+                        every,
+                        &mut report,
+                    )
+                }
+                _ => {
+                    let urls = etcd.urls.clone();
+                    workloads::fill(
+                        names,
+                        FILL_CLIENTS,
+                        &format!("e{run}"),
+                        opts.idle_fill_limit,
+                        move |i| Etcd::new(&urls, i),
+                        every,
+                        &mut report,
+                    )
+                }
+            };
+            let before = out
+                .last()
+                .and_then(|l: &Value| l[key]["granted"].as_u64())
+                .unwrap_or(0);
+            one[key] = json!({
+                "granted": before + fill.granted,
+                "failed": fill.failed,
+                "fill_seconds": round1(fill.seconds),
+                "grants_per_s": round1(fill.per_second()),
+                "cut_short": fill.cut_short,
+                "first_error": fill.first_error,
+            });
+            progress.note(&format!(
+                "{system}: {} granted in {:.0} s ({:.0}/s){}",
+                fill.granted,
+                fill.seconds,
+                fill.per_second(),
+                if fill.cut_short {
+                    " -- stopped at the time limit"
+                } else {
+                    ""
+                }
+            ));
+        }
+        // Let both settle (etcd's lessor, tenure's group commit) first.
+        std::thread::sleep(Duration::from_secs(2));
+        one["tenure"]["rss_kib_per_node"] = json!(rss(&tenure.nodes));
+        one["etcd"]["rss_kib_per_node"] = json!(rss(&etcd.nodes));
+        out.push(one);
+        from = level;
+    }
+    Ok(json!({
+        "clients_per_system": FILL_CLIENTS,
+        "ttl_ms": 3_600_000,
+        "fill_limit_seconds": opts.idle_fill_limit.as_secs(),
+        "empty": empty,
+        "levels": out,
+    }))
+}
+
+/// The operations of the sequential workload, with a title and what each
+/// system sends, for the plots.
+const PLOTTED: [(&str, &str, &str); 4] = [
+    (
+        "acquire",
+        "acquire of a fresh name",
+        "tenure: PUT /v1/locks/{name}; etcd: lease grant, then the lock txn",
+    ),
+    (
+        "renew",
+        "renew",
+        "tenure: PUT with the token (a Paxos accept); etcd: lease keepalive",
+    ),
+    (
+        "release",
+        "release",
+        "tenure: DELETE with the token; etcd: lease revoke (deletes the key)",
+    ),
+    (
+        "read",
+        "linearizable read",
+        "tenure: GET /v1/locks/{name}; etcd: range of the owner key",
+    ),
+];
+
+/// One latency CDF per operation of the sequential workload, both systems
+/// on each, as `latency-{op}.svg` in `dir`; returns `{op: file name}`.
+fn write_plots(dir: &Path, t: &mut Sequential, e: &mut Sequential) -> Result<Value> {
+    let mut files = serde_json::Map::new();
+    for (op, title, what) in PLOTTED {
+        let pick = |s: &mut Sequential| match op {
+            "acquire" => s.acquire.samples_us(),
+            "renew" => s.renew.samples_us(),
+            "release" => s.release.samples_us(),
+            _ => s.read.samples_us(),
+        };
+        let series = [
+            plot::Series {
+                label: "tenure".into(),
+                color: plot::TENURE_COLOR,
+                samples_us: pick(t),
+            },
+            plot::Series {
+                label: "etcd".into(),
+                color: plot::ETCD_COLOR,
+                samples_us: pick(e),
+            },
+        ];
+        let svg = plot::cdf_svg(
+            &format!("{title}: latency CDF, one client at a time"),
+            what,
+            &series,
+        );
+        let file = format!("latency-{op}.svg");
+        let path = dir.join(&file);
+        std::fs::write(&path, svg).with_context(|| format!("write {}", path.display()))?;
+        files.insert(op.to_string(), json!(file));
+    }
+    Ok(Value::Object(files))
+}
+
 fn rss(nodes: &[Option<procs::Proc>]) -> Vec<u64> {
     nodes
         .iter()
@@ -323,45 +591,60 @@ fn rss(nodes: &[Option<procs::Proc>]) -> Vec<u64> {
         .collect()
 }
 
-fn system_json(s: &mut SystemResults) -> Value {
-    let mut cycles = serde_json::Map::new();
-    for c in &mut s.cycles {
-        cycles.insert(
-            c.clients.to_string(),
-            json!({
-                "cycles_per_s": round1(c.per_second()),
-                "cycles": c.cycles,
-                "errors": c.errors,
-                "p50_us": round1(c.latency.us(0.5)),
-                "p99_us": round1(c.latency.us(0.99)),
-            }),
-        );
+/// `part` names the election's partial campaign figure: what that system's
+/// campaign costs without its first or last request (see `Uncontested`).
+fn system_json(s: &mut SystemResults, part: &str) -> Value {
+    let mut v = json!({});
+    if let Some(seq) = &mut s.sequential {
+        v["latency"] = json!({
+            "acquire": seq.acquire.json(),
+            "renew": seq.renew.json(),
+            "release": seq.release.json(),
+            "read": seq.read.json(),
+        });
+        if !seq.acquire_txn_only.is_empty() {
+            v["latency"]["acquire_txn_only"] = seq.acquire_txn_only.json();
+        }
     }
-    let mut v = json!({
-        "latency": {
-            "acquire": s.sequential.acquire.json(),
-            "renew": s.sequential.renew.json(),
-            "release": s.sequential.release.json(),
-            "read": s.sequential.read.json(),
-        },
-        "cycles": cycles,
-        "rss_kib_per_node_after_cycles": s.rss_kib,
-    });
-    v["handoff_release_to_grant"] = s.handoff.json();
-    v["failover"] = s
-        .failover
-        .iter()
-        .map(|f| {
-            json!({
-                "ttl_ms": f.ttl_ms,
-                "granted_ttl_ms": f.granted_ttl_ms,
-                "takeover_ms": round1(f.takeover.as_secs_f64() * 1e3),
-                "over_granted_ttl_ms": round1(f.takeover.as_secs_f64() * 1e3 - f.granted_ttl_ms as f64),
+    if !s.cycles.is_empty() {
+        let mut cycles = serde_json::Map::new();
+        for c in &mut s.cycles {
+            cycles.insert(
+                c.clients.to_string(),
+                json!({
+                    "cycles_per_s": round1(c.per_second()),
+                    "cycles": c.cycles,
+                    "errors": c.errors,
+                    "p50_us": round1(c.latency.us(0.5)),
+                    "p99_us": round1(c.latency.us(0.99)),
+                }),
+            );
+        }
+        v["cycles"] = Value::Object(cycles);
+    }
+    if let Some(rss) = &s.rss_kib {
+        v["rss_kib_per_node_after_cycles"] = json!(rss);
+    }
+    if let Some(h) = &mut s.handoff {
+        v["handoff_release_to_grant"] = h.json();
+        v["handoff_release_to_grant"]["max_us"] = json!(round1(h.max_us()));
+    }
+    if !s.failover.is_empty() {
+        v["failover"] = s
+            .failover
+            .iter()
+            .map(|f| {
+                json!({
+                    "ttl_ms": f.ttl_ms,
+                    "granted_ttl_ms": f.granted_ttl_ms,
+                    "takeover_ms": round1(f.takeover.as_secs_f64() * 1e3),
+                    "over_granted_ttl_ms": round1(f.takeover.as_secs_f64() * 1e3 - f.granted_ttl_ms as f64),
+                })
             })
-        })
-        .collect();
-    if !s.sequential.acquire_txn_only.is_empty() {
-        v["latency"]["acquire_txn_only"] = s.sequential.acquire_txn_only.json();
+            .collect();
+    }
+    if let Some(el) = &mut s.election {
+        v["election"] = el.json(part);
     }
     if let Some(l) = &s.loss {
         v["node_kill_failed_requests"] = json!(l.failed_on_live_nodes);
@@ -390,52 +673,66 @@ fn to_json(
     t: &mut SystemResults,
     e: &mut SystemResults,
 ) -> Value {
-    let tj = system_json(t);
-    let ej = system_json(e);
+    let tj = system_json(t, "campaign_grant_only");
+    let ej = system_json(e, "campaign_session_open");
     let mut ratios = serde_json::Map::new();
+    let mut put = |key: String, a: &Value, b: &Value| {
+        if let (Some(a), Some(b)) = (a.as_f64(), b.as_f64()) {
+            ratios.insert(key, json!(ratio(a, b)));
+        }
+    };
     for op in ["acquire", "renew", "release", "read"] {
         for q in ["p50", "p99"] {
             let key = format!("{q}_us");
-            ratios.insert(
+            put(
                 format!("{op}_{q}"),
-                json!(ratio(
-                    tj["latency"][op][&key].as_f64().unwrap_or(0.0),
-                    ej["latency"][op][&key].as_f64().unwrap_or(0.0)
-                )),
+                &tj["latency"][op][&key],
+                &ej["latency"][op][&key],
             );
         }
     }
     for n in LEVELS {
         let n = n.to_string();
-        ratios.insert(
+        put(
             format!("cycle_throughput_{n}"),
-            json!(ratio(
-                tj["cycles"][&n]["cycles_per_s"].as_f64().unwrap_or(0.0),
-                ej["cycles"][&n]["cycles_per_s"].as_f64().unwrap_or(0.0)
-            )),
+            &tj["cycles"][&n]["cycles_per_s"],
+            &ej["cycles"][&n]["cycles_per_s"],
         );
-        ratios.insert(
+        put(
             format!("cycle_p99_{n}"),
-            json!(ratio(
-                tj["cycles"][&n]["p99_us"].as_f64().unwrap_or(0.0),
-                ej["cycles"][&n]["p99_us"].as_f64().unwrap_or(0.0)
-            )),
+            &tj["cycles"][&n]["p99_us"],
+            &ej["cycles"][&n]["p99_us"],
         );
     }
+    put(
+        "election_campaign_p50".into(),
+        &tj["election"]["campaign_uncontested"]["p50_us"],
+        &ej["election"]["campaign_uncontested"]["p50_us"],
+    );
+    put(
+        "election_handoff_p50".into(),
+        &tj["election"]["handoff_resign_to_next_leader"]["p50_us"],
+        &ej["election"]["handoff_resign_to_next_leader"]["p50_us"],
+    );
     json!({
         "machine": machine(),
         "commit": commit(),
         "command": opts.command,
         "quick": opts.quick,
+        "steps": if opts.steps.is_empty() { json!(STEPS) } else { json!(opts.steps) },
         "sizes": {
             "sequential_rounds": sizes.sequential,
             "cycle_seconds_per_level": sizes.cycle_secs,
             "node_kill_seconds": sizes.loss_secs,
             "ttl_ms": workloads::TTL_MS,
+            "graceful_handoffs": sizes.handoffs,
+            "election_campaigns": sizes.campaigns,
+            "election_handoffs": sizes.election_handoffs,
+            "idle_lease_levels": sizes.idle_levels,
         },
         "etcd_version": etcd_version,
-        "etcd_client": "HTTP/JSON gRPC gateway (/v3/...), concurrency.Mutex recipe, ureq keep-alive",
-        "tenure_client": "HTTP/JSON API (/v1/locks), ureq keep-alive",
+        "etcd_client": "HTTP/JSON gRPC gateway (/v3/...), concurrency.Mutex and concurrency.Election recipes, ureq keep-alive",
+        "tenure_client": "HTTP/JSON API (/v1/locks), tenure-client's Lock and LeaderElection recipes, ureq keep-alive",
         "tenure": tj,
         "etcd": ej,
         "ratios": ratios,
@@ -495,53 +792,56 @@ fn summary_table(j: &Value) -> String {
         s,
         "| | tenure | etcd | tenure ÷ etcd |\n|---|---:|---:|---:|"
     );
-    for op in ["acquire", "renew", "release", "read"] {
-        for q in ["p50", "p99", "p999"] {
-            let key = format!("{q}_us");
-            let (a, b) = (
-                f(&j["tenure"]["latency"][op][&key]),
-                f(&j["etcd"]["latency"][op][&key]),
-            );
-            let _ = writeln!(
-                s,
-                "| {op} {} (µs) | {a:.0} | {b:.0} | {:.2} |",
-                if q == "p999" { "p99.9" } else { q },
-                ratio(a, b)
-            );
+    let (a, b) = (&j["tenure"], &j["etcd"]);
+    let ms = |v: &Value| f(v) / 1e3;
+    if a["latency"].is_object() {
+        for op in ["acquire", "renew", "release", "read"] {
+            for q in ["p50", "p99", "p999"] {
+                let key = format!("{q}_us");
+                let (x, y) = (f(&a["latency"][op][&key]), f(&b["latency"][op][&key]));
+                let _ = writeln!(
+                    s,
+                    "| {op} {} (µs) | {x:.0} | {y:.0} | {:.2} |",
+                    if q == "p999" { "p99.9" } else { q },
+                    ratio(x, y)
+                );
+            }
         }
     }
-    if j["etcd"]["latency"]["acquire_txn_only"].is_object() {
+    if b["latency"]["acquire_txn_only"].is_object() {
         let _ = writeln!(
             s,
             "| etcd acquire, txn only (session lease already granted) p50 / p99 (µs) | | {:.0} / {:.0} | |",
-            f(&j["etcd"]["latency"]["acquire_txn_only"]["p50_us"]),
-            f(&j["etcd"]["latency"]["acquire_txn_only"]["p99_us"])
+            f(&b["latency"]["acquire_txn_only"]["p50_us"]),
+            f(&b["latency"]["acquire_txn_only"]["p99_us"])
         );
     }
     for n in LEVELS {
         let n = n.to_string();
-        let (a, b) = (&j["tenure"]["cycles"][&n], &j["etcd"]["cycles"][&n]);
+        let (x, y) = (&a["cycles"][&n], &b["cycles"][&n]);
+        if !x.is_object() {
+            continue;
+        }
         let _ = writeln!(
             s,
             "| cycles/s, {n} clients | {:.0} | {:.0} | {:.2} |",
-            f(&a["cycles_per_s"]),
-            f(&b["cycles_per_s"]),
-            ratio(f(&a["cycles_per_s"]), f(&b["cycles_per_s"]))
+            f(&x["cycles_per_s"]),
+            f(&y["cycles_per_s"]),
+            ratio(f(&x["cycles_per_s"]), f(&y["cycles_per_s"]))
         );
         let _ = writeln!(
             s,
             "| cycle p99, {n} clients (ms) | {:.1} | {:.1} | {:.2} |",
-            f(&a["p99_us"]) / 1e3,
-            f(&b["p99_us"]) / 1e3,
-            ratio(f(&a["p99_us"]), f(&b["p99_us"]))
+            ms(&x["p99_us"]),
+            ms(&y["p99_us"]),
+            ratio(f(&x["p99_us"]), f(&y["p99_us"]))
         );
         let _ = writeln!(
             s,
             "| cycle errors, {n} clients | {} | {} | |",
-            a["errors"], b["errors"]
+            x["errors"], y["errors"]
         );
     }
-    let (a, b) = (&j["tenure"], &j["etcd"]);
     let fails = |x: &Value| x["failover"].as_array().cloned().unwrap_or_default();
     for (fa, fb) in fails(a).iter().zip(fails(b).iter()) {
         let _ = writeln!(
@@ -559,57 +859,140 @@ fn summary_table(j: &Value) -> String {
         &a["handoff_release_to_grant"],
         &b["handoff_release_to_grant"],
     );
-    let _ = writeln!(
-        s,
-        "| graceful handoff: release sent → waiter granted, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
-        ha["n"],
-        f(&ha["p50_us"]) / 1e3,
-        f(&ha["p999_us"]) / 1e3,
-        f(&hb["p50_us"]) / 1e3,
-        f(&hb["p999_us"]) / 1e3,
-        ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
-    );
-    for (label, key) in [
-        (
-            "node kill: failed requests on the surviving nodes",
-            "node_kill_failed_requests",
-        ),
-        (
-            "node kill: failed requests on the killed node",
-            "node_kill_failed_on_killed_node",
-        ),
-        (
-            "node kill: longest stall, no cycle completing (ms)",
-            "node_kill_longest_stall_ms",
-        ),
-        (
-            "node kill: slowest successful request after the kill (ms)",
-            "node_kill_slowest_request_ms",
-        ),
-        (
-            "node kill: cycles completed after the kill",
-            "node_kill_cycles_after_kill",
-        ),
-    ] {
-        let _ = writeln!(s, "| {label} | {} | {} | |", a[key], b[key]);
+    if ha.is_object() {
+        let _ = writeln!(
+            s,
+            "| graceful handoff: release sent → waiter granted, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+            ha["n"],
+            ms(&ha["p50_us"]),
+            ms(&ha["max_us"]),
+            ms(&hb["p50_us"]),
+            ms(&hb["max_us"]),
+            ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
+        );
     }
-    let _ = writeln!(
-        s,
-        "| resident memory per node after the cycles (MiB) | {} | {} | |",
-        mib_list(&a["rss_kib_per_node_after_cycles"]),
-        mib_list(&b["rss_kib_per_node_after_cycles"])
-    );
+    let (ea, eb) = (&a["election"], &b["election"]);
+    if ea.is_object() {
+        let (ca, cb) = (&ea["campaign_uncontested"], &eb["campaign_uncontested"]);
+        let _ = writeln!(
+            s,
+            "| election: uncontested campaign, p50 / p99 of {} (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+            ca["n"],
+            ms(&ca["p50_us"]),
+            ms(&ca["p99_us"]),
+            ms(&cb["p50_us"]),
+            ms(&cb["p99_us"]),
+            ratio(f(&ca["p50_us"]), f(&cb["p50_us"]))
+        );
+        let (pa, pb) = (&ea["campaign_grant_only"], &eb["campaign_session_open"]);
+        let _ = writeln!(
+            s,
+            "| election: the same campaign up to the grant, before the client's renewal (tenure) / on a session already open (etcd), p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} | |",
+            ms(&pa["p50_us"]),
+            ms(&pa["p99_us"]),
+            ms(&pb["p50_us"]),
+            ms(&pb["p99_us"]),
+        );
+        let (ra, rb) = (&ea["resign"], &eb["resign"]);
+        let _ = writeln!(
+            s,
+            "| election: resign, nobody waiting, p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
+            ms(&ra["p50_us"]),
+            ms(&ra["p99_us"]),
+            ms(&rb["p50_us"]),
+            ms(&rb["p99_us"]),
+            ratio(f(&ra["p50_us"]), f(&rb["p50_us"]))
+        );
+        let (ha, hb) = (
+            &ea["handoff_resign_to_next_leader"],
+            &eb["handoff_resign_to_next_leader"],
+        );
+        let _ = writeln!(
+            s,
+            "| election: handoff among 3 candidates, resign sent → next leader's campaign returned, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
+            ha["n"],
+            ms(&ha["p50_us"]),
+            ms(&ha["max_us"]),
+            ms(&hb["p50_us"]),
+            ms(&hb["max_us"]),
+            ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
+        );
+    }
+    if a["node_kill_clients"].is_number() {
+        for (label, key) in [
+            (
+                "node kill: failed requests on the surviving nodes",
+                "node_kill_failed_requests",
+            ),
+            (
+                "node kill: failed requests on the killed node",
+                "node_kill_failed_on_killed_node",
+            ),
+            (
+                "node kill: longest stall, no cycle completing (ms)",
+                "node_kill_longest_stall_ms",
+            ),
+            (
+                "node kill: slowest successful request after the kill (ms)",
+                "node_kill_slowest_request_ms",
+            ),
+            (
+                "node kill: cycles completed after the kill",
+                "node_kill_cycles_after_kill",
+            ),
+        ] {
+            let _ = writeln!(s, "| {label} | {} | {} | |", a[key], b[key]);
+        }
+    }
+    if a["rss_kib_per_node_after_cycles"].is_array() {
+        let _ = writeln!(
+            s,
+            "| resident memory per node after the cycles (MiB) | {} | {} | |",
+            mib_list(&a["rss_kib_per_node_after_cycles"]),
+            mib_list(&b["rss_kib_per_node_after_cycles"])
+        );
+    }
     let idle = &j["idle_leases"];
     if idle.is_object() {
         let _ = writeln!(
             s,
-            "| resident memory per node with {} idle leases (MiB; granted {} / {}) | {} | {} | |",
-            idle["leases"],
-            idle["tenure_granted"],
-            idle["etcd_granted"],
-            mib_list(&idle["tenure_rss_kib_per_node"]),
-            mib_list(&idle["etcd_rss_kib_per_node"])
+            "| idle leases, fresh clusters: resident memory per node with none (MiB) | {} | {} | |",
+            mib_list(&idle["empty"]["tenure_rss_kib_per_node"]),
+            mib_list(&idle["empty"]["etcd_rss_kib_per_node"])
         );
+        let mut from = 0;
+        for level in idle["levels"].as_array().cloned().unwrap_or_default() {
+            let (x, y) = (&level["tenure"], &level["etcd"]);
+            let granted = |v: &Value| {
+                if v["cut_short"] == true {
+                    format!(
+                        "{}, **stopped at the {} s limit**",
+                        v["granted"], idle["fill_limit_seconds"]
+                    )
+                } else {
+                    v["granted"].to_string()
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| loading idle leases {from} → {}: grants/s, {} clients (granted in all) | {:.0} ({}) | {:.0} ({}) | {:.2} |",
+                level["leases"],
+                idle["clients_per_system"],
+                f(&x["grants_per_s"]),
+                granted(x),
+                f(&y["grants_per_s"]),
+                granted(y),
+                ratio(f(&x["grants_per_s"]), f(&y["grants_per_s"]))
+            );
+            let _ = writeln!(
+                s,
+                "| resident memory per node with {} idle leases (MiB) | {} | {} | |",
+                level["leases"],
+                mib_list(&x["rss_kib_per_node"]),
+                mib_list(&y["rss_kib_per_node"])
+            );
+            from = level["leases"].as_u64().unwrap_or(0);
+        }
     }
     s
 }
@@ -625,14 +1008,7 @@ fn mib_list(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn to_markdown(
-    opts: &Options,
-    sizes: &Sizes,
-    etcd_version: &str,
-    j: &Value,
-    _t: &mut SystemResults,
-    _e: &mut SystemResults,
-) -> String {
+fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: &Value) -> String {
     let m = &j["machine"];
     let mut s = String::new();
     let _ = writeln!(
@@ -647,7 +1023,9 @@ fn to_markdown(
          - commit: {}\n\
          - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes.\n\
          - both on 127.0.0.1, ports chosen by the OS, data in fresh temporary directories on the same file system, fsync on (both systems' default)\n\
-         - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms\n",
+         - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms; \
+         election: {} uncontested campaigns, {} handoffs; idle leases: {}\n\
+         - steps: {}\n",
         m["cpus"],
         m["cpu_model"].as_str().unwrap_or(""),
         m["mem_gib"],
@@ -660,6 +1038,23 @@ fn to_markdown(
         sizes.loss_secs,
         sizes.loss_secs / 3,
         workloads::TTL_MS,
+        sizes.campaigns,
+        sizes.election_handoffs,
+        if sizes.idle_levels.is_empty() {
+            "not measured".to_string()
+        } else {
+            sizes
+                .idle_levels
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if opts.steps.is_empty() {
+            "all".to_string()
+        } else {
+            format!("only {}", opts.steps.join(", "))
+        },
     );
     if m["cpus"].as_u64().unwrap_or(0) <= 2 {
         let _ = writeln!(
@@ -681,6 +1076,35 @@ fn to_markdown(
                 s,
                 "First failure on a surviving {who} node after the kill: `{e}`\n"
             );
+        }
+    }
+    for level in j["idle_leases"]["levels"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        for who in ["tenure", "etcd"] {
+            if let Some(e) = level[who]["first_error"].as_str() {
+                let _ = writeln!(
+                    s,
+                    "First failed grant while loading {} idle leases into {who} ({} failed): `{e}`\n",
+                    level["leases"], level[who]["failed"]
+                );
+            }
+        }
+    }
+    if let Some(plots) = j["plots"].as_object() {
+        let _ = writeln!(
+            s,
+            "## Latency distributions\n\n\
+             The sequential workload's samples (one client per system, one request \
+             at a time, after the warm-up): the fraction of requests that took at \
+             most a given time, on a log scale.\n"
+        );
+        for (op, title, _) in PLOTTED {
+            if let Some(file) = plots.get(op).and_then(Value::as_str) {
+                let _ = writeln!(s, "![{title}: latency CDF, tenure and etcd]({file})\n");
+            }
         }
     }
     let _ = writeln!(
@@ -715,6 +1139,18 @@ A new holder in etcd needs a session (lease) before it can lock, so the
 acquire row counts both requests; the "txn only" row is the lock
 transaction alone, for a client that reuses one session for many locks.
 
+For leader election, each side runs its library's recipe:
+
+| operation | tenure (`tenure_client::LeaderElection`) | etcd (`concurrency.Election`) |
+|---|---|---|
+| campaign | `PUT /v1/locks/{name}?wait=30000ms` `{"holder","ttl_ms":10000}` (again on each `409` when the wait runs out); on `201`, a renewal `PUT` with the token, as `Lock::acquire` does after a long poll | `/v3/lease/grant` TTL 60 (`NewSession`), then `/v3/kv/txn`: if `create_revision(pfx/LEASE) == 0` put it (value: the candidate's id) with the lease, else range it; then `waitDeletes`: range the last key created before ours, watch it (`/v3/watch`, streamed) until it is deleted, range again, until none is left |
+| resign | `DELETE /v1/locks/{name}?holder&token` | `/v3/kv/txn`: if `create_revision(our key)` is still ours, delete it (the session stays) |
+| waiting | the long poll, parked on the node it was sent to, woken there when the node sees the name change | the watch on the previous candidate's key |
+
+Neither side renews in the background during these steps: each election
+is over well within both ttls (10 s, `LeaderElection`'s default; 60 s,
+`NewSession`'s).
+
 - **Taking turns**: the machine may be busy with other work whose load
   changes during the run, so the systems alternate: sequential rounds one
   by one (tenure, etcd, then etcd, tenure, ...), and each concurrency level
@@ -742,7 +1178,30 @@ transaction alone, for a client that reuses one session for many locks.
 - **Graceful handoff**: as failover (ttl 10 s), but the holder releases
   (tenure: `DELETE`; etcd: revokes its session lease, which deletes its
   key); from the release being sent to the waiter's grant; 20 times per
-  system (5 with `--quick`), taking turns.
+  system (5 with `--quick`), taking turns. The holder lets go once the
+  waiter waits: for etcd, when its watch is created; for tenure, when the
+  waiter's node has answered its first try `409` (that node's
+  `tenure_outcomes_total{op="acquire",outcome="conflict"}` went up, and
+  `tenure_watched_names` is at least 1; the waiter subscribes to the
+  name's wakeups before that try).
+- **Election, uncontested**: 200 campaigns per system (20 with
+  `--quick`), each on an election nobody else is in, then a resignation;
+  rounds alternate between the systems as in the sequential workload,
+  through node 1 and the etcd leader. The campaign row counts what a
+  process does to lead: tenure, the long poll's `201` and the renewal
+  `LeaderElection` sends after any grant won by a long poll; etcd, the
+  session's lease grant, the txn and the `waitDeletes` range. The next row
+  leaves out tenure's renewal and etcd's session grant.
+- **Election, handoff**: 3 candidates per system, candidate *i* through
+  node (member) *i*, each with its own connections; the first leads, the
+  other two wait (tenure: a long poll parked on its node, seen in that
+  node's metrics as above; etcd: the watch on the key created just before
+  its own is in place). Then, each round, the leader resigns; the figure
+  is from the resignation being sent to the next leader's `campaign`
+  returning. The one that resigned campaigns again (in etcd to the back of
+  the queue; tenure has no queue: every waiter is woken and they race),
+  and the next round starts once it waits. 20 rounds per system (6 with
+  `--quick`), in two halves taking turns, each half on a fresh election.
 - **Node kill**: 16 clients as above; a third of the way in, one node is
   SIGKILLed (tenure: node 1; etcd: the raft leader at that moment). A
   client whose request fails moves to the next node and starts a new cycle.
@@ -752,8 +1211,15 @@ transaction alone, for a client that reuses one session for many locks.
   moved. The longest stall is the longest span after the kill in which no
   cycle completed anywhere.
 - **Memory**: resident set size (VmRSS) of each node's process after the
-  cycles; and, in a full run, after 100,000 names were acquired with a
-  one-hour ttl in each system (32 clients per system, both systems filled
-  at once: a figure of memory, not speed) and left idle for 2 s. etcd holds
-  one lease and one key per name, as `Mutex` does.
+  cycles. Then, for idle leases, on two fresh clusters started after every
+  other step (no released names, no MVCC history, no dead node): when
+  empty, and after each level of idle leases (full run: 100,000, then
+  1,000,000 in all; `--idle-leases LIST`), taken with a one-hour ttl,
+  tenure first and then etcd, each with the machine to itself, 256 client
+  threads per system, one acquire per name (etcd: one lease and one key
+  per name, as `Mutex` holds them), and read 2 s after both are loaded.
+  Each system may load one level for at most `--idle-fill-limit` seconds
+  (default 900); one that is still loading then stops, and the table says
+  how many it holds. The loading rate is grants per second at 256 clients
+  over the whole level.
 "#;

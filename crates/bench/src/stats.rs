@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct Latencies {
     samples: Vec<Duration>,
     sorted: bool,
@@ -42,6 +42,23 @@ impl Latencies {
         let rank = (q * self.samples.len() as f64 - 1e-9).ceil() as usize;
         let i = rank.clamp(1, self.samples.len()) - 1;
         self.samples[i].as_nanos() as f64 / 1e3
+    }
+
+    /// Every sample in microseconds, in ascending order.
+    pub fn samples_us(&mut self) -> Vec<f64> {
+        if !self.sorted {
+            self.samples.sort();
+            self.sorted = true;
+        }
+        self.samples
+            .iter()
+            .map(|d| d.as_nanos() as f64 / 1e3)
+            .collect()
+    }
+
+    /// The slowest sample, in microseconds (0 without samples).
+    pub fn max_us(&mut self) -> f64 {
+        self.us(1.0)
     }
 
     pub fn json(&mut self) -> Value {

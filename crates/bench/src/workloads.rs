@@ -312,36 +312,101 @@ fn client_moves(at: &mut usize, nodes: usize) {
     *at = (*at + 1) % nodes;
 }
 
-/// Take `count` distinct names with a one-hour ttl from `clients` threads
-/// and leave them held (idle). Returns how many were granted.
+/// What `fill` did.
+pub struct Fill {
+    pub granted: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    /// Whether it stopped at `limit` before every name was asked for.
+    pub cut_short: bool,
+    pub first_error: Option<String>,
+}
+
+impl Fill {
+    pub fn per_second(&self) -> f64 {
+        self.granted as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Take the names `idle-{run}-{i}` for every `i` in `names` with a one-hour
+/// ttl from `clients` threads (each its own connection, taking the next
+/// index as it goes) and leave them held (idle). Stops asking at `limit`.
+/// Every `every`, `report(granted so far, seconds so far)`.
 pub fn fill<C: LockClient + 'static>(
-    count: usize,
+    names: std::ops::Range<usize>,
     clients: usize,
     run: &str,
+    limit: Duration,
     make: impl Fn(usize) -> C,
-) -> u64 {
+    every: Duration,
+    report: &mut dyn FnMut(u64, f64),
+) -> Fill {
     let granted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(names.start as u64));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let began = Instant::now();
+    let deadline = began + limit;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let mut client = make(c);
-            let granted = granted.clone();
-            let run = run.to_string();
-            std::thread::spawn(move || {
-                let mut i = c;
-                while i < count {
-                    if client
-                        .acquire(&format!("idle-{run}-{i}"), 3_600_000)
-                        .is_ok()
-                    {
-                        granted.fetch_add(1, Ordering::Relaxed);
+            let (granted, failed, next, first_error) = (
+                granted.clone(),
+                failed.clone(),
+                next.clone(),
+                first_error.clone(),
+            );
+            let (run, end, done) = (run.to_string(), names.end as u64, done_tx.clone());
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= end || Instant::now() >= deadline {
+                            break;
+                        }
+                        match client.acquire(&format!("idle-{run}-{i}"), 3_600_000) {
+                            Ok(_) => {
+                                granted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                first_error
+                                    .lock()
+                                    .expect("lock")
+                                    .get_or_insert_with(|| format!("{e:#}"));
+                            }
+                        }
                     }
-                    i += clients;
-                }
-            })
+                    drop(done);
+                })
+                .expect("spawn a fill thread")
         })
         .collect();
+    drop(done_tx);
+    // Every thread holds a sender: the channel disconnects when the last
+    // one ends; until then, report at each `every`.
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(every) {
+        report(
+            granted.load(Ordering::Relaxed),
+            began.elapsed().as_secs_f64(),
+        );
+    }
     for t in threads {
         t.join().expect("fill thread");
     }
-    granted.load(Ordering::Relaxed)
+    let seconds = began.elapsed().as_secs_f64();
+    let first_error = first_error.lock().expect("lock").take();
+    let (granted, failed) = (
+        granted.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    Fill {
+        granted,
+        failed,
+        seconds,
+        cut_short: granted + failed < names.len() as u64,
+        first_error,
+    }
 }

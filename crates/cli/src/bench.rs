@@ -55,6 +55,19 @@ pub struct CompareArgs {
     /// directory.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run only these steps (comma-separated): sequential, cycles,
+    /// failover, handoff, election, kill, idle. Default: all.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    steps: Vec<String>,
+    /// Measure memory with this many idle leases (comma-separated,
+    /// loaded cumulatively on fresh clusters; 0: none). Default:
+    /// 100000,1000000 (with --quick: none).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    idle_leases: Option<Vec<usize>>,
+    /// The longest one system may take to load one level of idle leases;
+    /// it then stops and the report says how many it holds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    idle_fill_limit: u64,
 }
 
 pub async fn run(bench: Bench) -> Result<()> {
@@ -109,6 +122,9 @@ fn compare(args: CompareArgs) -> Result<()> {
         install: !args.no_install,
         data_root: args.data_dir.unwrap_or_else(std::env::temp_dir),
         command: format!("tenure {}", command.get(1..).unwrap_or_default().join(" ")),
+        steps: args.steps,
+        idle_leases: args.idle_leases,
+        idle_fill_limit: Duration::from_secs(args.idle_fill_limit),
     })
 }
 
