@@ -167,11 +167,16 @@ impl Lock {
     }
 
     /// Hand out the guard for `grant`. A grant won by a long poll is
-    /// trusted only from the poll's send time, which may be long ago, so it
-    /// is renewed first and counted from the renewal's send time.
+    /// trusted only from the poll's send time, which may be long ago, so
+    /// unless that still leaves most of the lease it is renewed first and
+    /// counted from the renewal's send time.
     async fn start(&self, grant: Granted, from_long_poll: bool) -> Result<Lease, Error> {
         let mut grant = grant;
-        if from_long_poll {
+        // A poll answered soon after it was sent (the lock was free, or
+        // freed quickly) keeps its own deadline, and the keepalive renews
+        // on its usual schedule: a renewal here would only cost a round.
+        let trusted = time::most_of_the_lease_left(grant.sent, time::now(), grant.ttl, self.margin);
+        if from_long_poll && !trusted {
             let poll_deadline = time::deadline(grant.sent, grant.ttl, self.margin);
             let until = time::now() + self.client.call_timeout();
             match self

@@ -50,6 +50,15 @@ pub fn deadline(sent: Instant, ttl: Ttl, margin: Duration) -> Instant {
     ))
 }
 
+/// Whether a grant won by a request sent at `sent` still leaves, `now`, at
+/// least two thirds of what a renewal sent now would give. If not (a long
+/// poll that waited), the holder renews before it trusts the grant.
+pub fn most_of_the_lease_left(sent: Instant, now: Instant, ttl: Ttl, margin: Duration) -> bool {
+    let left = deadline(sent, ttl, margin).saturating_duration_since(now);
+    let fresh = deadline(now, ttl, margin).saturating_duration_since(now);
+    left * 3 >= fresh * 2
+}
+
 /// A duration as a whole number of milliseconds, rounded up.
 pub(crate) fn ceil_millis(d: Duration) -> u64 {
     u64::try_from(d.as_micros().div_ceil(1_000)).unwrap_or(u64::MAX)
@@ -98,6 +107,32 @@ mod tests {
         let sent = now();
         let reply = sent + Duration::from_secs(20);
         assert!(deadline(sent, ttl(10_000), Duration::ZERO) < reply);
+    }
+
+    #[test]
+    fn a_grant_is_trusted_as_is_only_while_most_of_its_lease_is_left() {
+        let sent = now();
+        let ttl = ttl(9_000);
+        let after = |ms| sent + Duration::from_millis(ms);
+        assert!(most_of_the_lease_left(sent, after(5), ttl, Duration::ZERO));
+        assert!(most_of_the_lease_left(
+            sent,
+            after(2_900),
+            ttl,
+            Duration::ZERO
+        ));
+        assert!(!most_of_the_lease_left(
+            sent,
+            after(3_100),
+            ttl,
+            Duration::ZERO
+        ));
+        assert!(!most_of_the_lease_left(
+            sent,
+            after(20_000),
+            ttl,
+            Duration::ZERO
+        ));
     }
 
     #[test]
