@@ -9,7 +9,7 @@
 use super::AppState;
 use crate::node_loop::CallError;
 use std::time::Duration;
-use tenure_core::{LeaseName, LeaseView, Op, Outcome};
+use tenure_core::{Failure, LeaseName, LeaseView, Op, Outcome};
 use tokio::time::Instant;
 
 /// Added to a reported remaining time, and the least pause between tries,
@@ -32,7 +32,20 @@ pub async fn acquire_waiting(
         tokio::pin!(woken);
         woken.as_mut().enable();
 
-        let outcome = app.call(name.clone(), op.clone()).await?;
+        let outcome = match app.call(name.clone(), op.clone()).await {
+            // A round that lost a race may be unable to tell whether its
+            // write took effect. Inside a wait the answer is to acquire
+            // again: a retried acquire by the same holder supersedes any
+            // grant the lost attempt made, so the caller never sees an
+            // unknown outcome for a wait that still has time.
+            Err(CallError::Failed(Failure::Unavailable {
+                outcome_unknown: true,
+            })) if Instant::now() + RETRY_SLACK < deadline && !*stop.borrow() => {
+                tokio::time::sleep(RETRY_SLACK).await;
+                continue;
+            }
+            answer => answer?,
+        };
         let remaining = match &outcome {
             Outcome::Conflict(LeaseView::Held { remaining, .. })
             | Outcome::Conflict(LeaseView::LockDelayed { remaining, .. }) => {
