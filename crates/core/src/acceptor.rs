@@ -9,8 +9,10 @@ use crate::input::LeaseName;
 use crate::lease::LeaseValue;
 use crate::message::{Message, Report};
 use crate::time::{Instant, Micros};
+use packed::Registers;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+
+mod packed;
 
 /// What an acceptor keeps on disk for one name. The acceptance time is not
 /// here: monotonic clock readings mean nothing after a restart.
@@ -60,7 +62,7 @@ pub struct Step {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Acceptor {
-    registers: BTreeMap<LeaseName, Register>,
+    registers: Registers,
 }
 
 impl Acceptor {
@@ -113,7 +115,7 @@ impl Acceptor {
     /// ballot is answered again: proposers never reuse a ballot, so a repeat
     /// can only be a duplicate, or the proposer's own piggybacked ballot.
     pub fn handle_prepare(&mut self, now: Instant, name: &LeaseName, ballot: Ballot) -> Step {
-        let register = self.registers.entry(name.clone()).or_default();
+        let mut register = self.registers.entry(name.clone()).or_default();
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
         }
@@ -142,7 +144,7 @@ impl Acceptor {
         value: &LeaseValue,
         age: Micros,
     ) -> Step {
-        let register = self.registers.entry(name.clone()).or_default();
+        let mut register = self.registers.entry(name.clone()).or_default();
         let accepted_reply = Message::Accepted {
             name: name.clone(),
             ballot,
@@ -184,7 +186,7 @@ impl Acceptor {
 
     /// The durable state of one name, for inspection and tests.
     pub fn durable(&self, name: &LeaseName) -> Option<Durable> {
-        self.registers.get(name).map(Register::durable)
+        self.registers.get(name).as_ref().map(Register::durable)
     }
 }
 
