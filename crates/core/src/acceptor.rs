@@ -19,9 +19,12 @@ use crate::bugs::{Bug, Bugs};
 use crate::input::LeaseName;
 use crate::lease::LeaseValue;
 use crate::message::{Message, Report};
+use crate::packed::ValueMut;
 use crate::time::{Instant, Micros};
+use packed::{RegisterPacking, Registers};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+
+mod packed;
 
 /// What an acceptor keeps on disk for one name. The acceptance time is not
 /// here: monotonic clock readings mean nothing after a restart.
@@ -83,7 +86,7 @@ pub struct Step {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Acceptor {
-    registers: BTreeMap<LeaseName, Register>,
+    registers: Registers,
     /// Promised for every name: below it lie the promises of earlier lives,
     /// which were not written one by one.
     floor: Ballot,
@@ -158,7 +161,9 @@ impl Acceptor {
         self.horizon
     }
 
-    fn register(&mut self, name: &LeaseName) -> &mut Register {
+    /// The register of `name`, to read or change; a name never seen starts
+    /// promised up to the floor.
+    fn register(&mut self, name: &LeaseName) -> ValueMut<'_, RegisterPacking> {
         let floor = self.floor;
         self.registers
             .entry(name.clone())
@@ -174,7 +179,7 @@ impl Acceptor {
     /// Needs a write only when the promise is not below the horizon.
     pub fn handle_prepare(&mut self, now: Instant, name: &LeaseName, ballot: Ballot) -> Step {
         let raise = self.raise_horizon_for(ballot);
-        let register = self.register(name);
+        let mut register = self.register(name);
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
         }
@@ -197,6 +202,7 @@ impl Acceptor {
             ballot,
             accepted: register.report(now),
         };
+        drop(register);
         if let Some(Record::Horizon(horizon)) = write {
             self.horizon = horizon;
         }
@@ -227,7 +233,7 @@ impl Acceptor {
         value: &LeaseValue,
         age: Micros,
     ) -> Step {
-        let register = self.register(name);
+        let mut register = self.register(name);
         let accepted_reply = Message::Accepted {
             name: name.clone(),
             ballot,
@@ -274,7 +280,7 @@ impl Acceptor {
     /// tests. Its promise may be newer than the name's last record: promises
     /// below the horizon are not written one by one.
     pub fn durable(&self, name: &LeaseName) -> Option<Durable> {
-        self.registers.get(name).map(Register::durable)
+        self.registers.get(name).as_ref().map(Register::durable)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod input;
 pub mod lease;
 pub mod message;
 pub mod node;
+mod packed;
 pub mod proposer;
 pub mod time;
 

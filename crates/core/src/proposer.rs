@@ -18,6 +18,7 @@ use crate::bugs::Bug;
 use crate::input::LeaseName;
 use crate::lease::{apply, Change, LeaseValue, Op, Outcome, Rules};
 use crate::message::{Message, Report};
+use crate::packed::{put_ballot, put_value, put_varint, PackedMap, Packing, Reader};
 use crate::time::{Instant, Micros};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -115,6 +116,36 @@ impl FastPath {
     }
 }
 
+/// A node keeps up to `max_fast_paths` reservations, most for names whose
+/// holders then go quiet, so they are kept packed (see `crate::packed`):
+/// `ballot ‖ varint(age) ‖ varint(confirmed_at) ‖ lease value near the
+/// ballot`.
+struct FastPathPacking;
+
+impl Packing for FastPathPacking {
+    type Value = FastPath;
+
+    fn pack(fast: &FastPath, out: &mut Vec<u8>) {
+        put_ballot(out, fast.ballot);
+        put_varint(out, fast.age.0);
+        put_varint(out, fast.confirmed_at.as_micros());
+        put_value(out, &fast.value, fast.ballot);
+    }
+
+    fn unpack(r: &mut Reader<'_>) -> Option<FastPath> {
+        let ballot = r.ballot()?;
+        let age = Micros(r.varint()?);
+        let confirmed_at = Instant::from_micros(r.varint()?);
+        let value = r.value(ballot)?;
+        Some(FastPath {
+            ballot,
+            value,
+            age,
+            confirmed_at,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Phase {
     Peeking {
@@ -178,16 +209,17 @@ enum Next {
     Preempted(Ballot),
 }
 
+/// A name with requests queued or a round running. Idle names have none,
+/// so what a node keeps per idle name is at most its reservation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct NameState {
     queue: VecDeque<Pending>,
     round: Option<Round>,
-    fast: Option<FastPath>,
 }
 
 impl NameState {
     fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.round.is_none() && self.fast.is_none()
+        self.queue.is_empty() && self.round.is_none()
     }
 }
 
@@ -204,7 +236,8 @@ pub struct Proposer {
     next_peek: u64,
     rng: u64,
     names: BTreeMap<LeaseName, NameState>,
-    fast_paths: usize,
+    /// Reservations for the fast path, at most `max_fast_paths`.
+    fast: PackedMap<FastPathPacking>,
     /// Round timers by deadline, so the next one is found without a scan.
     timers: BTreeSet<(Instant, LeaseName)>,
 }
@@ -230,7 +263,7 @@ impl Proposer {
             // xorshift needs a non-zero state.
             rng: seed | 1,
             names: BTreeMap::new(),
-            fast_paths: 0,
+            fast: PackedMap::default(),
             timers: BTreeSet::new(),
         }
     }
@@ -376,7 +409,6 @@ impl Proposer {
         }
         let ops: Vec<Pending> = state.queue.drain(..take).collect();
         let all_reads = ops.iter().all(|p| p.op.is_read());
-        let fast = state.fast.clone();
         state.round = Some(Round {
             ops,
             phase: Phase::Backoff {
@@ -390,7 +422,7 @@ impl Proposer {
             self.peek(now, name, fx);
             return;
         }
-        if let Some(fast) = fast {
+        if let Some(fast) = self.fast.get(name) {
             let (value, outcomes) = self.apply_ops(name, &fast.value, fast.age(now));
             if let Some(value) = value {
                 // The fast path: a majority already promised `fast.ballot`
@@ -527,7 +559,7 @@ impl Proposer {
         // A read promises and accepts nothing, so a reservation this node
         // holds is as good as before: keep it, or the holder's next renewal
         // through this node would need phase 1 again.
-        let fast = self.names.get(name).and_then(|s| s.fast.clone());
+        let fast = self.fast.get(name);
         self.finish(now, name, outcomes, fast, fx);
     }
 
@@ -756,24 +788,17 @@ impl Proposer {
         // A ballot is either reserved for the fast path or handed out by
         // `next_counter`, never both: one ballot, one value.
         self.next_counter = self.next_counter.max(fast.ballot.counter.saturating_add(1));
-        let Some(state) = self.names.get_mut(name) else {
+        if !self.names.contains_key(name) {
             return;
-        };
-        if state.fast.is_none() {
-            if self.fast_paths >= self.timing.max_fast_paths {
-                return; // A bound on memory; the next round just prepares.
-            }
-            self.fast_paths += 1;
         }
-        state.fast = Some(fast);
+        if !self.fast.contains(name) && self.fast.len() >= self.timing.max_fast_paths {
+            return; // A bound on memory; the next round just prepares.
+        }
+        self.fast.insert(name, &fast);
     }
 
     fn drop_fast_path(&mut self, name: &LeaseName) {
-        if let Some(state) = self.names.get_mut(name) {
-            if state.fast.take().is_some() {
-                self.fast_paths -= 1;
-            }
-        }
+        self.fast.remove(name);
     }
 
     fn forget_if_idle(&mut self, name: &LeaseName) {
@@ -788,5 +813,32 @@ impl Proposer {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         self.rng % bound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packed::tests::{arb_ballot, arb_value};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_reservation_unpacks_to_itself(
+            (ballot, value) in arb_ballot().prop_flat_map(|b| (Just(b), arb_value(b))),
+            age in any::<u64>(),
+            confirmed_at in any::<u64>(),
+        ) {
+            let fast = FastPath {
+                ballot,
+                value,
+                age: Micros(age),
+                confirmed_at: Instant::from_micros(confirmed_at),
+            };
+            let name = LeaseName::new("n").unwrap();
+            let mut map = PackedMap::<FastPathPacking>::default();
+            map.insert(&name, &fast);
+            prop_assert_eq!(map.get(&name), Some(fast));
+        }
     }
 }

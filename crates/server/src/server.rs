@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{ConfigError, Node, NodeId, Rules};
-use tenure_storage::{Committer, OpenError, Recovery, Store};
+use tenure_storage::{Committer, OpenError, Recovery, StoreOptions};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -123,11 +123,21 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         dir: dir.clone(),
         source,
     })?;
+    // The acceptor is built from the records as storage reads them, so
+    // they never exist twice in memory.
+    let clock = Clock::new();
     let open_dir = dir.clone();
-    let (store, recovered) = tokio::task::spawn_blocking(move || Store::open(&open_dir))
-        .await?
-        .map_err(|source| StartError::Storage { dir, source })?;
-    let incarnation = recovered.incarnation;
+    let node_config = config.clone();
+    let (store, node) = tokio::task::spawn_blocking(move || {
+        StoreOptions::default().open_into(&open_dir, |boot, records| {
+            let core = core_config(&node_config, members, boot.incarnation, boot.horizon);
+            Node::new(core, records, clock.now())
+        })
+    })
+    .await?
+    .map_err(|source| StartError::Storage { dir, source })?;
+    let node = node?;
+    let incarnation = node.config().incarnation;
     match store.recovery() {
         Recovery::Clean => {}
         Recovery::Repaired => tracing::info!(
@@ -141,12 +151,6 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         ),
     }
 
-    let clock = Clock::new();
-    let node = Node::new(
-        core_config(&config, members, incarnation, recovered.horizon),
-        recovered.records,
-        clock.now(),
-    )?;
     let metrics = Arc::new(Metrics::new());
     let (persist, acks) = Persist::new(
         Committer::spawn(store, config.persist_queue),

@@ -19,9 +19,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use tenure_core::acceptor::Acceptor;
 use tenure_core::lease::{Grant, WriteLog};
 use tenure_core::{
-    Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write, WriteId,
+    Ballot, Bugs, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write,
+    WriteId,
 };
 use tenure_storage::{Committer, Store, StoreOptions};
 
@@ -34,7 +36,7 @@ struct Args {
     seconds: f64,
     dir: PathBuf,
     rss: bool,
-    rss_child: Option<PathBuf>,
+    rss_child: Option<(PathBuf, String)>,
 }
 
 fn parse_args() -> Args {
@@ -50,7 +52,9 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(2.0),
             "--dir" => args.dir = it.next().map(PathBuf::from).unwrap_or(args.dir),
             "--rss" => args.rss = true,
-            "--rss-child" => args.rss_child = it.next().map(PathBuf::from),
+            "--rss-child" => {
+                args.rss_child = it.next().map(PathBuf::from).zip(it.next());
+            }
             // `cargo bench` passes --bench; filters and the rest are ignored.
             _ => {}
         }
@@ -60,8 +64,8 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    if let Some(dir) = args.rss_child {
-        rss_child(&dir);
+    if let Some((dir, holding)) = args.rss_child {
+        rss_child(&dir, &holding);
         return;
     }
     std::fs::create_dir_all(&args.dir).expect("create the bench directory");
@@ -396,11 +400,19 @@ fn rss(dir: &Path) {
         .map(|m| m.len())
         .unwrap_or(0);
     let me = std::env::current_exe().expect("own path");
-    let output = Command::new(me)
-        .arg("--rss-child")
-        .arg(&store_dir)
-        .output()
-        .expect("run the measuring child");
+    // Each in a fresh process, so nothing the build or another part
+    // allocated is counted.
+    let outputs: Vec<_> = ["acceptor", "store", "records"]
+        .into_iter()
+        .map(|holding| {
+            Command::new(&me)
+                .arg("--rss-child")
+                .arg(&store_dir)
+                .arg(holding)
+                .output()
+                .expect("run the measuring child")
+        })
+        .collect();
     println!("\n## {IDLE_NAMES} idle names");
     let sample_name = "svc-0123/shard-456/leader";
     let payload = postcard::to_stdvec(&idle_state(123_456)).map_or(0, |v| v.len());
@@ -416,14 +428,20 @@ fn rss(dir: &Path) {
         file_bytes as f64 / 1e6,
         file_bytes as f64 / IDLE_NAMES as f64
     );
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    for output in outputs {
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    }
     if std::env::var("BENCH_KEEP").is_err() {
         let _ = std::fs::remove_dir_all(&store_dir);
     }
 }
 
-fn rss_child(store_dir: &Path) {
+/// Open the store as a node does and report the resident memory it costs:
+/// `acceptor` streams the records into the core's acceptor (what a node
+/// holds), `store` reads, checks and drops them (the store alone),
+/// `records` collects them as `(LeaseName, Durable)` values.
+fn rss_child(store_dir: &Path, holding: &str) {
     let before = status_kib("VmRSS");
     let started = Instant::now();
     let options = StoreOptions {
@@ -434,51 +452,43 @@ fn rss_child(store_dir: &Path) {
         verify_pages_on_open: std::env::var("BENCH_NO_VERIFY").is_err(),
         ..StoreOptions::default()
     };
-    let (store, recovered) = options.open(store_dir).expect("open");
+    let (store, held) = options
+        .open_into(store_dir, |boot, records| match holding {
+            "acceptor" => {
+                let acceptor = Acceptor::recover(
+                    boot.horizon,
+                    records,
+                    tenure_core::Instant::ZERO,
+                    Bugs::NONE,
+                );
+                (acceptor.len(), Some(acceptor), Vec::new())
+            }
+            "records" => {
+                let records: Vec<_> = records.collect();
+                (records.len(), None, records)
+            }
+            _ => (records.count(), None, Vec::new()),
+        })
+        .expect("open");
     let opened = started.elapsed();
-    let with_records = status_kib("VmRSS");
+    let after = status_kib("VmRSS");
     let peak = status_kib("VmHWM");
-    let count = recovered.records.len();
-    // The records' own footprint, measured by building a deep copy: what
-    // is left of the total is the store's (its cache, redb's state).
-    let copy = deep_copy(&recovered.records);
-    let records_kib = status_kib("VmRSS").saturating_sub(with_records);
-    drop(copy);
-    drop(recovered);
+    let what = match holding {
+        "acceptor" => "store + acceptor built from it (what a node holds)",
+        "records" => "store + records as a Vec<(LeaseName, Durable)>",
+        _ => "store alone (records read, checked, dropped)",
+    };
     println!(
-        "open (verify every page, load every record) took {:.2} s for {count} records",
+        "{what}: {:.0} MB resident after open, peak {:.0} MB ({:.0} MB before); \
+         {} records in {:.2} s",
+        mb(after),
+        mb(peak),
+        mb(before),
+        held.0,
         opened.as_secs_f64()
     );
-    println!(
-        "VmRSS: {:.0} MB before open, {:.0} MB after open holding the records (peak {:.0} MB)",
-        mb(before),
-        mb(with_records),
-        mb(peak)
-    );
-    println!(
-        "of which the loaded records ({} bytes each inline, plus their strings): {:.0} MB; \
-         the store itself: {:.0} MB",
-        std::mem::size_of::<(LeaseName, Durable)>(),
-        mb(records_kib),
-        mb(with_records
-            .saturating_sub(records_kib)
-            .saturating_sub(before))
-    );
+    drop(held);
     drop(store);
-}
-
-/// A copy that shares no allocation with `records`.
-fn deep_copy(records: &[(LeaseName, Durable)]) -> Vec<(LeaseName, Durable)> {
-    records
-        .iter()
-        .map(|(name, state)| {
-            let mut state = state.clone();
-            if let Some(grant) = state.accepted.as_mut().and_then(|(_, v)| v.grant.as_mut()) {
-                grant.holder = HolderId::new(grant.holder.as_str()).expect("a valid holder");
-            }
-            (LeaseName::new(name.as_str()).expect("a valid name"), state)
-        })
-        .collect()
 }
 
 fn status_kib(field: &str) -> u64 {

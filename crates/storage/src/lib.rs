@@ -26,4 +26,6 @@ pub use committer::{Committer, Done};
 pub use error::{OpenError, PersistError};
 pub use record::RecordError;
 pub use sim_disk::{DiskStats, SimBackend, SimDisk};
-pub use store::{Recovered, Recovery, Store, StoreOptions, DEFAULT_CACHE_SIZE_BYTES, FILE_NAME};
+pub use store::{
+    Boot, Records, Recovered, Recovery, Store, StoreOptions, DEFAULT_CACHE_SIZE_BYTES, FILE_NAME,
+};

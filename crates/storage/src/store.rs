@@ -10,7 +10,7 @@
 use crate::error::{OpenError, PersistError};
 use crate::record::{self, RecordError};
 use redb::{
-    Builder, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable,
+    Builder, Database, DatabaseError, Durability, ReadOnlyTable, ReadableDatabase,
     ReadableTableMetadata, StorageBackend, StorageError, TableDefinition, TableError,
 };
 use std::fs::File;
@@ -39,10 +39,14 @@ const FORMAT_BEFORE_HORIZON: u32 = 1;
 pub const FILE_NAME: &str = "acceptor.redb";
 
 /// Bounds redb's page cache. Loading reads every record once at start, and
-/// then the node serves from the acceptor's own map, so the cache mostly
-/// holds the pages writes touch; a large one would only cost resident
-/// memory (the node targets 200 MB for a million idle names).
-pub const DEFAULT_CACHE_SIZE_BYTES: usize = 32 * 1024 * 1024;
+/// then the node serves from the acceptor's own map, so the cache only
+/// holds the pages writes touch: the B-tree's branch pages (about 1.5 MB
+/// for a million names) and the leaves of recent writes, half of it at
+/// most for a commit's dirty pages. Pages it drops stay in the kernel's
+/// page cache. A million idle leases filled a 3-node cluster no slower
+/// with 8 MiB than with 32 MiB, and 25 MB less resident per node (the
+/// node targets 200 MB for a million idle names; see docs/storage.md).
+pub const DEFAULT_CACHE_SIZE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything the node had promised and accepted, and its fresh incarnation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +131,35 @@ impl std::fmt::Debug for Store {
 impl StoreOptions {
     /// Open or create the store in directory `dir` (see [`Store::open`]).
     pub fn open(&self, dir: &Path) -> Result<(Store, Recovered), OpenError> {
+        self.open_into(dir, collect)
+    }
+
+    /// Open or create the store on `backend` (see [`Store::open_with_backend`]).
+    pub fn open_backend(
+        &self,
+        backend: impl StorageBackend,
+    ) -> Result<(Store, Recovered), OpenError> {
+        self.open_backend_into(backend, collect)
+    }
+
+    /// Open or create the store in directory `dir`, and hand its records to
+    /// `build` as they are read, rather than collected first: a node builds
+    /// its acceptor straight from them, so a million records never exist
+    /// twice in memory.
+    ///
+    /// `build` gets the new incarnation, the promise horizon, and the
+    /// records in name order. Each
+    /// record is checked as it is read; the first that fails ends the
+    /// iteration, and then `open_into` returns the error and drops what
+    /// `build` made. Records `build` leaves unread are read and checked all
+    /// the same. Only when every record was good is the incarnation made
+    /// durable, before this returns: `build` must let nothing that uses it
+    /// (a ballot, a message) out of the process.
+    pub fn open_into<T>(
+        &self,
+        dir: &Path,
+        build: impl FnOnce(Boot, &mut Records<'_>) -> T,
+    ) -> Result<(Store, T), OpenError> {
         let directory = |source| OpenError::Directory {
             path: dir.to_path_buf(),
             source,
@@ -134,7 +167,11 @@ impl StoreOptions {
         std::fs::create_dir_all(dir).map_err(directory)?;
         let path = dir.join(FILE_NAME);
         let new_file = !path.try_exists().map_err(directory)?;
-        let opened = self.open_with(path.display().to_string(), |builder| builder.create(&path))?;
+        let opened = self.open_with(
+            path.display().to_string(),
+            |builder| builder.create(&path),
+            build,
+        )?;
         if new_file {
             // The file's fsync does not make its directory entry durable: without
             // this, a power cut could remove a store whose incarnation was
@@ -147,22 +184,26 @@ impl StoreOptions {
         Ok(opened)
     }
 
-    /// Open or create the store on `backend` (see [`Store::open_with_backend`]).
-    pub fn open_backend(
+    /// As [`StoreOptions::open_into`], on any redb backend.
+    pub fn open_backend_into<T>(
         &self,
         backend: impl StorageBackend,
-    ) -> Result<(Store, Recovered), OpenError> {
+        build: impl FnOnce(Boot, &mut Records<'_>) -> T,
+    ) -> Result<(Store, T), OpenError> {
         let location = format!("{backend:?}");
-        self.open_with(location, move |builder| {
-            builder.create_with_backend(backend)
-        })
+        self.open_with(
+            location,
+            move |builder| builder.create_with_backend(backend),
+            build,
+        )
     }
 
-    fn open_with(
+    fn open_with<T>(
         &self,
         location: String,
         create: impl FnOnce(&Builder) -> Result<Database, DatabaseError>,
-    ) -> Result<(Store, Recovered), OpenError> {
+        build: impl FnOnce(Boot, &mut Records<'_>) -> T,
+    ) -> Result<(Store, T), OpenError> {
         let fell_back = Arc::new(AtomicBool::new(false));
         let mut builder = Database::builder();
         builder.set_cache_size(self.cache_size_bytes);
@@ -179,7 +220,7 @@ impl StoreOptions {
 
         let db =
             guarded(&location, || create(&builder))?.map_err(|e| database_error(&location, e))?;
-        let recovered = match recover(&db, &location, self.two_phase_commit) {
+        let (built, closed) = match recover(&db, &location, self.two_phase_commit, build) {
             Ok(recovered) => recovered,
             Err(error) => {
                 // A panic inside redb may have poisoned its locks, and its
@@ -191,7 +232,7 @@ impl StoreOptions {
 
         let recovery = if fell_back.load(Ordering::Relaxed) {
             Recovery::RolledBack
-        } else if recovered.closed {
+        } else if closed {
             Recovery::Clean
         } else {
             Recovery::Repaired
@@ -203,50 +244,146 @@ impl StoreOptions {
             recovery,
             location,
         };
-        Ok((
-            store,
-            Recovered {
-                incarnation: recovered.incarnation,
-                horizon: recovered.horizon,
-                records: recovered.records,
-            },
-        ))
+        Ok((store, built))
     }
 }
 
-/// What `recover` found.
-struct Recovering {
-    incarnation: u32,
-    horizon: u64,
-    records: Vec<(LeaseName, Durable)>,
-    /// The last life closed the store (or there was none).
-    closed: bool,
+/// The records of a store being opened, in name order, each checked as it
+/// is read (see [`StoreOptions::open_into`]). Ends early at the first bad
+/// one; `open_into` then fails.
+pub struct Records<'a> {
+    location: &'a str,
+    range: Option<redb::Range<'static, &'static str, &'static [u8]>>,
+    read: u64,
+    error: Option<OpenError>,
 }
 
-/// Load every record, then durably take the next incarnation.
-fn recover(db: &Database, location: &str, two_phase_commit: bool) -> Result<Recovering, OpenError> {
-    let loaded = guarded(location, || load(db, location))??;
+impl Iterator for Records<'_> {
+    type Item = (LeaseName, Durable);
+
+    fn next(&mut self) -> Option<(LeaseName, Durable)> {
+        if self.error.is_some() {
+            return None;
+        }
+        let range = self.range.as_mut()?;
+        let location = self.location;
+        let entry = match guarded(location, || range.next()) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                self.range = None;
+                return None;
+            }
+            Err(panicked) => {
+                self.error = Some(panicked);
+                return None;
+            }
+        };
+        let decoded = entry
+            .map_err(|e| unreadable(location, e.into()))
+            .and_then(|(key, value)| {
+                let key = key.value();
+                let bad_record = |source| OpenError::CorruptRecord {
+                    store: location.to_string(),
+                    key: key.to_string(),
+                    source,
+                };
+                let name = LeaseName::new(key).map_err(|e| bad_record(RecordError::Name(e)))?;
+                let state = record::decode_durable(key, value.value()).map_err(bad_record)?;
+                Ok((name, state))
+            });
+        match decoded {
+            Ok(record) => {
+                self.read += 1;
+                Some(record)
+            }
+            Err(error) => {
+                self.error = Some(error);
+                None
+            }
+        }
+    }
+}
+
+/// What a store says a node starts from, besides its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boot {
+    /// New for this start (see [`Recovered::incarnation`]).
+    pub incarnation: u32,
+    /// The acceptor's promise horizon, as last made durable.
+    pub horizon: u64,
+}
+
+fn collect(boot: Boot, records: &mut Records<'_>) -> Recovered {
+    Recovered {
+        incarnation: boot.incarnation,
+        horizon: boot.horizon,
+        records: records.collect(),
+    }
+}
+
+/// Read the meta table, stream every record into `build`, check that all
+/// were read and good, then durably take the next incarnation. Returns what
+/// `build` made, and whether the last life closed the store.
+fn recover<T>(
+    db: &Database,
+    location: &str,
+    two_phase_commit: bool,
+    build: impl FnOnce(Boot, &mut Records<'_>) -> T,
+) -> Result<(T, bool), OpenError> {
+    let txn = guarded(location, || db.begin_read())?.map_err(|e| unreadable(location, e.into()))?;
+    let opened = guarded(location, || open_tables(&txn, location));
+    let (meta, registers) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) | Err(error) => {
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(txn)));
+            return Err(error);
+        }
+    };
     // Never wrap: incarnation 1 again would let ballots repeat.
     let incarnation =
-        loaded
-            .incarnation
+        meta.incarnation
             .checked_add(1)
             .ok_or_else(|| OpenError::IncarnationExhausted {
                 store: location.to_string(),
             })?;
+    let (count, range) = match registers {
+        Some((count, range)) => (count, Some(range)),
+        None => (0, None),
+    };
+    let mut records = Records {
+        location,
+        range,
+        read: 0,
+        error: None,
+    };
+    let boot = Boot {
+        incarnation,
+        horizon: meta.horizon,
+    };
+    let built = build(boot, &mut records);
+    // Check the records `build` left unread too.
+    for _ in records.by_ref() {}
+    let (read, error) = (records.read, records.error.take());
+    // redb may panic dropping what a panic left behind.
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop((records, txn))));
+    if let Some(error) = error {
+        return Err(error);
+    }
+    // A record that is silently skipped is a promise forgotten.
+    if read != count {
+        return Err(OpenError::Corrupt {
+            store: location.to_string(),
+            detail: format!("its registers table claims {count} records but {read} were found"),
+        });
+    }
     guarded(location, || {
-        begin_incarnation(db, incarnation, loaded.format, two_phase_commit)
+        begin_incarnation(db, incarnation, meta.format, two_phase_commit)
     })?
     .map_err(|source| OpenError::Write {
         store: location.to_string(),
         source,
     })?;
-    Ok(Recovering {
-        incarnation,
-        horizon: loaded.horizon,
-        records: loaded.records,
-        closed: loaded.closed,
-    })
+    Ok((built, meta.closed))
 }
 
 impl Store {
@@ -368,21 +505,23 @@ impl Drop for Store {
     }
 }
 
-/// What the file held before this open.
-struct Loaded {
+/// What the meta table says about the file before this open.
+struct Meta {
     /// The file's format; `None` for a new store (no tables yet).
     format: Option<u32>,
     closed: bool,
     incarnation: u32,
     horizon: u64,
-    records: Vec<(LeaseName, Durable)>,
 }
 
-fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
-    let unreadable = |source: redb::Error| OpenError::Unreadable {
-        store: location.to_string(),
-        source,
-    };
+/// The registers table's record count, and a range over all its records.
+type Registers = (u64, redb::Range<'static, &'static str, &'static [u8]>);
+
+fn open_tables(
+    txn: &redb::ReadTransaction,
+    location: &str,
+) -> Result<(Meta, Option<Registers>), OpenError> {
+    let unreadable = |source: redb::Error| unreadable(location, source);
     let corrupt = |detail: String| OpenError::Corrupt {
         store: location.to_string(),
         detail,
@@ -393,18 +532,18 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
         source,
     };
 
-    let txn = db.begin_read().map_err(|e| unreadable(e.into()))?;
     let meta = optional_table(txn.open_table(META)).map_err(unreadable)?;
-    let registers = optional_table(txn.open_table(REGISTERS)).map_err(unreadable)?;
+    let registers: Option<ReadOnlyTable<&str, &[u8]>> =
+        optional_table(txn.open_table(REGISTERS)).map_err(unreadable)?;
     let (meta, registers) = match (meta, registers) {
         (None, None) => {
-            return Ok(Loaded {
+            let meta = Meta {
                 format: None,
                 closed: true,
                 incarnation: 0,
                 horizon: 0,
-                records: Vec::new(),
-            })
+            };
+            return Ok((meta, None));
         }
         (Some(meta), Some(registers)) => (meta, registers),
         // Both tables are created by the first open's one transaction.
@@ -433,31 +572,26 @@ fn load(db: &Database, location: &str) -> Result<Loaded, OpenError> {
             .map_err(|e| bad_record(HORIZON_KEY, e))?,
         None => 0,
     };
-
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
-    // A hint only: a damaged count must not make the open allocate wildly.
-    let mut records = Vec::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
-    for entry in registers.iter().map_err(|e| unreadable(e.into()))? {
-        let (key, value) = entry.map_err(|e| unreadable(e.into()))?;
-        let key = key.value();
-        let name = LeaseName::new(key).map_err(|e| bad_record(key, RecordError::Name(e)))?;
-        let state = record::decode_durable(key, value.value()).map_err(|e| bad_record(key, e))?;
-        records.push((name, state));
-    }
-    // A record that is silently skipped is a promise forgotten.
-    if records.len() as u64 != count {
-        return Err(corrupt(format!(
-            "its registers table claims {count} records but {} were found",
-            records.len()
-        )));
-    }
-    Ok(Loaded {
+    // The table's own `range` keeps the transaction alive: it may outlive
+    // `registers`.
+    let range = registers
+        .range::<&str>(..)
+        .map_err(|e| unreadable(e.into()))?;
+    let meta = Meta {
         format: Some(format),
         closed,
         incarnation,
         horizon,
-        records,
-    })
+    };
+    Ok((meta, Some((count, range))))
+}
+
+fn unreadable(location: &str, source: redb::Error) -> OpenError {
+    OpenError::Unreadable {
+        store: location.to_string(),
+        source,
+    }
 }
 
 fn optional_table<T>(opened: Result<T, TableError>) -> Result<Option<T>, redb::Error> {

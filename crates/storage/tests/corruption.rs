@@ -84,6 +84,49 @@ fn a_flipped_byte_in_a_record_is_refused_by_the_records_checksum() {
     assert!(err.to_string().contains("Do NOT delete"), "{err}");
 }
 
+/// Streaming records into a consumer refuses the same damage, whether the
+/// consumer reads every record or none, and takes no incarnation for it.
+#[test]
+fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
+    let trusting = StoreOptions {
+        verify_pages_on_open: false,
+        ..StoreOptions::default()
+    };
+    let disk = SimDisk::new();
+    drop(fill(&mut trusting.open_backend(disk.backend()).unwrap().0));
+    let copies = disk.find(&needle());
+    let flip = || {
+        for &offset in &copies {
+            disk.corrupt(offset + 3, 0x01);
+        }
+    };
+    flip();
+    let stopped_at = |read_all: bool| {
+        let mut seen = 0;
+        let result = trusting.open_backend_into(disk.backend(), |_, records| {
+            if read_all {
+                seen = records.count();
+            }
+        });
+        let err = result.expect_err("a damaged store must not open");
+        assert!(
+            matches!(&err, OpenError::CorruptRecord { key, .. } if key == "zz/marked"),
+            "{err}"
+        );
+        seen
+    };
+    // The iteration ends at the damaged record: names after it never arrive.
+    assert!(stopped_at(true) > 0);
+    assert_eq!(stopped_at(false), 0);
+    // No incarnation was taken on the damaged store: undamaged again, it
+    // opens with the one after the filling open's.
+    flip();
+    let (_store, incarnation) = trusting
+        .open_backend_into(disk.backend(), |boot, _| boot.incarnation)
+        .unwrap();
+    assert_eq!(incarnation, 2);
+}
+
 #[test]
 fn a_flipped_byte_in_a_record_is_refused_by_page_verification() {
     let disk = SimDisk::new();

@@ -1,0 +1,575 @@
+//! Per-name state packed into one small allocation per name.
+//!
+//! A node keeps state for every name it ever stored, most of them idle, so
+//! the in-memory form of that state decides what a million names cost. A
+//! [`PackedMap`] keeps each entry as one boxed byte string: the name, then
+//! the entry in varints, written and read by a [`Packing`]. The acceptor's
+//! registers and the proposer's fast paths are kept this way.
+//!
+//! The layouts are private to this process, never stored or sent (storage
+//! has its own versioned record format), so they may change freely. They
+//! must only be exact: `unpack(pack(x)) == x` for every value, including
+//! write-log slots no write has filled, which a peer may send with any
+//! content. Packing is a function of the value, so two packed entries are
+//! equal exactly when the values are; equality and hashing of a map compare
+//! bytes.
+//!
+//! ```text
+//! entry  = bytes(name) ‖ packed value
+//! bytes  = varint(length) ‖ the bytes
+//! ballot = varint(counter) ‖ varint(node) ‖ varint(incarnation)
+//! lease  = varint(token) ‖ bytes(holder, or none without a grant)
+//!          ‖ [varint(ttl ms) ‖ varint(lock-delay ms), with a grant]
+//!          ‖ varint(write count) ‖ slot tags ‖ slots
+//! ```
+//!
+//! A lease value's write-log ballots are written relative to a nearby
+//! ballot the caller names (the accepted ballot, or the reserved one), with
+//! 2 bits per slot: 0 `Ballot::ZERO`, 1 the nearby ballot itself, 2 its node
+//! and incarnation with the counter lowered by a varint, 3 a ballot in full.
+//! Names and holders are non-empty, so an empty holder means no grant.
+
+use crate::ballot::Ballot;
+use crate::input::{HolderId, LeaseName, LockDelay, Ttl};
+use crate::lease::{Grant, LeaseValue, Token, WriteLog, REMEMBERED_WRITES};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+/// How one kind of entry is written and read back.
+pub(crate) trait Packing {
+    type Value;
+    fn pack(value: &Self::Value, out: &mut Vec<u8>);
+    /// `None` only for bytes `pack` did not write.
+    fn unpack(bytes: &mut Reader<'_>) -> Option<Self::Value>;
+}
+
+/// A map from names to values, each entry packed into one allocation.
+pub(crate) struct PackedMap<P: Packing> {
+    set: BTreeSet<Packed>,
+    packing: PhantomData<P>,
+}
+
+impl<P: Packing> PackedMap<P> {
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    pub(crate) fn get(&self, name: &LeaseName) -> Option<P::Value> {
+        self.set.get(name.as_str().as_bytes()).map(unpack::<P>)
+    }
+
+    pub(crate) fn contains(&self, name: &LeaseName) -> bool {
+        self.set.contains(name.as_str().as_bytes())
+    }
+
+    pub(crate) fn insert(&mut self, name: &LeaseName, value: &P::Value) {
+        self.set.replace(pack::<P>(name, value));
+    }
+
+    /// Whether there was an entry to remove.
+    pub(crate) fn remove(&mut self, name: &LeaseName) -> bool {
+        self.set.remove(name.as_str().as_bytes())
+    }
+
+    /// Like `BTreeMap::entry`: the value of `name`, to read or change.
+    pub(crate) fn entry(&mut self, name: LeaseName) -> Entry<'_, P> {
+        Entry { map: self, name }
+    }
+
+    /// Every value, unpacked, in name order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = P::Value> + '_ {
+        self.set.iter().map(unpack::<P>)
+    }
+}
+
+impl<P: Packing> Default for PackedMap<P> {
+    fn default() -> Self {
+        PackedMap {
+            set: BTreeSet::new(),
+            packing: PhantomData,
+        }
+    }
+}
+
+impl<P: Packing> Clone for PackedMap<P> {
+    fn clone(&self) -> Self {
+        PackedMap {
+            set: self.set.clone(),
+            packing: PhantomData,
+        }
+    }
+}
+
+/// Packs each value as it arrives, so a recovery that streams records in
+/// never holds them unpacked all at once.
+impl<P: Packing> FromIterator<(LeaseName, P::Value)> for PackedMap<P> {
+    fn from_iter<I: IntoIterator<Item = (LeaseName, P::Value)>>(entries: I) -> Self {
+        PackedMap {
+            set: entries
+                .into_iter()
+                .map(|(name, value)| pack::<P>(&name, &value))
+                .collect(),
+            packing: PhantomData,
+        }
+    }
+}
+
+/// Contents, not just names: packing is canonical, so equal bytes are
+/// equal values.
+impl<P: Packing> PartialEq for PackedMap<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.set.len() == other.set.len()
+            && self.set.iter().zip(&other.set).all(|(a, b)| a.0 == b.0)
+    }
+}
+
+impl<P: Packing> Eq for PackedMap<P> {}
+
+impl<P: Packing> Hash for PackedMap<P> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.set.len());
+        for packed in &self.set {
+            packed.0.hash(state);
+        }
+    }
+}
+
+impl<P: Packing> fmt::Debug for PackedMap<P>
+where
+    P::Value: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.set.iter().map(|p| {
+                let name = std::str::from_utf8(p.name()).unwrap_or_default();
+                (name, unpack::<P>(p))
+            }))
+            .finish()
+    }
+}
+
+pub(crate) struct Entry<'a, P: Packing> {
+    map: &'a mut PackedMap<P>,
+    name: LeaseName,
+}
+
+impl<'a, P: Packing> Entry<'a, P> {
+    /// The value of the name, `default()` if it has none yet. Changes made
+    /// through the guard are packed and stored when it is dropped, and a
+    /// name that had no entry gets one even if nothing changed (as
+    /// `BTreeMap::entry(..).or_insert_with(..)` would insert it).
+    pub(crate) fn or_insert_with(self, default: impl FnOnce() -> P::Value) -> ValueMut<'a, P> {
+        let value = self.map.get(&self.name).unwrap_or_else(default);
+        ValueMut {
+            set: &mut self.map.set,
+            name: self.name,
+            value,
+        }
+    }
+}
+
+/// An unpacked value that is packed back into its map when dropped, like
+/// `std::collections::binary_heap::PeekMut`.
+pub(crate) struct ValueMut<'a, P: Packing> {
+    set: &'a mut BTreeSet<Packed>,
+    name: LeaseName,
+    value: P::Value,
+}
+
+impl<P: Packing> std::ops::Deref for ValueMut<'_, P> {
+    type Target = P::Value;
+    fn deref(&self) -> &P::Value {
+        &self.value
+    }
+}
+
+impl<P: Packing> std::ops::DerefMut for ValueMut<'_, P> {
+    fn deref_mut(&mut self) -> &mut P::Value {
+        &mut self.value
+    }
+}
+
+impl<P: Packing> Drop for ValueMut<'_, P> {
+    fn drop(&mut self) {
+        let packed = pack::<P>(&self.name, &self.value);
+        let unchanged = self
+            .set
+            .get(packed.name())
+            .is_some_and(|old| old.0 == packed.0);
+        if !unchanged {
+            self.set.replace(packed);
+        }
+    }
+}
+
+fn pack<P: Packing>(name: &LeaseName, value: &P::Value) -> Packed {
+    let mut out = Vec::with_capacity(64);
+    put_bytes(&mut out, name.as_str().as_bytes());
+    P::pack(value, &mut out);
+    Packed(out.into_boxed_slice())
+}
+
+fn unpack<P: Packing>(packed: &Packed) -> P::Value {
+    // Only `pack` makes these bytes, so they always read back.
+    try_unpack::<P>(packed).expect("an entry packed by PackedMap unpacks")
+}
+
+fn try_unpack<P: Packing>(packed: &Packed) -> Option<P::Value> {
+    let mut r = Reader(&packed.0);
+    r.bytes()?;
+    let value = P::unpack(&mut r)?;
+    r.0.is_empty().then_some(value)
+}
+
+/// One name and its value, packed. Ordered and compared by name only,
+/// which makes it a set element keyed by name; [`PackedMap`] compares
+/// contents.
+#[derive(Clone)]
+struct Packed(Box<[u8]>);
+
+impl Packed {
+    fn name(&self) -> &[u8] {
+        Reader(&self.0).bytes().unwrap_or_default()
+    }
+}
+
+impl Borrow<[u8]> for Packed {
+    fn borrow(&self) -> &[u8] {
+        self.name()
+    }
+}
+
+impl PartialEq for Packed {
+    fn eq(&self, other: &Packed) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Packed {}
+
+impl PartialOrd for Packed {
+    fn partial_cmp(&self, other: &Packed) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Packed {
+    fn cmp(&self, other: &Packed) -> Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+const SLOT_ZERO: u8 = 0;
+const SLOT_NEAR: u8 = 1;
+const SLOT_BELOW_NEAR: u8 = 2;
+const SLOT_FULL: u8 = 3;
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+pub(crate) fn put_ballot(out: &mut Vec<u8>, b: Ballot) {
+    put_varint(out, b.counter);
+    put_varint(out, u64::from(b.node));
+    put_varint(out, u64::from(b.incarnation));
+}
+
+/// A lease value, its write-log ballots written relative to `near`.
+pub(crate) fn put_value(out: &mut Vec<u8>, value: &LeaseValue, near: Ballot) {
+    put_varint(out, value.token.0);
+    match &value.grant {
+        Some(g) => {
+            put_bytes(out, g.holder.as_str().as_bytes());
+            put_varint(out, g.ttl.as_millis());
+            put_varint(out, g.lock_delay.as_millis());
+        }
+        None => put_bytes(out, &[]),
+    }
+    let writes = &value.writes;
+    put_varint(out, writes.count);
+    let tags_at = out.len();
+    out.push(0);
+    let mut tags = 0u8;
+    for (i, slot) in writes.recent.iter().enumerate() {
+        let tag = if *slot == Ballot::ZERO {
+            SLOT_ZERO
+        } else if *slot == near {
+            SLOT_NEAR
+        } else if slot.node == near.node
+            && slot.incarnation == near.incarnation
+            && slot.counter < near.counter
+        {
+            put_varint(out, near.counter - slot.counter);
+            SLOT_BELOW_NEAR
+        } else {
+            put_ballot(out, *slot);
+            SLOT_FULL
+        };
+        tags |= tag << (2 * i);
+    }
+    out[tags_at] = tags;
+}
+
+/// Reads what the `put_*` functions wrote, in the same order.
+pub(crate) struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    #[cfg(test)]
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader(bytes)
+    }
+
+    pub(crate) fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    pub(crate) fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f).checked_shl(shift)?;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        if len > self.0.len() {
+            return None;
+        }
+        let (bytes, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(bytes)
+    }
+
+    pub(crate) fn ballot(&mut self) -> Option<Ballot> {
+        Some(Ballot {
+            counter: self.varint()?,
+            node: u16::try_from(self.varint()?).ok()?,
+            incarnation: u32::try_from(self.varint()?).ok()?,
+        })
+    }
+
+    pub(crate) fn value(&mut self, near: Ballot) -> Option<LeaseValue> {
+        let token = Token(self.varint()?);
+        let holder = self.bytes()?;
+        let grant = if holder.is_empty() {
+            None
+        } else {
+            Some(Grant {
+                holder: HolderId::new(std::str::from_utf8(holder).ok()?).ok()?,
+                ttl: Ttl::from_millis(self.varint()?).ok()?,
+                lock_delay: LockDelay::from_millis(self.varint()?).ok()?,
+            })
+        };
+        let count = self.varint()?;
+        let tags = self.byte()?;
+        let mut recent = [Ballot::ZERO; REMEMBERED_WRITES];
+        for (i, slot) in recent.iter_mut().enumerate() {
+            *slot = match (tags >> (2 * i)) & 0b11 {
+                SLOT_ZERO => Ballot::ZERO,
+                SLOT_NEAR => near,
+                SLOT_BELOW_NEAR => Ballot {
+                    counter: near.counter.checked_sub(self.varint()?)?,
+                    ..near
+                },
+                _ => self.ballot()?,
+            };
+        }
+        Some(LeaseValue {
+            token,
+            grant,
+            writes: WriteLog { count, recent },
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn arb_ballot() -> impl Strategy<Value = Ballot> {
+        prop_oneof![
+            Just(Ballot::ZERO),
+            (0u64..40, 0u16..4, 0u32..3).prop_map(|(counter, node, incarnation)| Ballot {
+                counter,
+                node,
+                incarnation
+            }),
+            (any::<u64>(), any::<u16>(), any::<u32>()).prop_map(|(counter, node, incarnation)| {
+                Ballot {
+                    counter,
+                    node,
+                    incarnation,
+                }
+            }),
+            Just(Ballot {
+                counter: u64::MAX,
+                node: u16::MAX,
+                incarnation: u32::MAX
+            }),
+        ]
+    }
+
+    /// Any lease value, with write logs as the proposer builds them (some
+    /// slots `near`, some just below it) as well as arbitrary ones.
+    pub(crate) fn arb_value(near: Ballot) -> impl Strategy<Value = LeaseValue> {
+        let grant = prop::option::of(
+            (
+                "[!-~]{1,128}",
+                crate::input::MIN_TTL_MS..=crate::input::MAX_TTL_MS,
+                0..=crate::input::MAX_LOCK_DELAY_MS,
+            )
+                .prop_map(|(holder, ttl, delay)| Grant {
+                    holder: HolderId::new(&holder).unwrap(),
+                    ttl: Ttl::from_millis(ttl).unwrap(),
+                    lock_delay: LockDelay::from_millis(delay).unwrap(),
+                }),
+        );
+        (
+            any::<u64>(),
+            grant,
+            any::<u64>(),
+            prop::array::uniform4(arb_ballot()),
+            0usize..5,
+        )
+            .prop_map(move |(token, grant, count, mut recent, at)| {
+                if at < REMEMBERED_WRITES {
+                    recent[at] = near;
+                    recent[(at + 1) % REMEMBERED_WRITES] = Ballot {
+                        counter: near.counter.saturating_sub(3),
+                        ..near
+                    };
+                }
+                LeaseValue {
+                    token: Token(token),
+                    grant,
+                    writes: WriteLog { count, recent },
+                }
+            })
+    }
+
+    /// A name and a lease value relative to the ballot before it.
+    struct Plain;
+    impl Packing for Plain {
+        type Value = (Ballot, LeaseValue);
+        fn pack((near, value): &(Ballot, LeaseValue), out: &mut Vec<u8>) {
+            put_ballot(out, *near);
+            put_value(out, value, *near);
+        }
+        fn unpack(r: &mut Reader<'_>) -> Option<(Ballot, LeaseValue)> {
+            let near = r.ballot()?;
+            Some((near, r.value(near)?))
+        }
+    }
+
+    fn name(s: &str) -> LeaseName {
+        LeaseName::new(s).unwrap()
+    }
+
+    fn arb_entry() -> impl Strategy<Value = (Ballot, LeaseValue)> {
+        arb_ballot().prop_flat_map(|near| (Just(near), arb_value(near)))
+    }
+
+    proptest! {
+        #[test]
+        fn every_value_unpacks_to_itself(entry in arb_entry(), n in "[a-z0-9./:_-]{1,128}") {
+            let packed = pack::<Plain>(&name(&n), &entry);
+            prop_assert_eq!(packed.name(), n.as_bytes());
+            prop_assert_eq!(try_unpack::<Plain>(&packed), Some(entry));
+        }
+
+        #[test]
+        fn packed_entries_are_equal_exactly_when_the_values_are(
+            a in arb_entry(),
+            b in arb_entry(),
+        ) {
+            let (pa, pb) = (pack::<Plain>(&name("n"), &a), pack::<Plain>(&name("n"), &b));
+            prop_assert_eq!(pa.0 == pb.0, a == b);
+        }
+
+        #[test]
+        fn a_packed_map_behaves_as_a_map_in_name_order(
+            ops in prop::collection::vec(("[a-c]{1,2}", arb_entry(), 0u8..4), 0..40)
+        ) {
+            let mut model = std::collections::BTreeMap::new();
+            let mut map = PackedMap::<Plain>::default();
+            for (n, entry, how) in ops {
+                match how {
+                    0 => {
+                        map.insert(&name(&n), &entry);
+                        model.insert(n, entry);
+                    }
+                    1 => {
+                        prop_assert_eq!(map.remove(&name(&n)), model.remove(&n).is_some());
+                    }
+                    _ => {
+                        *map.entry(name(&n)).or_insert_with(Default::default) = entry.clone();
+                        model.insert(n, entry);
+                    }
+                }
+            }
+            prop_assert_eq!(map.len(), model.len());
+            for (n, entry) in &model {
+                prop_assert_eq!(map.get(&name(n)), Some(entry.clone()));
+                prop_assert!(map.contains(&name(n)));
+            }
+            prop_assert!(map.values().eq(model.values().cloned()));
+            let rebuilt: PackedMap<Plain> = model
+                .iter()
+                .map(|(n, e)| (name(n), e.clone()))
+                .collect();
+            prop_assert!(rebuilt == map);
+        }
+    }
+
+    #[test]
+    fn entry_inserts_a_default_value_like_a_map() {
+        let mut map = PackedMap::<Plain>::default();
+        drop(map.entry(name("a")).or_insert_with(Default::default));
+        assert_eq!(map.len(), 1);
+        assert_eq!(map.get(&name("a")), Some(Default::default()));
+        assert_eq!(map.get(&name("b")), None);
+    }
+
+    #[test]
+    fn equality_and_hash_see_contents_not_only_names() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |m: &PackedMap<Plain>| {
+            let mut h = DefaultHasher::new();
+            m.hash(&mut h);
+            h.finish()
+        };
+        let mut a = PackedMap::<Plain>::default();
+        a.entry(name("a")).or_insert_with(Default::default).1.token = Token(1);
+        let mut b = a.clone();
+        assert!(a == b);
+        assert_eq!(hash(&a), hash(&b));
+        b.entry(name("a")).or_insert_with(Default::default).1.token = Token(2);
+        assert!(a != b);
+        assert_ne!(hash(&a), hash(&b));
+    }
+}
