@@ -136,8 +136,11 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
     let batches = WRITERS * PER_WRITER;
     assert_eq!(acked.load(Ordering::Relaxed) as u64, batches);
     let syncs = disk.stats().syncs - syncs_at_start;
+    // One fsync per batch would be 200. On a loaded machine a writer can
+    // miss a round now and then (67 fsyncs seen under a load average of
+    // 40), so the bar is half, which no committer without grouping meets.
     assert!(
-        syncs * 4 <= batches,
+        syncs * 2 <= batches,
         "{syncs} fsyncs for {batches} batches: group commit is not grouping"
     );
     disk.clear_sync_hook();
