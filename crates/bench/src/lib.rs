@@ -860,63 +860,47 @@ fn summary_table(j: &Value) -> String {
         &b["handoff_release_to_grant"],
     );
     if ha.is_object() {
-        let _ = writeln!(
-            s,
-            "| graceful handoff: release sent → waiter granted, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
-            ha["n"],
-            ms(&ha["p50_us"]),
-            ms(&ha["max_us"]),
-            ms(&hb["p50_us"]),
-            ms(&hb["max_us"]),
-            ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
+        let label = format!(
+            "graceful handoff: release sent → waiter granted, p50 / max of {} (ms)",
+            ha["n"]
         );
+        spread_row(&mut s, &label, ha, hb, "max_us", 1, true);
     }
     let (ea, eb) = (&a["election"], &b["election"]);
     if ea.is_object() {
         let (ca, cb) = (&ea["campaign_uncontested"], &eb["campaign_uncontested"]);
-        let _ = writeln!(
-            s,
-            "| election: uncontested campaign, p50 / p99 of {} (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
-            ca["n"],
-            ms(&ca["p50_us"]),
-            ms(&ca["p99_us"]),
-            ms(&cb["p50_us"]),
-            ms(&cb["p99_us"]),
-            ratio(f(&ca["p50_us"]), f(&cb["p50_us"]))
+        let label = format!(
+            "election: uncontested campaign, p50 / p99 of {} (ms)",
+            ca["n"]
         );
-        let (pa, pb) = (&ea["campaign_grant_only"], &eb["campaign_session_open"]);
-        let _ = writeln!(
-            s,
-            "| election: the same campaign up to the grant, before the client's renewal (tenure) / on a session already open (etcd), p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} | |",
-            ms(&pa["p50_us"]),
-            ms(&pa["p99_us"]),
-            ms(&pb["p50_us"]),
-            ms(&pb["p99_us"]),
+        spread_row(&mut s, &label, ca, cb, "p99_us", 2, true);
+        spread_row(
+            &mut s,
+            "election: the same campaign up to the grant, before the client's renewal (tenure) / on a session already open (etcd), p50 / p99 (ms)",
+            &ea["campaign_grant_only"],
+            &eb["campaign_session_open"],
+            "p99_us",
+            2,
+            false,
         );
-        let (ra, rb) = (&ea["resign"], &eb["resign"]);
-        let _ = writeln!(
-            s,
-            "| election: resign, nobody waiting, p50 / p99 (ms) | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} |",
-            ms(&ra["p50_us"]),
-            ms(&ra["p99_us"]),
-            ms(&rb["p50_us"]),
-            ms(&rb["p99_us"]),
-            ratio(f(&ra["p50_us"]), f(&rb["p50_us"]))
+        spread_row(
+            &mut s,
+            "election: resign, nobody waiting, p50 / p99 (ms)",
+            &ea["resign"],
+            &eb["resign"],
+            "p99_us",
+            2,
+            true,
         );
         let (ha, hb) = (
             &ea["handoff_resign_to_next_leader"],
             &eb["handoff_resign_to_next_leader"],
         );
-        let _ = writeln!(
-            s,
-            "| election: handoff among 3 candidates, resign sent → next leader's campaign returned, p50 / max of {} (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} |",
-            ha["n"],
-            ms(&ha["p50_us"]),
-            ms(&ha["max_us"]),
-            ms(&hb["p50_us"]),
-            ms(&hb["max_us"]),
-            ratio(f(&ha["p50_us"]), f(&hb["p50_us"]))
+        let label = format!(
+            "election: handoff among 3 candidates, resign sent → next leader's campaign returned, p50 / max of {} (ms)",
+            ha["n"]
         );
+        spread_row(&mut s, &label, ha, hb, "max_us", 1, true);
     }
     if a["node_kill_clients"].is_number() {
         for (label, key) in [
@@ -995,6 +979,38 @@ fn summary_table(j: &Value) -> String {
         }
     }
     s
+}
+
+/// One table row of two latency summaries in ms, `p50 / spread` for each
+/// system (`spread`: the key of the second figure), with `decimals`, and
+/// the ratio of the p50s when the two measure the same thing.
+fn spread_row(
+    s: &mut String,
+    label: &str,
+    a: &Value,
+    b: &Value,
+    spread: &str,
+    decimals: usize,
+    with_ratio: bool,
+) {
+    let ms = |v: &Value| f(v) / 1e3;
+    let ratio_cell = if with_ratio {
+        format!(" {:.2} |", ratio(f(&a["p50_us"]), f(&b["p50_us"])))
+    } else {
+        " |".to_string()
+    };
+    let _ = writeln!(
+        s,
+        "| {label} | {:.*} / {:.*} | {:.*} / {:.*} |{ratio_cell}",
+        decimals,
+        ms(&a["p50_us"]),
+        decimals,
+        ms(&a[spread]),
+        decimals,
+        ms(&b["p50_us"]),
+        decimals,
+        ms(&b[spread]),
+    );
 }
 
 fn mib_list(v: &Value) -> String {
