@@ -204,7 +204,7 @@ impl Etcd {
     }
 }
 
-fn id_of(v: &Value) -> Option<u64> {
+pub fn id_of(v: &Value) -> Option<u64> {
     v.as_str()?.parse().ok()
 }
 

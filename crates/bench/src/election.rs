@@ -148,15 +148,7 @@ impl EtcdCandidate {
     /// `concurrency.NewSession` (a lease grant), then an election on
     /// `name` through the member at `base`.
     pub fn open(agent: &ureq::Agent, base: &str, name: &str, id: &str) -> Result<EtcdCandidate> {
-        let lease = failover::post(
-            agent,
-            &format!("{base}/v3/lease/grant"),
-            &json!({"TTL": ETCD_SESSION_TTL_S.to_string()}),
-        )?;
-        let lease: u64 = lease["ID"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .context("etcd session: no lease ID")?;
+        let lease = failover::grant_session(agent, base, ETCD_SESSION_TTL_S)?;
         let prefix = format!("/tenure-bench-election/{name}/");
         Ok(EtcdCandidate {
             agent: agent.clone(),
@@ -238,6 +230,14 @@ pub struct Uncontested {
     pub resign: Latencies,
 }
 
+impl Uncontested {
+    fn push(&mut self, campaign: Duration, part: Duration, resign: Duration) {
+        self.campaign.push(campaign);
+        self.campaign_part.push(part);
+        self.resign.push(resign);
+    }
+}
+
 /// One uncontested tenure campaign and resignation on a fresh `name`.
 pub fn tenure_uncontested(
     out: &mut Uncontested,
@@ -254,9 +254,7 @@ pub fn tenure_uncontested(
     let t = Instant::now();
     c.resign()?;
     if record {
-        out.campaign.push(campaign);
-        out.campaign_part.push(granted);
-        out.resign.push(t.elapsed());
+        out.push(campaign, granted, t.elapsed());
     }
     Ok(())
 }
@@ -284,9 +282,7 @@ pub fn etcd_uncontested(
     let resign = t.elapsed();
     c.close()?;
     if record {
-        out.campaign.push(campaign);
-        out.campaign_part.push(part);
-        out.resign.push(resign);
+        out.push(campaign, part, resign);
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //!   key created before its own, watch that key (`/v3/watch`, streamed)
 //!   until it is deleted, range again; granted when none is left.
 
-use crate::clients::{b64, prefix_end, Etcd, Grant, LockClient, Tenure};
+use crate::clients::{b64, id_of, prefix_end, Etcd, Grant, LockClient, Tenure};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -176,6 +176,16 @@ pub fn tenure_await_parked(agent: &ureq::Agent, base: &str, conflicts_before: u6
     }
 }
 
+/// A new etcd lease of `ttl_s` seconds (a `concurrency` session); its ID.
+pub fn grant_session(agent: &ureq::Agent, base: &str, ttl_s: u64) -> Result<u64> {
+    let lease = post(
+        agent,
+        &format!("{base}/v3/lease/grant"),
+        &json!({"TTL": ttl_s.to_string()}),
+    )?;
+    id_of(&lease["ID"]).context("etcd session: no lease ID")
+}
+
 pub fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
     let mut r = agent
         .post(url)
@@ -195,15 +205,7 @@ pub fn rev(v: &Value) -> i64 {
 /// `concurrency.Mutex.Lock` over the gateway; returns when granted.
 fn mutex_lock(base: &str, name: &str, ready: mpsc::Sender<()>) -> Result<Instant> {
     let agent = crate::procs::agent(WAIT);
-    let lease = post(
-        &agent,
-        &format!("{base}/v3/lease/grant"),
-        &json!({"TTL": "60"}),
-    )?;
-    let id: u64 = lease["ID"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .context("no lease ID")?;
+    let id = grant_session(&agent, base, 60)?;
     let prefix = format!("/tenure-bench/{name}/");
     let key = format!("{prefix}{id:x}");
     let txn = post(
