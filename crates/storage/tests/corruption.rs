@@ -26,6 +26,14 @@ fn needle() -> Vec<u8> {
     format!("holder-{MARKED}").into_bytes()
 }
 
+/// Options that trust redb's pages, leaving only the records' own checksums.
+fn trusting() -> StoreOptions {
+    StoreOptions {
+        verify_pages_on_open: false,
+        ..StoreOptions::default()
+    }
+}
+
 /// Two hundred records, the marked one, then more batches elsewhere.
 fn fill(store: &mut Store) -> Map {
     let mut expected = Map::new();
@@ -65,10 +73,7 @@ fn damage_marked_record(disk: &SimDisk) {
 /// that still stands when redb trusts a damaged page.
 #[test]
 fn a_flipped_byte_in_a_record_is_refused_by_the_records_checksum() {
-    let trusting = StoreOptions {
-        verify_pages_on_open: false,
-        ..StoreOptions::default()
-    };
+    let trusting = trusting();
     let disk = SimDisk::new();
     drop(fill(&mut trusting.open_backend(disk.backend()).unwrap().0));
     damage_marked_record(&disk);
@@ -88,10 +93,7 @@ fn a_flipped_byte_in_a_record_is_refused_by_the_records_checksum() {
 /// consumer reads every record or none, and takes no incarnation for it.
 #[test]
 fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
-    let trusting = StoreOptions {
-        verify_pages_on_open: false,
-        ..StoreOptions::default()
-    };
+    let trusting = trusting();
     let disk = SimDisk::new();
     drop(fill(&mut trusting.open_backend(disk.backend()).unwrap().0));
     let copies = disk.find(&needle());

@@ -8,15 +8,11 @@ use tenure_storage::{OpenError, Recovered, Recovery, SimDisk, Store, StoreOption
 #[test]
 fn persisted_records_come_back_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let mut expected = Map::new();
-    {
+    let expected = {
         let (mut store, recovered) = Store::open(dir.path()).unwrap();
         assert!(recovered.records.is_empty());
-        for batch in batches(20) {
-            store.persist(&batch).unwrap();
-            apply(&mut expected, &batch);
-        }
-    }
+        persist_batches(&mut store, 20)
+    };
     let (store, recovered) = Store::open(dir.path()).unwrap();
     assert_eq!(as_map(recovered), expected);
     assert_eq!(store.recovery(), Recovery::Clean);
@@ -27,14 +23,10 @@ fn persisted_records_come_back_after_reopen() {
 #[test]
 fn streamed_records_are_the_collected_ones() {
     let disk = SimDisk::new();
-    let mut expected = Map::new();
-    {
+    let expected = {
         let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
-        for batch in batches(20) {
-            store.persist(&batch).unwrap();
-            apply(&mut expected, &batch);
-        }
-    }
+        persist_batches(&mut store, 20)
+    };
     let (_store, (boot, streamed)) = StoreOptions::default()
         .open_backend_into(disk.backend(), |boot, records| {
             (boot, records.collect::<Vec<_>>())
@@ -112,15 +104,12 @@ fn a_batch_costs_one_fsync_and_an_empty_batch_none() {
 #[test]
 fn a_crashed_store_reopens_with_everything_persisted() {
     let disk = SimDisk::new();
-    let mut expected = Map::new();
-    {
+    let expected = {
         let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
-        for batch in batches(10) {
-            store.persist(&batch).unwrap();
-            apply(&mut expected, &batch);
-        }
+        let expected = persist_batches(&mut store, 10);
         disk.crash();
-    }
+        expected
+    };
     let (store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
     assert_eq!(store.recovery(), Recovery::Repaired);
     assert_eq!(recovered.incarnation, 2);
@@ -151,14 +140,10 @@ fn two_phase_commit_stores_the_same_records() {
         two_phase_commit: true,
         ..StoreOptions::default()
     };
-    let mut expected = Map::new();
-    {
+    let expected = {
         let (mut store, _) = options.open_backend(disk.backend()).unwrap();
-        for batch in batches(5) {
-            store.persist(&batch).unwrap();
-            apply(&mut expected, &batch);
-        }
-    }
+        persist_batches(&mut store, 5)
+    };
     let (_store, recovered) = options.open_backend(disk.backend()).unwrap();
     assert_eq!(as_map(recovered), expected);
 }

@@ -113,6 +113,17 @@ pub fn apply(map: &mut Map, batch: &[Write]) {
     }
 }
 
+/// Persist `batches(count)` into `store`, one batch per persist; what the
+/// store should then hold.
+pub fn persist_batches(store: &mut tenure_storage::Store, count: u64) -> Map {
+    let mut expected = Map::new();
+    for batch in batches(count) {
+        store.persist(&batch).unwrap();
+        apply(&mut expected, &batch);
+    }
+    expected
+}
+
 pub fn as_map(recovered: Recovered) -> Map {
     let len = recovered.records.len();
     let registers: BTreeMap<_, _> = recovered.records.into_iter().collect();
