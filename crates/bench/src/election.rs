@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 const TENURE_POLL_MS: u64 = 30_000;
 /// `LeaderElection`'s default ttl.
 const TENURE_TTL_MS: u64 = 10_000;
+/// `Lock::acquire`'s safety margin (`DEFAULT_MARGIN`).
+const TENURE_MARGIN_MS: u64 = 100;
 /// `concurrency.NewSession`'s default ttl.
 const ETCD_SESSION_TTL_S: u64 = 60;
 /// How long the driver waits for any one event before giving up.
@@ -58,7 +60,7 @@ pub struct TenureCandidate {
     id: String,
     token: Option<u64>,
     /// When the last campaign's long poll answered 201 (before the
-    /// renewal that `campaign` does next).
+    /// renewal that `campaign` sends when the poll waited).
     pub granted_at: Option<Instant>,
 }
 
@@ -86,10 +88,20 @@ impl TenureCandidate {
     }
 }
 
+/// Whether `Lock::acquire` renews a grant its long poll answered after
+/// `waited`: when less than two thirds of the usable lease is left
+/// (`tenure_client::time::most_of_the_lease_left`, less its drift
+/// allowance: a few milliseconds at this ttl).
+fn poll_waited(waited: Duration) -> bool {
+    let usable = Duration::from_millis(TENURE_TTL_MS - TENURE_MARGIN_MS);
+    waited * 3 > usable
+}
+
 impl Candidate for TenureCandidate {
     fn campaign(&mut self, _queued: &mut dyn FnMut()) -> Result<()> {
         let acquire = format!(r#"{{"holder":"{}","ttl_ms":{TENURE_TTL_MS}}}"#, self.id);
         loop {
+            let sent = Instant::now();
             let (status, v) = self.put(&format!("?wait={TENURE_POLL_MS}ms"), &acquire)?;
             match status {
                 201 => {}
@@ -99,6 +111,10 @@ impl Candidate for TenureCandidate {
             }
             self.granted_at = Some(Instant::now());
             let token = v["token"].as_u64().context("tenure campaign: no token")?;
+            if !poll_waited(sent.elapsed()) {
+                self.token = Some(token);
+                return Ok(());
+            }
             let renew = format!(r#"{{"holder":"{}","token":{token}}}"#, self.id);
             let (status, v) = self.put("", &renew)?;
             match status {
@@ -221,10 +237,11 @@ impl Candidate for EtcdCandidate {
 #[derive(Default)]
 pub struct Uncontested {
     /// From the start of the campaign to leading, session included (etcd:
-    /// grant + txn + range; tenure: long poll answered + renewal).
+    /// grant + txn + range; tenure: long poll answered, + renewal if the
+    /// poll waited, which an uncontested one does not).
     pub campaign: Latencies,
     /// etcd: the campaign on a session already open (txn + range).
-    /// tenure: the long poll's answer alone, before the client's renewal.
+    /// tenure: the long poll's answer alone (no session to leave out).
     pub campaign_part: Latencies,
     /// `resign`, leader to nobody.
     pub resign: Latencies,
@@ -593,6 +610,15 @@ impl ElectionResults {
 mod tests {
     use super::*;
     use std::sync::{Arc, Condvar, Mutex};
+
+    #[test]
+    fn a_candidate_renews_only_after_a_poll_that_waited_a_third_of_the_lease() {
+        // ttl 10 s less the 100 ms margin: the client renews past about 3.3 s.
+        assert!(!poll_waited(Duration::ZERO));
+        assert!(!poll_waited(Duration::from_millis(3_300)));
+        assert!(poll_waited(Duration::from_millis(3_301)));
+        assert!(poll_waited(Duration::from_secs(29)));
+    }
 
     /// An election in memory: a leader and a queue, woken in order.
     #[derive(Default)]

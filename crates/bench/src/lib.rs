@@ -876,7 +876,7 @@ fn summary_table(j: &Value) -> String {
         spread_row(&mut s, &label, ca, cb, "p99_us", 2, true);
         spread_row(
             &mut s,
-            "election: the same campaign up to the grant, before the client's renewal (tenure) / on a session already open (etcd), p50 / p99 (ms)",
+            "election: the same campaign on a session already open (etcd; tenure has no session: up to the grant), p50 / p99 (ms)",
             &ea["campaign_grant_only"],
             &eb["campaign_session_open"],
             "p99_us",
@@ -1159,7 +1159,7 @@ For leader election, each side runs its library's recipe:
 
 | operation | tenure (`tenure_client::LeaderElection`) | etcd (`concurrency.Election`) |
 |---|---|---|
-| campaign | `PUT /v1/locks/{name}?wait=30000ms` `{"holder","ttl_ms":10000}` (again on each `409` when the wait runs out); on `201`, a renewal `PUT` with the token, as `Lock::acquire` does after a long poll | `/v3/lease/grant` TTL 60 (`NewSession`), then `/v3/kv/txn`: if `create_revision(pfx/LEASE) == 0` put it (value: the candidate's id) with the lease, else range it; then `waitDeletes`: range the last key created before ours, watch it (`/v3/watch`, streamed) until it is deleted, range again, until none is left |
+| campaign | `PUT /v1/locks/{name}?wait=30000ms` `{"holder","ttl_ms":10000}` (again on each `409` when the wait runs out); on `201`, when the poll waited more than a third of the usable ttl, a renewal `PUT` with the token, as `Lock::acquire` does | `/v3/lease/grant` TTL 60 (`NewSession`), then `/v3/kv/txn`: if `create_revision(pfx/LEASE) == 0` put it (value: the candidate's id) with the lease, else range it; then `waitDeletes`: range the last key created before ours, watch it (`/v3/watch`, streamed) until it is deleted, range again, until none is left |
 | resign | `DELETE /v1/locks/{name}?holder&token` | `/v3/kv/txn`: if `create_revision(our key)` is still ours, delete it (the session stays) |
 | waiting | the long poll, parked on the node it was sent to, woken there when the node sees the name change | the watch on the previous candidate's key |
 
@@ -1204,10 +1204,9 @@ is over well within both ttls (10 s, `LeaderElection`'s default; 60 s,
   `--quick`), each on an election nobody else is in, then a resignation;
   rounds alternate between the systems as in the sequential workload,
   through node 1 and the etcd leader. The campaign row counts what a
-  process does to lead: tenure, the long poll's `201` and the renewal
-  `LeaderElection` sends after any grant won by a long poll; etcd, the
-  session's lease grant, the txn and the `waitDeletes` range. The next row
-  leaves out tenure's renewal and etcd's session grant.
+  process does to lead: tenure, the long poll's `201` (answered at once:
+  no renewal follows); etcd, the session's lease grant, the txn and the
+  `waitDeletes` range. The next row leaves out etcd's session grant.
 - **Election, handoff**: 3 candidates per system, candidate *i* through
   node (member) *i*, each with its own connections; the first leads, the
   other two wait (tenure: a long poll parked on its node, seen in that
