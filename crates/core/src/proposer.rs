@@ -390,7 +390,8 @@ impl Proposer {
                     self.prepare(now, &name, promised, fx);
                 } else {
                     // Proposers are duelling: a random pause breaks the tie.
-                    let pause = Micros(self.random_below(self.timing.backoff_max.0.max(1)));
+                    let cap = backoff_cap(self.timing.backoff_max, round.preempted);
+                    let pause = Micros(self.random_below(cap.0.max(1)));
                     self.set_phase(&name, Phase::Backoff { above: promised }, now.plus(pause));
                 }
             }
@@ -816,10 +817,31 @@ impl Proposer {
     }
 }
 
+/// How many times the pause's bound doubles before it reaches
+/// `backoff_max`.
+const BACKOFF_DOUBLINGS: u32 = 3;
+
+/// The bound of the random pause after the `preempted`-th pre-emption of
+/// a round (2 and up; the first retries at once). It starts at an eighth of
+/// `max` and doubles: a duel of two proposers (two woken waiters) usually
+/// ends at the first pause, and a short bound makes that pause short, while
+/// a crowd of proposers spreads out as the bound grows.
+fn backoff_cap(max: Micros, preempted: u32) -> Micros {
+    let halvings = BACKOFF_DOUBLINGS.saturating_sub(preempted.saturating_sub(2));
+    Micros(max.0 >> halvings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::packed::tests::{arb_ballot, arb_value};
+
+    #[test]
+    fn the_pause_after_a_duel_starts_short_and_doubles_up_to_the_maximum() {
+        let max = Micros::from_millis(20);
+        let caps: Vec<u64> = (2..=7).map(|n| backoff_cap(max, n).0).collect();
+        assert_eq!(caps, [2_500, 5_000, 10_000, 20_000, 20_000, 20_000]);
+    }
     use proptest::prelude::*;
 
     proptest! {
