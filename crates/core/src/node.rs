@@ -241,17 +241,6 @@ impl Node {
                 return;
             }
         };
-        // Whatever this node's acceptor now promises, its proposer's next
-        // ballot must outrank, or its next prepare is refused at home.
-        let promised = match &step.reply {
-            Message::Promise { ballot, .. } => Some(*ballot),
-            Message::Accepted { ballot, .. } => Some(ballot.successor()),
-            Message::Nack { promised, .. } => Some(*promised),
-            _ => None,
-        };
-        if let Some(promised) = promised {
-            self.proposer.note_promise(promised);
-        }
         if let Some(record) = step.write {
             self.last_write += 1;
             self.writes.push_back(Write {

@@ -297,12 +297,6 @@ impl Proposer {
         }
     }
 
-    /// This node's acceptor promised `ballot` (to anyone): prepare above it
-    /// from now on rather than learn it from a nack.
-    pub fn note_promise(&mut self, ballot: Ballot) {
-        self.next_counter = self.next_counter.max(ballot.counter.saturating_add(1));
-    }
-
     /// The earliest round timer, if any.
     pub fn next_timer(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)

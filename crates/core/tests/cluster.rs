@@ -202,27 +202,6 @@ fn a_renewal_through_the_last_winner_takes_one_round_trip() {
 }
 
 #[test]
-fn a_node_prepares_above_what_its_own_acceptor_promised() {
-    let mut c = Cluster::new(3);
-    granted(&c.run(1, "job", acquire("a", 10_000)));
-    // Every acceptor, node 2's too, now promises node 1's next ballot (its
-    // fast path). Node 2's proposer must outrank it at once, not learn it
-    // from a round of nacks.
-    c.delivered.clear();
-    assert!(matches!(
-        c.run(2, "job", acquire("b", 10_000)),
-        Outcome::Conflict(_)
-    ));
-    assert!(
-        !c.delivered
-            .iter()
-            .any(|m| matches!(m, Message::Nack { .. })),
-        "no prepare refused: {:?}",
-        c.delivered
-    );
-}
-
-#[test]
 fn a_read_through_the_last_winner_keeps_its_fast_path() {
     let mut c = Cluster::new(3);
     let token = granted(&c.run(1, "job", acquire("a", 10_000)));
