@@ -2,6 +2,8 @@
 //! message and every write is delivered by hand, so each test controls the
 //! exact interleaving it checks.
 
+mod common;
+
 use std::collections::VecDeque;
 use tenure_core::{
     Config, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node,
@@ -19,22 +21,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(size: u16) -> Cluster {
-        let members: Vec<NodeId> = (1..=size).map(NodeId).collect();
-        let nodes = members
-            .iter()
-            .map(|&node| {
-                let config = Config {
-                    node,
-                    incarnation: 1,
-                    promise_horizon: 0,
-                    members: members.clone(),
-                    rules: Rules::default(),
-                    timing: Timing::default(),
-                    seed: u64::from(node.0),
-                };
-                Node::new(config, [], Instant::ZERO).unwrap()
-            })
-            .collect();
+        let nodes = common::fresh_nodes(size, |node| u64::from(node.0));
         Cluster {
             nodes,
             now: Instant::from_micros(1_000_000),
@@ -62,13 +49,7 @@ impl Cluster {
     fn flush(&mut self) {
         let now = self.now;
         for node in &mut self.nodes {
-            let mut last = None;
-            while let Some(w) = node.poll_write() {
-                last = Some(w.id);
-            }
-            if let Some(id) = last {
-                node.handle_durable(now, id);
-            }
+            common::sync_all_writes(node, now);
             while let Some(t) = node.poll_transmit() {
                 self.net.push_back((node.id(), t.to, t.message));
             }

@@ -4,10 +4,12 @@
 //! shape (docs/protocol.md), measured in simulated time on a network with a
 //! fixed one-way delay and instant disks.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::{
-    Config, HolderId, Instant, LeaseName, LockDelay, Message, Micros, Node, NodeId, Op, Outcome,
-    RequestId, Rules, Timing, Ttl,
+    HolderId, Instant, LeaseName, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, RequestId,
+    Ttl,
 };
 
 /// One-way delay of every message, self-addressed ones included.
@@ -24,22 +26,7 @@ struct Net {
 
 impl Net {
     fn new(trial: u64) -> Net {
-        let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
-        let nodes = members
-            .iter()
-            .map(|&node| {
-                let config = Config {
-                    node,
-                    incarnation: 1,
-                    promise_horizon: 0,
-                    members: members.clone(),
-                    rules: Rules::default(),
-                    timing: Timing::default(),
-                    seed: trial * 16 + u64::from(node.0),
-                };
-                Node::new(config, [], Instant::ZERO).expect("a valid config")
-            })
-            .collect();
+        let nodes = common::fresh_nodes(3, |node| trial * 16 + u64::from(node.0));
         Net {
             nodes,
             now: Instant::from_micros(1_000_000),
@@ -53,13 +40,7 @@ impl Net {
     fn flush(&mut self) {
         let now = self.now;
         for node in &mut self.nodes {
-            let mut last = None;
-            while let Some(w) = node.poll_write() {
-                last = Some(w.id);
-            }
-            if let Some(id) = last {
-                node.handle_durable(now, id);
-            }
+            common::sync_all_writes(node, now);
             while let Some(t) = node.poll_transmit() {
                 self.sent += 1;
                 let at = now.plus(Micros(DELAY_US));

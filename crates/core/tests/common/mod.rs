@@ -1,0 +1,35 @@
+//! Pieces the hand-driven network tests share.
+
+use tenure_core::{Config, Instant, Node, NodeId, Rules, Timing};
+
+/// `size` nodes in their first life on empty storage, default rules and
+/// timing; `seed` picks each node's backoff seed.
+pub fn fresh_nodes(size: u16, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
+    let members: Vec<NodeId> = (1..=size).map(NodeId).collect();
+    members
+        .iter()
+        .map(|&node| {
+            let config = Config {
+                node,
+                incarnation: 1,
+                promise_horizon: 0,
+                members: members.clone(),
+                rules: Rules::default(),
+                timing: Timing::default(),
+                seed: seed(node),
+            };
+            Node::new(config, [], Instant::ZERO).expect("a valid config")
+        })
+        .collect()
+}
+
+/// Make every write `node` has queued durable at once, as an instant disk.
+pub fn sync_all_writes(node: &mut Node, now: Instant) {
+    let mut last = None;
+    while let Some(w) = node.poll_write() {
+        last = Some(w.id);
+    }
+    if let Some(id) = last {
+        node.handle_durable(now, id);
+    }
+}
