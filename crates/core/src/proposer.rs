@@ -823,9 +823,10 @@ const BACKOFF_DOUBLINGS: u32 = 3;
 
 /// The bound of the random pause after the `preempted`-th pre-emption of
 /// a round (2 and up; the first retries at once). It starts at an eighth of
-/// `max` and doubles: a duel of two proposers (two woken waiters) usually
-/// ends at the first pause, and a short bound makes that pause short, while
-/// a crowd of proposers spreads out as the bound grows.
+/// `max` and doubles: the loser of a duel of two proposers (two woken
+/// waiters) meets the winner's reserved ballot and pauses a few times
+/// before it learns the grant, so short first pauses settle the name
+/// sooner, while a crowd of proposers spreads out as the bound grows.
 fn backoff_cap(max: Micros, preempted: u32) -> Micros {
     let halvings = BACKOFF_DOUBLINGS.saturating_sub(preempted.saturating_sub(2));
     Micros(max.0 >> halvings)
@@ -835,6 +836,7 @@ fn backoff_cap(max: Micros, preempted: u32) -> Micros {
 mod tests {
     use super::*;
     use crate::packed::tests::{arb_ballot, arb_value};
+    use proptest::prelude::*;
 
     #[test]
     fn the_pause_after_a_duel_starts_short_and_doubles_up_to_the_maximum() {
@@ -842,7 +844,6 @@ mod tests {
         let caps: Vec<u64> = (2..=7).map(|n| backoff_cap(max, n).0).collect();
         assert_eq!(caps, [2_500, 5_000, 10_000, 20_000, 20_000, 20_000]);
     }
-    use proptest::prelude::*;
 
     proptest! {
         #[test]
