@@ -15,8 +15,8 @@ fn a_long_poll_is_granted_as_soon_as_the_holder_releases() {
         let r = put(&waiter_url, r#"{"holder":"b","ttl_ms":30000}"#);
         (r, Instant::now())
     });
-    // Wait until the waiter is parked on node 1 (its metrics say so).
-    wait_for_metric(&c.url(1), "tenure_watched_names 1");
+    // Wait until the waiter is queued through node 1 (its metrics say so).
+    wait_for_metric(&c.url(1), "tenure_waiting_acquires 1");
     let released_at = Instant::now();
     assert_eq!(release(&c.lock_url(2, "leader"), "a", t).status, 204);
     let (r, granted_at) = waiter.join().expect("waiter");

@@ -16,8 +16,8 @@
 
 use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
-use crate::input::LeaseName;
-use crate::lease::LeaseValue;
+use crate::input::{HolderId, LeaseName};
+use crate::lease::{LeaseValue, Token};
 use crate::message::{Message, Report};
 use crate::packed::ValueMut;
 use crate::time::{Instant, Micros};
@@ -69,6 +69,8 @@ impl Register {
 pub const HORIZON_STEP: u64 = 1 << 20;
 
 /// Something the acceptor needs durable.
+// The register is the common record; boxing it would allocate per write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Record {
     /// The state of one name, after an acceptance.
@@ -272,8 +274,21 @@ impl Acceptor {
         Message::Peeked {
             name: name.clone(),
             id,
-            accepted: self.registers.get(name).and_then(|r| r.report(now)),
+            accepted: self.report(name, now),
         }
+    }
+
+    /// The accepted value of `name` and its age, as a promise would report
+    /// them.
+    pub fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
+        self.registers.get(name).and_then(|r| r.report(now))
+    }
+
+    /// The token and holder of the value accepted for `name`.
+    pub fn holder_and_token(&self, name: &LeaseName) -> Option<(Token, Option<HolderId>)> {
+        let accepted = self.registers.get(name)?.accepted?;
+        let holder = accepted.value.grant.map(|g| g.holder);
+        Some((accepted.value.token, holder))
     }
 
     /// The state of one name as a record would carry it, for inspection and
@@ -304,7 +319,6 @@ fn nack(name: &LeaseName, ballot: Ballot, promised: Ballot) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::Token;
 
     fn name() -> LeaseName {
         LeaseName::new("n").unwrap()

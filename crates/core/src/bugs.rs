@@ -21,15 +21,20 @@ pub enum Bug {
     NoTokenBump,
     /// The holder's deadline is `sent + ttl`, without the drift margin.
     NoDriftMargin,
+    /// An acquire that will be refused runs phase 1 instead of a quorum
+    /// read, and a pre-empted round prepares again at once: under
+    /// contention, refusals pre-empt the holder's renewals and releases.
+    PrepareToRefuse,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 6] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
         Bug::NoTokenBump,
         Bug::NoDriftMargin,
+        Bug::PrepareToRefuse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +44,7 @@ impl Bug {
             Bug::ForgetPromises => "forget-promises",
             Bug::NoTokenBump => "no-token-bump",
             Bug::NoDriftMargin => "no-drift-margin",
+            Bug::PrepareToRefuse => "prepare-to-refuse",
         }
     }
 

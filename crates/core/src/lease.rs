@@ -5,97 +5,34 @@
 //! request that last started this lease's clock was sent (see
 //! `docs/safety.md`). A lease counts as expired only when `age ≥ ttl·(1+ρ)`,
 //! which guarantees at least `ttl` of real time has passed.
+//!
+//! - [`value`]: the register value, its token and its write log.
+//! - [`queue`]: the waiting acquires, first come first served.
 
-use crate::ballot::Ballot;
+mod queue;
+mod value;
+
+pub use queue::{Waiter, WaiterId, Waiters, MAX_WAITERS};
+pub use value::{Grant, LeaseValue, Token, WriteLog, REMEMBERED_WRITES};
+
 use crate::bugs::{Bug, Bugs};
 use crate::input::{HolderId, LockDelay, Ttl};
 use crate::time::{DriftBound, Instant, Micros};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// A fencing token: strictly increases with every grant of one name.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Token(pub u64);
-
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// One grant of a lease.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Grant {
-    pub holder: HolderId,
-    pub ttl: Ttl,
-    pub lock_delay: LockDelay,
-}
-
-/// The value of one name's register.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct LeaseValue {
-    /// The token of the latest grant; zero before the first. Never decreases:
-    /// release and expiry keep it, so the next grant is above every earlier.
-    pub token: Token,
-    /// The latest grant, until it is released. A grant past its ttl stays
-    /// here (expired) until someone acquires or releases.
-    pub grant: Option<Grant>,
-    /// Which rounds wrote this value and its recent ancestors; lets a round
-    /// that retries find out whether its earlier attempt already took effect.
-    pub writes: WriteLog,
-}
-
-/// How many recent writes a value remembers.
-pub const REMEMBERED_WRITES: usize = 4;
-
-/// The number of value-changing rounds a register has seen, and the ballots
-/// at which the last [`REMEMBERED_WRITES`] of them were proposed.
-///
-/// A round that sent a value-changing accept and then had to retry cannot
-/// simply apply its operations again: its first attempt may have been
-/// accepted and adopted (an acquire would then grant twice, a release would
-/// report a conflict with itself). Ballots are unique, so finding its own
-/// ballot here tells it exactly whether that attempt took effect.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WriteLog {
-    pub count: u64,
-    pub recent: [Ballot; REMEMBERED_WRITES],
-}
-
-impl WriteLog {
-    /// The log after one more write, proposed at `ballot`.
-    pub fn after(&self, ballot: Ballot) -> WriteLog {
-        let count = self.count + 1;
-        let mut recent = self.recent;
-        recent[(count % REMEMBERED_WRITES as u64) as usize] = ballot;
-        WriteLog { count, recent }
-    }
-
-    /// Whether write number `number` was the one proposed at `ballot`:
-    /// `Some(true)` or `Some(false)`, or `None` when it is too long ago to tell.
-    pub fn wrote(&self, number: u64, ballot: Ballot) -> Option<bool> {
-        if number > self.count {
-            return Some(false);
-        }
-        if self.count - number >= REMEMBERED_WRITES as u64 {
-            return None;
-        }
-        Some(self.recent[(number % REMEMBERED_WRITES as u64) as usize] == ballot)
-    }
-}
 
 /// What a client asks of a name's register.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     /// A new grant. By the current holder too: that supersedes its old grant
     /// with a higher token, which is how a retried acquire whose outcome was
-    /// unknown resolves.
+    /// unknown resolves. With a `wait`, an acquire that finds the lease held
+    /// joins the name's queue and is answered when the lease is handed to
+    /// it, or with the conflict once `wait` has passed.
     Acquire {
         holder: HolderId,
         ttl: Ttl,
         lock_delay: LockDelay,
+        wait: Micros,
     },
     /// Restart the clock of grant `token`, held by `holder`.
     Renew { holder: HolderId, token: Token },
@@ -109,6 +46,21 @@ impl Op {
     pub fn is_read(&self) -> bool {
         matches!(self, Op::Read)
     }
+
+    /// An acquire that may wait for the lease.
+    pub fn waits(&self) -> bool {
+        matches!(self, Op::Acquire { wait, .. } if *wait > Micros::ZERO)
+    }
+
+    /// The operation's name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Acquire { .. } => "acquire",
+            Op::Renew { .. } => "renew",
+            Op::Release { .. } => "release",
+            Op::Read => "read",
+        }
+    }
 }
 
 /// How a name looks to a node judging it with a given age.
@@ -118,11 +70,13 @@ pub enum LeaseView {
     Free { token: Token },
     /// Held. `remaining` is how much longer, on the judging node's clock, the
     /// cluster will go on treating it as held unless it is renewed.
+    /// `waiters` acquires are queued for it.
     Held {
         holder: HolderId,
         token: Token,
         ttl: Ttl,
         remaining: Micros,
+        waiters: u32,
     },
     /// Expired without release and inside its lock-delay: nobody holds it,
     /// but only `holder` may acquire it for `remaining` more.
@@ -130,7 +84,20 @@ pub enum LeaseView {
         holder: HolderId,
         token: Token,
         remaining: Micros,
+        waiters: u32,
     },
+}
+
+impl LeaseView {
+    /// How long the name stays as it looks, unless someone changes it.
+    pub fn remaining(&self) -> Option<Micros> {
+        match self {
+            LeaseView::Free { .. } => None,
+            LeaseView::Held { remaining, .. } | LeaseView::LockDelayed { remaining, .. } => {
+                Some(*remaining)
+            }
+        }
+    }
 }
 
 /// The result of one operation.
@@ -152,13 +119,48 @@ pub enum Outcome {
     Conflict(LeaseView),
 }
 
-/// Whether an operation writes. `Fresh` values restart the lease clock
-/// (age zero at acceptance), which is sound because the request that asked
-/// for them was sent before any acceptor accepts them.
+impl Outcome {
+    /// The outcome's name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Granted { .. } => "granted",
+            Outcome::Renewed { .. } => "renewed",
+            Outcome::Released { .. } => "released",
+            Outcome::Observed(_) => "observed",
+            Outcome::Conflict(_) => "conflict",
+        }
+    }
+}
+
+/// Whether an operation writes, and what happens to the lease clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     Unchanged,
+    /// A new grant, a renewal or a release: the lease clock restarts (age
+    /// zero at acceptance), which is sound because the request that asked
+    /// for it was sent before any acceptor accepts it.
     Fresh(LeaseValue),
+    /// Only the queue changed: the grant is the same, so its clock goes on
+    /// from the age observed, exactly as for a value proposed again
+    /// unchanged. Restarting it would extend a lease nobody renewed.
+    Kept(LeaseValue),
+}
+
+/// A waiting acquire as a round sees it: which waiter it is, and how much
+/// longer it waits (zero on its last try, which leaves the queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Waiting {
+    pub id: WaiterId,
+    pub left: Micros,
+}
+
+/// What a round may tell a request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Answer {
+    Reply(Outcome),
+    /// The request waits on, in the queue or (when it is full) beside it;
+    /// the view says how the lease stands.
+    Wait(LeaseView),
 }
 
 /// The parameters of the lease rules, the same on every node.
@@ -174,6 +176,7 @@ pub fn view(value: &LeaseValue, age: Micros, rules: &Rules) -> LeaseView {
     let Some(grant) = &value.grant else {
         return LeaseView::Free { token: value.token };
     };
+    let waiters = value.waiters.live_count(age);
     let held_for = drift.stretch(grant.ttl.as_micros());
     if age < held_for {
         return LeaseView::Held {
@@ -181,6 +184,7 @@ pub fn view(value: &LeaseValue, age: Micros, rules: &Rules) -> LeaseView {
             token: value.token,
             ttl: grant.ttl,
             remaining: held_for.saturating_sub(age),
+            waiters,
         };
     }
     let delayed_for = drift.stretch(
@@ -194,61 +198,37 @@ pub fn view(value: &LeaseValue, age: Micros, rules: &Rules) -> LeaseView {
             holder: grant.holder.clone(),
             token: value.token,
             remaining: delayed_for.saturating_sub(age),
+            waiters,
         };
     }
     LeaseView::Free { token: value.token }
 }
 
-/// Apply `op` to `value` whose lease clock reads `age`.
-pub fn apply(value: &LeaseValue, age: Micros, op: &Op, rules: &Rules) -> (Change, Outcome) {
+/// Apply `op` to `value` whose lease clock reads `age`. `waiting` names
+/// the waiter when `op` is an acquire that may wait.
+pub fn apply(
+    value: &LeaseValue,
+    age: Micros,
+    op: &Op,
+    waiting: Option<Waiting>,
+    rules: &Rules,
+) -> (Change, Answer) {
     let current = view(value, age, rules);
+    let refused = |view| (Change::Unchanged, Answer::Reply(Outcome::Conflict(view)));
     match op {
-        Op::Read => (Change::Unchanged, Outcome::Observed(current)),
+        Op::Read => (Change::Unchanged, Answer::Reply(Outcome::Observed(current))),
         Op::Acquire {
             holder,
             ttl,
             lock_delay,
+            ..
         } => {
-            let may_grant = match &current {
-                LeaseView::Free { .. } => true,
-                LeaseView::Held { holder: h, .. } | LeaseView::LockDelayed { holder: h, .. } => {
-                    h == holder
-                }
+            let ask = Ask {
+                holder,
+                ttl: *ttl,
+                lock_delay: *lock_delay,
             };
-            let Some(next_token) = value.token.0.checked_add(1) else {
-                // 2^64 grants of one name cannot happen; refuse rather than reuse.
-                return (Change::Unchanged, Outcome::Conflict(current));
-            };
-            if !may_grant {
-                return (Change::Unchanged, Outcome::Conflict(current));
-            }
-            // A grant the holder may still be using. A new grant to the same
-            // holder replaces it, possibly without the holder's knowledge (a
-            // delayed or retried acquire), so it must not end any sooner:
-            // it keeps at least the old ttl, counted from a later start.
-            let superseded = match &current {
-                LeaseView::Held { holder: h, .. } if h == holder => value.grant.as_ref(),
-                _ => None,
-            };
-            let token = if superseded.is_some() && rules.bugs.has(Bug::NoTokenBump) {
-                value.token
-            } else {
-                Token(next_token)
-            };
-            let (ttl, lock_delay) = match superseded {
-                Some(old) => ((*ttl).max(old.ttl), (*lock_delay).max(old.lock_delay)),
-                None => (*ttl, *lock_delay),
-            };
-            let granted = LeaseValue {
-                token,
-                grant: Some(Grant {
-                    holder: holder.clone(),
-                    ttl,
-                    lock_delay,
-                }),
-                writes: value.writes.clone(),
-            };
-            (Change::Fresh(granted), Outcome::Granted { token, ttl })
+            acquire(value, age, &ask, waiting, rules)
         }
         Op::Renew { holder, token } => match &current {
             LeaseView::Held {
@@ -256,29 +236,195 @@ pub fn apply(value: &LeaseValue, age: Micros, op: &Op, rules: &Rules) -> (Change
                 token: t,
                 ttl,
                 ..
-            } if h == holder && t == token => (
-                Change::Fresh(value.clone()),
-                Outcome::Renewed {
+            } if h == holder && t == token => {
+                let renewed = LeaseValue {
+                    waiters: value.waiters.rebased(age),
+                    ..value.clone()
+                };
+                let outcome = Outcome::Renewed {
                     token: *token,
                     ttl: *ttl,
-                },
-            ),
-            _ => (Change::Unchanged, Outcome::Conflict(current)),
+                };
+                (Change::Fresh(renewed), Answer::Reply(outcome))
+            }
+            _ => refused(current),
         },
         Op::Release { holder, token } => match &value.grant {
             // An expired grant may still be released by its holder: nobody
             // else holds it, and releasing ends its lock-delay early.
-            Some(g) if &g.holder == holder && value.token == *token => (
-                Change::Fresh(LeaseValue {
+            Some(g) if &g.holder == holder && value.token == *token => {
+                let freed = LeaseValue {
                     token: value.token,
                     grant: None,
+                    waiters: value.waiters.rebased(age),
                     writes: value.writes.clone(),
-                }),
-                Outcome::Released { token: *token },
-            ),
-            _ => (Change::Unchanged, Outcome::Conflict(current)),
+                };
+                // The first waiter gets the lease in the same write.
+                let next = hand_off(&freed, Micros::ZERO, rules).unwrap_or(freed);
+                let outcome = Outcome::Released { token: *token };
+                (Change::Fresh(next), Answer::Reply(outcome))
+            }
+            _ => refused(current),
         },
     }
+}
+
+/// What an acquire asks for.
+struct Ask<'a> {
+    holder: &'a HolderId,
+    ttl: Ttl,
+    lock_delay: LockDelay,
+}
+
+fn acquire(
+    value: &LeaseValue,
+    age: Micros,
+    ask: &Ask<'_>,
+    waiting: Option<Waiting>,
+    rules: &Rules,
+) -> (Change, Answer) {
+    let current = view(value, age, rules);
+    let me = waiting.map(|w| w.id);
+    // Handed to this waiter already (by a release, or by another's acquire
+    // that found the lease free): the grant happened while it waited.
+    if let (Some(id), Some(grant)) = (me, &value.grant) {
+        if grant.waiter == Some(id) {
+            let outcome = Outcome::Granted {
+                token: value.token,
+                ttl: grant.ttl,
+            };
+            return (Change::Unchanged, Answer::Reply(outcome));
+        }
+    }
+    // The holder may always renew its claim with a new grant, queue or not;
+    // a free lease goes to the first in line.
+    let own = matches!(&current,
+        LeaseView::Held { holder, .. } | LeaseView::LockDelayed { holder, .. } if holder == ask.holder);
+    let first_in_line = value.waiters.head(age).is_none_or(|w| Some(w.id) == me);
+    if own || (matches!(current, LeaseView::Free { .. }) && first_in_line) {
+        return match grant_to(value, age, &current, ask, me, rules) {
+            Some(granted) => {
+                let outcome = Outcome::Granted {
+                    token: granted.token,
+                    ttl: granted.grant.as_ref().map_or(ask.ttl, |g| g.ttl),
+                };
+                (Change::Fresh(granted), Answer::Reply(outcome))
+            }
+            // 2^64 grants of one name cannot happen; refuse rather than reuse.
+            None => (Change::Unchanged, Answer::Reply(Outcome::Conflict(current))),
+        };
+    }
+    // Someone else is first in line: if the lease is free for them, it is
+    // theirs now, whoever asked.
+    let (mut next, age, fresh) = match hand_off(value, age, rules) {
+        Some(handed) => (handed, Micros::ZERO, true),
+        None => (value.clone(), age, false),
+    };
+    let mut queue_changed = false;
+    if let Some(w) = waiting {
+        let queued = next.waiters.contains(w.id);
+        if w.left == Micros::ZERO {
+            // The last try: leave the queue.
+            if queued {
+                next.waiters = next.waiters.without(w.id);
+                queue_changed = true;
+            }
+        } else if !queued && next.waiters.live_count(age) < MAX_WAITERS as u32 {
+            next.waiters = pruned(&next.waiters, age).with(Waiter {
+                id: w.id,
+                holder: ask.holder.clone(),
+                ttl: ask.ttl,
+                lock_delay: ask.lock_delay,
+                until: age.saturating_add(rules.drift.stretch(w.left)),
+            });
+            queue_changed = true;
+        }
+    }
+    let after = view(&next, age, rules);
+    let change = if fresh {
+        Change::Fresh(next)
+    } else if queue_changed {
+        Change::Kept(next)
+    } else {
+        Change::Unchanged
+    };
+    let answer = match waiting {
+        Some(w) if w.left > Micros::ZERO => Answer::Wait(after),
+        _ => Answer::Reply(Outcome::Conflict(after)),
+    };
+    (change, answer)
+}
+
+/// The queue without the entries that have given up by `age`, without
+/// rebasing the others (the clock goes on).
+fn pruned(waiters: &Waiters, age: Micros) -> Waiters {
+    Waiters(waiters.live(age).cloned().collect())
+}
+
+/// The value with the lease granted to the first live waiter, if the lease
+/// is free for it.
+fn hand_off(value: &LeaseValue, age: Micros, rules: &Rules) -> Option<LeaseValue> {
+    let head = value.waiters.head(age)?;
+    let current = view(value, age, rules);
+    let free_for_head = match &current {
+        LeaseView::Free { .. } => true,
+        LeaseView::Held { .. } => false,
+        LeaseView::LockDelayed { holder, .. } => *holder == head.holder,
+    };
+    if !free_for_head {
+        return None;
+    }
+    let ask = Ask {
+        holder: &head.holder,
+        ttl: head.ttl,
+        lock_delay: head.lock_delay,
+    };
+    grant_to(value, age, &current, &ask, Some(head.id), rules)
+}
+
+/// A new grant of `value`, judged `current` at `age`, to `ask.holder`:
+/// token + 1, a fresh clock, and `waiter` (if any) out of the queue.
+fn grant_to(
+    value: &LeaseValue,
+    age: Micros,
+    current: &LeaseView,
+    ask: &Ask<'_>,
+    waiter: Option<WaiterId>,
+    rules: &Rules,
+) -> Option<LeaseValue> {
+    let next_token = value.token.0.checked_add(1)?;
+    // A grant the holder may still be using. A new grant to the same
+    // holder replaces it, possibly without the holder's knowledge (a
+    // delayed or retried acquire), so it must not end any sooner: it keeps
+    // at least the old ttl, counted from a later start.
+    let superseded = match current {
+        LeaseView::Held { holder, .. } if holder == ask.holder => value.grant.as_ref(),
+        _ => None,
+    };
+    let token = if superseded.is_some() && rules.bugs.has(Bug::NoTokenBump) {
+        value.token
+    } else {
+        Token(next_token)
+    };
+    let (ttl, lock_delay) = match superseded {
+        Some(old) => (ask.ttl.max(old.ttl), ask.lock_delay.max(old.lock_delay)),
+        None => (ask.ttl, ask.lock_delay),
+    };
+    let mut waiters = value.waiters.rebased(age);
+    if let Some(id) = waiter {
+        waiters = waiters.without(id);
+    }
+    Some(LeaseValue {
+        token,
+        grant: Some(Grant {
+            holder: ask.holder.clone(),
+            ttl,
+            lock_delay,
+            waiter,
+        }),
+        waiters,
+        writes: value.writes.clone(),
+    })
 }
 
 /// The instant, on the holder's own clock, after which it must stop acting
@@ -303,6 +449,7 @@ pub fn holder_deadline(sent: Instant, ttl: Ttl, rules: &Rules, margin: Micros) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ballot::Ballot;
     use proptest::prelude::*;
 
     const RHO: &Rules = &Rules {
@@ -321,6 +468,14 @@ mod tests {
             holder: h(holder),
             ttl: ttl(ttl_ms),
             lock_delay: LockDelay::NONE,
+            wait: Micros::ZERO,
+        }
+    }
+    /// `apply` for a request that does not wait: it is always answered.
+    fn apply(value: &LeaseValue, age: Micros, op: &Op, rules: &Rules) -> (Change, Outcome) {
+        match super::apply(value, age, op, None, rules) {
+            (change, Answer::Reply(outcome)) => (change, outcome),
+            (_, Answer::Wait(_)) => panic!("a request without a wait was told to wait"),
         }
     }
     fn held_by(holder: &str, token: u64, ttl_ms: u64) -> LeaseValue {
@@ -330,7 +485,9 @@ mod tests {
                 holder: h(holder),
                 ttl: ttl(ttl_ms),
                 lock_delay: LockDelay::NONE,
+                waiter: None,
             }),
+            waiters: Waiters::default(),
             writes: WriteLog::default(),
         }
     }
@@ -367,6 +524,7 @@ mod tests {
                 token: Token(4),
                 ttl: ttl(1000),
                 remaining: ms(601),
+                waiters: 0,
             })
         );
     }
@@ -552,6 +710,7 @@ mod tests {
             LeaseValue {
                 token: Token(8),
                 grant: None,
+                waiters: Waiters::default(),
                 writes: WriteLog::default(),
             }
         );
@@ -584,15 +743,20 @@ mod tests {
             incarnation: 1,
         };
         let mut log = WriteLog::default();
-        for c in 1..=6 {
+        let writes = REMEMBERED_WRITES as u64 + 2;
+        for c in 1..=writes {
             log = log.after(b(c));
         }
-        assert_eq!(log.count, 6);
-        assert_eq!(log.wrote(6, b(6)), Some(true));
+        assert_eq!(log.count, writes);
+        assert_eq!(log.wrote(writes, b(writes)), Some(true));
         assert_eq!(log.wrote(3, b(3)), Some(true));
         assert_eq!(log.wrote(3, b(4)), Some(false));
-        assert_eq!(log.wrote(7, b(7)), Some(false), "not written yet");
+        assert_eq!(log.wrote(writes + 1, b(7)), Some(false), "not written yet");
         assert_eq!(log.wrote(2, b(2)), None, "forgotten");
+        // A slot never filled (or forgotten in an upgrade) cannot tell.
+        let mut partial = log.clone();
+        partial.recent[3] = Ballot::ZERO;
+        assert_eq!(partial.wrote(3, b(3)), None);
     }
 
     #[test]
@@ -605,6 +769,205 @@ mod tests {
         );
     }
 
+    fn wid(seq: u64) -> WaiterId {
+        WaiterId {
+            node: 1,
+            incarnation: 1,
+            seq,
+        }
+    }
+    fn waiting(seq: u64, left_ms: u64) -> Option<Waiting> {
+        Some(Waiting {
+            id: wid(seq),
+            left: ms(left_ms),
+        })
+    }
+    fn waiter(holder: &str, seq: u64, until_ms: u64) -> Waiter {
+        Waiter {
+            id: wid(seq),
+            holder: h(holder),
+            ttl: ttl(1000),
+            lock_delay: LockDelay::NONE,
+            until: ms(until_ms),
+        }
+    }
+    fn with_queue(mut value: LeaseValue, queue: Vec<Waiter>) -> LeaseValue {
+        value.waiters = Waiters(queue);
+        value
+    }
+
+    #[test]
+    fn a_waiting_acquire_joins_the_queue_without_restarting_the_lease_clock() {
+        let value = held_by("a", 4, 1000);
+        let (change, answer) =
+            super::apply(&value, ms(400), &acquire("b", 1000), waiting(7, 2000), RHO);
+        // Joined at age 400 for 2000 ms (stretched for drift): until 2402.
+        let joined = with_queue(value.clone(), vec![waiter("b", 7, 2402)]);
+        assert_eq!(change, Change::Kept(joined.clone()));
+        let Answer::Wait(LeaseView::Held {
+            holder, waiters, ..
+        }) = answer
+        else {
+            panic!("a waiter waits while the lease is held: {answer:?}")
+        };
+        assert_eq!((holder.as_str(), waiters), ("a", 1));
+        // Asking again changes nothing: it is queued once.
+        let (change, _) =
+            super::apply(&joined, ms(500), &acquire("b", 1000), waiting(7, 1900), RHO);
+        assert_eq!(change, Change::Unchanged);
+    }
+
+    #[test]
+    fn a_release_hands_the_lease_to_the_first_waiter_in_the_same_write() {
+        let value = with_queue(
+            held_by("a", 4, 1000),
+            vec![waiter("b", 7, 5000), waiter("c", 8, 5000)],
+        );
+        let release = Op::Release {
+            holder: h("a"),
+            token: Token(4),
+        };
+        let (change, outcome) = apply(&value, ms(300), &release, RHO);
+        assert_eq!(outcome, Outcome::Released { token: Token(4) });
+        let Change::Fresh(next) = change else {
+            panic!("a release writes")
+        };
+        assert_eq!(next.token, Token(5));
+        let grant = next.grant.clone().unwrap();
+        assert_eq!((grant.holder.as_str(), grant.waiter), ("b", Some(wid(7))));
+        // The clock restarts: the one left waiting is rebased to it.
+        assert_eq!(next.waiters, Waiters(vec![waiter("c", 8, 4700)]));
+        // The waiter then finds its grant, without another write.
+        let (change, answer) =
+            super::apply(&next, ms(1), &acquire("b", 1000), waiting(7, 4000), RHO);
+        assert_eq!(change, Change::Unchanged);
+        assert_eq!(
+            answer,
+            Answer::Reply(Outcome::Granted {
+                token: Token(5),
+                ttl: ttl(1000)
+            })
+        );
+    }
+
+    #[test]
+    fn a_free_lease_goes_to_the_first_waiter_not_to_whoever_asks() {
+        // Expired without a release, with b queued: c's try goes to b.
+        let value = with_queue(held_by("a", 4, 1000), vec![waiter("b", 7, 5000)]);
+        let (change, outcome) = apply(&value, ms(1500), &acquire("c", 1000), RHO);
+        let Change::Fresh(next) = change else {
+            panic!("the hand-off writes")
+        };
+        assert_eq!(next.grant.as_ref().unwrap().holder.as_str(), "b");
+        assert!(matches!(
+            outcome,
+            Outcome::Conflict(LeaseView::Held { ref holder, token: Token(5), .. }) if holder.as_str() == "b"
+        ));
+        // A waiter behind the head hands over to the head, and waits on.
+        let value = with_queue(
+            held_by("a", 4, 1000),
+            vec![waiter("b", 7, 5000), waiter("c", 8, 5000)],
+        );
+        let (change, answer) =
+            super::apply(&value, ms(1500), &acquire("c", 1000), waiting(8, 3000), RHO);
+        let Change::Fresh(next) = change else {
+            panic!("the hand-off writes")
+        };
+        assert_eq!(next.grant.as_ref().unwrap().waiter, Some(wid(7)));
+        assert_eq!(next.waiters, Waiters(vec![waiter("c", 8, 3500)]));
+        assert!(matches!(
+            answer,
+            Answer::Wait(LeaseView::Held { waiters: 1, .. })
+        ));
+        // The head itself takes a free lease.
+        let (change, answer) =
+            super::apply(&value, ms(1500), &acquire("b", 1000), waiting(7, 3000), RHO);
+        assert!(matches!(change, Change::Fresh(_)));
+        assert!(matches!(
+            answer,
+            Answer::Reply(Outcome::Granted {
+                token: Token(5),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_waiters_last_try_leaves_the_queue() {
+        let value = with_queue(held_by("a", 4, 1000), vec![waiter("b", 7, 5000)]);
+        let (change, answer) =
+            super::apply(&value, ms(100), &acquire("b", 1000), waiting(7, 0), RHO);
+        assert_eq!(change, Change::Kept(held_by("a", 4, 1000)));
+        assert!(matches!(
+            answer,
+            Answer::Reply(Outcome::Conflict(LeaseView::Held { waiters: 0, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_waiter_that_gave_up_is_skipped_and_dropped() {
+        let value = with_queue(
+            held_by("a", 4, 1000),
+            vec![waiter("b", 7, 100), waiter("c", 8, 5000)],
+        );
+        let release = Op::Release {
+            holder: h("a"),
+            token: Token(4),
+        };
+        let (Change::Fresh(next), _) = apply(&value, ms(200), &release, RHO) else {
+            panic!("a release writes")
+        };
+        assert_eq!(next.grant.unwrap().holder.as_str(), "c");
+        assert!(next.waiters.is_empty());
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_a_waiter_beyond_it_waits_outside() {
+        let queue = (0..MAX_WAITERS as u64)
+            .map(|i| waiter("q", i, 5000))
+            .collect();
+        let value = with_queue(held_by("a", 4, 1000), queue);
+        let (change, answer) =
+            super::apply(&value, ms(1), &acquire("b", 1000), waiting(999, 1000), RHO);
+        assert_eq!(change, Change::Unchanged);
+        assert!(matches!(answer, Answer::Wait(_)));
+    }
+
+    #[test]
+    fn a_queued_waiter_waits_out_the_lock_delay_of_another_holder() {
+        let mut value = with_queue(held_by("a", 4, 1000), vec![waiter("b", 7, 9000)]);
+        if let Some(g) = value.grant.as_mut() {
+            g.lock_delay = LockDelay::from_millis(500).unwrap();
+        }
+        let (change, answer) =
+            super::apply(&value, ms(1200), &acquire("b", 1000), waiting(7, 5000), RHO);
+        assert_eq!(change, Change::Unchanged);
+        assert!(matches!(
+            answer,
+            Answer::Wait(LeaseView::LockDelayed { .. })
+        ));
+        let (change, _) =
+            super::apply(&value, ms(1600), &acquire("b", 1000), waiting(7, 5000), RHO);
+        assert!(matches!(change, Change::Fresh(_)));
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_queue_on_the_restarted_clock() {
+        let value = with_queue(held_by("a", 4, 1000), vec![waiter("b", 7, 5000)]);
+        let renew = Op::Renew {
+            holder: h("a"),
+            token: Token(4),
+        };
+        let (change, _) = apply(&value, ms(300), &renew, RHO);
+        assert_eq!(
+            change,
+            Change::Fresh(with_queue(
+                held_by("a", 4, 1000),
+                vec![waiter("b", 7, 4700)]
+            ))
+        );
+    }
+
     fn arb_op() -> impl Strategy<Value = Op> {
         let holder = prop::sample::select(vec!["a", "b", "c"]).prop_map(h);
         let token = (0u64..6).prop_map(Token);
@@ -613,6 +976,7 @@ mod tests {
                 holder,
                 ttl: ttl(t),
                 lock_delay: LockDelay::from_millis(d).unwrap(),
+                wait: Micros::ZERO,
             }),
             (holder.clone(), token.clone()).prop_map(|(holder, token)| Op::Renew { holder, token }),
             (holder, token).prop_map(|(holder, token)| Op::Release { holder, token }),
@@ -638,6 +1002,7 @@ mod tests {
                     (Change::Fresh(next), _) => prop_assert_eq!(next.token, value.token),
                     (Change::Unchanged, Outcome::Granted { .. }) => prop_assert!(false, "a grant must write"),
                     (Change::Unchanged, _) => {}
+                    (Change::Kept(_), _) => prop_assert!(false, "no queue without waiting acquires"),
                 }
                 if let Change::Fresh(next) = change { value = next; }
             }
@@ -653,6 +1018,33 @@ mod tests {
             if let (Outcome::Granted { .. }, Op::Acquire { holder, .. }) = (&outcome, &op) {
                 prop_assert!(!still_held || holder.as_str() == "a");
             }
+        }
+
+        /// First come, first served: waiters that join a held lease get it
+        /// in the order they joined, each from the release before it.
+        #[test]
+        fn waiters_are_granted_in_the_order_they_joined(n in 1usize..12, age_ms in 0u64..900) {
+            let mut value = held_by("a", 1, 1000);
+            for i in 0..n {
+                let op = acquire(&format!("w{i}"), 1000);
+                let (change, answer) = super::apply(&value, ms(age_ms), &op, waiting(i as u64, 60_000), RHO);
+                prop_assert!(matches!(answer, Answer::Wait(_)));
+                let Change::Kept(next) = change else { panic!("joining changes only the queue") };
+                value = next;
+            }
+            let mut holder = "a".to_string();
+            for i in 0..n {
+                let release = Op::Release { holder: h(&holder), token: value.token };
+                let (Change::Fresh(next), Outcome::Released { .. }) = apply(&value, ms(age_ms), &release, RHO) else {
+                    panic!("the holder's release is taken")
+                };
+                let grant = next.grant.clone().unwrap();
+                prop_assert_eq!(grant.holder.as_str(), format!("w{i}"));
+                prop_assert_eq!(next.token.0, value.token.0 + 1);
+                holder = grant.holder.as_str().to_string();
+                value = next;
+            }
+            prop_assert!(value.waiters.is_empty());
         }
 
         /// Refusals change nothing.

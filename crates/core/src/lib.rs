@@ -30,8 +30,10 @@ pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
-pub use lease::{holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token};
+pub use lease::{
+    holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, WaiterId, MAX_WAITERS,
+};
 pub use message::{Message, Report};
-pub use node::{Config, ConfigError, Node, Transmit, Write, WriteId};
-pub use proposer::{Failure, Reply, RequestId, Timing};
+pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId};
+pub use proposer::{Failure, PhaseKind, Reply, RequestId, Timing};
 pub use time::{DriftBound, Instant, Micros};

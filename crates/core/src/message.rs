@@ -54,6 +54,19 @@ pub enum Message {
 }
 
 impl Message {
+    /// The message's name, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Nack { .. } => "nack",
+            Message::Peek { .. } => "peek",
+            Message::Peeked { .. } => "peeked",
+        }
+    }
+
     pub fn name(&self) -> &LeaseName {
         match self {
             Message::Prepare { name, .. }

@@ -3,9 +3,9 @@
 //!
 //! # Call order
 //!
-//! 1. Feed input: [`Node::submit`] (a client operation),
-//!    [`Node::handle_message`] (a peer message), [`Node::handle_timeout`]
-//!    (when [`Node::poll_timeout`] is due).
+//! 1. Feed input: [`Node::submit`] (a client operation), [`Node::cancel`]
+//!    (its client has gone), [`Node::handle_message`] (a peer message),
+//!    [`Node::handle_timeout`] (when [`Node::poll_timeout`] is due).
 //! 2. Drain [`Node::poll_write`] and make every write durable, in order, in
 //!    as few fsyncs as you like (group commit); then call
 //!    [`Node::handle_durable`] with the last id that is durable.
@@ -15,6 +15,10 @@
 //!    acknowledged in step 2, so a shell cannot send one too early.
 //! 4. Arm a timer for [`Node::poll_timeout`].
 //!
+//! [`Node::poll_event`] says what changed (a name's holder, a round's
+//! phase), for the shell to wake watchers and count; draining it is
+//! optional and may happen at any time.
+//!
 //! Messages a node sends to itself are delivered inside the node, under the
 //! same rule.
 
@@ -22,9 +26,11 @@ use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::NodeId;
 use crate::bugs::Bug;
 use crate::input::LeaseName;
-use crate::lease::{Op, Rules};
-use crate::message::Message;
-use crate::proposer::{Effects, Proposer, Reply, RequestId, Timing, To};
+use crate::lease::{LeaseValue, Op, Rules};
+use crate::message::{Message, Report};
+use crate::proposer::{
+    Effects, Local, PhaseKind, Proposer, ProposerConfig, Reply, RequestId, Timing, To,
+};
 use crate::time::Instant;
 use std::collections::VecDeque;
 
@@ -75,6 +81,22 @@ pub struct Transmit {
     pub message: Message,
 }
 
+/// Events kept for the shell at most; see `Node::event`.
+const MAX_EVENTS: usize = 4_096;
+
+/// What changed in a node, for the shell to act on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// This node's acceptor accepted a value for `name` whose holder or
+    /// token differs from the one it replaced: watchers of the name should
+    /// look again. (Changes this node takes no part in are not seen.)
+    HolderChanged { name: LeaseName },
+    /// A round for `name` began a phase.
+    Phase { name: LeaseName, phase: PhaseKind },
+}
+
+// Messages are the common case; boxing them would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Outgoing {
     Send(NodeId, Message),
@@ -94,6 +116,13 @@ pub struct Node {
     held: VecDeque<(u64, Outgoing)>,
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,
+    events: VecDeque<Event>,
+}
+
+impl Local for Acceptor {
+    fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
+        self.report(name, now)
+    }
 }
 
 impl Node {
@@ -120,15 +149,15 @@ impl Node {
             return Err(ConfigError::ZeroIncarnation);
         }
         let acceptor = Acceptor::recover(config.promise_horizon, recovered, now, config.rules.bugs);
-        let proposer = Proposer::new(
-            config.node,
-            config.incarnation,
-            members.len(),
-            config.rules,
-            config.timing,
-            acceptor.highest_promise().counter.saturating_add(1),
-            config.seed,
-        );
+        let proposer = Proposer::new(ProposerConfig {
+            node: config.node,
+            incarnation: config.incarnation,
+            members: members.len(),
+            rules: config.rules,
+            timing: config.timing,
+            first_counter: acceptor.highest_promise().counter.saturating_add(1),
+            seed: config.seed,
+        });
         Ok(Node {
             config,
             acceptor,
@@ -139,6 +168,7 @@ impl Node {
             held: VecDeque::new(),
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
+            events: VecDeque::new(),
         })
     }
 
@@ -153,7 +183,18 @@ impl Node {
     /// A client operation on `name`; its reply comes from [`Node::poll_reply`].
     pub fn submit(&mut self, now: Instant, request: RequestId, name: LeaseName, op: Op) {
         let mut fx = Effects::default();
-        self.proposer.submit(now, request, name, op, &mut fx);
+        self.proposer
+            .submit(now, request, name, op, &self.acceptor, &mut fx);
+        self.absorb(fx);
+        self.pump(now);
+    }
+
+    /// The client of `request` has gone. A waiting acquire leaves its
+    /// name's queue (releasing a grant handed to it meanwhile) and still
+    /// gets a reply, which the shell may drop; other requests run on.
+    pub fn cancel(&mut self, now: Instant, request: RequestId) {
+        let mut fx = Effects::default();
+        self.proposer.cancel(now, request, &self.acceptor, &mut fx);
         self.absorb(fx);
         self.pump(now);
     }
@@ -169,7 +210,7 @@ impl Node {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut fx = Effects::default();
-        self.proposer.handle_timeout(now, &mut fx);
+        self.proposer.handle_timeout(now, &self.acceptor, &mut fx);
         self.absorb(fx);
         self.pump(now);
     }
@@ -196,6 +237,10 @@ impl Node {
         self.replies.pop_front()
     }
 
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.proposer.next_timer()
     }
@@ -220,6 +265,11 @@ impl Node {
         self.acceptor.len()
     }
 
+    /// Acquires waiting on this node for `name`.
+    pub fn waiting(&self, name: &LeaseName) -> usize {
+        self.proposer.waiting(name)
+    }
+
     fn deliver(&mut self, now: Instant, from: NodeId, message: Message) {
         let step = match message {
             Message::Prepare { name, ballot } => self.acceptor.handle_prepare(now, &name, ballot),
@@ -228,7 +278,14 @@ impl Node {
                 ballot,
                 value,
                 age,
-            } => self.acceptor.handle_accept(now, &name, ballot, &value, age),
+            } => {
+                let before = self.acceptor.holder_and_token(&name);
+                let step = self.acceptor.handle_accept(now, &name, ballot, &value, age);
+                if step.write.is_some() {
+                    self.on_accepted(now, &name, &value, before);
+                }
+                step
+            }
             Message::Peek { name, id } => {
                 let reply = self.acceptor.handle_peek(now, &name, id);
                 self.hold(Outgoing::Send(from, reply));
@@ -236,7 +293,8 @@ impl Node {
             }
             reply => {
                 let mut fx = Effects::default();
-                self.proposer.handle_reply(now, from, reply, &mut fx);
+                self.proposer
+                    .handle_reply(now, from, reply, &self.acceptor, &mut fx);
                 self.absorb(fx);
                 return;
             }
@@ -251,7 +309,37 @@ impl Node {
         self.hold(Outgoing::Send(from, step.reply));
     }
 
+    /// This node's acceptor took a new value for `name`.
+    fn on_accepted(
+        &mut self,
+        now: Instant,
+        name: &LeaseName,
+        value: &LeaseValue,
+        before: Option<(crate::lease::Token, Option<crate::input::HolderId>)>,
+    ) {
+        let after = (value.token, value.grant.as_ref().map(|g| g.holder.clone()));
+        if before.as_ref() != Some(&after) {
+            self.event(Event::HolderChanged { name: name.clone() });
+        }
+        let mut fx = Effects::default();
+        self.proposer
+            .handle_accepted(now, name, value, &self.acceptor, &mut fx);
+        self.absorb(fx);
+    }
+
+    /// Events are advice for a shell that may not drain them: the oldest
+    /// give way beyond this many.
+    fn event(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
     fn absorb(&mut self, fx: Effects) {
+        for (name, phase) in fx.phases {
+            self.event(Event::Phase { name, phase });
+        }
         for (to, message) in fx.sends {
             match to {
                 To::Node(node) => self.hold(Outgoing::Send(node, message)),

@@ -20,7 +20,12 @@
 //! ballot = varint(counter) ‖ varint(node) ‖ varint(incarnation)
 //! lease  = varint(token) ‖ bytes(holder, or none without a grant)
 //!          ‖ [varint(ttl ms) ‖ varint(lock-delay ms), with a grant]
-//!          ‖ varint(write count) ‖ slot tags ‖ slots
+//!          ‖ varint(write count) ‖ (slot tags ‖ slots) per four slots
+//!          ‖ varint(queue length · 2 + 1 if the grant went to a waiter)
+//!          ‖ [waiter, the grant's] ‖ queued*
+//! waiter = varint(node) ‖ varint(incarnation) ‖ varint(seq)
+//! queued = waiter ‖ bytes(holder) ‖ varint(ttl ms) ‖ varint(lock-delay ms)
+//!          ‖ varint(until µs)
 //! ```
 //!
 //! A lease value's write-log ballots are written relative to a nearby
@@ -31,7 +36,10 @@
 
 use crate::ballot::Ballot;
 use crate::input::{HolderId, LeaseName, LockDelay, Ttl};
-use crate::lease::{Grant, LeaseValue, Token, WriteLog, REMEMBERED_WRITES};
+use crate::lease::{
+    Grant, LeaseValue, Token, Waiter, WaiterId, Waiters, WriteLog, REMEMBERED_WRITES,
+};
+use crate::time::Micros;
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -292,6 +300,8 @@ pub(crate) fn put_ballot(out: &mut Vec<u8>, b: Ballot) {
 }
 
 /// A lease value, its write-log ballots written relative to `near`.
+const _: () = assert!(REMEMBERED_WRITES % 4 == 0, "tag bytes hold four slots");
+
 pub(crate) fn put_value(out: &mut Vec<u8>, value: &LeaseValue, near: Ballot) {
     put_varint(out, value.token.0);
     match &value.grant {
@@ -304,27 +314,56 @@ pub(crate) fn put_value(out: &mut Vec<u8>, value: &LeaseValue, near: Ballot) {
     }
     let writes = &value.writes;
     put_varint(out, writes.count);
-    let tags_at = out.len();
-    out.push(0);
-    let mut tags = 0u8;
-    for (i, slot) in writes.recent.iter().enumerate() {
-        let tag = if *slot == Ballot::ZERO {
-            SLOT_ZERO
-        } else if *slot == near {
-            SLOT_NEAR
-        } else if slot.node == near.node
-            && slot.incarnation == near.incarnation
-            && slot.counter < near.counter
-        {
-            put_varint(out, near.counter - slot.counter);
-            SLOT_BELOW_NEAR
-        } else {
-            put_ballot(out, *slot);
-            SLOT_FULL
-        };
-        tags |= tag << (2 * i);
+    // Two bits per slot, four slots to a tag byte, the tags before the
+    // slots they describe.
+    for slots in writes.recent.chunks(4) {
+        let tags_at = out.len();
+        out.push(0);
+        let mut tags = 0u8;
+        for (i, slot) in slots.iter().enumerate() {
+            let tag = if *slot == Ballot::ZERO {
+                SLOT_ZERO
+            } else if *slot == near {
+                SLOT_NEAR
+            } else if slot.node == near.node
+                && slot.incarnation == near.incarnation
+                && slot.counter < near.counter
+            {
+                put_varint(out, near.counter - slot.counter);
+                SLOT_BELOW_NEAR
+            } else {
+                put_ballot(out, *slot);
+                SLOT_FULL
+            };
+            tags |= tag << (2 * i);
+        }
+        out[tags_at] = tags;
     }
-    out[tags_at] = tags;
+    let handed_to = value.grant.as_ref().and_then(|g| g.waiter);
+    put_varint(
+        out,
+        (value.waiters.len() as u64) << 1 | u64::from(handed_to.is_some()),
+    );
+    if let Some(id) = handed_to {
+        put_waiter_id(out, id);
+    }
+    for w in value.waiters.iter() {
+        put_waiter_id(out, w.id);
+        put_bytes(out, w.holder.as_str().as_bytes());
+        put_varint(out, w.ttl.as_millis());
+        put_varint(out, w.lock_delay.as_millis());
+        put_varint(out, w.until.0);
+    }
+}
+
+fn holder_from(bytes: &[u8]) -> Option<HolderId> {
+    HolderId::new(std::str::from_utf8(bytes).ok()?).ok()
+}
+
+fn put_waiter_id(out: &mut Vec<u8>, id: WaiterId) {
+    put_varint(out, u64::from(id.node));
+    put_varint(out, u64::from(id.incarnation));
+    put_varint(out, id.seq);
 }
 
 /// Reads what the `put_*` functions wrote, in the same order.
@@ -375,33 +414,62 @@ impl<'a> Reader<'a> {
     pub(crate) fn value(&mut self, near: Ballot) -> Option<LeaseValue> {
         let token = Token(self.varint()?);
         let holder = self.bytes()?;
-        let grant = if holder.is_empty() {
+        let mut grant = if holder.is_empty() {
             None
         } else {
             Some(Grant {
-                holder: HolderId::new(std::str::from_utf8(holder).ok()?).ok()?,
+                holder: holder_from(holder)?,
                 ttl: Ttl::from_millis(self.varint()?).ok()?,
                 lock_delay: LockDelay::from_millis(self.varint()?).ok()?,
+                waiter: None,
             })
         };
         let count = self.varint()?;
-        let tags = self.byte()?;
         let mut recent = [Ballot::ZERO; REMEMBERED_WRITES];
-        for (i, slot) in recent.iter_mut().enumerate() {
-            *slot = match (tags >> (2 * i)) & 0b11 {
-                SLOT_ZERO => Ballot::ZERO,
-                SLOT_NEAR => near,
-                SLOT_BELOW_NEAR => Ballot {
-                    counter: near.counter.checked_sub(self.varint()?)?,
-                    ..near
-                },
-                _ => self.ballot()?,
-            };
+        for slots in recent.chunks_mut(4) {
+            let tags = self.byte()?;
+            for (i, slot) in slots.iter_mut().enumerate() {
+                *slot = match (tags >> (2 * i)) & 0b11 {
+                    SLOT_ZERO => Ballot::ZERO,
+                    SLOT_NEAR => near,
+                    SLOT_BELOW_NEAR => Ballot {
+                        counter: near.counter.checked_sub(self.varint()?)?,
+                        ..near
+                    },
+                    _ => self.ballot()?,
+                };
+            }
+        }
+        let queue_and_flag = self.varint()?;
+        if queue_and_flag & 1 == 1 {
+            grant.as_mut()?.waiter = Some(self.waiter_id()?);
+        }
+        let queued = usize::try_from(queue_and_flag >> 1).ok()?;
+        let mut waiters = Vec::with_capacity(queued.min(crate::lease::MAX_WAITERS));
+        for _ in 0..queued {
+            let id = self.waiter_id()?;
+            let holder = self.bytes()?;
+            waiters.push(Waiter {
+                id,
+                holder: holder_from(holder)?,
+                ttl: Ttl::from_millis(self.varint()?).ok()?,
+                lock_delay: LockDelay::from_millis(self.varint()?).ok()?,
+                until: Micros(self.varint()?),
+            });
         }
         Some(LeaseValue {
             token,
             grant,
+            waiters: Waiters(waiters),
             writes: WriteLog { count, recent },
+        })
+    }
+
+    fn waiter_id(&mut self) -> Option<WaiterId> {
+        Some(WaiterId {
+            node: u16::try_from(self.varint()?).ok()?,
+            incarnation: u32::try_from(self.varint()?).ok()?,
+            seq: self.varint()?,
         })
     }
 }
@@ -447,16 +515,45 @@ pub(crate) mod tests {
                     holder: HolderId::new(&holder).unwrap(),
                     ttl: Ttl::from_millis(ttl).unwrap(),
                     lock_delay: LockDelay::from_millis(delay).unwrap(),
+                    waiter: None,
                 }),
+        );
+        let waiter_id =
+            (any::<u16>(), any::<u32>(), any::<u64>()).prop_map(|(node, incarnation, seq)| {
+                WaiterId {
+                    node,
+                    incarnation,
+                    seq,
+                }
+            });
+        let grant = (grant, prop::option::of(waiter_id.clone()))
+            .prop_map(|(grant, waiter)| grant.map(|g| Grant { waiter, ..g }));
+        let waiters = prop::collection::vec(
+            (
+                waiter_id,
+                "[!-~]{1,16}",
+                crate::input::MIN_TTL_MS..=crate::input::MAX_TTL_MS,
+                0..=crate::input::MAX_LOCK_DELAY_MS,
+                any::<u64>(),
+            )
+                .prop_map(|(id, holder, ttl, delay, until)| Waiter {
+                    id,
+                    holder: HolderId::new(&holder).unwrap(),
+                    ttl: Ttl::from_millis(ttl).unwrap(),
+                    lock_delay: LockDelay::from_millis(delay).unwrap(),
+                    until: Micros(until),
+                }),
+            0..4,
         );
         (
             any::<u64>(),
             grant,
             any::<u64>(),
-            prop::array::uniform4(arb_ballot()),
+            prop::array::uniform8(arb_ballot()),
             0usize..5,
+            waiters,
         )
-            .prop_map(move |(token, grant, count, mut recent, at)| {
+            .prop_map(move |(token, grant, count, mut recent, at, waiters)| {
                 if at < REMEMBERED_WRITES {
                     recent[at] = near;
                     recent[(at + 1) % REMEMBERED_WRITES] = Ballot {
@@ -467,6 +564,7 @@ pub(crate) mod tests {
                 LeaseValue {
                     token: Token(token),
                     grant,
+                    waiters: Waiters(waiters),
                     writes: WriteLog { count, recent },
                 }
             })

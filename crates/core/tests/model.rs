@@ -265,7 +265,13 @@ fn model_catches_reply_before_persist() {
 /// and then accepts a's lower ballot: both values are chosen.
 #[test]
 fn model_catches_forget_promises() {
-    let scenario = with_bug(crash_of_the_shared_acceptor(), Bug::ForgetPromises);
+    // A round that times out prepares again: that second prepare is what
+    // the restarted n3 promises, having forgotten the promise it made.
+    let scenario = Scenario {
+        phase_timeout_ms: 10,
+        horizon_ms: 10,
+        ..with_bug(crash_of_the_shared_acceptor(), Bug::ForgetPromises)
+    };
     assert_caught(scenario, FENCED);
 }
 

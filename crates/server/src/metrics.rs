@@ -85,6 +85,8 @@ struct Registry {
     peer_dropped: BTreeMap<u16, u64>,
     /// Names this node granted or renewed, with when their ttl runs out.
     leases: HashMap<LeaseName, Instant>,
+    /// Acquires waiting for a lease through this node.
+    waiting_acquires: u64,
 }
 
 /// One node's metrics. Every method takes a short lock; none blocks on IO.
@@ -130,6 +132,17 @@ impl Metrics {
     /// A nack: another proposer got ahead, and this node's round retries.
     pub fn nack_received(&self) {
         self.with(|r| r.nacks_received += 1);
+    }
+
+    /// A waiting acquire began (`true`) or ended (`false`).
+    pub fn waiting_acquire(&self, began: bool) {
+        self.with(|r| {
+            if began {
+                r.waiting_acquires += 1;
+            } else {
+                r.waiting_acquires = r.waiting_acquires.saturating_sub(1);
+            }
+        });
     }
 
     pub fn persisted(&self, writes: usize, took: Duration) {
@@ -229,6 +242,9 @@ impl Metrics {
             out.push_str("# HELP tenure_leases_held Leases this node granted or renewed whose ttl has not run out.\n");
             out.push_str("# TYPE tenure_leases_held gauge\n");
             let _ = writeln!(out, "tenure_leases_held {}", r.leases.len());
+            out.push_str("# HELP tenure_waiting_acquires Acquires with a wait (long polls) waiting for a lease through this node.\n");
+            out.push_str("# TYPE tenure_waiting_acquires gauge\n");
+            let _ = writeln!(out, "tenure_waiting_acquires {}", r.waiting_acquires);
         });
         out.push_str(extra);
         out

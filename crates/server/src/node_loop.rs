@@ -1,23 +1,25 @@
 //! The node loop: one task owns the core `Node`, and is the only code that
 //! touches it.
 //!
-//! Inputs arrive on three channels (durability acks, peer messages, client
-//! calls) and one timer (`poll_timeout`). After every input the loop follows
-//! the core's call order: drain writes to storage, then transmits to peers,
-//! then replies to clients. The core itself holds back any message whose
-//! writes are not yet durable, so this loop cannot send one too early.
+//! Inputs arrive on four channels (durability acks, peer messages, client
+//! calls, and cancels of calls whose client has gone) and one timer
+//! (`poll_timeout`). After every input the loop follows the core's call
+//! order: drain writes to storage, then transmits to peers, then replies to
+//! clients, then the core's events (who to wake, what to count). The core
+//! itself holds back any message whose writes are not yet durable, so this
+//! loop cannot send one too early.
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::peer::PeerNet;
+use crate::peer::{PeerEvent, PeerNet};
 use crate::persist::{self, Ack, Persist};
 use crate::wakeups::Wakeups;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{
-    Failure, HolderId, LeaseName, LeaseValue, LeaseView, Message, Node, NodeId, Op, Outcome, Reply,
-    RequestId, Token,
+    Event, Failure, LeaseName, LeaseView, Message, Node, Op, Outcome, Reply, RequestId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,15 +27,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// writes from several inputs share one trip to storage.
 const MAX_INPUTS_PER_STEP: usize = 64;
 
-/// A message from a peer, as the transport delivers it.
-#[derive(Debug)]
-pub struct PeerEvent {
-    pub from: NodeId,
-    pub message: Message,
-}
-
 /// A client operation and where its outcome goes.
 pub struct ClientCall {
+    pub request: RequestId,
     pub name: LeaseName,
     pub op: Op,
     pub reply: oneshot::Sender<Result<Outcome, Failure>>,
@@ -52,22 +48,68 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct NodeHandle {
     calls: mpsc::Sender<ClientCall>,
+    cancels: mpsc::UnboundedSender<RequestId>,
+    next_request: Arc<AtomicU64>,
 }
 
 impl NodeHandle {
-    pub fn new(calls: mpsc::Sender<ClientCall>) -> NodeHandle {
-        NodeHandle { calls }
+    pub fn new(
+        calls: mpsc::Sender<ClientCall>,
+        cancels: mpsc::UnboundedSender<RequestId>,
+    ) -> NodeHandle {
+        NodeHandle {
+            calls,
+            cancels,
+            next_request: Arc::new(AtomicU64::new(1)),
+        }
     }
 
+    /// Ask the node. Dropping the future before it resolves tells the node
+    /// the client has gone, so that a waiting acquire leaves its queue.
     pub async fn call(&self, name: LeaseName, op: Op) -> Result<Outcome, CallError> {
+        let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let mut gone = op.waits().then(|| CancelOnDrop {
+            request,
+            cancels: self.cancels.clone(),
+        });
         let (reply, outcome) = oneshot::channel();
         self.calls
-            .send(ClientCall { name, op, reply })
+            .send(ClientCall {
+                request,
+                name,
+                op,
+                reply,
+            })
             .await
             .map_err(|_| CallError::Stopping)?;
-        match outcome.await {
+        let result = match outcome.await {
             Ok(result) => Ok(result?),
             Err(_) => Err(CallError::Stopping),
+        };
+        if let Some(guard) = gone.as_mut() {
+            guard.disarm();
+        }
+        result
+    }
+}
+
+/// Sends a cancel for its request unless disarmed first.
+struct CancelOnDrop {
+    request: RequestId,
+    cancels: mpsc::UnboundedSender<RequestId>,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.request = RequestId(0);
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.request != RequestId(0) {
+            // The loop may be gone already; then nothing waits anyway.
+            let _ = self.cancels.send(self.request);
         }
     }
 }
@@ -75,6 +117,7 @@ impl NodeHandle {
 struct Pending {
     name: LeaseName,
     op: &'static str,
+    waits: bool,
     reply: oneshot::Sender<Result<Outcome, Failure>>,
 }
 
@@ -86,14 +129,12 @@ pub struct NodeLoop {
     wakeups: Wakeups,
     metrics: Arc<Metrics>,
     pending: HashMap<RequestId, Pending>,
-    next_request: u64,
-    /// The last phase counted, so a message sent to every peer counts once.
-    last_phase: Option<(&'static str, LeaseName, u64)>,
 }
 
 /// The channels the loop reads.
 pub struct Inputs {
     pub calls: mpsc::Receiver<ClientCall>,
+    pub cancels: mpsc::UnboundedReceiver<RequestId>,
     pub peers: mpsc::Receiver<PeerEvent>,
     pub acks: mpsc::UnboundedReceiver<Ack>,
     /// Flips to true when the node should stop taking new calls.
@@ -119,8 +160,6 @@ impl NodeLoop {
             wakeups,
             metrics,
             pending: HashMap::new(),
-            next_request: 1,
-            last_phase: None,
         }
     }
 
@@ -148,6 +187,7 @@ impl NodeLoop {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
                 }
+                Some(request) = inputs.cancels.recv() => self.on_cancel(request),
                 Some(call) = inputs.calls.recv(), if drain_until.is_none() => {
                     self.on_call(call);
                     for _ in 1..MAX_INPUTS_PER_STEP {
@@ -164,6 +204,7 @@ impl NodeLoop {
                         while let Ok(call) = inputs.calls.try_recv() {
                             drop(call);
                         }
+                        self.stop_waiting();
                         drain_until = Some(tokio::time::Instant::now() + inputs.drain);
                     }
                 }
@@ -196,46 +237,59 @@ impl NodeLoop {
     }
 
     fn on_peer(&mut self, PeerEvent { from, message }: PeerEvent) {
-        let changed = match &message {
-            // A peer's proposal that changes who holds a name, or ends a
-            // grant: waiters and watches here should look again.
-            Message::Accept { name, value, .. } => {
-                let before = self
-                    .node
-                    .acceptor_state(name)
-                    .and_then(|d| d.accepted)
-                    .map(|(_, v)| holder_and_token(&v));
-                (before != Some(holder_and_token(value))).then(|| name.clone())
-            }
-            Message::Nack { .. } => {
-                self.metrics.nack_received();
-                None
-            }
-            _ => None,
-        };
+        if matches!(message, Message::Nack { .. }) {
+            self.metrics.nack_received();
+        }
         let now = self.clock.now();
         self.node.handle_message(now, from, message);
-        if let Some(name) = changed {
-            self.wakeups.notify(&name);
-        }
     }
 
-    fn on_call(&mut self, ClientCall { name, op, reply }: ClientCall) {
-        if reply.is_closed() {
+    fn on_call(&mut self, call: ClientCall) {
+        if call.reply.is_closed() {
             return; // The client gave up while queued: do not start a round.
         }
-        let request = RequestId(self.next_request);
-        self.next_request += 1;
+        let op = &call.op;
+        if op.waits() {
+            self.metrics.waiting_acquire(true);
+        }
         self.pending.insert(
-            request,
+            call.request,
             Pending {
-                name: name.clone(),
-                op: op_label(&op),
-                reply,
+                name: call.name.clone(),
+                op: op.kind(),
+                waits: op.waits(),
+                reply: call.reply,
             },
         );
         let now = self.clock.now();
-        self.node.submit(now, request, name, op);
+        self.node.submit(now, call.request, call.name, call.op);
+    }
+
+    fn on_cancel(&mut self, request: RequestId) {
+        if self.pending.contains_key(&request) {
+            let now = self.clock.now();
+            self.node.cancel(now, request);
+        }
+    }
+
+    /// At shutdown, waiting acquires leave their queues; their clients are
+    /// told this node is stopping, and may wait through another.
+    fn stop_waiting(&mut self) {
+        let waiting: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.waits)
+            .map(|(request, _)| *request)
+            .collect();
+        let now = self.clock.now();
+        for request in waiting {
+            // Dropping the reply sender answers the client "stopping".
+            if let Some(pending) = self.pending.get_mut(&request) {
+                let (closed, _) = oneshot::channel();
+                drop(std::mem::replace(&mut pending.reply, closed));
+            }
+            self.node.cancel(now, request);
+        }
     }
 
     /// Drain the core's outputs, in the order `node.rs` documents.
@@ -245,11 +299,17 @@ impl NodeLoop {
             self.persist.submit(writes);
         }
         while let Some(transmit) = self.node.poll_transmit() {
-            self.count(&transmit.message);
+            self.metrics.message_sent(transmit.message.kind());
             self.peers.send(transmit.to, transmit.message);
         }
         while let Some(reply) = self.node.poll_reply() {
             self.complete(reply);
+        }
+        while let Some(event) = self.node.poll_event() {
+            match event {
+                Event::HolderChanged { name } => self.wakeups.notify(&name),
+                Event::Phase { phase, .. } => self.metrics.round_phase(phase.kind()),
+            }
         }
     }
 
@@ -257,7 +317,14 @@ impl NodeLoop {
         let Some(pending) = self.pending.remove(&request) else {
             return;
         };
-        self.metrics.outcome(pending.op, outcome_label(&result));
+        if pending.waits {
+            self.metrics.waiting_acquire(false);
+        }
+        let label = match &result {
+            Ok(outcome) => outcome.kind(),
+            Err(failure) => failure.kind(),
+        };
+        self.metrics.outcome(pending.op, label);
         let name = &pending.name;
         match &result {
             Ok(Outcome::Granted { ttl, .. }) => {
@@ -287,53 +354,8 @@ impl NodeLoop {
         // The client may have gone; the outcome stands either way.
         let _ = pending.reply.send(result);
     }
-
-    fn count(&mut self, message: &Message) {
-        let (kind, phase) = match message {
-            Message::Prepare { name, ballot } => ("prepare", Some((name, ballot.counter))),
-            Message::Accept { name, ballot, .. } => ("accept", Some((name, ballot.counter))),
-            Message::Peek { name, id } => ("peek", Some((name, *id))),
-            Message::Promise { .. } => ("promise", None),
-            Message::Accepted { .. } => ("accepted", None),
-            Message::Nack { .. } => ("nack", None),
-            Message::Peeked { .. } => ("peeked", None),
-        };
-        self.metrics.message_sent(kind);
-        if let Some((name, n)) = phase {
-            let key = (kind, name.clone(), n);
-            if self.last_phase.as_ref() != Some(&key) {
-                self.metrics.round_phase(kind);
-                self.last_phase = Some(key);
-            }
-        }
-    }
-}
-
-fn holder_and_token(value: &LeaseValue) -> (Token, Option<HolderId>) {
-    (value.token, value.grant.as_ref().map(|g| g.holder.clone()))
 }
 
 fn ttl_duration(ttl_ms: u64) -> Duration {
     Duration::from_millis(ttl_ms)
-}
-
-pub fn op_label(op: &Op) -> &'static str {
-    match op {
-        Op::Acquire { .. } => "acquire",
-        Op::Renew { .. } => "renew",
-        Op::Release { .. } => "release",
-        Op::Read => "read",
-    }
-}
-
-fn outcome_label(result: &Result<Outcome, Failure>) -> &'static str {
-    match result {
-        Ok(Outcome::Granted { .. }) => "granted",
-        Ok(Outcome::Renewed { .. }) => "renewed",
-        Ok(Outcome::Released { .. }) => "released",
-        Ok(Outcome::Observed(_)) => "observed",
-        Ok(Outcome::Conflict(_)) => "conflict",
-        Err(Failure::Unavailable { .. }) => "unavailable",
-        Err(Failure::Overloaded) => "overloaded",
-    }
 }

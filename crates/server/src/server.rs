@@ -162,6 +162,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let (stop_peers, stop_peers_rx) = watch::channel(false);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENTS_QUEUED);
     let (call_tx, call_rx) = mpsc::channel(CLIENT_CALLS_QUEUED);
+    let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
 
     let (net, view) = peer::start(
         config.id,
@@ -176,6 +177,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let node_loop = NodeLoop::new(node, clock, persist, net, wakeups.clone(), metrics.clone());
     let node_task = tokio::spawn(node_loop.run(Inputs {
         calls: call_rx,
+        cancels: cancel_rx,
         peers: peer_rx,
         acks,
         stop: stop_node_rx,
@@ -184,7 +186,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
 
     let request_deadline = Duration::from_micros(config.timing.request_deadline.0);
     let state = AppState {
-        node: NodeHandle::new(call_tx),
+        node: NodeHandle::new(call_tx, cancel_tx),
         wakeups,
         metrics,
         peers: view,

@@ -194,6 +194,7 @@ impl Client {
                     holder: self.holder.clone(),
                     ttl,
                     lock_delay,
+                    wait: Micros::ZERO,
                 };
                 actions.push(self.send(now, name, op, history, rng));
             }
@@ -207,13 +208,14 @@ impl Client {
         if let Some(p) = &self.pending {
             at = at.min(p.give_up_at);
         }
-        if let (None, Some((_, _, retry))) = (&self.pending, &self.retry) {
+        // A stopped client starts nothing: only its deadline still matters.
+        if let (None, Some((_, _, retry)), false) = (&self.pending, &self.retry, self.stopped) {
             at = at.min(self.clock.true_at(*retry).max(now + 1));
         }
         if let Some(h) = &self.held {
             // Renewal and release wait for the request in flight; the
             // deadline does not.
-            let idle = self.pending.is_none();
+            let idle = self.pending.is_none() && !self.stopped;
             let due = [
                 Some(h.deadline),
                 idle.then_some(h.renew_at),

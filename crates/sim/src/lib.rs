@@ -16,6 +16,7 @@
 pub mod check;
 pub mod client;
 pub mod clock;
+pub mod contend;
 pub mod disk;
 pub mod faults;
 pub mod history;

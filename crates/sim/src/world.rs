@@ -3,6 +3,7 @@
 
 use crate::client::{Action, Client};
 use crate::clock::Clock;
+use crate::contend::{self, Ask, Contender};
 use crate::disk::Disk;
 use crate::faults::FaultPlan;
 use crate::history::History;
@@ -49,6 +50,11 @@ const PROBE: usize = usize::MAX >> 1;
 /// How long after healing an acquire of a free name must succeed.
 const LIVENESS_BOUND_US: u64 = 5_000_000;
 
+/// The crowd's client numbers start here, clear of the ordinary clients.
+const CROWD: usize = 1 << 20;
+/// The name the crowd fights over.
+const CROWD_NAME: &str = "contended";
+
 enum Event {
     Deliver {
         from: NodeId,
@@ -79,6 +85,9 @@ enum Event {
     },
     ClientWake {
         client: usize,
+    },
+    CrowdWake {
+        contender: usize,
     },
     Crash,
     Restart {
@@ -122,6 +131,8 @@ pub struct World {
     pub trace: Trace,
     healed_at: Option<u64>,
     probe_granted: bool,
+    /// The contention phase, started once the probe is granted.
+    crowd: Vec<Contender>,
     pub liveness: Option<String>,
     pub processed: u64,
 }
@@ -152,6 +163,7 @@ impl World {
             trace: Trace::new(config.full_trace),
             healed_at: None,
             probe_granted: false,
+            crowd: Vec::new(),
             liveness: None,
             processed: 0,
             config,
@@ -248,7 +260,11 @@ impl World {
 
     /// Run to the end; the bound on events keeps a livelock from hanging.
     pub fn run(&mut self) {
-        let end = self.config.fault_period_us + LIVENESS_BOUND_US + 1_000_000;
+        let end = self.config.fault_period_us
+            + LIVENESS_BOUND_US
+            + contend::CONTENTION_US
+            + 2 * contend::ANSWER_BOUND_US
+            + 3_000_000;
         for _ in 0..5_000_000u32 {
             let Some(Reverse((at, seq))) = self.queue.pop() else {
                 break;
@@ -262,14 +278,93 @@ impl World {
             };
             self.processed += 1;
             self.handle(event);
-            if self.probe_granted {
+            if self.probe_granted && self.crowd.is_empty() {
+                self.start_crowd();
+            }
+            if let Some(stall) = self.crowd.iter().find_map(|c| c.stalled.clone()) {
+                self.liveness = Some(format!("under contention after healing: {stall}"));
+                return;
+            }
+            if !self.crowd.is_empty() && self.crowd.iter().all(|c| c.done(self.now)) {
                 return;
             }
         }
+        if !self.probe_granted {
+            self.liveness = Some(format!(
+                "an acquire of a free name did not succeed within {} ms after faults healed",
+                LIVENESS_BOUND_US / 1000
+            ));
+            return;
+        }
+        for c in &mut self.crowd {
+            c.check_end(self.now);
+        }
+        let stall = self.crowd.iter().find_map(|c| c.stalled.clone());
         self.liveness = Some(format!(
-            "an acquire of a free name did not succeed within {} ms after faults healed",
-            LIVENESS_BOUND_US / 1000
+            "under contention after healing: {}",
+            stall.unwrap_or_else(|| "the crowd never finished".to_string())
         ));
+    }
+
+    /// Once the cluster is healthy again: a crowd on one fresh name, on
+    /// every node at once.
+    fn start_crowd(&mut self) {
+        let name = LeaseName::new(CROWD_NAME).unwrap_or_else(|_| unreachable!());
+        let until = self.now + contend::CONTENTION_US;
+        let count = self.rng.between(4, 12) as usize;
+        self.trace.line(
+            self.now,
+            format_args!("a crowd of {count} contends for {name}"),
+        );
+        for i in 0..count {
+            let clock = self.new_clock();
+            let node = i % self.nodes.len();
+            let waits = self.rng.chance(500_000);
+            self.crowd.push(Contender::new(
+                CROWD + i,
+                clock,
+                node,
+                waits,
+                name.clone(),
+                until,
+            ));
+            // Within a millisecond of each other: a stampede on a fresh name.
+            let at = self.now + self.rng.below(1_000);
+            self.schedule(at, Event::CrowdWake { contender: i });
+        }
+    }
+
+    fn crowd_asks(&mut self, contender: usize, asks: Vec<Ask>) {
+        for ask in asks {
+            match ask {
+                Ask::Send {
+                    node,
+                    request,
+                    op,
+                    history,
+                } => {
+                    let name = LeaseName::new(CROWD_NAME).unwrap_or_else(|_| unreachable!());
+                    let client = CROWD + contender;
+                    self.trace.line(
+                        self.now,
+                        format_args!("crowd {contender} -> node {node} #{request} {op:?}"),
+                    );
+                    let at = self.now + self.rng.between(50, 1_500);
+                    self.schedule(
+                        at,
+                        Event::Submit {
+                            node,
+                            client,
+                            request: (client as u64) << 40 | request,
+                            name,
+                            op,
+                            history,
+                        },
+                    );
+                }
+                Ask::WakeAt(at) => self.schedule(at, Event::CrowdWake { contender }),
+            }
+        }
     }
 
     fn handle(&mut self, event: Event) {
@@ -286,7 +381,7 @@ impl World {
                 let now = self.local(to);
                 self.trace.line(
                     self.now,
-                    format_args!("{from} -> node {to} {}", kind(&message)),
+                    format_args!("{from} -> node {to} {}", message.kind()),
                 );
                 if let Some(node) = self.nodes[to].node.as_mut() {
                     node.handle_message(now, from, message);
@@ -325,6 +420,20 @@ impl World {
                 );
                 if client == PROBE {
                     self.probe_granted |= matches!(result, Ok(Outcome::Granted { .. }));
+                    return;
+                }
+                if client >= CROWD {
+                    let contender = client - CROWD;
+                    let rules = self.rules;
+                    let asks = self.crowd[contender].answer(
+                        self.now,
+                        request & ((1 << 40) - 1),
+                        &result,
+                        &mut self.rng,
+                        &mut self.history,
+                        &rules,
+                    );
+                    self.crowd_asks(contender, asks);
                     return;
                 }
                 let rules = self.rules;
@@ -371,6 +480,10 @@ impl World {
                     n.handle_durable(now, through);
                 }
                 self.drain(node);
+            }
+            Event::CrowdWake { contender } => {
+                let asks = self.crowd[contender].wake(self.now, &mut self.history);
+                self.crowd_asks(contender, asks);
             }
             Event::ClientWake { client } => {
                 let rules = self.rules;
@@ -511,6 +624,18 @@ impl World {
         while let Some(r) = node.poll_reply() {
             replies.push(r);
         }
+        let mut phases = Vec::new();
+        while let Some(event) = node.poll_event() {
+            if let tenure_core::Event::Phase { name, phase } = event {
+                phases.push(format!("node {i} {name} {}", phase.kind()));
+            }
+        }
+        for line in phases {
+            self.trace.line(self.now, format_args!("{line}"));
+        }
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
         let timer = node.poll_timeout();
         let from = self.nodes[i].id;
         for w in writes {
@@ -702,6 +827,7 @@ impl World {
             holder: HolderId::new("probe").unwrap_or_else(|_| unreachable!()),
             ttl: Ttl::from_millis(1_000).unwrap_or_else(|_| unreachable!()),
             lock_delay: LockDelay::NONE,
+            wait: tenure_core::Micros::ZERO,
         };
         let history = usize::MAX; // The probe is judged by liveness alone.
         self.schedule(
@@ -716,17 +842,5 @@ impl World {
             },
         );
         self.schedule(self.now + 1_500_000, Event::Probe);
-    }
-}
-
-fn kind(message: &Message) -> &'static str {
-    match message {
-        Message::Prepare { .. } => "prepare",
-        Message::Promise { .. } => "promise",
-        Message::Accept { .. } => "accept",
-        Message::Accepted { .. } => "accepted",
-        Message::Nack { .. } => "nack",
-        Message::Peek { .. } => "peek",
-        Message::Peeked { .. } => "peeked",
     }
 }

@@ -19,6 +19,9 @@ fn the_same_seed_gives_the_same_trace_byte_for_byte() {
     assert_ne!(run(seed(1)).trace_hash, run(seed(2)).trace_hash);
 }
 
+/// Every seed also ends with a crowd on one name once faults heal; each of
+/// its requests must be answered, successfully, within a bound (see
+/// `tenure_sim::contend`).
 #[test]
 fn five_hundred_seeds_of_faults_find_no_violation() {
     let mut grants = 0;
@@ -73,4 +76,12 @@ fn catches_a_regrant_that_keeps_its_token() {
 #[test]
 fn catches_a_holder_deadline_without_the_drift_margin() {
     assert!(first_catch(Bug::NoDriftMargin).is_some());
+}
+
+/// Today's contention rules, undone: refusals run phase 1 and pre-empt the
+/// holder's releases, and pre-empted rounds prepare again at once. The
+/// crowd that fights over one name after healing then stalls.
+#[test]
+fn catches_refusals_that_pre_empt_the_holder() {
+    assert!(first_catch(Bug::PrepareToRefuse).is_some());
 }

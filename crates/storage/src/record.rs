@@ -13,11 +13,23 @@
 //! postcard is not self-describing, so the payload layout is the serde shape
 //! of [`Durable`] at `VERSION`. A change to that shape in `tenure-core` must
 //! bump `VERSION` and teach [`decode_durable`] the old one.
+//!
+//! | version | payload |
+//! |---------|---------|
+//! | 1 | `Durable` before lease values carried waiters (`v1.rs`) |
+//! | 2 | `Durable` with each value's queue of waiters |
 
 use tenure_core::{Durable, InputError};
 
+mod v1;
+
 /// The layout version of every value this build writes.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The versions of register records this build still reads.
+const VERSION_WITHOUT_WAITERS: u8 = 1;
+/// The layout of the store's own numbers (incarnation, format, horizon):
+/// a little-endian integer, unchanged since the first version.
+const NUMBER_VERSION: u8 = 1;
 /// Version byte plus checksum: the smallest possible value.
 const FRAMING_BYTES: usize = 1 + 4;
 
@@ -45,8 +57,13 @@ pub(crate) fn encode_durable(name: &str, state: &Durable) -> Result<Vec<u8>, pos
 
 /// Decode and verify a value written by [`encode_durable`] under `name`.
 pub(crate) fn decode_durable(name: &str, value: &[u8]) -> Result<Durable, RecordError> {
-    let payload = verify(name, value)?;
-    let (state, rest) = postcard::take_from_bytes(payload).map_err(RecordError::Payload)?;
+    let (version, payload) = verify_any(name, value, &[VERSION, VERSION_WITHOUT_WAITERS])?;
+    let decoded = if version == VERSION_WITHOUT_WAITERS {
+        v1::decode(payload)
+    } else {
+        postcard::take_from_bytes(payload)
+    };
+    let (state, rest) = decoded.map_err(RecordError::Payload)?;
     if !rest.is_empty() {
         return Err(RecordError::Trailing {
             trailing: rest.len(),
@@ -75,7 +92,7 @@ pub(crate) fn decode_u64(key: &str, value: &[u8]) -> Result<u64, RecordError> {
 
 fn seal_bytes(key: &str, bytes: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(FRAMING_BYTES + bytes.len());
-    value.push(VERSION);
+    value.push(NUMBER_VERSION);
     value.extend_from_slice(bytes);
     let crc = checksum(key, &value);
     value.extend_from_slice(&crc.to_le_bytes());
@@ -83,7 +100,7 @@ fn seal_bytes(key: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 fn verify_bytes<const N: usize>(key: &str, value: &[u8]) -> Result<[u8; N], RecordError> {
-    let payload = verify(key, value)?;
+    let (_, payload) = verify_any(key, value, &[NUMBER_VERSION])?;
     payload.try_into().map_err(|_| RecordError::Trailing {
         trailing: payload.len().saturating_sub(N),
     })
@@ -99,8 +116,13 @@ fn seal(
     Ok(value)
 }
 
-/// Check framing and checksum; returns the payload.
-fn verify<'v>(key: &str, value: &'v [u8]) -> Result<&'v [u8], RecordError> {
+/// Check framing and checksum of a value at one of `versions`; returns its
+/// version and payload.
+fn verify_any<'v>(
+    key: &str,
+    value: &'v [u8],
+    versions: &[u8],
+) -> Result<(u8, &'v [u8]), RecordError> {
     if value.len() < FRAMING_BYTES {
         return Err(RecordError::Truncated { len: value.len() });
     }
@@ -113,7 +135,7 @@ fn verify<'v>(key: &str, value: &'v [u8]) -> Result<&'v [u8], RecordError> {
         return Err(RecordError::Checksum { stored, computed });
     }
     match body.split_first() {
-        Some((&VERSION, payload)) => Ok(payload),
+        Some((&version, payload)) if versions.contains(&version) => Ok((version, payload)),
         Some((&found, _)) => Err(RecordError::UnknownVersion { found }),
         None => Err(RecordError::Truncated { len: value.len() }),
     }
@@ -252,6 +274,75 @@ mod tests {
         let mut longer = value.clone();
         longer.insert(value.len() - 4, 0);
         assert!(decode_durable("lock/a", &longer).is_err());
+    }
+
+    /// Pins the upgrade: a store written before values carried waiters
+    /// still opens, each value read with an empty queue.
+    #[test]
+    fn a_record_without_waiters_is_read_with_an_empty_queue() {
+        #[derive(serde::Serialize)]
+        struct GrantV1 {
+            holder: tenure_core::HolderId,
+            ttl: tenure_core::Ttl,
+            lock_delay: tenure_core::LockDelay,
+        }
+        #[derive(serde::Serialize)]
+        struct WriteLogV1 {
+            count: u64,
+            recent: [Ballot; 4],
+        }
+        #[derive(serde::Serialize)]
+        struct ValueV1 {
+            token: Token,
+            grant: Option<GrantV1>,
+            writes: WriteLogV1,
+        }
+        #[derive(serde::Serialize)]
+        struct DurableV1 {
+            promised: Ballot,
+            accepted: Option<(Ballot, ValueV1)>,
+        }
+        let b = Ballot {
+            counter: 7,
+            node: 2,
+            incarnation: 3,
+        };
+        let old = DurableV1 {
+            promised: b.successor(),
+            accepted: Some((
+                b,
+                ValueV1 {
+                    token: Token(41),
+                    grant: Some(GrantV1 {
+                        holder: tenure_core::HolderId::new("web-1").unwrap(),
+                        ttl: tenure_core::Ttl::from_millis(5_000).unwrap(),
+                        lock_delay: tenure_core::LockDelay::NONE,
+                    }),
+                    // Writes 5 and 6 (at 5 % 4 = 1 and 6 % 4 = 2), four
+                    // before them forgotten.
+                    writes: WriteLogV1 {
+                        count: 6,
+                        recent: [b, b, b.successor(), b],
+                    },
+                },
+            )),
+        };
+        let mut value = postcard::to_extend(&old, vec![VERSION_WITHOUT_WAITERS]).unwrap();
+        let crc = checksum("lock/a", &value);
+        value.extend_from_slice(&crc.to_le_bytes());
+        let read = decode_durable("lock/a", &value).unwrap();
+        let (ballot, value) = read.accepted.unwrap();
+        assert_eq!((read.promised, ballot), (b.successor(), b));
+        assert_eq!(value.token, Token(41));
+        assert!(value.waiters.is_empty());
+        // What the old log knew, it still knows; what it had forgotten, it
+        // cannot tell.
+        assert_eq!(value.writes.wrote(6, b.successor()), Some(true));
+        assert_eq!(value.writes.wrote(5, b), Some(true));
+        assert_eq!(value.writes.wrote(3, b), Some(true));
+        assert_eq!(value.writes.wrote(2, b), None);
+        let grant = value.grant.unwrap();
+        assert_eq!((grant.holder.as_str(), grant.waiter), ("web-1", None));
     }
 
     #[test]

@@ -152,7 +152,9 @@ mod tests {
                         holder: HolderId::new("host-42.example:4242").unwrap(),
                         ttl: Ttl::from_millis(86_400_000).unwrap(),
                         lock_delay: LockDelay::NONE,
+                        waiter: None,
                     }),
+                    waiters: Default::default(),
                     writes,
                 },
                 clock_start: Instant::from_micros(3_600_000_000),
@@ -168,6 +170,6 @@ mod tests {
         // ttl 4, lock-delay 1, count 1, slot tags 1, and three write-log
         // ballots 1 each (the fourth is the accepted one); the promise is
         // the accepted ballot's successor: 0. The name adds its length + 1.
-        assert_eq!(out.len(), 44);
+        assert_eq!(out.len(), 46);
     }
 }

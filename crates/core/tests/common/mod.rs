@@ -1,10 +1,20 @@
 //! Pieces the hand-driven network tests share.
 
+// Each test file uses its own part of these.
+#![allow(dead_code)]
+
+pub mod net;
+
 use tenure_core::{Config, Instant, Node, NodeId, Rules, Timing};
 
 /// `size` nodes in their first life on empty storage, default rules and
 /// timing; `seed` picks each node's backoff seed.
 pub fn fresh_nodes(size: u16, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
+    fresh_nodes_with(size, Rules::default(), seed)
+}
+
+/// Like [`fresh_nodes`], with `rules` (an injected bug, say).
+pub fn fresh_nodes_with(size: u16, rules: Rules, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
     let members: Vec<NodeId> = (1..=size).map(NodeId).collect();
     members
         .iter()
@@ -14,7 +24,7 @@ pub fn fresh_nodes(size: u16, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
                 incarnation: 1,
                 promise_horizon: 0,
                 members: members.clone(),
-                rules: Rules::default(),
+                rules,
                 timing: Timing::default(),
                 seed: seed(node),
             };

@@ -331,6 +331,7 @@ impl LeaseModel {
             max_queued_per_name: 4,
             max_batch: 4,
             max_fast_paths: 4,
+            waiter_recheck: ms(scenario.phase_timeout_ms),
         };
         let holders = HOLDERS[..scenario.clients.len()]
             .iter()
@@ -420,6 +421,9 @@ impl LeaseModel {
             while let Some(reply) = machine.node.poll_reply() {
                 replies.push(reply);
             }
+            // Events are for a shell's wakeups and counters; the model has
+            // none, and must not tell states apart by them.
+            while machine.node.poll_event().is_some() {}
         }
         for t in transmits {
             s.network.send(
@@ -448,6 +452,7 @@ impl LeaseModel {
                     holder,
                     ttl: self.ttl,
                     lock_delay: LockDelay::NONE,
+                    wait: Micros::ZERO,
                 },
                 SpecOp::Acquire { client: c },
             ),
@@ -701,6 +706,7 @@ impl LeaseModel {
                 message: t.message,
             });
         }
+        while probe.poll_event().is_some() {}
         if probe.poll_reply().is_some() || probe != *node {
             return false;
         }

@@ -61,6 +61,7 @@ impl ApiError {
                 "this node is shutting down; retry through another node",
                 true,
             ),
+            CallError::Failed(_) => ("the request failed; retry through any node", true),
         };
         let mut body = json!({ "error": message, "outcome_unknown": outcome_unknown });
         if outcome_unknown {

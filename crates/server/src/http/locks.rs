@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::input::{self, LockRequest};
+use super::view::view_json;
 use super::{wait, watch, AppState, OpLabel};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,7 +11,7 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tenure_core::{HolderId, LeaseName, LeaseView, Op, Outcome, Token, Ttl};
+use tenure_core::{HolderId, LeaseName, LeaseView, Micros, Op, Outcome, Token, Ttl};
 
 type Params = Query<Vec<(String, String)>>;
 type ParamsRejection = axum::extract::rejection::QueryRejection;
@@ -94,6 +95,7 @@ async fn put_inner(
                 holder: holder.clone(),
                 ttl,
                 lock_delay,
+                wait: Micros::ZERO,
             };
             let outcome = match wait {
                 Some(wait) => wait::acquire_waiting(app, &name, op, wait).await,
@@ -222,38 +224,6 @@ fn grant(status: StatusCode, holder: &HolderId, token: Token, ttl: Ttl) -> Respo
         })),
     )
         .into_response()
-}
-
-/// A view as a JSON object: the state, and who, which token, how long.
-pub fn view_json(view: &LeaseView) -> serde_json::Value {
-    match view {
-        LeaseView::Held {
-            holder,
-            token,
-            ttl,
-            remaining,
-        } => json!({
-            "state": "held",
-            "holder": holder.as_str(),
-            "token": token.0,
-            "remaining_ms": remaining.ceil_millis(),
-            "ttl_ms": ttl.as_millis(),
-        }),
-        LeaseView::LockDelayed {
-            holder,
-            token,
-            remaining,
-        } => json!({
-            "state": "lock_delayed",
-            "holder": holder.as_str(),
-            "token": token.0,
-            "remaining_ms": remaining.ceil_millis(),
-        }),
-        LeaseView::Free { token } => json!({
-            "state": "free",
-            "token": token.0,
-        }),
-    }
 }
 
 /// `409`: who holds the name, with which token, for how long; and, for a

@@ -2,7 +2,8 @@
 //! connections and header read time.
 //!
 //! - `locks`: `PUT`/`DELETE`/`GET /v1/locks/{name}` and outcome mapping.
-//! - `wait`: `?wait=` long-polls on a per-name wakeup.
+//! - `wait`: `?wait=` long-polls, queued in the core.
+//! - `view`: a lease's state as JSON, for answers and watch lines.
 //! - `watch`: `?watch=true` NDJSON streams.
 //! - `status`: `/v1/cluster`, `/metrics`, `/healthz`.
 //! - `input`, `error`: what clients send, and what refusals say.
@@ -13,6 +14,7 @@ mod input;
 mod locks;
 mod serve;
 mod status;
+mod view;
 mod wait;
 mod watch;
 
@@ -51,7 +53,18 @@ pub struct AppState {
 
 impl AppState {
     pub async fn call(&self, name: LeaseName, op: Op) -> Result<Outcome, CallError> {
-        match tokio::time::timeout(self.call_timeout, self.node.call(name, op)).await {
+        self.call_waiting(name, op, Duration::ZERO).await
+    }
+
+    /// A call that may wait `wait` in the core before its answer.
+    pub async fn call_waiting(
+        &self,
+        name: LeaseName,
+        op: Op,
+        wait: Duration,
+    ) -> Result<Outcome, CallError> {
+        let backstop = self.call_timeout + wait;
+        match tokio::time::timeout(backstop, self.node.call(name, op)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Failed(Failure::Unavailable {
                 outcome_unknown: true,

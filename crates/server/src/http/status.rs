@@ -37,7 +37,7 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let mut extra = app.peers.render_metrics();
     extra.push_str(&format!(
-        "# HELP tenure_watched_names Names with a long-poll or watch waiting on this node.\n\
+        "# HELP tenure_watched_names Names with a watch streaming from this node.\n\
          # TYPE tenure_watched_names gauge\n\
          tenure_watched_names {}\n",
         app.wakeups.watched()

@@ -1,19 +1,20 @@
-//! `PUT /v1/locks/{name}?wait=30s`: acquire, and on `409` sleep until the
-//! name changes here or the holder's time runs out, then try again.
+//! `PUT /v1/locks/{name}?wait=30s`: an acquire that may wait.
 //!
-//! Never a tight loop: between two attempts the waiter is either woken by a
-//! change this node saw (a release, a new grant) or sleeps out the lease's
-//! reported remaining time. It ends with a grant or, once the wait is over,
-//! with the last `409`.
+//! The waiting itself happens in the core: the request joins the name's
+//! queue in the register and is answered when the lease is handed to it,
+//! or with the last `409` once the wait is over. Here it only ends early
+//! at shutdown (the request leaves the queue, and the client is told to
+//! retry through another node), and retries an acquire whose outcome a
+//! lost race left unknown while the wait has time: a retried acquire by
+//! the same holder supersedes whatever the lost attempt did.
 
 use super::AppState;
 use crate::node_loop::CallError;
 use std::time::Duration;
-use tenure_core::{Failure, LeaseName, LeaseView, Op, Outcome};
+use tenure_core::{Failure, LeaseName, Micros, Op, Outcome};
 use tokio::time::Instant;
 
-/// Added to a reported remaining time, and the least pause between tries,
-/// so that a try lands just after the expiry rather than just before it.
+/// Least time left in a wait worth another try after an unknown outcome.
 const RETRY_SLACK: Duration = Duration::from_millis(5);
 
 pub async fn acquire_waiting(
@@ -25,43 +26,22 @@ pub async fn acquire_waiting(
     let deadline = Instant::now() + wait;
     let mut stop = app.stop.clone();
     loop {
-        // Subscribe before asking, so a change after the answer cannot be
-        // missed between the answer and the sleep.
-        let wakeup = app.wakeups.subscribe(name);
-        let woken = wakeup.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-
-        let outcome = match app.call(name.clone(), op.clone()).await {
-            // A round that lost a race may be unable to tell whether its
-            // write took effect. Inside a wait the answer is to acquire
-            // again: a retried acquire by the same holder supersedes any
-            // grant the lost attempt made, so the caller never sees an
-            // unknown outcome for a wait that still has time.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut attempt = op.clone();
+        if let Op::Acquire { wait, .. } = &mut attempt {
+            *wait = Micros(u64::try_from(left.as_micros()).unwrap_or(u64::MAX));
+        }
+        let answer = tokio::select! {
+            answer = app.call_waiting(name.clone(), attempt, left) => answer,
+            _ = stop.wait_for(|stopping| *stopping) => return Err(CallError::Stopping),
+        };
+        match answer {
             Err(CallError::Failed(Failure::Unavailable {
                 outcome_unknown: true,
             })) if Instant::now() + RETRY_SLACK < deadline && !*stop.borrow() => {
                 tokio::time::sleep(RETRY_SLACK).await;
-                continue;
             }
-            answer => answer?,
-        };
-        let remaining = match &outcome {
-            Outcome::Conflict(LeaseView::Held { remaining, .. })
-            | Outcome::Conflict(LeaseView::LockDelayed { remaining, .. }) => {
-                Duration::from_micros(remaining.0)
-            }
-            _ => return Ok(outcome),
-        };
-        let now = Instant::now();
-        if now >= deadline || *stop.borrow() {
-            return Ok(outcome);
-        }
-        let retry_at = (now + remaining.max(RETRY_SLACK) + RETRY_SLACK).min(deadline);
-        tokio::select! {
-            () = &mut woken => {}
-            () = tokio::time::sleep_until(retry_at) => {}
-            _ = stop.changed() => return Ok(outcome),
+            answer => return answer,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! and every `watch_fallback` for changes made by rounds this node took no
 //! part in.
 
-use super::locks::view_json;
+use super::view::view_json;
 use super::AppState;
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};

@@ -8,11 +8,12 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
-/// message is a few hundred bytes; the limit stops a bad peer from making
-/// this node allocate without bound.
+/// message is a few hundred bytes, and one carrying a full queue of
+/// waiters (`MAX_WAITERS` of them, each with its holder) about 10 KiB; the
+/// limit stops a bad peer from making this node allocate without bound.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,8 @@ pub struct Frame {
     pub body: Body,
 }
 
+// Messages are the common frame; boxing them would allocate per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
     /// The first frame of every connection: who is dialling.
@@ -78,6 +81,69 @@ mod tests {
         };
         let bytes = encode(&frame).unwrap();
         assert!(bytes.len() < MAX_FRAME_BYTES);
+        assert_eq!(decode(&bytes).unwrap(), frame);
+    }
+
+    /// The largest message a correct node sends: an accept of a value
+    /// whose queue is full and whose every name and holder is as long as
+    /// allowed. It must fit a frame, or that name could never be written.
+    #[test]
+    fn an_accept_with_a_full_queue_of_the_longest_holders_fits_a_frame() {
+        use tenure_core::lease::{Grant, LeaseValue, Waiter, Waiters};
+        use tenure_core::{HolderId, LockDelay, Micros, Token, Ttl, WaiterId, MAX_WAITERS};
+        let ballot = Ballot {
+            counter: u64::MAX,
+            node: u16::MAX,
+            incarnation: u32::MAX,
+        };
+        let holder = HolderId::new(&"h".repeat(tenure_core::input::MAX_HOLDER_BYTES)).unwrap();
+        let ttl = Ttl::from_millis(tenure_core::input::MAX_TTL_MS).unwrap();
+        let lock_delay = LockDelay::from_millis(tenure_core::input::MAX_LOCK_DELAY_MS).unwrap();
+        let id = |seq| WaiterId {
+            node: u16::MAX,
+            incarnation: u32::MAX,
+            seq,
+        };
+        let waiter = |seq| Waiter {
+            id: id(seq),
+            holder: holder.clone(),
+            ttl,
+            lock_delay,
+            until: Micros(u64::MAX),
+        };
+        let mut value = LeaseValue {
+            token: Token(u64::MAX),
+            grant: Some(Grant {
+                holder: holder.clone(),
+                ttl,
+                lock_delay,
+                waiter: Some(id(u64::MAX)),
+            }),
+            waiters: Waiters(
+                (0..MAX_WAITERS as u64)
+                    .map(|s| waiter(u64::MAX - s))
+                    .collect(),
+            ),
+            ..LeaseValue::default()
+        };
+        value.writes.count = u64::MAX;
+        value.writes.recent = [ballot; tenure_core::lease::REMEMBERED_WRITES];
+        let frame = Frame {
+            version: PROTOCOL_VERSION,
+            from: NodeId(u16::MAX),
+            body: Body::Message(Message::Accept {
+                name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
+                ballot,
+                value,
+                age: Micros(u64::MAX),
+            }),
+        };
+        let bytes = encode(&frame).unwrap();
+        assert!(
+            bytes.len() < MAX_FRAME_BYTES,
+            "{} bytes do not fit a frame",
+            bytes.len()
+        );
         assert_eq!(decode(&bytes).unwrap(), frame);
     }
 

@@ -2,8 +2,8 @@
 //! member, then carries that member's messages into the node loop.
 
 use super::frame::{self, Body};
+use super::PeerEvent;
 use super::PeerView;
-use crate::node_loop::PeerEvent;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

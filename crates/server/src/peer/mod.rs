@@ -14,7 +14,6 @@ mod inbound;
 mod outbound;
 
 use crate::metrics::Metrics;
-use crate::node_loop::PeerEvent;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +21,13 @@ use std::time::{Duration, Instant};
 use tenure_core::{Message, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+
+/// A message from a peer, as the transport delivers it to the node loop.
+#[derive(Debug)]
+pub struct PeerEvent {
+    pub from: NodeId,
+    pub message: Message,
+}
 
 /// What the transport knows of one peer's reachability.
 #[derive(Debug, Default)]

@@ -256,6 +256,7 @@ mod tests {
             holder: HolderId::new(h).unwrap(),
             ttl: Ttl::from_millis(100).unwrap(),
             lock_delay: LockDelay::NONE,
+            wait: tenure_core::Micros::ZERO,
         }
     }
     fn granted(t: u64) -> Outcome {
@@ -270,6 +271,7 @@ mod tests {
             token: Token(t),
             ttl: Ttl::from_millis(100).unwrap(),
             remaining: tenure_core::Micros(1),
+            waiters: 0,
         }
     }
     fn op(client: usize, op: Op, invoked_us: u64, returned: Option<(u64, Outcome)>) -> OpRecord {

@@ -33,6 +33,7 @@ pub fn state(version: u64) -> Durable {
                     holder: HolderId::new(&format!("holder-{version}")).unwrap(),
                     ttl: Ttl::from_millis(10_000).unwrap(),
                     lock_delay: LockDelay::from_millis(0).unwrap(),
+                    waiter: None,
                 }),
                 ..LeaseValue::default()
             },

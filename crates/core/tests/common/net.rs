@@ -1,0 +1,89 @@
+//! A network of nodes driven in simulated time: every message takes the
+//! same one-way delay, disks are instant, and timers fire when due.
+
+use std::collections::BTreeMap;
+use tenure_core::{
+    Failure, Instant, LeaseName, Message, Micros, Node, NodeId, Op, Outcome, RequestId,
+};
+
+pub struct Net {
+    pub nodes: Vec<Node>,
+    pub now: Instant,
+    delay: Micros,
+    /// Messages in flight by arrival time, in send order.
+    in_flight: BTreeMap<(Instant, u64), (NodeId, NodeId, Message)>,
+    sent: u64,
+    /// Every answer, as the node gave it, with when.
+    pub answers: Vec<(Instant, RequestId, Result<Outcome, Failure>)>,
+}
+
+impl Net {
+    pub fn new(nodes: Vec<Node>, delay: Micros) -> Net {
+        Net {
+            nodes,
+            now: Instant::from_micros(1_000_000),
+            delay,
+            in_flight: BTreeMap::new(),
+            sent: 0,
+            answers: Vec::new(),
+        }
+    }
+
+    /// A client request to the node at `index`, now.
+    pub fn submit(&mut self, index: usize, request: RequestId, name: &LeaseName, op: Op) {
+        let now = self.now;
+        self.nodes[index].submit(now, request, name.clone(), op);
+        self.flush();
+    }
+
+    /// Sync every write at once and put what each node sends on the wire.
+    fn flush(&mut self) {
+        let now = self.now;
+        for node in &mut self.nodes {
+            super::sync_all_writes(node, now);
+            while let Some(t) = node.poll_transmit() {
+                self.sent += 1;
+                let at = now.plus(self.delay);
+                self.in_flight
+                    .insert((at, self.sent), (node.id(), t.to, t.message));
+            }
+            while let Some(r) = node.poll_reply() {
+                self.answers.push((now, r.request, r.result));
+            }
+            while node.poll_event().is_some() {}
+        }
+    }
+
+    /// When the next message arrives or timer fires.
+    fn next_at(&self) -> Option<Instant> {
+        let message = self.in_flight.keys().next().map(|&(at, _)| at);
+        let timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+        message.into_iter().chain(timer).min()
+    }
+
+    /// Deliver messages and fire timers in time order up to `until`, then
+    /// stand at `until`; bounded.
+    pub fn run_until(&mut self, until: Instant) {
+        for _ in 0..1_000_000 {
+            self.flush();
+            let Some(at) = self.next_at().filter(|at| *at <= until) else {
+                self.now = self.now.max(until);
+                return;
+            };
+            self.now = self.now.max(at);
+            let now = self.now;
+            let due_message = self.in_flight.keys().next().is_some_and(|&(m, _)| m <= now);
+            if due_message {
+                let (_, (from, to, message)) = self.in_flight.pop_first().expect("a message");
+                self.nodes[usize::from(to.0 - 1)].handle_message(now, from, message);
+            } else {
+                for node in &mut self.nodes {
+                    if node.poll_timeout().is_some_and(|t| t <= now) {
+                        node.handle_timeout(now);
+                    }
+                }
+            }
+        }
+        panic!("the network did not reach {until:?} within the step bound");
+    }
+}
