@@ -11,6 +11,7 @@
 //! its own module, and the report in `report`.
 
 pub mod clients;
+pub mod contended;
 pub mod election;
 pub mod failover;
 mod idle;
