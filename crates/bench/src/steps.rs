@@ -3,7 +3,7 @@
 //! figures of each in its `SystemResults`.
 
 use crate::clients::{Etcd, Tenure};
-use crate::election::{self, ElectionResults};
+use crate::election::{self, Contest, ElectionResults};
 use crate::failover::{self, LetGo};
 use crate::procs;
 use crate::sizes::LEVELS;
@@ -208,14 +208,16 @@ pub(crate) fn election(run: &mut Run) -> Result<()> {
         .enumerate()
     {
         let name = format!("elh-{id}-{part}");
-        let (times, work) = election::tenure_handoffs(&tenure.urls, &name, rounds)
-            .context("tenure election handoffs")?;
+        let (times, work) =
+            election::tenure_handoffs(&tenure.urls, &name, rounds, Contest::of_three())
+                .context("tenure election handoffs")?;
         te.handoff.extend(times);
         let (sum, n) = te.handoff_paxos.get_or_insert_default();
         sum.add(work);
         *n += rounds;
         ee.handoff.extend(
-            election::etcd_handoffs(&etcd.urls, &name, rounds).context("etcd election handoffs")?,
+            election::etcd_handoffs(&etcd.urls, &name, rounds, Contest::of_three())
+                .context("etcd election handoffs")?,
         );
     }
     t.election = Some(te);

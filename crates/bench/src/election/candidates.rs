@@ -2,9 +2,11 @@
 //! module above for the requests).
 
 use crate::clients::b64;
+use crate::contended::outcome::{Failure, Tally};
 use crate::failover::{self, rev};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest single long poll of tenure's client (`MAX_POLL`).
@@ -15,6 +17,25 @@ const TENURE_TTL_MS: u64 = 10_000;
 const TENURE_MARGIN_MS: u64 = 100;
 /// `concurrency.NewSession`'s default ttl.
 const ETCD_SESSION_TTL_S: u64 = 60;
+/// Tries of a resignation that meets failures, when they are ridden out.
+const RESIGN_TRIES: usize = 10;
+
+/// Where a candidate counts the failures it rides out (the election among
+/// 32 candidates: each failure is counted, then the library's next step
+/// follows: poll again, or send the resignation again); `None`: the first
+/// failure ends the step, as in the election among 3.
+pub type Failures = Option<Arc<Mutex<Tally>>>;
+
+/// Count `failure` and go on, or end with `error`.
+fn ride_out(failures: &Failures, failure: Failure, error: anyhow::Error) -> Result<()> {
+    match failures {
+        Some(tally) => {
+            tally.lock().expect("failure tally").count(&failure);
+            Ok(())
+        }
+        None => Err(error),
+    }
+}
 
 /// A candidate in an election, as its system's library runs one.
 pub trait Candidate: Send + 'static {
@@ -38,6 +59,7 @@ pub struct TenureCandidate {
     /// When the last campaign's long poll answered 201 (before the
     /// renewal that `campaign` sends when the poll waited).
     pub granted_at: Option<Instant>,
+    failures: Failures,
 }
 
 impl TenureCandidate {
@@ -49,7 +71,14 @@ impl TenureCandidate {
             id: id.to_string(),
             token: None,
             granted_at: None,
+            failures: None,
         }
+    }
+
+    /// Count failures and ride them out (see `Failures`).
+    pub fn riding_out(mut self, failures: Failures) -> TenureCandidate {
+        self.failures = failures;
+        self
     }
 
     fn put(&self, query: &str, body: &str) -> Result<(u16, Value)> {
@@ -78,12 +107,38 @@ impl Candidate for TenureCandidate {
         let acquire = format!(r#"{{"holder":"{}","ttl_ms":{TENURE_TTL_MS}}}"#, self.id);
         loop {
             let sent = Instant::now();
-            let (status, v) = self.put(&format!("?wait={TENURE_POLL_MS}ms"), &acquire)?;
+            let (status, v) = match self.put(&format!("?wait={TENURE_POLL_MS}ms"), &acquire) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    ride_out(&self.failures, Failure::of_anyhow(&e), e)?;
+                    continue;
+                }
+            };
             match status {
                 201 => {}
-                // The wait ran out: poll again, as the client does.
-                409 => continue,
-                _ => bail!("tenure campaign: {status} {v}"),
+                // The wait ran out: poll again, as the client does. Where
+                // failures are counted, a whole wait without the grant is
+                // one (a timeout).
+                409 => {
+                    if let Some(tally) = &self.failures {
+                        tally
+                            .lock()
+                            .expect("failure tally")
+                            .count(&Failure::Timeout(format!(
+                                "no grant within a {TENURE_POLL_MS} ms long poll"
+                            )));
+                    }
+                    continue;
+                }
+                _ => {
+                    let failure = Failure::status(status, &v.to_string());
+                    ride_out(
+                        &self.failures,
+                        failure,
+                        anyhow!("tenure campaign: {status} {v}"),
+                    )?;
+                    continue;
+                }
             }
             self.granted_at = Some(Instant::now());
             let token = v["token"].as_u64().context("tenure campaign: no token")?;
@@ -92,31 +147,48 @@ impl Candidate for TenureCandidate {
                 return Ok(());
             }
             let renew = format!(r#"{{"holder":"{}","token":{token}}}"#, self.id);
-            let (status, v) = self.put("", &renew)?;
-            match status {
-                200 => {
+            match self.put("", &renew) {
+                Ok((200, _)) => {
                     self.token = Some(token);
                     return Ok(());
                 }
                 // Lost between the poll and the renewal: wait again.
-                409 => continue,
-                _ => bail!("tenure campaign, renewal after the grant: {status} {v}"),
+                Ok((409, _)) => continue,
+                Ok((status, v)) => ride_out(
+                    &self.failures,
+                    Failure::status(status, &v.to_string()),
+                    anyhow!("tenure campaign, renewal after the grant: {status} {v}"),
+                )?,
+                Err(e) => ride_out(&self.failures, Failure::of_anyhow(&e), e)?,
             }
         }
     }
 
     fn resign(&mut self) -> Result<()> {
         let token = self.token.take().context("tenure resign: not leading")?;
-        let mut r = self
-            .agent
-            .delete(&format!("{}?holder={}&token={token}", self.url, self.id))
-            .call()?;
-        let status = r.status().as_u16();
-        let text = r.body_mut().read_to_string()?;
-        if status != 204 {
-            bail!("tenure resign: {status} {text}");
+        for attempt in 0..RESIGN_TRIES {
+            let answer = (|| -> Result<(u16, String)> {
+                let mut r = self
+                    .agent
+                    .delete(&format!("{}?holder={}&token={token}", self.url, self.id))
+                    .call()?;
+                let status = r.status().as_u16();
+                Ok((status, r.body_mut().read_to_string()?))
+            })();
+            match answer {
+                Ok((204, _)) => return Ok(()),
+                // Only an earlier try that took effect, its answer lost,
+                // explains it.
+                Ok((409, _)) if attempt > 0 => return Ok(()),
+                Ok((status, text)) => ride_out(
+                    &self.failures,
+                    Failure::status(status, &text),
+                    anyhow!("tenure resign: {status} {text}"),
+                )?,
+                Err(e) => ride_out(&self.failures, Failure::of_anyhow(&e), e)?,
+            }
         }
-        Ok(())
+        bail!("tenure resign: {RESIGN_TRIES} tries failed")
     }
 
     fn close(&mut self) -> Result<()> {
@@ -134,6 +206,7 @@ pub struct EtcdCandidate {
     key: String,
     /// The create revision of our key while we campaign or lead.
     leader_rev: i64,
+    failures: Failures,
 }
 
 impl EtcdCandidate {
@@ -150,7 +223,14 @@ impl EtcdCandidate {
             id: id.to_string(),
             lease,
             leader_rev: 0,
+            failures: None,
         })
+    }
+
+    /// Count failures and ride them out (see `Failures`).
+    pub fn riding_out(mut self, failures: Failures) -> EtcdCandidate {
+        self.failures = failures;
+        self
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value> {
@@ -161,46 +241,67 @@ impl EtcdCandidate {
 impl Candidate for EtcdCandidate {
     fn campaign(&mut self, queued: &mut dyn FnMut()) -> Result<()> {
         let key = b64(&self.key);
-        let txn = self.post(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
-                "success": [{"request_put": {
-                    "key": key, "value": b64(&self.id), "lease": self.lease.to_string()
-                }}],
-                "failure": [{"request_range": {"key": key}}],
-            }),
-        )?;
-        self.leader_rev = if txn["succeeded"] == true {
-            rev(&txn["header"]["revision"])
-        } else {
-            // Our key is there already (a campaign again on one session):
-            // keep its place. Its value is ours, so no `Proclaim`.
-            rev(&txn["responses"][0]["response_range"]["kvs"][0]["create_revision"])
-        };
-        failover::wait_deletes(
-            &self.agent,
-            &self.base,
-            &self.prefix,
-            self.leader_rev - 1,
-            queued,
-        )
+        loop {
+            let txn = self.post(
+                "/v3/kv/txn",
+                &json!({
+                    "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                    "success": [{"request_put": {
+                        "key": key, "value": b64(&self.id), "lease": self.lease.to_string()
+                    }}],
+                    "failure": [{"request_range": {"key": key}}],
+                }),
+            );
+            let txn = match txn {
+                Ok(txn) => txn,
+                Err(e) => {
+                    ride_out(&self.failures, Failure::of_anyhow(&e), e)?;
+                    continue;
+                }
+            };
+            self.leader_rev = if txn["succeeded"] == true {
+                rev(&txn["header"]["revision"])
+            } else {
+                // Our key is there already (a campaign again on one
+                // session, or after a failed wait): keep its place. Its
+                // value is ours, so no `Proclaim`.
+                rev(&txn["responses"][0]["response_range"]["kvs"][0]["create_revision"])
+            };
+            match failover::wait_deletes(
+                &self.agent,
+                &self.base,
+                &self.prefix,
+                self.leader_rev - 1,
+                queued,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(e) => ride_out(&self.failures, Failure::of_anyhow(&e), e)?,
+            }
+        }
     }
 
     fn resign(&mut self) -> Result<()> {
         let key = b64(&self.key);
-        self.post(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{
-                    "target": "CREATE", "key": key,
-                    "create_revision": self.leader_rev.to_string()
-                }],
-                "success": [{"request_delete_range": {"key": key}}],
-            }),
-        )?;
-        self.leader_rev = 0;
-        Ok(())
+        for _ in 0..RESIGN_TRIES {
+            let deleted = self.post(
+                "/v3/kv/txn",
+                &json!({
+                    "compare": [{
+                        "target": "CREATE", "key": key,
+                        "create_revision": self.leader_rev.to_string()
+                    }],
+                    "success": [{"request_delete_range": {"key": key}}],
+                }),
+            );
+            match deleted {
+                Ok(_) => {
+                    self.leader_rev = 0;
+                    return Ok(());
+                }
+                Err(e) => ride_out(&self.failures, Failure::of_anyhow(&e), e)?,
+            }
+        }
+        bail!("etcd resign: {RESIGN_TRIES} tries failed")
     }
 
     fn close(&mut self) -> Result<()> {
@@ -220,5 +321,26 @@ mod tests {
         assert!(!poll_waited(Duration::from_millis(3_300)));
         assert!(poll_waited(Duration::from_millis(3_301)));
         assert!(poll_waited(Duration::from_secs(29)));
+    }
+
+    #[test]
+    fn a_failure_ends_the_step_unless_the_candidate_counts_and_rides_it_out() {
+        let failure = || Failure::status(503, "no quorum");
+        let error = || anyhow!("tenure campaign: 503 no quorum");
+        // The election among 3: the first failure ends the step, as it
+        // always did.
+        let err = ride_out(&None, failure(), error()).unwrap_err();
+        assert_eq!(err.to_string(), "tenure campaign: 503 no quorum");
+        // Among 32: counted, and the candidate goes on.
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        ride_out(&Some(tally.clone()), failure(), error()).unwrap();
+        ride_out(
+            &Some(tally.clone()),
+            Failure::Timeout("30 s".into()),
+            error(),
+        )
+        .unwrap();
+        let t = tally.lock().unwrap();
+        assert_eq!((t.server_5xx, t.timeouts, t.errors()), (1, 1, 2));
     }
 }

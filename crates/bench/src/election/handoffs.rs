@@ -2,7 +2,7 @@
 //! when to campaign and when to resign, and times each resignation to the
 //! next leader.
 
-use super::candidates::{Candidate, EtcdCandidate, TenureCandidate, TENURE_POLL_MS};
+use super::candidates::{Candidate, EtcdCandidate, Failures, TenureCandidate, TENURE_POLL_MS};
 use super::paxos_work::PaxosWork;
 use crate::failover;
 use crate::stats::Latencies;
@@ -23,6 +23,11 @@ pub enum Queued {
     /// `tenure_outcomes_total{op="acquire",outcome="conflict"}` went up and
     /// `tenure_watched_names` is at least 1. A waiter subscribes to the
     /// name's wakeups before that try, so a resignation after it wakes it.
+    /// With many candidates on one node this is approximate: a 409 to a
+    /// candidate that lost the last handoff's race may be the one counted,
+    /// and the next round may then begin before this candidate is parked
+    /// (it then races as a fresh acquire; the timing stays resignation to
+    /// next leader).
     NodeMetrics(Vec<String>),
 }
 
@@ -100,7 +105,7 @@ impl Driver {
     }
 }
 
-/// Leadership handoffs among `candidates` (3 in the benchmark): the first
+/// Leadership handoffs among `candidates` (3 or 32 in the benchmark): the first
 /// campaigns and leads, the others queue; then `rounds` times the leader
 /// resigns, and the time from its resignation being sent to the next
 /// candidate's campaign returning is recorded; the one that resigned
@@ -209,29 +214,63 @@ fn candidate_loop<C: Candidate>(i: usize, mut c: C, cmds: Receiver<Cmd>, events:
     let _ = c.close();
 }
 
-/// Three tenure candidates on election `name`, candidate `i` through node
-/// `i`. Also returns the Paxos phases the nodes started meanwhile (the
-/// whole step: setup, rounds, and everyone leaving).
+/// Who stands in a handoff step, and what becomes of their failures.
+#[derive(Clone)]
+pub struct Contest {
+    pub candidates: usize,
+    pub failures: Failures,
+}
+
+impl Contest {
+    /// The election step: 3 candidates; the first failure ends it.
+    pub fn of_three() -> Contest {
+        Contest {
+            candidates: 3,
+            failures: None,
+        }
+    }
+}
+
+/// tenure candidates on election `name`, candidate `i` through node `i`
+/// (modulo the node count). Also returns the Paxos phases the nodes
+/// started meanwhile (the whole step: setup, rounds, and everyone
+/// leaving).
 pub fn tenure_handoffs(
     urls: &[String],
     name: &str,
     rounds: usize,
+    contest: Contest,
 ) -> Result<(Latencies, PaxosWork)> {
     let agent = crate::procs::agent(Duration::from_millis(TENURE_POLL_MS + 10_000));
-    let candidates = (0..3)
-        .map(|i| TenureCandidate::new(&agent, &urls[i % urls.len()], name, &format!("cand-{i}")))
+    let node_of = |i: usize| &urls[i % urls.len()];
+    let candidates = (0..contest.candidates)
+        .map(|i| {
+            TenureCandidate::new(&agent, node_of(i), name, &format!("cand-{i}"))
+                .riding_out(contest.failures.clone())
+        })
+        .collect();
+    let nodes = (0..contest.candidates)
+        .map(|i| node_of(i).clone())
         .collect();
     let before = PaxosWork::read(urls)?;
-    let times = handoffs(candidates, rounds, Queued::NodeMetrics(urls.to_vec()))?;
+    let times = handoffs(candidates, rounds, Queued::NodeMetrics(nodes))?;
     Ok((times, PaxosWork::read(urls)?.since(before)))
 }
 
-/// Three etcd candidates on election `name`, candidate `i` through member
-/// `i`, each with its own session.
-pub fn etcd_handoffs(urls: &[String], name: &str, rounds: usize) -> Result<Latencies> {
+/// etcd candidates on election `name`, candidate `i` through member `i`
+/// (modulo the member count), each with its own session.
+pub fn etcd_handoffs(
+    urls: &[String],
+    name: &str,
+    rounds: usize,
+    contest: Contest,
+) -> Result<Latencies> {
     let agent = crate::procs::agent(Duration::from_secs(120));
-    let candidates = (0..3)
-        .map(|i| EtcdCandidate::open(&agent, &urls[i % urls.len()], name, &format!("cand-{i}")))
+    let candidates = (0..contest.candidates)
+        .map(|i| {
+            EtcdCandidate::open(&agent, &urls[i % urls.len()], name, &format!("cand-{i}"))
+                .map(|c| c.riding_out(contest.failures.clone()))
+        })
         .collect::<Result<Vec<_>>>()?;
     handoffs(candidates, rounds, Queued::Signalled)
 }

@@ -29,8 +29,8 @@ mod candidates;
 mod handoffs;
 mod paxos_work;
 
-pub use candidates::{Candidate, EtcdCandidate, TenureCandidate};
-pub use handoffs::{etcd_handoffs, handoffs, tenure_handoffs, Queued};
+pub use candidates::{Candidate, EtcdCandidate, Failures, TenureCandidate};
+pub use handoffs::{etcd_handoffs, handoffs, tenure_handoffs, Contest, Queued};
 pub use paxos_work::PaxosWork;
 
 use crate::stats::Latencies;
