@@ -75,7 +75,7 @@ pub struct Step {
 /// with other work whose load varies over the run: in every step the two
 /// systems take turns, round by round or level by level, so that both see
 /// the same background.
-pub const STEPS: [Step; 7] = [
+pub const STEPS: [Step; 12] = [
     Step {
         name: "sequential",
         lines: |_| 1,
@@ -106,12 +106,43 @@ pub const STEPS: [Step; 7] = [
         shared: true,
         run: steps::election,
     },
+    Step {
+        name: "trylock",
+        lines: |_| contended::TRYLOCK_LEVELS.len(),
+        shared: true,
+        run: contended::trylock_step,
+    },
+    Step {
+        name: "queue",
+        lines: |_| contended::QUEUE_LEVELS.len(),
+        shared: true,
+        run: contended::queue_step,
+    },
+    Step {
+        name: "election32",
+        lines: |_| 1,
+        shared: true,
+        run: contended::election32_step,
+    },
+    Step {
+        name: "stampede",
+        lines: |_| 1,
+        shared: true,
+        run: contended::stampede_step,
+    },
     // Last of the shared steps: it leaves one node of each cluster dead.
     Step {
         name: "kill",
         lines: |_| 2,
         shared: true,
         run: steps::kill,
+    },
+    // Fresh clusters, then one node of each killed.
+    Step {
+        name: "trylock-kill",
+        lines: |_| 3,
+        shared: false,
+        run: contended::trylock_kill_step,
     },
     Step {
         name: "idle",
@@ -138,6 +169,7 @@ struct SystemResults {
     loss: Option<NodeLoss>,
     rss_kib: Option<Vec<u64>>,
     election: Option<ElectionResults>,
+    contended: contended::Contended,
 }
 
 /// The clusters the shared steps run on.
@@ -284,8 +316,12 @@ mod tests {
         // idle has no levels in a quick run: nothing to do.
         assert!(all.iter().all(|s| s.name != "idle"));
         // etcd, start, sequential 1, cycles 3, failover 2, handoff 1,
-        // election 2, kill 2, report.
-        assert_eq!(total_lines(&all, &quick), 1 + 1 + 1 + 3 + 2 + 1 + 2 + 2 + 1);
+        // election 2, trylock 3, queue 2, election32 1, stampede 1, kill 2,
+        // trylock-kill 3 (its own clusters), report.
+        assert_eq!(
+            total_lines(&all, &quick),
+            1 + 1 + 1 + 3 + 2 + 1 + 2 + 3 + 2 + 1 + 1 + 2 + 3 + 1
+        );
         let full = Sizes::full();
         let only_idle = selected(&options(&["idle"]), &full, &STEPS);
         // etcd, fresh clusters, 2 levels × 2 systems, report; no shared start.
@@ -297,6 +333,19 @@ mod tests {
         let sizes = Sizes::full();
         let steps = selected(&options(&["election", "idle"]), &sizes, &STEPS);
         assert_eq!(total_lines(&steps, &sizes), 2 + 1 + 5 + 2);
+        // trylock-kill starts its own clusters; the shared ones start once.
+        let names = ["trylock", "stampede", "trylock-kill"];
+        let steps = selected(&options(&names), &sizes, &STEPS);
+        assert_eq!(total_lines(&steps, &sizes), 2 + 1 + 3 + 1 + 3);
+    }
+
+    #[test]
+    fn the_shared_steps_come_before_the_steps_with_clusters_of_their_own() {
+        // Otherwise the shared clusters would start twice, and `kill`
+        // must be the last shared step: it leaves a node dead.
+        let shared = STEPS.iter().filter(|s| s.shared).count();
+        assert!(STEPS[..shared].iter().all(|s| s.shared));
+        assert_eq!(STEPS[shared - 1].name, "kill");
     }
 
     #[test]

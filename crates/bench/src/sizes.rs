@@ -16,6 +16,13 @@ pub struct Sizes {
     pub campaigns: usize,
     /// Leadership handoffs among 3 candidates, per system.
     pub election_handoffs: usize,
+    /// Seconds per level of the try-lock and queue workloads, per system
+    /// (in two halves).
+    pub contended_secs: u64,
+    /// Leadership handoffs among 32 candidates, per system.
+    pub election32_handoffs: usize,
+    /// Stampedes on a fresh name, per system.
+    pub stampede_rounds: usize,
 }
 
 impl Sizes {
@@ -29,6 +36,9 @@ impl Sizes {
             loss_secs: 5,
             campaigns: 20,
             election_handoffs: 6,
+            contended_secs: 2,
+            election32_handoffs: 10,
+            stampede_rounds: 10,
         }
     }
 
@@ -42,6 +52,9 @@ impl Sizes {
             loss_secs: 15,
             campaigns: 200,
             election_handoffs: 20,
+            contended_secs: 8,
+            election32_handoffs: 40,
+            stampede_rounds: 50,
         }
     }
 }

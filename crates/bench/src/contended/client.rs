@@ -46,10 +46,11 @@ pub enum Release {
     NotCurrent,
 }
 
-pub trait TryLock: Send {
+/// A client of a lock, talking to one node at a time: what every recipe
+/// does besides taking the lock.
+pub trait Client: Send {
     /// Open the connection (etcd: and grant the client's lease); not timed.
     fn warm(&mut self) -> Result<(), Failure>;
-    fn try_acquire(&mut self, name: &str) -> Attempt;
     fn release(&mut self, name: &str, grant: u64) -> Result<Release, Failure>;
     /// The node (0-based) this client talks to, of `nodes()`.
     fn node(&self) -> usize;
@@ -58,6 +59,11 @@ pub trait TryLock: Send {
     fn next_node(&mut self);
     /// Leave (etcd: revoke the lease, and with it any key left); not timed.
     fn close(&mut self);
+}
+
+/// An acquire that does not wait.
+pub trait TryLock: Client {
+    fn try_acquire(&mut self, name: &str) -> Attempt;
 }
 
 /// `(status, body)` of a request, or why there is none.
@@ -115,33 +121,12 @@ impl TenureTry {
     }
 }
 
-impl TryLock for TenureTry {
+impl Client for TenureTry {
     fn warm(&mut self) -> Result<(), Failure> {
         let url = format!("{}/healthz", self.urls[self.at]);
         match answer(self.agent.get(&url).call())? {
             (200, _) => Ok(()),
             (status, text) => Err(Failure::status(status, &text)),
-        }
-    }
-
-    fn try_acquire(&mut self, name: &str) -> Attempt {
-        let body = format!(r#"{{"holder":"{}","ttl_ms":{TTL_MS}}}"#, self.holder);
-        let sent = self
-            .agent
-            .put(&self.lock_url(name))
-            .header("content-type", "application/json")
-            .send(&body);
-        match answer(sent) {
-            Ok((201, text)) => match serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["token"].as_u64())
-            {
-                Some(token) => Attempt::Granted(token),
-                None => Attempt::Failed(Failure::Other(format!("201 without a token: {text}"))),
-            },
-            Ok((409, _)) => Attempt::Refused,
-            Ok((status, text)) => Attempt::Failed(Failure::status(status, &text)),
-            Err(f) => Attempt::Failed(f),
         }
     }
 
@@ -171,6 +156,29 @@ impl TryLock for TenureTry {
     }
 
     fn close(&mut self) {}
+}
+
+impl TryLock for TenureTry {
+    fn try_acquire(&mut self, name: &str) -> Attempt {
+        let body = format!(r#"{{"holder":"{}","ttl_ms":{TTL_MS}}}"#, self.holder);
+        let sent = self
+            .agent
+            .put(&self.lock_url(name))
+            .header("content-type", "application/json")
+            .send(&body);
+        match answer(sent) {
+            Ok((201, text)) => match serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["token"].as_u64())
+            {
+                Some(token) => Attempt::Granted(token),
+                None => Attempt::Failed(Failure::Other(format!("201 without a token: {text}"))),
+            },
+            Ok((409, _)) => Attempt::Refused,
+            Ok((status, text)) => Attempt::Failed(Failure::status(status, &text)),
+            Err(f) => Attempt::Failed(f),
+        }
+    }
 }
 
 pub struct EtcdTry {
@@ -232,7 +240,7 @@ impl EtcdTry {
     }
 }
 
-impl TryLock for EtcdTry {
+impl Client for EtcdTry {
     fn warm(&mut self) -> Result<(), Failure> {
         let v = self.call(
             "/v3/lease/grant",
@@ -240,36 +248,6 @@ impl TryLock for EtcdTry {
         )?;
         self.lease = id_of(&v["ID"]).ok_or_else(|| Failure::Other(format!("no lease ID: {v}")))?;
         Ok(())
-    }
-
-    fn try_acquire(&mut self, name: &str) -> Attempt {
-        let key = b64(&try_key(name));
-        let txn = self.call(
-            "/v3/kv/txn",
-            &json!({
-                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
-                "success": [{"request_put": {
-                    "key": key, "value": b64(&self.holder), "lease": self.lease.to_string()
-                }}],
-                "failure": [{"request_range": {"key": key}}],
-            }),
-        );
-        let v = match txn {
-            Ok(v) => v,
-            Err(f) => return Attempt::Failed(f),
-        };
-        if v["succeeded"] == true {
-            return Attempt::Granted(rev(&v["header"]["revision"]) as u64);
-        }
-        // The key is there. With our lease on it, an earlier try whose
-        // answer was lost (a timeout while the leader changed) took
-        // effect: the lock is ours, as `Mutex.Lock` finds its own key.
-        let kv = &v["responses"][0]["response_range"]["kvs"][0];
-        if id_of(&kv["lease"]) == Some(self.lease) {
-            Attempt::Granted(rev(&kv["create_revision"]) as u64)
-        } else {
-            Attempt::Refused
-        }
     }
 
     fn release(&mut self, name: &str, created: u64) -> Result<Release, Failure> {
@@ -314,6 +292,38 @@ impl TryLock for EtcdTry {
     }
 }
 
+impl TryLock for EtcdTry {
+    fn try_acquire(&mut self, name: &str) -> Attempt {
+        let key = b64(&try_key(name));
+        let txn = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [{"target": "CREATE", "key": key, "create_revision": "0"}],
+                "success": [{"request_put": {
+                    "key": key, "value": b64(&self.holder), "lease": self.lease.to_string()
+                }}],
+                "failure": [{"request_range": {"key": key}}],
+            }),
+        );
+        let v = match txn {
+            Ok(v) => v,
+            Err(f) => return Attempt::Failed(f),
+        };
+        if v["succeeded"] == true {
+            return Attempt::Granted(rev(&v["header"]["revision"]) as u64);
+        }
+        // The key is there. With our lease on it, an earlier try whose
+        // answer was lost (a timeout while the leader changed) took
+        // effect: the lock is ours, as `Mutex.Lock` finds its own key.
+        let kv = &v["responses"][0]["response_range"]["kvs"][0];
+        if id_of(&kv["lease"]) == Some(self.lease) {
+            Attempt::Granted(rev(&kv["create_revision"]) as u64)
+        } else {
+            Attempt::Refused
+        }
+    }
+}
+
 /// How long a release keeps trying: the client's timeout.
 const RELEASE_FOR: Duration = CLIENT_TIMEOUT;
 /// The pause after each round of the nodes, doubling up to the most: the
@@ -327,7 +337,7 @@ const RELEASE_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// node it came from. Whether the grant was released; one left held runs
 /// out with its ttl (etcd: its lease's).
 pub fn release_retrying(
-    client: &mut dyn TryLock,
+    client: &mut dyn Client,
     name: &str,
     grant: u64,
     failed: &mut dyn FnMut(&Failure, usize),

@@ -1,6 +1,8 @@
 //! The JSON of a run: every figure of both systems, and their ratios.
 
 use super::ratio;
+use crate::contended::trylock::HOLD;
+use crate::contended::{queue, QUEUE_LEVELS, TRYLOCK_LEVELS};
 use crate::sizes::{Sizes, LEVELS};
 use crate::stats::round1;
 use crate::{step_names, workloads, Options, SystemResults};
@@ -70,6 +72,10 @@ fn system_json(s: &mut SystemResults, part: &str) -> Value {
         v["node_kill_clients"] = json!(l.clients);
         v["node_kill_first_error_on_surviving_nodes"] = json!(l.first_live_error);
     }
+    if !s.contended.is_empty() {
+        v["contended"] = s.contended.json();
+        v["contended_errors"] = json!(s.contended.errors());
+    }
     v
 }
 
@@ -121,6 +127,34 @@ pub(super) fn to_json(
         &tj["election"]["handoff_resign_to_next_leader"]["p50_us"],
         &ej["election"]["handoff_resign_to_next_leader"]["p50_us"],
     );
+    for n in TRYLOCK_LEVELS {
+        let (a, b) = (&tj["contended"]["trylock"], &ej["contended"]["trylock"]);
+        let key = n.to_string();
+        put(
+            format!("contended_grants_{n}"),
+            &a[&key]["grants_per_s"],
+            &b[&key]["grants_per_s"],
+        );
+    }
+    for n in QUEUE_LEVELS {
+        let (a, b) = (&tj["contended"]["queue"], &ej["contended"]["queue"]);
+        let key = n.to_string();
+        put(
+            format!("queue_grants_{n}"),
+            &a[&key]["grants_per_s"],
+            &b[&key]["grants_per_s"],
+        );
+    }
+    put(
+        "election32_handoff_p50".into(),
+        &tj["contended"]["election32"]["handoff_resign_to_next_leader"]["p50_us"],
+        &ej["contended"]["election32"]["handoff_resign_to_next_leader"]["p50_us"],
+    );
+    put(
+        "stampede_first_grant_p50".into(),
+        &tj["contended"]["stampede"]["first_request_to_first_grant"]["p50_us"],
+        &ej["contended"]["stampede"]["first_request_to_first_grant"]["p50_us"],
+    );
     json!({
         "machine": machine(),
         "commit": commit(),
@@ -136,6 +170,11 @@ pub(super) fn to_json(
             "election_campaigns": sizes.campaigns,
             "election_handoffs": sizes.election_handoffs,
             "idle_lease_levels": sizes.idle_levels,
+            "contended_seconds_per_level": sizes.contended_secs,
+            "contended_hold_ms": HOLD.as_millis() as u64,
+            "queue_poll_seconds": queue::POLL.as_secs(),
+            "election32_handoffs": sizes.election32_handoffs,
+            "stampede_rounds": sizes.stampede_rounds,
         },
         "etcd_version": etcd_version,
         "etcd_client": "HTTP/JSON gRPC gateway (/v3/...), concurrency.Mutex and concurrency.Election recipes, ureq keep-alive",

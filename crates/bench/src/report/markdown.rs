@@ -331,6 +331,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
             }
         }
     }
+    s.push_str(&super::contention::section(j));
     if let Some(plots) = j["plots"].as_object() {
         let _ = writeln!(
             s,

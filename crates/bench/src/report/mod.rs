@@ -1,6 +1,7 @@
 //! The report of a run: `RESULTS.md`, the plots beside it, the JSON, and
 //! the summary table on stdout.
 
+mod contention;
 mod json;
 mod markdown;
 mod plots;
@@ -37,7 +38,12 @@ pub(crate) fn write(
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
             .with_context(|| format!("write {}", path.display()))?;
     }
-    print!("{}", markdown::summary_table(&json));
+    let summary = markdown::summary_table(&json);
+    // (only its header when only contended steps ran)
+    if summary.lines().count() > 2 {
+        print!("{summary}");
+    }
+    print!("{}", contention::table(&json));
     eprintln!(
         "wrote {} in {:.0} s",
         opts.results.display(),
