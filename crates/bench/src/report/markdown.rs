@@ -303,7 +303,12 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
             m["cpus"]
         );
     }
-    let _ = writeln!(s, "## Results\n\n{}", summary_table(j));
+    let table = summary_table(j);
+    // Its header alone when only the steps under contention ran: they
+    // have a section of their own.
+    if table.lines().count() > 2 {
+        let _ = writeln!(s, "## Results\n\n{table}");
+    }
     let _ = writeln!(
         s,
         "Ratios are tenure ÷ etcd: lower is better for latencies, higher for throughput.\n"

@@ -39,7 +39,7 @@ pub(crate) fn write(
             .with_context(|| format!("write {}", path.display()))?;
     }
     let summary = markdown::summary_table(&json);
-    // (only its header when only contended steps ran)
+    // (its header alone when only the steps under contention ran)
     if summary.lines().count() > 2 {
         print!("{summary}");
     }
