@@ -186,14 +186,42 @@ pub fn grant_session(agent: &ureq::Agent, base: &str, ttl_s: u64) -> Result<u64>
     id_of(&lease["ID"]).context("etcd session: no lease ID")
 }
 
+/// An etcd answer other than `200`, kept whole so that a caller can tell
+/// a `503` from a refusal.
+#[derive(Debug)]
+pub struct HttpStatus {
+    pub url: String,
+    pub status: u16,
+    pub text: String,
+}
+
+impl std::fmt::Display for HttpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As `http::StatusCode` shows itself: "503 Service Unavailable".
+        let code = ureq::http::StatusCode::from_u16(self.status);
+        match code {
+            Ok(code) => write!(f, "etcd {}: {code} {}", self.url, self.text),
+            Err(_) => write!(f, "etcd {}: {} {}", self.url, self.status, self.text),
+        }
+    }
+}
+
+impl std::error::Error for HttpStatus {}
+
 pub fn post(agent: &ureq::Agent, url: &str, body: &Value) -> Result<Value> {
     let mut r = agent
         .post(url)
         .header("content-type", "application/json")
         .send(body.to_string())?;
     let text = r.body_mut().read_to_string()?;
-    if r.status().as_u16() != 200 {
-        bail!("etcd {url}: {} {text}", r.status());
+    let status = r.status().as_u16();
+    if status != 200 {
+        return Err(HttpStatus {
+            url: url.to_string(),
+            status,
+            text,
+        }
+        .into());
     }
     Ok(serde_json::from_str(&text)?)
 }
@@ -247,6 +275,19 @@ pub fn wait_deletes(
     max_rev: i64,
     watching: &mut dyn FnMut(),
 ) -> Result<()> {
+    wait_deletes_within(agent, base, prefix, max_rev, None, watching)
+}
+
+/// `wait_deletes`, each watch given up after `watch_for` (a timeout
+/// error, like any request's); `None`: the agent's timeout.
+pub fn wait_deletes_within(
+    agent: &ureq::Agent,
+    base: &str,
+    prefix: &str,
+    max_rev: i64,
+    watch_for: Option<Duration>,
+    watching: &mut dyn FnMut(),
+) -> Result<()> {
     let end = base64::engine::general_purpose::STANDARD.encode(prefix_end(prefix));
     loop {
         let before = post(
@@ -263,13 +304,16 @@ pub fn wait_deletes(
         };
         let watched = kv["key"].as_str().context("no key")?.to_string();
         let from = rev(&before["header"]["revision"]);
-        let response = agent
+        let mut request = agent
             .post(&format!("{base}/v3/watch"))
-            .header("content-type", "application/json")
-            .send(
-                json!({"create_request": {"key": watched, "start_revision": from.to_string()}})
-                    .to_string(),
-            )?;
+            .header("content-type", "application/json");
+        if let Some(d) = watch_for {
+            request = request.config().timeout_global(Some(d)).build();
+        }
+        let response = request.send(
+            json!({"create_request": {"key": watched, "start_revision": from.to_string()}})
+                .to_string(),
+        )?;
         let mut lines = BufReader::new(response.into_body().into_reader()).lines();
         let mut deleted = false;
         for line in lines.by_ref() {

@@ -64,6 +64,16 @@ impl Drop for Proc {
     }
 }
 
+/// The resident set size of each node still running, in KiB (0 for one
+/// whose /proc entry could not be read).
+pub fn rss_kib_per_node(nodes: &[Option<Proc>]) -> Vec<u64> {
+    nodes
+        .iter()
+        .flatten()
+        .map(|p| p.rss_kib().unwrap_or(0))
+        .collect()
+}
+
 pub fn parse_vmrss_kib(status: &str) -> Option<u64> {
     status
         .lines()

@@ -1,7 +1,7 @@
 //! Latency samples and their percentiles.
 
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Default, Clone, Debug)]
 pub struct Latencies {
@@ -61,6 +61,17 @@ impl Latencies {
         self.us(1.0)
     }
 
+    /// n, p50, p99 and the slowest, in microseconds: the figures of the
+    /// contended workloads, whose worst case matters more than the p99.9.
+    pub fn json_max(&mut self) -> Value {
+        json!({
+            "n": self.len(),
+            "p50_us": round1(self.us(0.5)),
+            "p99_us": round1(self.us(0.99)),
+            "max_us": round1(self.max_us()),
+        })
+    }
+
     pub fn json(&mut self) -> Value {
         json!({
             "n": self.len(),
@@ -73,6 +84,24 @@ impl Latencies {
 
 pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// The longest span between `from` and `to` with none of `times` in it
+/// (times outside the span are ignored; the list need not be sorted).
+pub fn longest_gap(from: Instant, times: &[Instant], to: Instant) -> Duration {
+    let mut inside: Vec<Instant> = times
+        .iter()
+        .copied()
+        .filter(|&t| t >= from && t <= to)
+        .collect();
+    inside.sort();
+    let mut prev = from;
+    let mut longest = Duration::ZERO;
+    for t in inside.into_iter().chain(std::iter::once(to)) {
+        longest = longest.max(t.saturating_duration_since(prev));
+        prev = t;
+    }
+    longest
 }
 
 #[cfg(test)]
@@ -90,5 +119,23 @@ mod tests {
         assert_eq!(l.us(0.999), 999.0);
         assert_eq!(l.us(1.0), 1000.0);
         assert_eq!(Latencies::default().us(0.5), 0.0);
+        let v = l.json_max();
+        assert_eq!(
+            (v["n"].clone(), v["max_us"].clone()),
+            (1000.into(), 1000.0.into())
+        );
+        assert_eq!(v["p99_us"], 990.0);
+    }
+
+    #[test]
+    fn the_longest_gap_counts_the_edges_of_the_span() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let times = [t + ms(30), t + ms(10), t + ms(500), t + ms(35)];
+        // 0 → 10 → 30 → 35 → (500 is past the end) → 100
+        assert_eq!(longest_gap(t, &times, t + ms(100)), ms(65));
+        assert_eq!(longest_gap(t, &[], t + ms(7)), ms(7));
+        // Nothing before `from` counts.
+        assert_eq!(longest_gap(t + ms(20), &times, t + ms(40)), ms(10));
     }
 }

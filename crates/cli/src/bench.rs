@@ -56,7 +56,10 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Run only these steps (comma-separated): sequential, cycles,
-    /// failover, handoff, election, kill, idle. Default: all.
+    /// failover, handoff, election, trylock, queue, election32, stampede,
+    /// kill, trylock-kill, idle. Default: all. The five under contention
+    /// (many clients on one name): trylock, queue, election32, stampede,
+    /// trylock-kill.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     steps: Vec<String>,
     /// Measure memory with this many idle leases (comma-separated,
