@@ -47,7 +47,7 @@ pub fn tenure(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Fa
     let mut holder = Tenure::new(urls, 0, "holder".into());
     let grant = holder.acquire(name, ttl_ms)?;
     let probe = crate::procs::agent(Duration::from_secs(5));
-    let before = tenure_conflicts(&probe, &urls[1 % urls.len()])?;
+    let before = tenure_waiters(&probe, &urls[1 % urls.len()], name)?;
     let url = format!("{}/v1/locks/{name}?wait=60s", urls[1 % urls.len()]);
     let body = format!(r#"{{"holder":"waiter","ttl_ms":{ttl_ms}}}"#);
     let waiter = std::thread::spawn(move || -> Result<Instant> {
@@ -63,9 +63,8 @@ pub fn tenure(urls: &[String], name: &str, ttl_ms: u64, how: LetGo) -> Result<Fa
         }
         Ok(at)
     });
-    // Wait for the long poll to reach the node and park (it gets its 409
-    // inside).
-    tenure_await_parked(&probe, &urls[1 % urls.len()], before)?;
+    // Wait for the long poll to join the name's queue.
+    tenure_await_queued(&probe, &urls[1 % urls.len()], name, before)?;
     let died = let_go(&mut holder, &grant, how)?;
     drop(holder);
     let granted = waiter.join().expect("waiter thread")?;
@@ -113,12 +112,6 @@ fn let_go(holder: &mut impl LockClient, grant: &Grant, how: LetGo) -> Result<Ins
     }
 }
 
-/// The counter of acquires that node `base` answered `409` (its own
-/// proposals' outcomes), from its `/metrics`.
-pub fn tenure_conflicts(agent: &ureq::Agent, base: &str) -> Result<u64> {
-    Ok(tenure_metrics(agent, base)?.0)
-}
-
 /// The values of the metric lines of node `base` that start with each of
 /// `prefixes` (the name and labels, then a space): `None` for a line not
 /// there (a counter never incremented is not rendered).
@@ -142,35 +135,33 @@ pub fn tenure_metric_values(
         .collect())
 }
 
-/// (acquires answered 409, names with a waiter) on node `base`.
-fn tenure_metrics(agent: &ureq::Agent, base: &str) -> Result<(u64, u64)> {
-    let v = tenure_metric_values(
-        agent,
-        base,
-        &[
-            r#"tenure_outcomes_total{op="acquire",outcome="conflict"} "#,
-            "tenure_watched_names ",
-        ],
-    )?;
-    let watched = v[1].context("no tenure_watched_names in /metrics (renamed?)")?;
-    Ok((v[0].unwrap_or(0.0) as u64, watched as u64))
+/// How many acquires wait in the queue of `name`, as a linearizable read
+/// through node `base` shows it (`waiters` of a held lease; 0 otherwise).
+pub fn tenure_waiters(agent: &ureq::Agent, base: &str, name: &str) -> Result<u64> {
+    let mut r = agent.get(&format!("{base}/v1/locks/{name}")).call()?;
+    let text = r.body_mut().read_to_string()?;
+    let status = r.status().as_u16();
+    if status != 200 && status != 404 {
+        bail!("tenure read of {name} through {base}: {status} {text}");
+    }
+    let view: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(view["waiters"].as_u64().unwrap_or(0))
 }
 
-/// Return once a long-poll acquire sent to node `base` is parked there:
-/// the node answered one more acquire `409` than `conflicts_before` and has
-/// a waiter on some name. The waiter subscribes to the name's wakeups
-/// before that try, so a release from then on wakes it. Nothing pushes
-/// this to a client, so the node's metrics are read every 2 ms (10 s at
-/// most); only one waiter must be in the making on that node.
-pub fn tenure_await_parked(agent: &ureq::Agent, base: &str, conflicts_before: u64) -> Result<()> {
+/// Return once more than `before` acquires wait in the queue of `name`: a
+/// long poll sent just now has joined it, so a release from then on hands
+/// the lease to it (or to one queued before it). Nothing pushes this to a
+/// client, so the name is read every 2 ms (10 s at most); only one waiter
+/// must be in the making.
+pub fn tenure_await_queued(agent: &ureq::Agent, base: &str, name: &str, before: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (conflicts, watched) = tenure_metrics(agent, base)?;
-        if conflicts > conflicts_before && watched >= 1 {
+        let waiters = tenure_waiters(agent, base, name)?;
+        if waiters > before {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("no long poll parked on {base} within 10 s ({conflicts} conflicts, {watched} watched names)");
+            bail!("no long poll joined the queue of {name} within 10 s ({waiters} waiting)");
         }
         std::thread::sleep(Duration::from_millis(2));
     }

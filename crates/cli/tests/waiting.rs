@@ -169,3 +169,37 @@ fn candidates_taking_turns_never_see_an_unknown_outcome_while_they_wait() {
             .expect("every turn granted");
     }
 }
+
+/// A long poll whose client hangs up leaves the queue: the lease is never
+/// handed to a client that is not there to use it.
+#[test]
+fn a_long_poll_whose_client_hangs_up_leaves_the_queue() {
+    use std::io::Write as _;
+    let c = Cluster::start();
+    let url = c.lock_url(2, "abandoned");
+    let t = token(&acquire_when_ready(&url, "a", 30_000));
+    let addr = c.url(2).trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    let body = r#"{"holder":"gone","ttl_ms":30000}"#;
+    write!(
+        stream,
+        "PUT /v1/locks/abandoned?wait=60s HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&url).body["waiters"] != 1 {
+        assert!(Instant::now() < deadline, "the long poll never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(stream);
+    while get(&url).body["waiters"] != 0 {
+        assert!(Instant::now() < deadline, "the gone client stayed queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    wait_for_metric(&c.url(2), "tenure_waiting_acquires 0");
+    assert_eq!(release(&url, "a", t).status, 204);
+    let after = get(&url);
+    assert_eq!(after.status, 404, "{after:?}");
+    assert_eq!(after.body["state"], "free");
+}

@@ -152,7 +152,7 @@ impl Node {
         let proposer = Proposer::new(ProposerConfig {
             node: config.node,
             incarnation: config.incarnation,
-            members: members.len(),
+            members: members.clone(),
             rules: config.rules,
             timing: config.timing,
             first_counter: acceptor.highest_promise().counter.saturating_add(1),

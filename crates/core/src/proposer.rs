@@ -155,11 +155,12 @@ impl Default for Timing {
 }
 
 /// What a proposer is built from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ProposerConfig {
     pub node: NodeId,
     pub incarnation: u32,
-    pub members: usize,
+    /// Every member, this node included.
+    pub members: Vec<NodeId>,
     pub rules: Rules,
     pub timing: Timing,
     /// Above every ballot counter this node may have promised before.
@@ -242,7 +243,8 @@ impl NameState {
 struct Shared {
     node: NodeId,
     incarnation: u32,
-    members: usize,
+    /// Every member in id order, this node included.
+    members: Vec<NodeId>,
     quorum: usize,
     rules: Rules,
     timing: Timing,
@@ -266,7 +268,12 @@ pub struct Proposer {
 
 impl Proposer {
     pub fn new(config: ProposerConfig) -> Proposer {
-        assert!(config.members >= 1, "a cluster has members");
+        assert!(
+            config.members.contains(&config.node),
+            "a proposer is a member"
+        );
+        let mut members = config.members;
+        members.sort_unstable();
         assert!(
             config.incarnation >= 1,
             "incarnation 0 marks unused ballots"
@@ -275,8 +282,8 @@ impl Proposer {
             shared: Shared {
                 node: config.node,
                 incarnation: config.incarnation,
-                members: config.members,
-                quorum: config.members / 2 + 1,
+                quorum: members.len() / 2 + 1,
+                members,
                 rules: config.rules,
                 timing: config.timing,
                 next_counter: config.first_counter.max(1),

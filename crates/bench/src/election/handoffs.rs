@@ -18,17 +18,11 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Queued {
     /// The candidate calls back (etcd: its watch was created).
     Signalled,
-    /// tenure: the node the candidate talks to (`urls[i]` for candidate
-    /// `i`) answered its first try `409` and parked it: that node's
-    /// `tenure_outcomes_total{op="acquire",outcome="conflict"}` went up and
-    /// `tenure_watched_names` is at least 1. A waiter subscribes to the
-    /// name's wakeups before that try, so a resignation after it wakes it.
-    /// With many candidates on one node this is approximate: a 409 to a
-    /// candidate that lost the last handoff's race may be the one counted,
-    /// and the next round may then begin before this candidate is parked
-    /// (it then races as a fresh acquire; the timing stays resignation to
-    /// next leader).
-    NodeMetrics(Vec<String>),
+    /// tenure: the election's queue (read through the node candidate `i`
+    /// talks to, `urls[i]`) holds one more waiter than before its
+    /// campaign: its long poll has joined the queue, so a resignation
+    /// after that hands leadership on in turn.
+    Waiters { urls: Vec<String>, name: String },
 }
 
 enum Cmd {
@@ -89,13 +83,15 @@ impl Driver {
         self.stash
             .retain(|e| !matches!(e, Event::Queued(w) if *w == who));
         let before = match &self.queued {
-            Queued::NodeMetrics(urls) => Some(failover::tenure_conflicts(&self.agent, &urls[who])?),
+            Queued::Waiters { urls, name } => {
+                Some(failover::tenure_waiters(&self.agent, &urls[who], name)?)
+            }
             Queued::Signalled => None,
         };
         self.send(who, Cmd::Campaign)?;
         match (&self.queued, before) {
-            (Queued::NodeMetrics(urls), Some(before)) => {
-                failover::tenure_await_parked(&self.agent, &urls[who], before)
+            (Queued::Waiters { urls, name }, Some(before)) => {
+                failover::tenure_await_queued(&self.agent, &urls[who], name, before)
             }
             _ => self.expect("queued", |e| match e {
                 Event::Queued(w) if *w == who => Some(()),
@@ -253,7 +249,11 @@ pub fn tenure_handoffs(
         .map(|i| node_of(i).clone())
         .collect();
     let before = PaxosWork::read(urls)?;
-    let times = handoffs(candidates, rounds, Queued::NodeMetrics(nodes))?;
+    let queued = Queued::Waiters {
+        urls: nodes,
+        name: name.to_string(),
+    };
+    let times = handoffs(candidates, rounds, queued)?;
     Ok((times, PaxosWork::read(urls)?.since(before)))
 }
 

@@ -168,21 +168,42 @@ impl RoundCtx<'_> {
         if running(self.state).ops.iter().all(|p| p.op.is_read()) {
             return self.look();
         }
-        if let Some(fast) = self.shared.fast.get(self.name) {
-            let applied = self.apply(&fast.value, fast.age(self.now));
+        let report = self.local.report(self.name, self.now);
+        let fast = self.shared.fast.get(self.name);
+        // This node's acceptor took another proposer's write since the
+        // reservation: the reservation is broken, and an accept at it
+        // would only be refused.
+        let fast = match (fast, &report) {
+            (Some(f), Some(r)) if r.ballot >= f.ballot => {
+                self.drop_fast_path();
+                None
+            }
+            (fast, _) => fast,
+        };
+        if let Some(fast) = fast {
+            let age = fast.age(self.now);
+            let applied = self.apply(&fast.value, age);
+            let top = fast.ballot;
+            if applied.written.is_some() && self.first_refusal_elsewhere(&fast.value, age, top) {
+                return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
+            }
             if let Some((value, age)) = applied.written {
                 // The fast path: a majority already promised `fast.ballot`
                 // and `fast.value` was the highest value accepted below it.
                 return self.propose(fast.ballot, value, age, applied.verdicts);
             }
         } else {
-            let report = self.local.report(self.name, self.now);
             let (value, age, top) = report
                 .map_or((LeaseValue::default(), Micros::ZERO, Ballot::ZERO), |r| {
                     (r.value, r.age, r.ballot)
                 });
             if self.apply(&value, age).written.is_some() {
                 running(self.state).seen = top;
+                if self.first_refusal_elsewhere(&value, age, top) {
+                    // The last writer may grant it at once, on its fast
+                    // path: let it, rather than duel for it.
+                    return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
+                }
                 return self.prepare();
             }
         }
@@ -193,6 +214,45 @@ impl RoundCtx<'_> {
         // Most likely a conflict or a read: a look answers it without a
         // promise, so the holder's own rounds are not pre-empted.
         self.look()
+    }
+
+    /// Whether this round only wants to grant a lease that was freed a
+    /// moment ago and whose first refusal belongs to another node. Every
+    /// node that sees a lease freed would otherwise grant it to its own
+    /// clients, and they would duel for it; instead, for a short while
+    /// after the write that freed it (`backoff_max / 8`), only the member
+    /// after the one that wrote it grants it, and the others wait for its
+    /// write (or for the while to pass, should it have nobody who wants
+    /// the lease). Passing the first refusal round the members, rather
+    /// than keeping it where the lease was freed, keeps one node's clients
+    /// from taking the lease back again and again.
+    fn first_refusal_elsewhere(&mut self, value: &LeaseValue, age: Micros, top: Ballot) -> bool {
+        self.first_refusal(value, age, top) == Some(false)
+    }
+
+    /// For a round of plain acquires (and reads) and a lease freed less
+    /// than `backoff_max / 8` ago by the write at `top`: whether this node
+    /// has its first refusal. `None` when the rule does not apply.
+    fn first_refusal(&mut self, value: &LeaseValue, age: Micros, top: Ballot) -> Option<bool> {
+        let grace = Micros(self.shared.timing.backoff_max.0 / 8);
+        let ops = &running(self.state).ops;
+        let plain_acquires = ops
+            .iter()
+            .all(|p| p.op.is_read() || (matches!(p.op, Op::Acquire { .. }) && p.wait.is_none()))
+            && !ops.iter().all(|p| p.op.is_read());
+        let free = matches!(
+            lease::view(value, age, &self.shared.rules),
+            lease::LeaseView::Free { .. }
+        );
+        if !plain_acquires || !free || top == Ballot::ZERO || age >= grace {
+            return None;
+        }
+        let members = &self.shared.members;
+        let after = members
+            .iter()
+            .position(|m| m.0 == top.node)
+            .map_or(members[0], |at| members[(at + 1) % members.len()]);
+        Some(after == self.shared.node)
     }
 
     /// A reply from an acceptor to one of this name's rounds.
@@ -285,15 +345,29 @@ impl RoundCtx<'_> {
     /// This node's acceptor accepted a value for the name: a round waiting
     /// for another proposer's write looks now.
     pub fn on_value_accepted(&mut self) {
-        let waiting = matches!(
-            self.state.round.as_ref().map(|r| &r.phase),
-            Some(Phase::Paused {
-                for_write: true,
-                ..
-            })
-        );
-        if waiting {
-            self.look();
+        let Some(round) = self.state.round.as_ref() else {
+            return;
+        };
+        let looking = matches!(round.phase, Phase::Looking { .. }) && round.attempts.is_empty();
+        match round.phase {
+            Phase::Paused {
+                for_write: true, ..
+            } => self.look(),
+            // This node has the first refusal of a lease just freed, and
+            // its acquires are out looking: grant at once rather than wait
+            // for the look (the prepare reads a quorum anyway).
+            Phase::Looking { .. } if looking => {
+                let Some(r) = self.local.report(self.name, self.now) else {
+                    return;
+                };
+                if self.first_refusal(&r.value, r.age, r.ballot) == Some(true) {
+                    let round = running(self.state);
+                    round.seen = round.seen.max(r.ballot);
+                    self.drop_fast_path();
+                    self.prepare();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -406,7 +480,7 @@ impl RoundCtx<'_> {
     }
 
     fn on_look_answer(&mut self) {
-        let (members, quorum) = (self.shared.members, self.shared.quorum);
+        let (members, quorum) = (self.shared.members.len(), self.shared.quorum);
         let Phase::Looking { reports, .. } = &running(self.state).phase else {
             unreachable!("answers are counted while looking")
         };
@@ -455,6 +529,9 @@ impl RoundCtx<'_> {
         let round = running(self.state);
         round.seen = round.seen.max(top);
         self.drop_fast_path();
+        if self.first_refusal_elsewhere(&value, age, top) {
+            return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
+        }
         self.prepare();
     }
 
@@ -549,7 +626,7 @@ impl RoundCtx<'_> {
         // Long enough for a write on a slow disk; not so long that a round
         // which never writes (its promises showed nothing to do) holds
         // this one up for long.
-        let defer_for = max;
+        let defer_for = Micros(max.0 / 4);
         let round = running(self.state);
         round.preempted += 1;
         round.seen = round.seen.max(promised);
