@@ -257,6 +257,31 @@ struct Shared {
     fast: FastPaths,
     /// Name timers by deadline, so the next one is found without a scan.
     timers: BTreeSet<(Instant, LeaseName)>,
+    /// Names that were contended here lately (a refused acquire, a
+    /// pre-empted round), until when: the first refusal of a freed lease
+    /// applies to these only, so a name nobody else wants never waits.
+    contended: BTreeMap<LeaseName, Instant>,
+}
+
+/// How long a name counts as contended after the last sign of it.
+const CONTENDED_FOR: Micros = Micros::from_millis(1_000);
+/// Contended names remembered at most; beyond, those past their time go.
+const MAX_CONTENDED: usize = 4_096;
+
+impl Shared {
+    fn mark_contended(&mut self, name: &LeaseName, now: Instant) {
+        if self.contended.len() >= MAX_CONTENDED && !self.contended.contains_key(name) {
+            self.contended.retain(|_, until| *until > now);
+            if self.contended.len() >= MAX_CONTENDED {
+                return; // A bound on memory: this name forgoes the rule.
+            }
+        }
+        self.contended.insert(name.clone(), now.plus(CONTENDED_FOR));
+    }
+
+    fn is_contended(&self, name: &LeaseName, now: Instant) -> bool {
+        self.contended.get(name).is_some_and(|until| *until > now)
+    }
 }
 
 /// The proposer side of one node.
@@ -292,6 +317,7 @@ impl Proposer {
                 jitter: Jitter::new(config.seed),
                 fast: FastPaths::default(),
                 timers: BTreeSet::new(),
+                contended: BTreeMap::new(),
             },
             names: BTreeMap::new(),
         }

@@ -231,8 +231,10 @@ impl RoundCtx<'_> {
     }
 
     /// For a round of plain acquires (and reads) and a lease freed less
-    /// than `backoff_max / 8` ago by the write at `top`: whether this node
-    /// has its first refusal. `None` when the rule does not apply.
+    /// than `backoff_max / 8` ago by the write at `top`, on a name this
+    /// node saw contended lately: whether this node has its first refusal.
+    /// `None` when the rule does not apply (a client cycling a name of its
+    /// own never waits for it).
     fn first_refusal(&mut self, value: &LeaseValue, age: Micros, top: Ballot) -> Option<bool> {
         let grace = Micros(self.shared.timing.backoff_max.0 / 8);
         let ops = &running(self.state).ops;
@@ -244,7 +246,8 @@ impl RoundCtx<'_> {
             lease::view(value, age, &self.shared.rules),
             lease::LeaseView::Free { .. }
         );
-        if !plain_acquires || !free || top == Ballot::ZERO || age >= grace {
+        let contended = self.shared.is_contended(self.name, self.now);
+        if !plain_acquires || !free || top == Ballot::ZERO || age >= grace || !contended {
             return None;
         }
         let members = &self.shared.members;
@@ -701,6 +704,15 @@ impl RoundCtx<'_> {
         let round = self.take_round();
         assert_eq!(round.ops.len(), verdicts.len(), "one verdict per request");
         let timing = self.shared.timing;
+        let refused = verdicts.iter().any(|v| {
+            matches!(
+                v,
+                Verdict::Reply(Outcome::Conflict(_)) | Verdict::Wait { .. }
+            )
+        });
+        if refused || round.preempted > 0 {
+            self.shared.mark_contended(self.name, self.now);
+        }
         for (p, verdict) in round.ops.into_iter().zip(verdicts) {
             let result = match verdict {
                 Verdict::Reply(outcome) => Ok(outcome),
