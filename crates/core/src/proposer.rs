@@ -261,6 +261,9 @@ struct Shared {
     /// pre-empted round), until when: the first refusal of a freed lease
     /// applies to these only, so a name nobody else wants never waits.
     contended: BTreeMap<LeaseName, Instant>,
+    /// When each peer last answered this node's proposer (any message):
+    /// a look asks those that answered last first.
+    answered: BTreeMap<NodeId, Instant>,
 }
 
 /// How long a name counts as contended after the last sign of it.
@@ -281,6 +284,22 @@ impl Shared {
 
     fn is_contended(&self, name: &LeaseName, now: Instant) -> bool {
         self.contended.get(name).is_some_and(|until| *until > now)
+    }
+
+    /// This node and the peers that answered most recently: a bare
+    /// majority.
+    fn nearest_majority(&self) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> = self
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != self.node)
+            .collect();
+        // Most recent first; a peer never heard from last, then by id.
+        peers.sort_by_key(|p| (std::cmp::Reverse(self.answered.get(p).copied()), *p));
+        let mut asked = vec![self.node];
+        asked.extend(peers.into_iter().take(self.quorum.saturating_sub(1)));
+        asked
     }
 }
 
@@ -318,6 +337,7 @@ impl Proposer {
                 fast: FastPaths::default(),
                 timers: BTreeSet::new(),
                 contended: BTreeMap::new(),
+                answered: BTreeMap::new(),
             },
             names: BTreeMap::new(),
         }
@@ -418,6 +438,9 @@ impl Proposer {
         fx: &mut Effects,
     ) {
         let name = msg.name().clone();
+        if from != self.shared.node {
+            self.shared.answered.insert(from, now);
+        }
         if !self.names.contains_key(&name) {
             return; // A late reply to a round long finished.
         }

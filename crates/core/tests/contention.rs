@@ -305,3 +305,47 @@ fn a_stampede_on_a_fresh_name_grants_once_within_a_few_round_trips() {
         );
     }
 }
+
+/// A look asks a bare majority first: this node and the peer that answered
+/// last. A peer gone quiet costs one look a short wait (then the others
+/// are asked too), and none after: the peers that answer are asked first.
+#[test]
+fn a_quiet_peer_costs_one_look_a_short_wait_and_the_next_none() {
+    let nodes = common::fresh_nodes(3, |n| u64::from(n.0));
+    let mut net = Net::new(nodes, DELAY);
+    let name = LeaseName::new("read").expect("a valid name");
+    net.submit(0, RequestId(1), &name, acquire(0, Micros::ZERO));
+    net.run_until(net.now.plus(Micros::from_millis(10)));
+    let mut request = 1;
+    let mut read = |net: &mut Net| {
+        request += 1;
+        let start = net.now;
+        net.submit(0, RequestId(request), &name, Op::Read);
+        while !net.answers.iter().any(|(_, r, _)| r.0 == request) {
+            assert!(
+                net.now.since(start) < Micros::from_millis(100),
+                "read stuck"
+            );
+            net.run_until(net.now.plus(STEP));
+        }
+        net.now.since(start)
+    };
+    let round_trip = Micros::from_millis(1).saturating_add(STEP);
+    // Node 2 goes quiet: node 1 learns to ask node 3.
+    net.cut.insert(tenure_core::NodeId(2));
+    let first = read(&mut net);
+    assert!(first <= Micros::from_millis(4), "{first:?}");
+    assert!(read(&mut net) <= round_trip);
+    // Now node 3 goes quiet and node 2 is back: the look that asks node 3
+    // first waits backoff_max / 8 (2.5 ms), asks node 2 too, and the next
+    // asks node 2 first.
+    net.cut.clear();
+    net.cut.insert(tenure_core::NodeId(3));
+    let widened = read(&mut net);
+    assert!(
+        widened > Micros::from_millis(2) && widened <= Micros::from_millis(4),
+        "{widened:?}"
+    );
+    assert!(read(&mut net) <= round_trip);
+    assert!(read(&mut net) <= round_trip);
+}

@@ -50,10 +50,14 @@ pub(super) struct Round {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Phase {
-    /// A quorum read (`Peek`): promises nothing.
+    /// A quorum read (`Peek`): promises nothing. It asks a bare majority
+    /// first (this node and the peers that answered most recently), and
+    /// the other members only (`widened`) when those answers disagree or
+    /// are slow to come.
     Looking {
         id: u64,
         reports: BTreeMap<NodeId, Option<Report>>,
+        widened: bool,
     },
     Preparing {
         ballot: Ballot,
@@ -266,9 +270,12 @@ impl RoundCtx<'_> {
             return; // Late: the round has finished.
         };
         match (msg, &mut round.phase) {
-            (Message::Peeked { id, accepted, .. }, Phase::Looking { id: want, reports })
-                if id == *want =>
-            {
+            (
+                Message::Peeked { id, accepted, .. },
+                Phase::Looking {
+                    id: want, reports, ..
+                },
+            ) if id == *want => {
                 reports.insert(from, accepted);
                 self.on_look_answer();
             }
@@ -327,6 +334,8 @@ impl RoundCtx<'_> {
                 return self.fail(outcome_unknown);
             }
             match round.phase {
+                // The peers asked first are slow: ask the others too.
+                Phase::Looking { widened: false, .. } => self.widen_look(),
                 Phase::Paused {
                     then: AfterPause::Look,
                     ..
@@ -384,21 +393,72 @@ impl RoundCtx<'_> {
         }
         let id = u64::from(self.shared.incarnation) << 32 | self.shared.next_peek;
         self.shared.next_peek += 1;
-        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        // A majority is enough when it agrees, and most looks find a value
+        // at rest: ask this node and the peers that answered last, and the
+        // others only if need be (half the messages of asking everyone).
+        let asked = self.shared.nearest_majority();
+        let widened = asked.len() == self.shared.members.len();
+        let timer = if widened {
+            self.shared.timing.phase_timeout
+        } else {
+            widen_after(&self.shared.timing)
+        };
         self.set_phase(
             Phase::Looking {
                 id,
                 reports: BTreeMap::new(),
+                widened,
             },
-            timeout,
+            self.now.plus(timer),
         );
-        self.send(
-            PhaseKind::Look,
-            Message::Peek {
+        for to in asked {
+            let peek = Message::Peek {
                 name: self.name.clone(),
                 id,
-            },
-        );
+            };
+            self.fx.sends.push((To::Node(to), peek));
+        }
+        self.fx.phases.push((self.name.clone(), PhaseKind::Look));
+    }
+
+    /// Ask every member that has not answered the look.
+    fn widen_look(&mut self) {
+        let Phase::Looking {
+            id,
+            reports,
+            widened,
+        } = &mut running(self.state).phase
+        else {
+            unreachable!("only a look widens")
+        };
+        assert!(!*widened, "a look widens once");
+        *widened = true;
+        let (id, answered): (u64, Vec<NodeId>) = (*id, reports.keys().copied().collect());
+        // Everyone that has not answered: those asked first and silent
+        // (a lost message) once more, the others for the first time.
+        let rest: Vec<NodeId> = self
+            .shared
+            .members
+            .iter()
+            .copied()
+            .filter(|m| !answered.contains(m))
+            .collect();
+        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        let round = running(self.state);
+        let deadline = round
+            .ops
+            .iter()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(timeout);
+        round.timer = timeout.min(deadline);
+        for to in rest {
+            let peek = Message::Peek {
+                name: self.name.clone(),
+                id,
+            };
+            self.fx.sends.push((To::Node(to), peek));
+        }
     }
 
     fn prepare(&mut self) {
@@ -484,12 +544,19 @@ impl RoundCtx<'_> {
 
     fn on_look_answer(&mut self) {
         let (members, quorum) = (self.shared.members.len(), self.shared.quorum);
-        let Phase::Looking { reports, .. } = &running(self.state).phase else {
+        let Phase::Looking {
+            reports, widened, ..
+        } = &running(self.state).phase
+        else {
             unreachable!("answers are counted while looking")
         };
+        let widened = *widened;
+        let heard_all_asked = reports.len() >= quorum;
         match looked(reports, members, quorum) {
-            Looked::Waiting => {}
             Looked::Chosen => self.conclude_look(),
+            // The majority asked first disagrees: the others may settle it.
+            _ if !widened && heard_all_asked => self.widen_look(),
+            Looked::Waiting => {}
             Looked::Unsettled => self.look_again(),
         }
     }
@@ -870,6 +937,13 @@ impl RoundCtx<'_> {
     fn drop_fast_path(&mut self) {
         self.shared.fast.remove(self.name);
     }
+}
+
+/// How long a look waits for the majority it asked first before it asks
+/// the other members too: a peer that has gone quiet costs one look this
+/// much once, since the peers that answer are asked first from then on.
+fn widen_after(timing: &super::Timing) -> Micros {
+    Micros(timing.backoff_max.0 / 8)
 }
 
 /// Whether a chosen value at `top` shows the write of the proposer whose

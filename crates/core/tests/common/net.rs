@@ -1,7 +1,7 @@
 //! A network of nodes driven in simulated time: every message takes the
 //! same one-way delay, disks are instant, and timers fire when due.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::{
     Failure, Instant, LeaseName, Message, Micros, Node, NodeId, Op, Outcome, RequestId,
 };
@@ -15,6 +15,8 @@ pub struct Net {
     sent: u64,
     /// Every answer, as the node gave it, with when.
     pub answers: Vec<(Instant, RequestId, Result<Outcome, Failure>)>,
+    /// Nodes cut off: what is sent to them is lost.
+    pub cut: BTreeSet<NodeId>,
 }
 
 impl Net {
@@ -26,6 +28,7 @@ impl Net {
             in_flight: BTreeMap::new(),
             sent: 0,
             answers: Vec::new(),
+            cut: BTreeSet::new(),
         }
     }
 
@@ -42,6 +45,9 @@ impl Net {
         for node in &mut self.nodes {
             super::sync_all_writes(node, now);
             while let Some(t) = node.poll_transmit() {
+                if self.cut.contains(&t.to) {
+                    continue;
+                }
                 self.sent += 1;
                 let at = now.plus(self.delay);
                 self.in_flight
