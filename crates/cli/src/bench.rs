@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tenure_core::{Ballot, Durable, LeaseName, NodeId, Record, Write, WriteId};
 use tenure_server::{server, Listeners, ServerConfig};
-use tenure_storage::Store;
+use tenure_storage::{collect, StoreAt, StoreOptions};
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -261,7 +261,9 @@ fn fsyncs(dir: &Path, count: usize) -> Result<Vec<Duration>> {
 /// What one acceptor write costs through the real store (a transaction
 /// and its fsync), which is what a renewal waits for on the nodes.
 fn commits(dir: &Path, count: usize) -> Result<Vec<Duration>> {
-    let (mut store, _) = Store::open(dir).context("open a scratch store")?;
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::dir(dir), collect)
+        .context("open a scratch store")?;
     let name = LeaseName::new("bench")?;
     let mut samples = Vec::with_capacity(count);
     for i in 0..count as u64 {

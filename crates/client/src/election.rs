@@ -6,7 +6,8 @@
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::lock::{Lease, Lock, LostReason, DEFAULT_MARGIN, DEFAULT_TTL};
+use crate::error::LostReason;
+use crate::lock::{Lease, Lock, DEFAULT_MARGIN, DEFAULT_TTL};
 use crate::state::Leader;
 use futures_util::{Stream, StreamExt};
 use std::future::Future;

@@ -1,10 +1,12 @@
 //! What can go wrong when talking to a tenure cluster.
 
 use crate::state::LeaseState;
+use std::fmt;
 use std::time::Duration;
 
 /// An error from a call to the cluster.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The lease rules refused the operation (`409`): someone else holds the
     /// name, or the grant named is no longer current. The state says who
@@ -36,7 +38,7 @@ pub enum Error {
     /// The lease was lost (its local deadline passed, or a renewal was
     /// refused) before the operation could use it.
     #[error("the lease was lost: {0}")]
-    Lost(crate::lock::LostReason),
+    Lost(LostReason),
 }
 
 impl Error {
@@ -44,6 +46,28 @@ impl Error {
         Error::Invalid {
             message: e.to_string(),
             field: field.map(str::to_string),
+        }
+    }
+}
+
+/// Why a lease can no longer be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// Its local deadline passed without a successful renewal.
+    Expired,
+    /// A renewal was refused: the grant is gone (released by someone with
+    /// its token, or superseded). The state says who holds the name now.
+    Refused(LeaseState),
+    /// This process released it, or dropped the guard.
+    Released,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Expired => write!(f, "its deadline passed without a successful renewal"),
+            LostReason::Refused(state) => write!(f, "a renewal was refused: {state}"),
+            LostReason::Released => write!(f, "it was released"),
         }
     }
 }

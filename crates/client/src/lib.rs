@@ -34,9 +34,9 @@ mod watch;
 
 pub use client::{Client, Granted, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS};
 pub use election::LeaderElection;
-pub use error::Error;
+pub use error::{Error, LostReason};
 pub use holder::default_holder_id;
-pub use lock::{Lease, LeaseStatus, Lock, LostReason, DEFAULT_MARGIN, DEFAULT_TTL};
+pub use lock::{Lease, LeaseStatus, Lock, DEFAULT_MARGIN, DEFAULT_TTL};
 pub use state::{Leader, LeaseState};
 pub use watch::Watch;
 

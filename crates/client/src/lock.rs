@@ -7,11 +7,9 @@
 //! still held, so `Lease::lost` fires on time even when no node answers.
 
 use crate::client::{Client, Granted};
-use crate::error::Error;
+use crate::error::{Error, LostReason};
 use crate::holder::default_holder_id;
-use crate::state::LeaseState;
 use crate::time;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,28 +24,6 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_millis(100);
 /// The longest single long poll; a longer wait is several polls, so that a
 /// node that dies mid-wait costs at most this much.
 const MAX_POLL: Duration = Duration::from_secs(30);
-
-/// Why a lease can no longer be trusted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LostReason {
-    /// Its local deadline passed without a successful renewal.
-    Expired,
-    /// A renewal was refused: the grant is gone (released by someone with
-    /// its token, or superseded). The state says who holds the name now.
-    Refused(LeaseState),
-    /// This process released it, or dropped the guard.
-    Released,
-}
-
-impl fmt::Display for LostReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LostReason::Expired => write!(f, "its deadline passed without a successful renewal"),
-            LostReason::Refused(state) => write!(f, "a renewal was refused: {state}"),
-            LostReason::Released => write!(f, "it was released"),
-        }
-    }
-}
 
 /// What a lease's keepalive publishes: the current deadline, and whether
 /// the lease is lost for good.

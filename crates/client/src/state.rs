@@ -15,6 +15,9 @@ pub enum LeaseState {
         token: u64,
         remaining_ms: u64,
         ttl_ms: u64,
+        /// Long polls queued for it: the first gets it next.
+        #[serde(default)]
+        waiters: u32,
     },
     /// Expired without a release; only `holder` may take it for
     /// `remaining_ms`.
@@ -22,6 +25,8 @@ pub enum LeaseState {
         holder: String,
         token: u64,
         remaining_ms: u64,
+        #[serde(default)]
+        waiters: u32,
     },
     /// Nobody holds it; `token` is the last one granted (0: never).
     Free { token: u64 },
@@ -67,21 +72,37 @@ impl fmt::Display for LeaseState {
                 token,
                 remaining_ms,
                 ttl_ms,
-            } => write!(
-                f,
-                "held by {holder} with token {token}, {remaining_ms} ms left of a {ttl_ms} ms ttl"
-            ),
+                waiters,
+            } => {
+                write!(
+                    f,
+                    "held by {holder} with token {token}, {remaining_ms} ms left of a {ttl_ms} ms ttl"
+                )?;
+                queued(f, *waiters)
+            }
             LeaseState::LockDelayed {
                 holder,
                 token,
                 remaining_ms,
-            } => write!(
-                f,
-                "expired (token {token} of {holder}), in its lock-delay for {remaining_ms} ms"
-            ),
+                waiters,
+            } => {
+                write!(
+                    f,
+                    "expired (token {token} of {holder}), in its lock-delay for {remaining_ms} ms"
+                )?;
+                queued(f, *waiters)
+            }
             LeaseState::Free { token } => write!(f, "free (last token {token})"),
             LeaseState::Unavailable { error } => write!(f, "unavailable: {error}"),
         }
+    }
+}
+
+/// ", 3 waiting" after a state with a queue; nothing without one.
+fn queued(f: &mut fmt::Formatter<'_>, waiters: u32) -> fmt::Result {
+    match waiters {
+        0 => Ok(()),
+        n => write!(f, ", {n} waiting"),
     }
 }
 
@@ -113,10 +134,14 @@ mod tests {
     #[test]
     fn parses_every_state_the_server_reports() {
         let held: LeaseState = serde_json::from_str(
-            r#"{"state":"held","holder":"web-1","token":1,"remaining_ms":9987,"ttl_ms":10000,"error":"x"}"#,
+            r#"{"state":"held","holder":"web-1","token":1,"remaining_ms":9987,"ttl_ms":10000,"waiters":2,"error":"x"}"#,
         )
         .expect("held");
         assert_eq!(held.holder(), Some("web-1"));
+        assert_eq!(
+            held.to_string(),
+            "held by web-1 with token 1, 9987 ms left of a 10000 ms ttl, 2 waiting"
+        );
         let free: LeaseState = serde_json::from_str(r#"{"state":"free","token":4}"#).expect("free");
         assert_eq!(free, LeaseState::Free { token: 4 });
         let delayed: LeaseState = serde_json::from_str(

@@ -21,6 +21,7 @@ pub const MAX_LOCK_DELAY_MS: u64 = 60_000;
 
 /// Why an input was refused; the message says what to fix.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     #[error("name must not be empty")]
     EmptyName,

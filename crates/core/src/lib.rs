@@ -6,25 +6,26 @@
 //! the `poll_*` methods of [`Node`], whose docs give the call order. The
 //! server, the simulator and the model check are all shells around [`Node`].
 //!
-//! - [`ballot`]: ballots and node ids.
+//! - `ballot`: ballots and node ids.
 //! - [`input`]: validated names, holder ids, ttls (bad input stops here).
 //! - [`lease`]: the register value and the lease operations.
 //! - [`acceptor`]: Paxos phase 1b/2b, and what must be durable.
-//! - [`proposer`]: the round state machine, the fast path and retries.
-//! - [`node`]: acceptor + proposer, and persist-before-send.
+//! - `proposer`: the round state machine: looks, contention, the fast
+//!   path, retries, and waiting acquires.
+//! - `node`: acceptor + proposer, persist-before-send, and events.
 //!
 //! `docs/protocol.md` and `docs/safety.md` explain why each rule is there.
 
 pub mod acceptor;
-pub mod ballot;
-pub mod bugs;
+mod ballot;
+mod bugs;
 pub mod input;
 pub mod lease;
-pub mod message;
-pub mod node;
+mod message;
+mod node;
 mod packed;
-pub mod proposer;
-pub mod time;
+mod proposer;
+mod time;
 
 pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};

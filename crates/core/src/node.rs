@@ -52,6 +52,7 @@ pub struct Config {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     #[error("a cluster has 1 to 7 members, not {0}")]
     MemberCount(usize),
@@ -216,31 +217,49 @@ impl Node {
     }
 
     /// Every write up to and including `through` is durable.
+    ///
+    /// Writes become durable in the order they were issued, so a shell
+    /// acknowledges ids that never go down, and never one it was not given:
+    /// either would mean a message could leave before its write is safe,
+    /// and the node stops rather than risk it.
     pub fn handle_durable(&mut self, now: Instant, through: WriteId) {
-        debug_assert!(
+        assert!(
             through.0 <= self.last_write,
-            "acknowledged a write never issued"
+            "acknowledged write {} of {} issued",
+            through.0,
+            self.last_write
         );
-        self.durable_through = self.durable_through.max(through.0.min(self.last_write));
+        assert!(
+            through.0 >= self.durable_through,
+            "durability went back from write {} to {}",
+            self.durable_through,
+            through.0
+        );
+        self.durable_through = through.0;
         self.pump(now);
     }
 
+    #[must_use]
     pub fn poll_write(&mut self) -> Option<Write> {
         self.writes.pop_front()
     }
 
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
+    #[must_use]
     pub fn poll_reply(&mut self) -> Option<Reply> {
         self.replies.pop_front()
     }
 
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.proposer.next_timer()
     }

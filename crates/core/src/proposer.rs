@@ -522,11 +522,6 @@ impl Proposer {
         }
     }
 
-    /// Names with requests queued, running or waiting on this node.
-    pub fn busy_names(&self) -> usize {
-        self.names.len()
-    }
-
     /// Acquires waiting on this node for `name`.
     pub fn waiting(&self, name: &LeaseName) -> usize {
         self.names.get(name).map_or(0, |s| s.parked.len())

@@ -17,9 +17,10 @@ pub struct ServerConfig {
     pub http: HttpLimits,
     /// Messages queued for one peer while its connection is slow or down;
     /// more are dropped (Paxos tolerates loss; the proposer retries).
-    pub peer_queue: usize,
-    /// Writes queued for the committer before `submit` pushes back.
-    pub persist_queue: usize,
+    pub peer_queue_messages: usize,
+    /// Batches of writes (one per node-loop step) queued for the committer
+    /// before `submit` pushes back.
+    pub persist_queue_batches: usize,
 }
 
 impl ServerConfig {
@@ -30,8 +31,8 @@ impl ServerConfig {
             peers,
             timing: default_timing(),
             http: HttpLimits::default(),
-            peer_queue: 4_096,
-            persist_queue: 1_024,
+            peer_queue_messages: 4_096,
+            persist_queue_batches: 1_024,
         }
     }
 
@@ -87,6 +88,7 @@ impl Default for HttpLimits {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PeersError {
     #[error("peer entry {0:?} is not of the form ID=HOST:PORT")]
     Shape(String),

@@ -36,6 +36,7 @@ pub struct ClientCall {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallError {
     #[error(transparent)]
     Failed(#[from] Failure),

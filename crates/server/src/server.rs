@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{ConfigError, Node, NodeId, Rules};
-use tenure_storage::{Committer, OpenError, Recovery, StoreOptions};
+use tenure_storage::{
+    boot_node, Boot, BootError, Committer, OpenError, Recovery, StoreAt, StoreOptions,
+};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +30,7 @@ const CLIENT_CALLS_QUEUED: usize = 4_096;
 const PEER_EVENTS_QUEUED: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     #[error("invalid cluster configuration")]
     Config(#[from] ConfigError),
@@ -40,6 +43,8 @@ pub enum StartError {
     },
     #[error("the storage task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot start the node on its store")]
+    Boot(#[source] BootError),
     #[error("cannot read a listener's address")]
     Address(#[source] std::io::Error),
 }
@@ -129,14 +134,21 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let open_dir = dir.clone();
     let node_config = config.clone();
     let (store, node) = tokio::task::spawn_blocking(move || {
-        StoreOptions::default().open_into(&open_dir, |boot, records| {
-            let core = core_config(&node_config, members, boot.incarnation, boot.horizon);
-            Node::new(core, records, clock.now())
-        })
+        let config =
+            |boot: Boot| core_config(&node_config, members, boot.incarnation, boot.horizon);
+        boot_node(
+            &StoreOptions::default(),
+            StoreAt::dir(&open_dir),
+            config,
+            clock.now(),
+        )
     })
     .await?
-    .map_err(|source| StartError::Storage { dir, source })?;
-    let node = node?;
+    .map_err(|error| match error {
+        BootError::Config(e) => StartError::Config(e),
+        BootError::Open(source) => StartError::Storage { dir, source },
+        other => StartError::Boot(other),
+    })?;
     let incarnation = node.config().incarnation;
     match store.recovery() {
         Recovery::Clean => {}
@@ -153,7 +165,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
 
     let metrics = Arc::new(Metrics::new());
     let (persist, acks) = Persist::new(
-        Committer::spawn(store, config.persist_queue),
+        Committer::spawn(store, config.persist_queue_batches),
         metrics.clone(),
     );
 
@@ -169,7 +181,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         &config.peers,
         listeners.peer,
         peer_tx,
-        config.peer_queue,
+        config.peer_queue_messages,
         metrics.clone(),
         stop_peers_rx,
     );

@@ -6,8 +6,10 @@
 //! group commit does. A crash before that loses them, like a real crash
 //! before the fsync returned.
 
-use tenure_core::{Write, WriteId};
-use tenure_storage::{OpenError, PersistError, Recovered, SimDisk, Store};
+use tenure_core::{Config, Instant, Node, Write, WriteId};
+use tenure_storage::{
+    boot_node, Boot, BootError, PersistError, SimDisk, Store, StoreAt, StoreOptions,
+};
 
 pub struct Disk {
     device: SimDisk,
@@ -26,12 +28,18 @@ impl Default for Disk {
 }
 
 impl Disk {
-    /// Open the store as a starting node does: its records and a new
-    /// incarnation, durably bumped.
-    pub fn boot(&mut self) -> Result<Recovered, OpenError> {
-        let (store, recovered) = Store::open_with_backend(self.device.backend())?;
+    /// Start a node on the store exactly as `tenure server` does
+    /// (`tenure_storage::boot_node`): the acceptor built from the records
+    /// as they are read, in a new incarnation, durably bumped.
+    pub fn boot(
+        &mut self,
+        config: impl FnOnce(Boot) -> Config,
+        now: Instant,
+    ) -> Result<Node, BootError> {
+        let at = StoreAt::backend(self.device.backend());
+        let (store, node) = boot_node(&StoreOptions::default(), at, config, now)?;
         self.store = Some(store);
-        Ok(recovered)
+        Ok(node)
     }
 
     pub fn write(&mut self, write: Write) {

@@ -11,6 +11,11 @@ use crate::rng::SimRng;
 use crate::trace::Trace;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use tenure_storage::Boot;
+
+mod crowd;
+mod faults;
+mod nodes;
 use tenure_core::{
     Bug, Bugs, Config, DriftBound, Failure, HolderId, Instant, LeaseName, LockDelay, Message, Node,
     NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl, WriteId,
@@ -22,8 +27,8 @@ pub struct SimConfig {
     pub seed: u64,
     pub nodes: usize,
     pub bug: Option<Bug>,
-    /// How long faults are injected, in simulated µs.
-    pub fault_period_us: u64,
+    /// How long faults are injected, in simulated time.
+    pub fault_period: tenure_core::Micros,
     /// Keep the whole trace rather than its last lines.
     pub full_trace: bool,
 }
@@ -34,7 +39,7 @@ impl SimConfig {
             seed,
             nodes: 3,
             bug: None,
-            fault_period_us: 3_000_000,
+            fault_period: tenure_core::Micros::from_millis(3_000),
             full_trace: false,
         }
     }
@@ -210,7 +215,7 @@ impl World {
                 world.schedule(at, event);
             }
         }
-        let heal_at = world.config.fault_period_us;
+        let heal_at = world.config.fault_period.0;
         world.schedule(heal_at, Event::Heal);
         world
     }
@@ -260,7 +265,7 @@ impl World {
 
     /// Run to the end; the bound on events keeps a livelock from hanging.
     pub fn run(&mut self) {
-        let end = self.config.fault_period_us
+        let end = self.config.fault_period.0
             + LIVENESS_BOUND_US
             + contend::CONTENTION_US
             + 2 * contend::ANSWER_BOUND_US
@@ -304,67 +309,6 @@ impl World {
             "under contention after healing: {}",
             stall.unwrap_or_else(|| "the crowd never finished".to_string())
         ));
-    }
-
-    /// Once the cluster is healthy again: a crowd on one fresh name, on
-    /// every node at once.
-    fn start_crowd(&mut self) {
-        let name = LeaseName::new(CROWD_NAME).unwrap_or_else(|_| unreachable!());
-        let until = self.now + contend::CONTENTION_US;
-        let count = self.rng.between(4, 12) as usize;
-        self.trace.line(
-            self.now,
-            format_args!("a crowd of {count} contends for {name}"),
-        );
-        for i in 0..count {
-            let clock = self.new_clock();
-            let node = i % self.nodes.len();
-            let waits = self.rng.chance(500_000);
-            self.crowd.push(Contender::new(
-                CROWD + i,
-                clock,
-                node,
-                waits,
-                name.clone(),
-                until,
-            ));
-            // Within a millisecond of each other: a stampede on a fresh name.
-            let at = self.now + self.rng.below(1_000);
-            self.schedule(at, Event::CrowdWake { contender: i });
-        }
-    }
-
-    fn crowd_asks(&mut self, contender: usize, asks: Vec<Ask>) {
-        for ask in asks {
-            match ask {
-                Ask::Send {
-                    node,
-                    request,
-                    op,
-                    history,
-                } => {
-                    let name = LeaseName::new(CROWD_NAME).unwrap_or_else(|_| unreachable!());
-                    let client = CROWD + contender;
-                    self.trace.line(
-                        self.now,
-                        format_args!("crowd {contender} -> node {node} #{request} {op:?}"),
-                    );
-                    let at = self.now + self.rng.between(50, 1_500);
-                    self.schedule(
-                        at,
-                        Event::Submit {
-                            node,
-                            client,
-                            request: (client as u64) << 40 | request,
-                            name,
-                            op,
-                            history,
-                        },
-                    );
-                }
-                Ask::WakeAt(at) => self.schedule(at, Event::CrowdWake { contender }),
-            }
-        }
     }
 
     fn handle(&mut self, event: Event) {
@@ -554,187 +498,6 @@ impl World {
         self.nodes[node].clock.local(self.now)
     }
 
-    fn boot(&mut self, i: usize) {
-        let clock = self.new_clock();
-        let sim = &mut self.nodes[i];
-        sim.clock = clock;
-        let recovered = match sim.disk.boot() {
-            Ok(recovered) => recovered,
-            Err(e) => unreachable!("a crash alone never makes a store unreadable: {e}"),
-        };
-        let incarnation = recovered.incarnation;
-        let config = Config {
-            node: sim.id,
-            incarnation,
-            promise_horizon: recovered.horizon,
-            members: (1..=self.config.nodes as u16).map(NodeId).collect(),
-            rules: self.rules,
-            timing: Timing {
-                phase_timeout: tenure_core::Micros::from_millis(100),
-                request_deadline: tenure_core::Micros::from_millis(1_000),
-                ..Timing::default()
-            },
-            seed: self.rng.next_u64(),
-        };
-        let now = sim.clock.local(self.now);
-        match Node::new(config, recovered.records, now) {
-            Ok(node) => sim.node = Some(node),
-            Err(e) => unreachable!("the simulated configuration is valid: {e}"),
-        }
-        self.trace.line(
-            self.now,
-            format_args!("node {i} boots, incarnation {incarnation}"),
-        );
-    }
-
-    fn crash(&mut self, node: usize) {
-        let sim = &mut self.nodes[node];
-        for (_, (_, name, index)) in std::mem::take(&mut sim.requests) {
-            self.history.end(&name, index, self.now);
-        }
-        let sim = &mut self.nodes[node];
-        sim.node = None;
-        sim.disk.crash();
-        sim.life += 1;
-        sim.syncing = false;
-        sim.timer_at = None;
-        sim.requests.clear();
-        sim.paused_until = 0;
-        self.trace
-            .line(self.now, format_args!("node {node} crashes"));
-        let back = self.now + self.rng.between(10_000, 500_000);
-        self.schedule(back, Event::Restart { node });
-    }
-
-    /// Collect what the node wants done: writes to the disk, messages to the
-    /// network, replies to clients, and its next timer.
-    fn drain(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].node.as_mut() else {
-            return;
-        };
-        let mut writes = Vec::new();
-        while let Some(w) = node.poll_write() {
-            writes.push(w);
-        }
-        let mut transmits = Vec::new();
-        while let Some(t) = node.poll_transmit() {
-            transmits.push(t);
-        }
-        let mut replies = Vec::new();
-        while let Some(r) = node.poll_reply() {
-            replies.push(r);
-        }
-        let mut phases = Vec::new();
-        while let Some(event) = node.poll_event() {
-            if let tenure_core::Event::Phase { name, phase } = event {
-                phases.push(format!("node {i} {name} {}", phase.kind()));
-            }
-        }
-        for line in phases {
-            self.trace.line(self.now, format_args!("{line}"));
-        }
-        let Some(node) = self.nodes[i].node.as_mut() else {
-            return;
-        };
-        let timer = node.poll_timeout();
-        let from = self.nodes[i].id;
-        for w in writes {
-            self.nodes[i].disk.write(w);
-        }
-        if !self.nodes[i].syncing {
-            if let Some(through) = self.nodes[i].disk.last_unsynced() {
-                self.nodes[i].syncing = true;
-                let latency = if self.rng.chance(self.faults.slow_sync_ppm) {
-                    self.rng.between(10_000, 100_000)
-                } else {
-                    self.rng.between(50, 500)
-                };
-                let life = self.nodes[i].life;
-                self.schedule(
-                    self.now + latency,
-                    Event::Synced {
-                        node: i,
-                        life,
-                        through,
-                    },
-                );
-            }
-        }
-        for t in transmits {
-            let to = usize::from(t.to.0) - 1;
-            self.send_message(i, to, from, t.message);
-        }
-        for r in replies {
-            if let Some((client, name, index)) = self.nodes[i].requests.remove(&r.request.0) {
-                // The history takes the outcome when the node gives it, whether
-                // or not the client ever hears of it.
-                match &r.result {
-                    Ok(outcome) => self
-                        .history
-                        .complete(&name, index, self.now, outcome.clone()),
-                    Err(Failure::Unavailable {
-                        outcome_unknown: true,
-                    }) => self.history.end(&name, index, self.now),
-                    Err(_) => self.history.discard(&name, index),
-                }
-                if let Some(at) = self.delivery_time(i, usize::MAX) {
-                    self.schedule(
-                        at,
-                        Event::Answer {
-                            client,
-                            request: r.request.0,
-                            result: r.result,
-                        },
-                    );
-                }
-            }
-        }
-        if let Some(t) = timer {
-            let at = self.nodes[i].clock.true_at(t);
-            // One queued timer event per node: an earlier one covers later
-            // timers, since the node re-arms when it fires.
-            if self.nodes[i].timer_at.is_none_or(|queued| at < queued) {
-                self.nodes[i].timer_at = Some(at);
-                let life = self.nodes[i].life;
-                self.schedule(at, Event::NodeTimer { node: i, life });
-            }
-        }
-    }
-
-    fn send_message(&mut self, from_index: usize, to: usize, from: NodeId, message: Message) {
-        let copies = if self.rng.chance(self.faults.duplicate_ppm) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            if let Some(at) = self.delivery_time(from_index, to) {
-                self.schedule(
-                    at,
-                    Event::Deliver {
-                        from,
-                        to,
-                        message: message.clone(),
-                    },
-                );
-            }
-        }
-    }
-
-    /// When a message sent now arrives, or `None` if it is lost. Clients use
-    /// `usize::MAX` as their end: they are never partitioned, only delayed
-    /// and lost.
-    fn delivery_time(&mut self, from: usize, to: usize) -> Option<u64> {
-        if self.cut.contains(&(from, to)) || self.rng.chance(self.faults.loss_ppm) {
-            return None;
-        }
-        let mut delay = self.rng.between(50, 1_500);
-        if self.rng.chance(self.faults.tail_ppm) {
-            delay += self.rng.below(self.faults.tail_max_us);
-        }
-        Some(self.now + delay)
-    }
-
     fn client_actions(&mut self, client: usize, actions: Vec<Action>) {
         for action in actions {
             match action {
@@ -768,79 +531,5 @@ impl World {
                 Action::WakeAt(at) => self.schedule(at, Event::ClientWake { client }),
             }
         }
-    }
-
-    fn repartition(&mut self) {
-        self.cut.clear();
-        let n = self.nodes.len();
-        let mut side: Vec<usize> = (0..n).collect();
-        // Shuffle, then cut off a prefix: a minority or a majority alike.
-        for i in (1..n).rev() {
-            let j = self.rng.below(i as u64 + 1) as usize;
-            side.swap(i, j);
-        }
-        let cut_size = self.rng.between(0, n as u64 - 1) as usize;
-        let one_way = self.rng.chance(250_000);
-        for &a in &side[..cut_size] {
-            for &b in &side[cut_size..] {
-                self.cut.insert((a, b));
-                if !one_way {
-                    self.cut.insert((b, a));
-                }
-            }
-        }
-        self.trace
-            .line(self.now, format_args!("partition {:?}", self.cut));
-    }
-
-    fn heal(&mut self) {
-        self.healed_at = Some(self.now);
-        self.faults = self.faults.healed();
-        self.cut.clear();
-        self.trace.line(self.now, format_args!("faults heal"));
-        for node in &mut self.nodes {
-            node.paused_until = 0;
-        }
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].node.is_none() {
-                self.boot(i);
-            }
-        }
-        for c in &mut self.clients {
-            c.stopped = true;
-        }
-        self.schedule(self.now + 10_000, Event::Probe);
-    }
-
-    /// Liveness: once healed, a free name must be acquirable. The probe asks
-    /// a random node, and asks again every so often until it is granted.
-    fn probe_acquire(&mut self) {
-        let healed_at = self.healed_at.unwrap_or(self.now);
-        if self.probe_granted || self.now > healed_at + LIVENESS_BOUND_US {
-            return;
-        }
-        let name = LeaseName::new("liveness-probe").unwrap_or_else(|_| unreachable!());
-        let node = self.rng.below(self.nodes.len() as u64) as usize;
-        self.seq += 1;
-        let request = (PROBE as u64) << 40 | self.seq;
-        let op = Op::Acquire {
-            holder: HolderId::new("probe").unwrap_or_else(|_| unreachable!()),
-            ttl: Ttl::from_millis(1_000).unwrap_or_else(|_| unreachable!()),
-            lock_delay: LockDelay::NONE,
-            wait: tenure_core::Micros::ZERO,
-        };
-        let history = usize::MAX; // The probe is judged by liveness alone.
-        self.schedule(
-            self.now + 100,
-            Event::Submit {
-                node,
-                client: PROBE,
-                request,
-                name,
-                op,
-                history,
-            },
-        );
-        self.schedule(self.now + 1_500_000, Event::Probe);
     }
 }

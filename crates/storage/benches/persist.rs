@@ -25,7 +25,7 @@ use tenure_core::{
     Ballot, Bugs, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write,
     WriteId,
 };
-use tenure_storage::{Committer, Store, StoreOptions};
+use tenure_storage::{collect, Committer, StoreAt, StoreOptions};
 
 const WRITER_COUNTS: [usize; 4] = [1, 16, 64, 256];
 const IDLE_NAMES: u64 = 1_000_000;
@@ -234,13 +234,13 @@ fn run(dir: &Path, mode: Mode, writers: usize, seconds: f64) -> Run {
         sync_micros: sync_micros.clone(),
     };
     let (store, _) = StoreOptions::default()
-        .open_backend(backend)
+        .open(StoreAt::backend(backend), collect)
         .expect("open the bench store");
     let (syncs_before, micros_before) = (
         syncs.load(Ordering::Relaxed),
         sync_micros.load(Ordering::Relaxed),
     );
-    let ids = AtomicU64::new(1);
+    let ids = Mutex::new(0u64);
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
 
@@ -263,35 +263,42 @@ fn run(dir: &Path, mode: Mode, writers: usize, seconds: f64) -> Run {
                             stop.store(true, Ordering::Relaxed);
                             break;
                         }
-                        let id = ids.fetch_add(1, Ordering::Relaxed);
-                        let write = Write {
+                        // Ids rise in the order writes reach the store, as
+                        // from a node: each is taken where it is handed on.
+                        let write = |id: u64| Write {
                             id: WriteId(id),
                             record: Record::Register {
                                 name: bench_name(writer as u64, n % 64),
                                 state: idle_state(id),
                             },
                         };
-                        n += 1;
                         let op_started = Instant::now();
                         match (committer, store) {
                             (Some(committer), _) => {
                                 let (tx, rx) = mpsc::sync_channel(1);
-                                committer.submit(
-                                    vec![write],
-                                    Box::new(move |r| {
-                                        let _ = tx.send(r);
-                                    }),
-                                );
+                                {
+                                    let mut next = ids.lock().unwrap_or_else(|p| p.into_inner());
+                                    *next += 1;
+                                    committer.submit(
+                                        vec![write(*next)],
+                                        Box::new(move |r| {
+                                            let _ = tx.send(r);
+                                        }),
+                                    );
+                                }
                                 rx.recv_timeout(ANSWER_TIMEOUT)
                                     .expect("an answer")
                                     .expect("persisted");
                             }
                             (None, Some(store)) => {
                                 let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-                                store.persist(&[write]).expect("persisted");
+                                let mut next = ids.lock().unwrap_or_else(|p| p.into_inner());
+                                *next += 1;
+                                store.persist(&[write(*next)]).expect("persisted");
                             }
                             (None, None) => unreachable!("one side drives the store"),
                         }
+                        n += 1;
                         samples.push(op_started.elapsed());
                     }
                     samples
@@ -371,7 +378,9 @@ fn rss(dir: &Path) {
     let _ = std::fs::remove_dir_all(&store_dir);
     let started = Instant::now();
     {
-        let (mut store, _) = Store::open(&store_dir).expect("open");
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::dir(&store_dir), collect)
+            .expect("open");
         const BATCH: u64 = 10_000;
         let mut id = 0;
         for chunk in 0..IDLE_NAMES / BATCH {
@@ -455,7 +464,7 @@ fn rss_child(store_dir: &Path, holding: &str) {
         ..StoreOptions::default()
     };
     let (store, held) = options
-        .open_into(store_dir, |boot, records| match holding {
+        .open(StoreAt::dir(store_dir), |boot, records| match holding {
             "acceptor" => {
                 let acceptor = Acceptor::recover(
                     boot.horizon,

@@ -16,6 +16,7 @@ const CORRUPT_ADVICE: &str = "this node must not serve from it. Do NOT delete or
 
 /// Why [`Store::open`](crate::Store::open) refused to start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenError {
     #[error(
         "cannot create or open the store directory {path}: {source}; check that it exists, \
@@ -82,6 +83,7 @@ pub enum OpenError {
 /// fsync the kernel may have dropped the writes while reads still show them,
 /// and a retried fsync can succeed without them.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PersistError {
     #[error(
         "could not make acceptor state durable ({0}); the store now refuses every write: restart \

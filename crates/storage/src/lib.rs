@@ -4,28 +4,35 @@
 //! [`tenure_core::Node::handle_durable`] before anything that depends on it
 //! leaves the node. This crate makes it so:
 //!
-//! - [`store`]: one redb file per node; [`Store::open`] loads every record
-//!   and durably takes a fresh incarnation, [`Store::persist`] makes a batch
-//!   durable in one transaction with one fsync, and fails stop.
-//! - [`record`]: the layout of a value and its own CRC32C, so that a flipped
+//! - `store`: one redb file per node; [`StoreOptions::open`] loads every
+//!   record and durably takes a fresh incarnation, [`Store::persist`] makes
+//!   a batch durable in one transaction with one fsync, and fails stop.
+//! - `boot`: a node built on its store, as the server and the simulator
+//!   both start one ([`boot_node`]).
+//! - `record`: the layout of a value and its own CRC32C, so that a flipped
 //!   byte is refused rather than served.
-//! - [`committer`]: group commit on a thread of its own behind a bounded queue.
-//! - [`sim_disk`]: an in-memory disk that tests and the simulator crash,
-//!   fail and slow.
+//! - `committer`: group commit on a thread of its own behind a bounded queue.
+//! - `sim_disk` (feature `sim-disk`): an in-memory disk that tests and the
+//!   simulator crash, fail and slow.
 //!
 //! `docs/storage.md` gives the reasons, the costs, and the rule for deleting
 //! names later.
 
-pub mod committer;
-pub mod error;
-pub mod record;
-pub mod sim_disk;
-pub mod store;
+mod boot;
+mod committer;
+mod error;
+mod record;
+#[cfg(feature = "sim-disk")]
+mod sim_disk;
+mod store;
 
+pub use boot::{boot_node, BootError};
 pub use committer::{Committer, Done};
 pub use error::{OpenError, PersistError};
 pub use record::RecordError;
+#[cfg(feature = "sim-disk")]
 pub use sim_disk::{DiskStats, SimBackend, SimDisk};
 pub use store::{
-    Boot, Records, Recovered, Recovery, Store, StoreOptions, DEFAULT_CACHE_SIZE_BYTES, FILE_NAME,
+    collect, Boot, Records, Recovered, Recovery, Store, StoreAt, StoreOptions,
+    DEFAULT_CACHE_SIZE_BYTES, FILE_NAME,
 };

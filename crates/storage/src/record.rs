@@ -35,6 +35,7 @@ const FRAMING_BYTES: usize = 1 + 4;
 
 /// Why a stored value was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordError {
     #[error("value is {len} bytes, shorter than its {FRAMING_BYTES} bytes of framing")]
     Truncated { len: usize },

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tenure_core::{Write, WriteId};
-use tenure_storage::{Committer, PersistError, SimDisk, Store};
+use tenure_storage::{Committer, PersistError, SimDisk};
 
 /// Bounds every wait, so a bug shows as a failure rather than a hang.
 const WAIT: Duration = Duration::from_secs(20);
@@ -44,7 +44,9 @@ impl Gate {
 #[test]
 fn batches_queued_during_an_fsync_share_the_next_one() {
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let syncs_at_start = disk.stats().syncs;
     let gate = Gate::default();
     let entered = Arc::new((Mutex::new(false), Condvar::new()));
@@ -95,7 +97,9 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
     const WRITERS: u64 = 8;
     const PER_WRITER: u64 = 25;
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let syncs_at_start = disk.stats().syncs;
 
     // (writers still running, writers with a batch in the queue)
@@ -112,15 +116,26 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
     }
     let committer = Committer::spawn(store, 64);
     let acked = AtomicUsize::new(0);
+    // Write ids rise in the order batches reach the committer, as from a
+    // node (the store refuses anything else): each writer takes its id
+    // and submits under one lock.
+    let next_id = Mutex::new(0u64);
+    let last_ids = Mutex::new(std::collections::BTreeMap::new());
     std::thread::scope(|scope| {
         for writer in 0..WRITERS {
-            let (committer, load, acked) = (&committer, load.clone(), &acked);
+            let (committer, load, acked, next_id) = (&committer, load.clone(), &acked, &next_id);
+            let last_ids = &last_ids;
             scope.spawn(move || {
                 let (counts, cv) = &*load;
-                for n in 0..PER_WRITER {
-                    let id = writer * PER_WRITER + n + 1;
-                    let answers =
-                        submit_tagged(committer, id, vec![write(id, name(writer), state(id))]);
+                for _ in 0..PER_WRITER {
+                    let (id, answers) = {
+                        let mut next = next_id.lock().unwrap();
+                        *next += 1;
+                        let id = *next;
+                        let w = write(id, name(writer), state(id));
+                        last_ids.lock().unwrap().insert(writer, id);
+                        (id, submit_tagged(committer, id, vec![w]))
+                    };
                     counts.lock().unwrap().1 += 1;
                     cv.notify_all();
                     let (_, result) = answers.recv_timeout(WAIT).unwrap();
@@ -147,20 +162,21 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
     committer.shutdown();
 
     // Every writer's last batch is what the store holds for its name.
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let got = as_map(recovered);
-    for writer in 0..WRITERS {
-        assert_eq!(
-            got.registers[&name(writer)],
-            state((writer + 1) * PER_WRITER)
-        );
+    for (writer, last) in last_ids.into_inner().unwrap() {
+        assert_eq!(got.registers[&name(writer)], state(last));
     }
 }
 
 #[test]
 fn shutdown_commits_everything_queued_and_closes_the_store() {
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let committer = Committer::spawn(store, 1000);
     let work = batches(50);
     let answers: Vec<Answers> = work
@@ -179,14 +195,18 @@ fn shutdown_commits_everything_queued_and_closes_the_store() {
     for batch in &work {
         apply(&mut expected, batch);
     }
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert_eq!(as_map(recovered), expected);
 }
 
 #[test]
 fn an_empty_batch_is_answered_with_the_highest_durable_id() {
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let committer = Committer::spawn(store, 4);
     let (_, first) = submit_tagged(&committer, 0, Vec::new())
         .recv_timeout(WAIT)
@@ -208,7 +228,9 @@ fn an_empty_batch_is_answered_with_the_highest_durable_id() {
 #[test]
 fn a_full_queue_blocks_the_submitter_until_the_fsync_completes() {
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let gate = Gate::default();
     {
         let gate = gate.clone();
@@ -250,7 +272,9 @@ fn a_full_queue_blocks_the_submitter_until_the_fsync_completes() {
 #[test]
 fn a_panicking_callback_does_not_stop_the_committer() {
     let disk = SimDisk::new();
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let committer = Committer::spawn(store, 4);
     committer.submit(
         vec![write(1, name(1), state(1))],

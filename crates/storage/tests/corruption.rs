@@ -43,7 +43,7 @@ fn fill(store: &mut Store) -> Map {
     let marked = vec![write(1000, marked_name(), state(MARKED))];
     store.persist(&marked).unwrap();
     apply(&mut expected, &marked);
-    for batch in batches(10) {
+    for batch in batches_after(1000, 10) {
         store.persist(&batch).unwrap();
         apply(&mut expected, &batch);
     }
@@ -75,9 +75,14 @@ fn damage_marked_record(disk: &SimDisk) {
 fn a_flipped_byte_in_a_record_is_refused_by_the_records_checksum() {
     let trusting = trusting();
     let disk = SimDisk::new();
-    drop(fill(&mut trusting.open_backend(disk.backend()).unwrap().0));
+    drop(fill(
+        &mut trusting
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap()
+            .0,
+    ));
     damage_marked_record(&disk);
-    let err = refused(trusting.open_backend(disk.backend()));
+    let err = refused(trusting.open(StoreAt::backend(disk.backend()), collect));
     assert!(
         matches!(
             &err,
@@ -95,7 +100,12 @@ fn a_flipped_byte_in_a_record_is_refused_by_the_records_checksum() {
 fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
     let trusting = trusting();
     let disk = SimDisk::new();
-    drop(fill(&mut trusting.open_backend(disk.backend()).unwrap().0));
+    drop(fill(
+        &mut trusting
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap()
+            .0,
+    ));
     let copies = disk.find(&needle());
     let flip = || {
         for &offset in &copies {
@@ -105,7 +115,7 @@ fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
     flip();
     let stopped_at = |read_all: bool| {
         let mut seen = 0;
-        let result = trusting.open_backend_into(disk.backend(), |_, records| {
+        let result = trusting.open(StoreAt::backend(disk.backend()), |_, records| {
             if read_all {
                 seen = records.count();
             }
@@ -124,7 +134,7 @@ fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
     // opens with the one after the filling open's.
     flip();
     let (_store, incarnation) = trusting
-        .open_backend_into(disk.backend(), |boot, _| boot.incarnation)
+        .open(StoreAt::backend(disk.backend()), |boot, _| boot.incarnation)
         .unwrap();
     assert_eq!(incarnation, 2);
 }
@@ -133,10 +143,13 @@ fn a_flipped_byte_in_a_record_fails_a_streaming_open_too() {
 fn a_flipped_byte_in_a_record_is_refused_by_page_verification() {
     let disk = SimDisk::new();
     drop(fill(
-        &mut Store::open_with_backend(disk.backend()).unwrap().0,
+        &mut StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap()
+            .0,
     ));
     damage_marked_record(&disk);
-    let err = refused(Store::open_with_backend(disk.backend()));
+    let err = refused(StoreOptions::default().open(StoreAt::backend(disk.backend()), collect));
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
 }
 
@@ -151,12 +164,14 @@ fn a_flipped_byte_found_by_crash_recovery_is_refused() {
         };
         let disk = SimDisk::new();
         {
-            let (mut store, _) = options.open_backend(disk.backend()).unwrap();
+            let (mut store, _) = options
+                .open(StoreAt::backend(disk.backend()), collect)
+                .unwrap();
             fill(&mut store);
             disk.crash();
         }
         damage_marked_record(&disk);
-        let err = refused(options.open_backend(disk.backend()));
+        let err = refused(options.open(StoreAt::backend(disk.backend()), collect));
         assert!(
             matches!(
                 err,
@@ -187,29 +202,39 @@ fn flip_in_file(dir: &Path) {
 #[test]
 fn a_flipped_byte_in_the_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(fill(&mut Store::open(dir.path()).unwrap().0));
+    drop(fill(
+        &mut StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap()
+            .0,
+    ));
     flip_in_file(dir.path());
-    let err = refused(Store::open(dir.path()));
+    let err = refused(StoreOptions::default().open(StoreAt::dir(dir.path()), collect));
     assert!(matches!(err, OpenError::Corrupt { .. }), "{err}");
 }
 
 #[test]
 fn a_truncated_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    drop(fill(&mut Store::open(dir.path()).unwrap().0));
+    drop(fill(
+        &mut StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap()
+            .0,
+    ));
     let path = dir.path().join(FILE_NAME);
     let len = std::fs::metadata(&path).unwrap().len();
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(len / 2).unwrap();
     drop(file);
-    refused(Store::open(dir.path()));
+    refused(StoreOptions::default().open(StoreAt::dir(dir.path()), collect));
 }
 
 #[test]
 fn a_file_that_is_not_a_store_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(FILE_NAME), vec![0xA5; 64 * 1024]).unwrap();
-    refused(Store::open(dir.path()));
+    refused(StoreOptions::default().open(StoreAt::dir(dir.path()), collect));
 }
 
 /// Pins the reason pages are verified at every open: without it, one
@@ -220,14 +245,19 @@ fn a_file_that_is_not_a_store_is_refused() {
 #[test]
 fn no_flipped_byte_makes_the_store_serve_other_records() {
     let base = SimDisk::new();
-    let expected = fill(&mut Store::open_with_backend(base.backend()).unwrap().0);
+    let expected = fill(
+        &mut StoreOptions::default()
+            .open(StoreAt::backend(base.backend()), collect)
+            .unwrap()
+            .0,
+    );
     let len = base.durable_len();
     let mut refusals = 0;
     // Every 61st byte: a prime stride meets every offset within a page.
     for offset in (0..len).step_by(61) {
         let disk = base.fork();
         disk.corrupt(offset, 0x10);
-        match Store::open_with_backend(disk.backend()) {
+        match StoreOptions::default().open(StoreAt::backend(disk.backend()), collect) {
             Err(_) => refusals += 1,
             Ok((store, recovered)) => {
                 assert_eq!(store.recovery(), Recovery::Clean);

@@ -17,7 +17,7 @@ mod common;
 
 use common::*;
 use tenure_core::Write;
-use tenure_storage::{Recovery, SimDisk, StoreOptions};
+use tenure_storage::{Recovery, SimDisk};
 
 /// What one life of the workload got acknowledged before it died.
 struct Life {
@@ -26,7 +26,7 @@ struct Life {
 }
 
 fn live(disk: &SimDisk, options: &StoreOptions, batches: &[Vec<Write>]) -> Life {
-    let Ok((mut store, recovered)) = options.open_backend(disk.backend()) else {
+    let Ok((mut store, recovered)) = options.open(StoreAt::backend(disk.backend()), collect) else {
         return Life {
             incarnation: None,
             acked: 0,
@@ -59,7 +59,9 @@ fn sweep(options: &StoreOptions) -> Sweep {
     let base = SimDisk::new();
     let mut base_map = Map::new();
     let base_incarnation = {
-        let (mut store, recovered) = options.open_backend(base.backend()).unwrap();
+        let (mut store, recovered) = options
+            .open(StoreAt::backend(base.backend()), collect)
+            .unwrap();
         for batch in &history {
             store.persist(batch).unwrap();
             apply(&mut base_map, batch);
@@ -91,7 +93,7 @@ fn sweep(options: &StoreOptions) -> Sweep {
             let context = format!("crash after I/O call {k} (torn: {torn})");
 
             let (mut store, recovered) = options
-                .open_backend(disk.backend())
+                .open(StoreAt::backend(disk.backend()), collect)
                 .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
             sweep.crashes += 1;
             if store.recovery() == Recovery::RolledBack {

@@ -12,13 +12,15 @@ use common::*;
 use std::sync::mpsc;
 use std::time::Duration;
 use tenure_core::Write;
-use tenure_storage::{Committer, OpenError, PersistError, SimDisk, Store};
+use tenure_storage::{Committer, OpenError, PersistError, SimDisk};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn assert_nothing_acked_is_missing(disk: &SimDisk, acked: &[Vec<Write>], failed: &[Write]) {
     disk.crash();
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let got = as_map(recovered);
     let mut expected = Map::new();
     for batch in acked {
@@ -36,7 +38,9 @@ fn assert_nothing_acked_is_missing(disk: &SimDisk, acked: &[Vec<Write>], failed:
 fn after_a_failed_fsync_the_store_never_reports_success_again() {
     let disk = SimDisk::new();
     let work = batches(4);
-    let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     store.persist(&work[0]).unwrap();
 
     disk.fail_next_sync();
@@ -64,7 +68,9 @@ fn after_a_failed_fsync_the_store_never_reports_success_again() {
 fn after_a_failed_fsync_the_committer_fails_that_batch_and_every_later_one() {
     let disk = SimDisk::new();
     let work = batches(5);
-    let (store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     let committer = Committer::spawn(store, 16);
     let submit = |batch: &Vec<Write>| {
         let (tx, rx) = mpsc::channel();
@@ -110,9 +116,15 @@ fn after_a_failed_fsync_the_committer_fails_that_batch_and_every_later_one() {
 #[test]
 fn a_failed_fsync_during_open_stops_the_open() {
     let disk = SimDisk::new();
-    drop(Store::open_with_backend(disk.backend()).unwrap());
+    drop(
+        StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap(),
+    );
     disk.fail_next_sync();
-    let err = Store::open_with_backend(disk.backend()).unwrap_err();
+    let err = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap_err();
     assert!(
         matches!(err, OpenError::Write { .. } | OpenError::Unreadable { .. }),
         "{err}"
@@ -120,7 +132,9 @@ fn a_failed_fsync_during_open_stops_the_open() {
     // No ballot was ever drawn from the incarnation that failed to become
     // durable, so the next open may take it again.
     disk.crash();
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert!(recovered.incarnation >= 2);
 }
 
@@ -130,7 +144,9 @@ fn a_failed_fsync_during_open_stops_the_open() {
 fn a_panic_inside_a_commit_stops_the_store() {
     let disk = SimDisk::new();
     let work = batches(3);
-    let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     store.persist(&work[0]).unwrap();
     disk.set_sync_hook(|_| panic!("the disk driver failed an assertion"));
     let err = store.persist(&work[1]).unwrap_err();

@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use tenure_core::{LeaseName, Write};
-use tenure_storage::{Recovery, Store};
+use tenure_storage::Recovery;
 
 const CHILD_DIR: &str = "TENURE_STORAGE_TEST_CHILD_DIR";
 const CHILD_ROUND: &str = "TENURE_STORAGE_TEST_CHILD_ROUND";
@@ -47,7 +47,9 @@ fn child_persists_until_killed() {
         return;
     };
     let round: u64 = round.parse().unwrap();
-    let (mut store, _) = Store::open(Path::new(&dir)).unwrap();
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::dir(Path::new(&dir)), collect)
+        .unwrap();
     for i in 1..=MAX_BATCHES {
         store.persist(&batch(round, i)).unwrap();
         // Only after persist returned: this line is the acknowledgement.
@@ -89,7 +91,9 @@ fn a_killed_process_loses_no_acknowledged_batch() {
         child.wait().unwrap();
         assert!(acked >= kill_after, "the child stopped after {acked} acks");
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap();
         assert_ne!(
             store.recovery(),
             Recovery::Clean,

@@ -3,17 +3,21 @@
 mod common;
 
 use common::*;
-use tenure_storage::{OpenError, Recovered, Recovery, SimDisk, Store, StoreOptions};
+use tenure_storage::{OpenError, Recovered, Recovery, SimDisk};
 
 #[test]
 fn persisted_records_come_back_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let expected = {
-        let (mut store, recovered) = Store::open(dir.path()).unwrap();
+        let (mut store, recovered) = StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap();
         assert!(recovered.records.is_empty());
         persist_batches(&mut store, 20)
     };
-    let (store, recovered) = Store::open(dir.path()).unwrap();
+    let (store, recovered) = StoreOptions::default()
+        .open(StoreAt::dir(dir.path()), collect)
+        .unwrap();
     assert_eq!(as_map(recovered), expected);
     assert_eq!(store.recovery(), Recovery::Clean);
 }
@@ -24,11 +28,13 @@ fn persisted_records_come_back_after_reopen() {
 fn streamed_records_are_the_collected_ones() {
     let disk = SimDisk::new();
     let expected = {
-        let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap();
         persist_batches(&mut store, 20)
     };
     let (_store, (boot, streamed)) = StoreOptions::default()
-        .open_backend_into(disk.backend(), |boot, records| {
+        .open(StoreAt::backend(disk.backend()), |boot, records| {
             (boot, records.collect::<Vec<_>>())
         })
         .unwrap();
@@ -42,10 +48,14 @@ fn streamed_records_are_the_collected_ones() {
     assert_eq!(as_map(streamed), expected);
     // A consumer that stops early still gets a store, checked in full.
     let (_store, first) = StoreOptions::default()
-        .open_backend_into(disk.backend(), |_, records| records.next())
+        .open(StoreAt::backend(disk.backend()), |_, records| {
+            records.next()
+        })
         .unwrap();
     assert!(first.is_some());
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert_eq!(recovered.incarnation, 4);
 }
 
@@ -55,12 +65,16 @@ fn streamed_records_are_the_collected_ones() {
 fn every_open_takes_a_new_incarnation() {
     let dir = tempfile::tempdir().unwrap();
     for expected in 1..=4 {
-        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        let (_store, recovered) = StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap();
         assert_eq!(recovered.incarnation, expected);
     }
     let disk = SimDisk::new();
     for expected in 1..=3 {
-        let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+        let (_store, recovered) = StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap();
         assert_eq!(recovered.incarnation, expected);
     }
 }
@@ -69,7 +83,9 @@ fn every_open_takes_a_new_incarnation() {
 fn the_last_write_of_a_name_in_a_batch_wins() {
     let disk = SimDisk::new();
     {
-        let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap();
         store
             .persist(&[
                 write(1, name(1), state(1)),
@@ -78,7 +94,9 @@ fn the_last_write_of_a_name_in_a_batch_wins() {
             ])
             .unwrap();
     }
-    let (_store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert_eq!(
         recovered.records,
         vec![(name(1), state(3)), (name(2), state(2))]
@@ -88,13 +106,17 @@ fn the_last_write_of_a_name_in_a_batch_wins() {
 #[test]
 fn a_batch_costs_one_fsync_and_an_empty_batch_none() {
     let disk = SimDisk::new();
-    let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     // Warm up past the file's first growth, which syncs its length once.
-    for batch in batches(5) {
+    let warm = batches(5);
+    let last = warm.iter().flatten().map(|w| w.id.0).max().unwrap_or(0);
+    for batch in warm {
         store.persist(&batch).unwrap();
     }
     let before = disk.stats().syncs;
-    for batch in batches(30) {
+    for batch in batches_after(last, 30) {
         store.persist(&batch).unwrap();
     }
     store.persist(&[]).unwrap();
@@ -105,12 +127,16 @@ fn a_batch_costs_one_fsync_and_an_empty_batch_none() {
 fn a_crashed_store_reopens_with_everything_persisted() {
     let disk = SimDisk::new();
     let expected = {
-        let (mut store, _) = Store::open_with_backend(disk.backend()).unwrap();
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap();
         let expected = persist_batches(&mut store, 10);
         disk.crash();
         expected
     };
-    let (store, recovered) = Store::open_with_backend(disk.backend()).unwrap();
+    let (store, recovered) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert_eq!(store.recovery(), Recovery::Repaired);
     assert_eq!(recovered.incarnation, 2);
     assert_eq!(as_map(recovered), expected);
@@ -119,8 +145,12 @@ fn a_crashed_store_reopens_with_everything_persisted() {
 #[test]
 fn a_store_open_elsewhere_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, _) = Store::open(dir.path()).unwrap();
-    let err = Store::open(dir.path()).unwrap_err();
+    let (_store, _) = StoreOptions::default()
+        .open(StoreAt::dir(dir.path()), collect)
+        .unwrap();
+    let err = StoreOptions::default()
+        .open(StoreAt::dir(dir.path()), collect)
+        .unwrap_err();
     assert!(matches!(err, OpenError::InUse { .. }), "{err}");
 }
 
@@ -129,7 +159,9 @@ fn a_directory_that_cannot_be_created_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
-    let err = Store::open(&file.join("store")).unwrap_err();
+    let err = StoreOptions::default()
+        .open(StoreAt::dir(&file.join("store")), collect)
+        .unwrap_err();
     assert!(matches!(err, OpenError::Directory { .. }), "{err}");
 }
 
@@ -141,9 +173,13 @@ fn two_phase_commit_stores_the_same_records() {
         ..StoreOptions::default()
     };
     let expected = {
-        let (mut store, _) = options.open_backend(disk.backend()).unwrap();
+        let (mut store, _) = options
+            .open(StoreAt::backend(disk.backend()), collect)
+            .unwrap();
         persist_batches(&mut store, 5)
     };
-    let (_store, recovered) = options.open_backend(disk.backend()).unwrap();
+    let (_store, recovered) = options
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
     assert_eq!(as_map(recovered), expected);
 }

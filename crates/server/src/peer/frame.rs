@@ -34,6 +34,7 @@ pub enum Body {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     #[error("peer speaks protocol version {0}, this node speaks {PROTOCOL_VERSION}")]
     Version(u16),

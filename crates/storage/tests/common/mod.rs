@@ -1,12 +1,15 @@
 //! Records and batches for the storage tests.
 #![allow(dead_code)]
 
+// Every test opens stores the one way there is.
 use std::collections::BTreeMap;
 use tenure_core::lease::Grant;
 use tenure_core::{
     Ballot, Durable, HolderId, LeaseName, LeaseValue, LockDelay, Record, Token, Ttl, Write, WriteId,
 };
 use tenure_storage::Recovered;
+#[allow(unused_imports)] // Each test file uses a different part.
+pub use tenure_storage::{collect, StoreAt, StoreOptions};
 
 pub fn name(i: u64) -> LeaseName {
     LeaseName::new(&format!("lease/{i}")).unwrap()
@@ -67,7 +70,13 @@ pub fn register(write: &Write) -> (&LeaseName, &Durable) {
 /// other batches and adds one name of its own, so a half-applied batch or
 /// an old version shows up as a wrong map.
 pub fn batches(count: u64) -> Vec<Vec<Write>> {
-    let mut id = 0;
+    batches_after(0, count)
+}
+
+/// [`batches`], its write ids after `last_id`: a store takes ids that only
+/// rise, as a node issues them.
+pub fn batches_after(last_id: u64, count: u64) -> Vec<Vec<Write>> {
+    let mut id = last_id;
     (1..=count)
         .map(|b| {
             let mut batch = Vec::new();

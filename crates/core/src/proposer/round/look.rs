@@ -1,0 +1,242 @@
+//! Looks: quorum reads that promise nothing. A look asks a bare majority
+//! first (this node and the peers that answered it last), and the others
+//! only when those disagree or are slow; it is decided once the highest
+//! ballot among the answers is reported by a majority.
+
+use super::*;
+
+impl RoundCtx<'_> {
+    pub(super) fn look(&mut self) {
+        // Peek ids carry the incarnation in their high half, so an answer to
+        // a peek of an earlier life of this node can never be counted for a
+        // peek of this one. Past 2^32 peeks in one life, rounds go through
+        // phase 1 instead of reusing an id.
+        if self.shared.next_peek > u64::from(u32::MAX) {
+            return self.prepare();
+        }
+        let id = u64::from(self.shared.incarnation) << 32 | self.shared.next_peek;
+        self.shared.next_peek += 1;
+        // A majority is enough when it agrees, and most looks find a value
+        // at rest: ask this node and the peers that answered last, and the
+        // others only if need be (half the messages of asking everyone).
+        let asked = self.shared.nearest_majority();
+        let widened = asked.len() == self.shared.members.len();
+        let timer = if widened {
+            self.shared.timing.phase_timeout
+        } else {
+            widen_after(&self.shared.timing)
+        };
+        self.set_phase(
+            Phase::Looking {
+                id,
+                reports: BTreeMap::new(),
+                widened,
+            },
+            self.now.plus(timer),
+        );
+        for to in asked {
+            let peek = Message::Peek {
+                name: self.name.clone(),
+                id,
+            };
+            self.fx.sends.push((To::Node(to), peek));
+        }
+        self.fx.phases.push((self.name.clone(), PhaseKind::Look));
+    }
+
+    /// Ask every member that has not answered the look.
+    pub(super) fn widen_look(&mut self) {
+        let Phase::Looking {
+            id,
+            reports,
+            widened,
+        } = &mut running(self.state).phase
+        else {
+            unreachable!("only a look widens")
+        };
+        assert!(!*widened, "a look widens once");
+        *widened = true;
+        let (id, answered): (u64, Vec<NodeId>) = (*id, reports.keys().copied().collect());
+        // Everyone that has not answered: those asked first and silent
+        // (a lost message) once more, the others for the first time.
+        let rest: Vec<NodeId> = self
+            .shared
+            .members
+            .iter()
+            .copied()
+            .filter(|m| !answered.contains(m))
+            .collect();
+        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        let round = running(self.state);
+        let deadline = round
+            .ops
+            .iter()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(timeout);
+        round.timer = timeout.min(deadline);
+        for to in rest {
+            let peek = Message::Peek {
+                name: self.name.clone(),
+                id,
+            };
+            self.fx.sends.push((To::Node(to), peek));
+        }
+    }
+
+    pub(super) fn on_look_answer(&mut self) {
+        let (members, quorum) = (self.shared.members.len(), self.shared.quorum);
+        let Phase::Looking {
+            reports, widened, ..
+        } = &running(self.state).phase
+        else {
+            unreachable!("answers are counted while looking")
+        };
+        let widened = *widened;
+        let heard_all_asked = reports.len() >= quorum;
+        match looked(reports, members, quorum) {
+            Looked::Chosen => self.conclude_look(),
+            // The majority asked first disagrees: the others may settle it.
+            _ if !widened && heard_all_asked => self.widen_look(),
+            Looked::Waiting => {}
+            Looked::Unsettled => self.look_again(),
+        }
+    }
+
+    /// A look found the chosen value: answer from it, or write after all.
+    pub(super) fn conclude_look(&mut self) {
+        let round = running(self.state);
+        let Phase::Looking { reports, .. } = &round.phase else {
+            unreachable!("a look concludes while looking")
+        };
+        let (value, age, top) = highest(reports, &self.shared.rules);
+        // An attempt of this round above what the quorum reports may still
+        // be accepted; only a value at or above it can tell its fate.
+        if round.attempts.iter().any(|a| a.ballot > top) {
+            return self.look_again();
+        }
+        // The proposer this round defers to has not written yet: give it
+        // the time it was given, rather than pre-empting it.
+        match round.deferring {
+            Some((promised, until)) if !wrote_at_or_after(top, promised) && self.now < until => {
+                return self.look_again();
+            }
+            _ => round.deferring = None,
+        }
+        let applied = match self.earlier_attempts(&value) {
+            Earlier::NotApplied => {
+                // Chosen at or above every attempt, and without them: none
+                // of them can ever take effect now.
+                running(self.state).attempts.clear();
+                self.apply(&value, age)
+            }
+            Earlier::Applied(verdicts) => return self.finish(verdicts, Reservation::Drop),
+            Earlier::Unknown => return self.fail(true),
+        };
+        if applied.written.is_none() {
+            return self.finish(applied.verdicts, Reservation::Keep);
+        }
+        // A write is due after all: this node's guess was stale, or the
+        // proposer that pre-empted this round is done and left work.
+        let round = running(self.state);
+        round.seen = round.seen.max(top);
+        self.drop_fast_path();
+        if self.first_refusal_elsewhere(&value, age, top) {
+            return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
+        }
+        self.prepare();
+    }
+
+    /// The answers so far cannot show a chosen value: a write is in flight.
+    /// Look again once it lands (or after a pause), and after a few tries
+    /// prepare, which settles a value that only a minority accepted.
+    pub(super) fn look_again(&mut self) {
+        let round = running(self.state);
+        round.looks += 1;
+        let deferring = round.deferring.is_some_and(|(_, until)| self.now < until);
+        if round.looks >= MAX_LOOKS && !deferring {
+            round.looks = 0;
+            round.deferring = None;
+            return self.prepare();
+        }
+        let cap = backoff_cap(self.shared.timing.backoff_max, round.looks + 1);
+        self.wait_for_write(cap);
+    }
+}
+
+/// What a quorum of look answers shows.
+pub(super) enum Looked {
+    /// Not enough answers yet.
+    Waiting,
+    /// The highest ballot reported is held by a majority: its value is
+    /// chosen, and nothing later was chosen before the look began.
+    Chosen,
+    /// No ballot can reach a majority among these answers.
+    Unsettled,
+}
+
+/// How long a look waits for the majority it asked first before it asks
+/// the other members too: a peer that has gone quiet costs one look this
+/// much once, since the peers that answer are asked first from then on.
+pub(super) fn widen_after(timing: &Timing) -> Micros {
+    Micros(timing.backoff_max.0 / 8)
+}
+
+/// Whether look answers show a chosen value. `None` reports (nothing
+/// accepted) count as the zero ballot.
+pub(super) fn looked(
+    reports: &BTreeMap<NodeId, Option<Report>>,
+    members: usize,
+    quorum: usize,
+) -> Looked {
+    let ballot = |r: &Option<Report>| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot);
+    let Some(top) = reports.values().map(ballot).max() else {
+        return Looked::Waiting;
+    };
+    let at_top = reports.values().filter(|r| ballot(r) == top).count();
+    let unheard = members.saturating_sub(reports.len());
+    if at_top >= quorum {
+        Looked::Chosen
+    } else if at_top + unheard < quorum {
+        Looked::Unsettled
+    } else {
+        Looked::Waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(counter: u64) -> Option<Report> {
+        Some(Report {
+            ballot: Ballot {
+                counter,
+                node: 1,
+                incarnation: 1,
+            },
+            value: LeaseValue::default(),
+            age: Micros::ZERO,
+        })
+    }
+
+    fn answers(list: &[(u16, Option<Report>)]) -> BTreeMap<NodeId, Option<Report>> {
+        list.iter().map(|(n, r)| (NodeId(*n), r.clone())).collect()
+    }
+
+    #[test]
+    fn a_look_is_decided_once_the_top_ballot_has_a_majority() {
+        let two_of_three = answers(&[(1, report(5)), (2, report(5))]);
+        assert!(matches!(looked(&two_of_three, 3, 2), Looked::Chosen));
+        // Split answers wait for the third, which decides either way.
+        let split = answers(&[(1, report(5)), (2, report(4))]);
+        assert!(matches!(looked(&split, 3, 2), Looked::Waiting));
+        let settled = answers(&[(1, report(5)), (2, report(4)), (3, report(4))]);
+        assert!(matches!(looked(&settled, 3, 2), Looked::Unsettled));
+        let chosen = answers(&[(1, report(5)), (2, report(4)), (3, report(5))]);
+        assert!(matches!(looked(&chosen, 3, 2), Looked::Chosen));
+        // Nothing accepted anywhere is a value too: the empty register.
+        let empty = answers(&[(1, None), (2, None)]);
+        assert!(matches!(looked(&empty, 3, 2), Looked::Chosen));
+    }
+}

@@ -1,0 +1,157 @@
+//! Writing: phase 1 (prepare, promises) and phase 2 (accept, chosen), and
+//! the reservation a chosen value leaves for the next round.
+
+use super::*;
+
+impl RoundCtx<'_> {
+    pub(super) fn prepare(&mut self) {
+        let seen = running(self.state).seen;
+        let above = Ballot {
+            counter: seen.counter.saturating_add(PREPARE_HEADROOM),
+            ..seen
+        };
+        let ballot = next_ballot(self.shared, above);
+        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        self.set_phase(
+            Phase::Preparing {
+                ballot,
+                promises: BTreeMap::new(),
+            },
+            timeout,
+        );
+        self.send(
+            PhaseKind::Prepare,
+            Message::Prepare {
+                name: self.name.clone(),
+                ballot,
+            },
+        );
+    }
+
+    /// Accept a new value at `ballot`: recorded in its write log and among
+    /// this round's attempts, so a retry can tell whether it took effect.
+    pub(super) fn propose(
+        &mut self,
+        ballot: Ballot,
+        mut value: LeaseValue,
+        age: Micros,
+        verdicts: Vec<Verdict>,
+    ) {
+        value.writes = value.writes.after(ballot);
+        let attempt = Attempt {
+            ballot,
+            number: value.writes.count,
+            verdicts: verdicts.clone(),
+        };
+        running(self.state).attempts.push(attempt);
+        self.send_accept(ballot, value, age, verdicts);
+    }
+
+    /// Accept a value again, unchanged, to make sure it is chosen; it
+    /// carries its observed age, so re-proposing never extends a lease.
+    pub(super) fn settle(
+        &mut self,
+        ballot: Ballot,
+        value: LeaseValue,
+        age: Micros,
+        verdicts: Vec<Verdict>,
+    ) {
+        self.send_accept(ballot, value, age, verdicts);
+    }
+
+    pub(super) fn send_accept(
+        &mut self,
+        ballot: Ballot,
+        value: LeaseValue,
+        age: Micros,
+        verdicts: Vec<Verdict>,
+    ) {
+        // Ballots used in an accept are never handed out again.
+        self.shared.next_counter = self
+            .shared
+            .next_counter
+            .max(ballot.counter.saturating_add(1));
+        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        let message = Message::Accept {
+            name: self.name.clone(),
+            ballot,
+            value: value.clone(),
+            age,
+        };
+        self.set_phase(
+            Phase::Accepting {
+                ballot,
+                value,
+                age,
+                verdicts,
+                acks: BTreeSet::new(),
+            },
+            timeout,
+        );
+        self.send(PhaseKind::Accept, message);
+    }
+
+    pub(super) fn on_promises(&mut self) {
+        let round = running(self.state);
+        let Phase::Preparing { ballot, promises } = &round.phase else {
+            unreachable!("promises are counted while preparing")
+        };
+        let ballot = *ballot;
+        let (value, age, top) = highest(promises, &self.shared.rules);
+        let unanimous = promises
+            .values()
+            .all(|r| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot) == top);
+        let applied = match self.earlier_attempts(&value) {
+            Earlier::NotApplied => self.apply(&value, age),
+            // Already part of `value`: applying again would apply twice.
+            Earlier::Applied(verdicts) => Applied {
+                written: None,
+                verdicts,
+            },
+            Earlier::Unknown => return self.fail(true),
+        };
+        match applied.written {
+            Some((next, next_age)) => self.propose(ballot, next, next_age, applied.verdicts),
+            None if unanimous => {
+                // Chosen already and nothing to write: the majority's
+                // promises of `ballot` let the next round skip phase 1.
+                let fast = FastPath {
+                    ballot,
+                    value,
+                    age,
+                    confirmed_at: self.now,
+                };
+                self.finish(applied.verdicts, Reservation::Set(fast));
+            }
+            // Maybe not chosen yet: propose it again, unchanged.
+            None => self.settle(ballot, value, age, applied.verdicts),
+        }
+    }
+
+    pub(super) fn on_chosen(&mut self) {
+        let round = running(self.state);
+        let Phase::Accepting {
+            ballot,
+            value,
+            age,
+            verdicts,
+            ..
+        } = std::mem::replace(
+            &mut round.phase,
+            Phase::Paused {
+                then: AfterPause::Look,
+                for_write: false,
+            },
+        )
+        else {
+            unreachable!("a value is chosen while accepting")
+        };
+        let fast = FastPath {
+            ballot: ballot.successor(),
+            value,
+            age,
+            confirmed_at: self.now,
+        };
+        self.finish(verdicts, Reservation::Set(fast));
+    }
+}

@@ -1,0 +1,195 @@
+//! The simulated nodes: booting one as `tenure server` does, crashing it,
+//! and carrying what it wants done to its disk, its peers and its clients.
+
+use super::*;
+
+impl World {
+    pub(super) fn boot(&mut self, i: usize) {
+        let clock = self.new_clock();
+        let seed = self.rng.next_u64();
+        let members = (1..=self.config.nodes as u16).map(NodeId).collect();
+        let rules = self.rules;
+        let sim = &mut self.nodes[i];
+        sim.clock = clock;
+        let now = sim.clock.local(self.now);
+        let id = sim.id;
+        let config = |boot: Boot| Config {
+            node: id,
+            incarnation: boot.incarnation,
+            promise_horizon: boot.horizon,
+            members,
+            rules,
+            timing: Timing {
+                phase_timeout: tenure_core::Micros::from_millis(100),
+                request_deadline: tenure_core::Micros::from_millis(1_000),
+                ..Timing::default()
+            },
+            seed,
+        };
+        match sim.disk.boot(config, now) {
+            Ok(node) => {
+                let incarnation = node.config().incarnation;
+                sim.node = Some(node);
+                self.trace.line(
+                    self.now,
+                    format_args!("node {i} boots, incarnation {incarnation}"),
+                );
+            }
+            Err(e) => unreachable!("a crash alone never keeps a node from starting: {e}"),
+        }
+    }
+
+    pub(super) fn crash(&mut self, node: usize) {
+        let sim = &mut self.nodes[node];
+        for (_, (_, name, index)) in std::mem::take(&mut sim.requests) {
+            self.history.end(&name, index, self.now);
+        }
+        let sim = &mut self.nodes[node];
+        sim.node = None;
+        sim.disk.crash();
+        sim.life += 1;
+        sim.syncing = false;
+        sim.timer_at = None;
+        sim.requests.clear();
+        sim.paused_until = 0;
+        self.trace
+            .line(self.now, format_args!("node {node} crashes"));
+        let back = self.now + self.rng.between(10_000, 500_000);
+        self.schedule(back, Event::Restart { node });
+    }
+
+    /// Collect what the node wants done: writes to the disk, messages to the
+    /// network, replies to clients, and its next timer.
+    pub(super) fn drain(&mut self, i: usize) {
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let mut writes = Vec::new();
+        while let Some(w) = node.poll_write() {
+            writes.push(w);
+        }
+        let mut transmits = Vec::new();
+        while let Some(t) = node.poll_transmit() {
+            transmits.push(t);
+        }
+        let mut replies = Vec::new();
+        while let Some(r) = node.poll_reply() {
+            replies.push(r);
+        }
+        let mut phases = Vec::new();
+        while let Some(event) = node.poll_event() {
+            if let tenure_core::Event::Phase { name, phase } = event {
+                phases.push(format!("node {i} {name} {}", phase.kind()));
+            }
+        }
+        for line in phases {
+            self.trace.line(self.now, format_args!("{line}"));
+        }
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
+        let timer = node.poll_timeout();
+        let from = self.nodes[i].id;
+        for w in writes {
+            self.nodes[i].disk.write(w);
+        }
+        if !self.nodes[i].syncing {
+            if let Some(through) = self.nodes[i].disk.last_unsynced() {
+                self.nodes[i].syncing = true;
+                let latency = if self.rng.chance(self.faults.slow_sync_ppm) {
+                    self.rng.between(10_000, 100_000)
+                } else {
+                    self.rng.between(50, 500)
+                };
+                let life = self.nodes[i].life;
+                self.schedule(
+                    self.now + latency,
+                    Event::Synced {
+                        node: i,
+                        life,
+                        through,
+                    },
+                );
+            }
+        }
+        for t in transmits {
+            let to = usize::from(t.to.0) - 1;
+            self.send_message(i, to, from, t.message);
+        }
+        for r in replies {
+            if let Some((client, name, index)) = self.nodes[i].requests.remove(&r.request.0) {
+                // The history takes the outcome when the node gives it, whether
+                // or not the client ever hears of it.
+                match &r.result {
+                    Ok(outcome) => self
+                        .history
+                        .complete(&name, index, self.now, outcome.clone()),
+                    Err(Failure::Unavailable {
+                        outcome_unknown: true,
+                    }) => self.history.end(&name, index, self.now),
+                    Err(_) => self.history.discard(&name, index),
+                }
+                if let Some(at) = self.delivery_time(i, usize::MAX) {
+                    self.schedule(
+                        at,
+                        Event::Answer {
+                            client,
+                            request: r.request.0,
+                            result: r.result,
+                        },
+                    );
+                }
+            }
+        }
+        if let Some(t) = timer {
+            let at = self.nodes[i].clock.true_at(t);
+            // One queued timer event per node: an earlier one covers later
+            // timers, since the node re-arms when it fires.
+            if self.nodes[i].timer_at.is_none_or(|queued| at < queued) {
+                self.nodes[i].timer_at = Some(at);
+                let life = self.nodes[i].life;
+                self.schedule(at, Event::NodeTimer { node: i, life });
+            }
+        }
+    }
+
+    pub(super) fn send_message(
+        &mut self,
+        from_index: usize,
+        to: usize,
+        from: NodeId,
+        message: Message,
+    ) {
+        let copies = if self.rng.chance(self.faults.duplicate_ppm) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if let Some(at) = self.delivery_time(from_index, to) {
+                self.schedule(
+                    at,
+                    Event::Deliver {
+                        from,
+                        to,
+                        message: message.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// When a message sent now arrives, or `None` if it is lost. Clients use
+    /// `usize::MAX` as their end: they are never partitioned, only delayed
+    /// and lost.
+    pub(super) fn delivery_time(&mut self, from: usize, to: usize) -> Option<u64> {
+        if self.cut.contains(&(from, to)) || self.rng.chance(self.faults.loss_ppm) {
+            return None;
+        }
+        let mut delay = self.rng.between(50, 1_500);
+        if self.rng.chance(self.faults.tail_ppm) {
+            delay += self.rng.below(self.faults.tail_max_us);
+        }
+        Some(self.now + delay)
+    }
+}
