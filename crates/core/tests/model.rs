@@ -14,15 +14,18 @@
 mod model {
     pub mod check;
     pub mod cluster;
+    pub mod garbage;
     pub mod network;
+    pub mod scenario;
     pub mod shared;
     pub mod spec;
+    pub mod transitions;
 }
 
 use model::check::{assert_safe, find_violations};
-use model::cluster::{
-    Scenario, Script, Step, EXCLUSIVE, FENCED, GRANTED, HANDED_OVER, OUTCOME_UNKNOWN,
-    READ_SEES_HOLDER, RENEWED,
+use model::scenario::{Scenario, Script, Step};
+use model::transitions::{
+    EXCLUSIVE, FENCED, GRANTED, HANDED_OVER, OUTCOME_UNKNOWN, READ_SEES_HOLDER, RENEWED,
 };
 use tenure_core::Bug;
 
@@ -59,6 +62,9 @@ fn crash_of_the_shared_acceptor() -> Scenario {
     Scenario {
         crashes: 1,
         crashable: vec![N3],
+        // One tick: looks may widen and pauses end by their timers.
+        horizon_ms: 10,
+        backoff_ms: 10,
         ..Scenario::new(vec![
             Script::on(N1).then(Step::Acquire),
             Script::on(N2).then(Step::Acquire),
@@ -104,13 +110,19 @@ fn renewal_racing_expiry() -> Scenario {
 /// through n2: a read keeps n1's fast-path reservation, and the renewal
 /// that uses it must still see any grant that cut in.
 fn holder_reads_then_renews() -> Scenario {
-    Scenario::new(vec![
-        Script::on(N1)
-            .then(Step::Acquire)
-            .then(Step::Read)
-            .then(Step::Renew),
-        Script::on(N2).then(Step::Acquire),
-    ])
+    Scenario {
+        // One tick: a look that asked a bare majority may widen to the
+        // third node by its timer, and a paused round go on.
+        horizon_ms: 10,
+        backoff_ms: 10,
+        ..Scenario::new(vec![
+            Script::on(N1)
+                .then(Step::Acquire)
+                .then(Step::Read)
+                .then(Step::Renew),
+            Script::on(N2).then(Step::Acquire),
+        ])
+    }
 }
 
 /// One client acquires and releases while up to two messages are lost and
@@ -134,6 +146,9 @@ fn reader_restart() -> Scenario {
     Scenario {
         crashes: 1,
         crashable: vec![N1],
+        // One tick: looks may widen by their timer (see above).
+        horizon_ms: 10,
+        backoff_ms: 10,
         ..Scenario::new(vec![
             Script::on(N1).then(Step::Read).then(Step::Read),
             Script::on(N2).then(Step::Acquire),

@@ -7,128 +7,24 @@
 //! message arrives next, which is lost or duplicated, when a disk syncs,
 //! when a node crashes, when a timer fires and when time moves.
 
+pub use super::scenario::{Scenario, Step};
+
 use super::network::{Envelope, Network};
-use super::shared::{hash_of, FxHasher, Shared};
+use super::shared::{FxHasher, Shared};
 use super::spec::{is_linearizable, normalize, ClientId, Event, SpecOp, SpecRet, SpecView};
-use stateright::{Model, Property};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use tenure_core::{
-    holder_deadline, Bug, Bugs, Config, DriftBound, Durable, Failure, HolderId, Instant, LeaseName,
-    LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId,
-    Rules, Timing, Token, Ttl, Write,
+    holder_deadline, Bugs, Config, DriftBound, Durable, Failure, HolderId, Instant, LeaseName,
+    LeaseView, LockDelay, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId, Rules,
+    Timing, Token, Ttl, Write,
 };
 
 /// The cluster size the protocol is meant for; the smallest with a
 /// majority that survives a crash.
 pub const NODES: usize = 3;
-
-/// One step of a client's script.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Step {
-    Acquire,
-    /// Renew the client's latest grant (skipped if it has none).
-    Renew,
-    /// Release the client's latest grant (skipped if it has none).
-    Release,
-    Read,
-}
-
-/// A client: the node it talks to and what it asks, one request at a time,
-/// each step no earlier than its start time.
-#[derive(Clone, Debug)]
-pub struct Script {
-    pub node: usize,
-    pub steps: Vec<(Step, u64)>,
-}
-
-impl Script {
-    /// A client of node `node` (by index).
-    pub fn on(node: usize) -> Script {
-        Script {
-            node,
-            steps: Vec::new(),
-        }
-    }
-
-    /// Then `step`, as soon as the previous one is answered.
-    pub fn then(self, step: Step) -> Script {
-        self.then_from(0, step)
-    }
-
-    /// Then `step`, once the previous one is answered and the clock has
-    /// reached `start_ms`.
-    pub fn then_from(mut self, start_ms: u64, step: Step) -> Script {
-        self.steps.push((step, start_ms));
-        self
-    }
-}
-
-/// Everything that bounds one model: the workload, the fault budgets, the
-/// time horizon, and the bug switched on (if any).
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    pub clients: Vec<Script>,
-    pub ttl_ms: u64,
-    /// How far one tick moves the clock.
-    pub tick_ms: u64,
-    /// The clock stops here.
-    pub horizon_ms: u64,
-    pub phase_timeout_ms: u64,
-    /// The longest pause after a second pre-emption in one round.
-    pub backoff_ms: u64,
-    pub request_deadline_ms: u64,
-    /// The drift bound ρ. Nodes' clocks run fast by ρ and clients' clocks
-    /// slow by ρ, the worst case for exclusivity (and `Rules.drift` is ρ).
-    pub drift_ppm: u32,
-    pub crashes: u8,
-    /// The nodes that may crash.
-    pub crashable: Vec<usize>,
-    pub duplicates: u8,
-    /// Deliver each channel's messages in send order, as one connection
-    /// does, except for `losses` messages lost and `reorders` messages
-    /// that overtake others. Without it, every order is explored (and loss
-    /// needs no budget: an undelivered message is a lost one).
-    pub fifo: bool,
-    pub losses: u8,
-    pub reorders: u8,
-    pub bug: Option<Bug>,
-}
-
-impl Scenario {
-    /// `clients` on a quiet cluster: FIFO channels without faults, no
-    /// crash, no time passing, and leases that never expire. Tests switch
-    /// on what they need.
-    pub fn new(clients: Vec<Script>) -> Scenario {
-        // Beyond every horizon: what is set to it never happens.
-        const NEVER_MS: u64 = 86_400_000;
-        Scenario {
-            clients,
-            ttl_ms: NEVER_MS,
-            tick_ms: 10,
-            horizon_ms: 0,
-            phase_timeout_ms: NEVER_MS,
-            backoff_ms: NEVER_MS,
-            request_deadline_ms: NEVER_MS,
-            drift_ppm: 0,
-            crashes: 0,
-            crashable: Vec::new(),
-            duplicates: 0,
-            fifo: true,
-            losses: 0,
-            reorders: 0,
-            bug: None,
-        }
-    }
-
-    /// Leases never expire within the horizon, so the register is a plain
-    /// lock and linearizability can be checked against [`super::spec`].
-    pub fn leases_outlive_horizon(&self) -> bool {
-        self.ttl_ms > self.horizon_ms
-    }
-}
 
 /// A node with what its disk holds, as the shell would keep it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -144,7 +40,7 @@ pub struct Machine {
 
 impl Machine {
     /// Make every issued write durable, in one sync, and tell the node.
-    fn sync(&mut self, now: Instant) {
+    pub(crate) fn sync(&mut self, now: Instant) {
         let Some(last) = self.unsynced.last().map(|w| w.id) else {
             return;
         };
@@ -200,7 +96,7 @@ pub struct Hold {
 }
 
 impl Hold {
-    fn overlaps(&self, other: &Hold) -> bool {
+    pub(crate) fn overlaps(&self, other: &Hold) -> bool {
         self.from < self.until
             && other.from < other.until
             && self.from < other.until
@@ -282,7 +178,7 @@ const HOLDERS: [&str; 4] = ["a", "b", "c", "d"];
 /// Verdicts kept per checker thread before the memory is cleared.
 const MAX_VERDICTS: usize = 1 << 20;
 
-fn remembered(key: (u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
+pub(crate) fn remembered(key: (u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
     if let Some(known) = VERDICTS.with(|v| v.borrow().get(&key).copied()) {
         return known;
     }
@@ -299,7 +195,7 @@ fn remembered(key: (u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
 
 /// What an action changed, for garbage collection.
 #[derive(Clone, Copy)]
-enum Touched {
+pub(crate) enum Touched {
     Nothing,
     Node(usize),
     Everything,
@@ -308,13 +204,13 @@ enum Touched {
 pub struct LeaseModel {
     pub scenario: Scenario,
     pub rules: Rules,
-    timing: Timing,
-    name: LeaseName,
-    ttl: Ttl,
-    holders: Vec<HolderId>,
+    pub(crate) timing: Timing,
+    pub(crate) name: LeaseName,
+    pub(crate) ttl: Ttl,
+    pub(crate) holders: Vec<HolderId>,
 }
 
-fn ms(n: u64) -> Micros {
+pub(crate) fn ms(n: u64) -> Micros {
     Micros::from_millis(n)
 }
 
@@ -347,7 +243,7 @@ impl LeaseModel {
         }
     }
 
-    fn config(&self, node: usize, incarnation: u32, promise_horizon: u64) -> Config {
+    pub(crate) fn config(&self, node: usize, incarnation: u32, promise_horizon: u64) -> Config {
         Config {
             node: node_id(node),
             incarnation,
@@ -364,12 +260,12 @@ impl LeaseModel {
         &self.holders[usize::from(c)]
     }
 
-    fn client_of(&self, holder: &HolderId) -> ClientId {
+    pub(crate) fn client_of(&self, holder: &HolderId) -> ClientId {
         let index = self.holders.iter().position(|h| h == holder);
         index.expect("only scripted clients hold leases") as ClientId
     }
 
-    fn spec_view(&self, view: &LeaseView) -> SpecView {
+    pub(crate) fn spec_view(&self, view: &LeaseView) -> SpecView {
         match view {
             LeaseView::Free { token } => SpecView::Free { token: token.0 },
             LeaseView::Held { holder, token, .. } => SpecView::Held {
@@ -383,7 +279,7 @@ impl LeaseModel {
         }
     }
 
-    fn spec_ret(&self, outcome: &Outcome) -> SpecRet {
+    pub(crate) fn spec_ret(&self, outcome: &Outcome) -> SpecRet {
         match outcome {
             Outcome::Granted { token, .. } => SpecRet::Granted { token: token.0 },
             Outcome::Renewed { token, .. } => SpecRet::Renewed { token: token.0 },
@@ -396,7 +292,7 @@ impl LeaseModel {
     /// Give node `n` an input, then collect what it wants done in the order
     /// `node.rs` asks for: writes first, then the messages and replies they
     /// released.
-    fn step(&self, s: &mut State, n: usize, input: impl FnOnce(&mut Node, Instant)) {
+    pub(crate) fn step(&self, s: &mut State, n: usize, input: impl FnOnce(&mut Node, Instant)) {
         // For a node that will not crash, a sync that lags only delays the
         // messages it gates, and the network already delays messages in
         // every possible way: sync at once and spare the checker the
@@ -440,7 +336,7 @@ impl LeaseModel {
         }
     }
 
-    fn submit(&self, s: &mut State, c: ClientId) {
+    pub(crate) fn submit(&self, s: &mut State, c: ClientId) {
         let script = &self.scenario.clients[usize::from(c)];
         let client = &mut s.clients[usize::from(c)];
         let index = client.next;
@@ -498,7 +394,7 @@ impl LeaseModel {
         });
     }
 
-    fn on_reply(&self, s: &mut State, reply: Reply) {
+    pub(crate) fn on_reply(&self, s: &mut State, reply: Reply) {
         let Some(c) = s.clients.iter().position(|client| {
             client
                 .outstanding
@@ -555,7 +451,14 @@ impl LeaseModel {
 
     /// The client holds from the reply until its own clock reaches the
     /// deadline counted from the request's send time on that clock.
-    fn hold(&self, client: ClientId, token: Token, sent: Instant, ttl: Ttl, now: Instant) -> Hold {
+    pub(crate) fn hold(
+        &self,
+        client: ClientId,
+        token: Token,
+        sent: Instant,
+        ttl: Ttl,
+        now: Instant,
+    ) -> Hold {
         let deadline = holder_deadline(sent, ttl, &self.rules, Micros::ZERO);
         Hold {
             client,
@@ -568,31 +471,31 @@ impl LeaseModel {
     /// What a node's clock reads at global time `now`: fast by the drift
     /// bound. Fast clocks age leases faster, so the cluster lets a lease go
     /// earliest in real time.
-    fn node_clock(&self, now: Instant) -> Instant {
+    pub(crate) fn node_clock(&self, now: Instant) -> Instant {
         scale(now, 1_000_000 + u64::from(self.scenario.drift_ppm))
     }
 
     /// What a client's clock reads at global time `now`: slow by the drift
     /// bound, so a holder acts for as long in real time as it can.
-    fn client_clock(&self, now: Instant) -> Instant {
+    pub(crate) fn client_clock(&self, now: Instant) -> Instant {
         scale(now, 1_000_000 - u64::from(self.scenario.drift_ppm))
     }
 
     /// The first global time at which a client's clock reads `reading`.
-    fn when_client_clock_reads(&self, reading: Instant) -> Instant {
+    pub(crate) fn when_client_clock_reads(&self, reading: Instant) -> Instant {
         let rate = u128::from(1_000_000 - u64::from(self.scenario.drift_ppm));
         let global = (u128::from(reading.as_micros()) * 1_000_000).div_ceil(rate);
         Instant::from_micros(u64::try_from(global).unwrap_or(u64::MAX))
     }
 
-    fn deliver(&self, s: &mut State, envelope: Envelope) {
+    pub(crate) fn deliver(&self, s: &mut State, envelope: Envelope) {
         let from = node_id(envelope.from);
         self.step(s, envelope.to, |node, now| {
             node.handle_message(now, from, envelope.message)
         });
     }
 
-    fn crash(&self, s: &mut State, n: usize) {
+    pub(crate) fn crash(&self, s: &mut State, n: usize) {
         {
             let mut edit = s.machines[n].edit();
             let machine: &mut Machine = &mut edit;
@@ -616,115 +519,8 @@ impl LeaseModel {
     }
 }
 
-impl LeaseModel {
-    /// Remove envelopes whose delivery could never change anything. Each
-    /// would only lead to a copy of a state the checker has already seen
-    /// (with one envelope fewer in flight), so dropping them loses no
-    /// behaviour and keeps the state space small. See `docs/model-check.md`
-    /// for why each rule is sound.
-    fn collect_garbage(&self, s: &mut State, touched: Touched) {
-        let near = |e: &Envelope| match touched {
-            Touched::Nothing => false,
-            Touched::Node(n) => e.to == n || e.from == n,
-            Touched::Everything => true,
-        };
-        let mut garbage: Vec<Envelope> = s
-            .network
-            .all()
-            .filter(|e| near(e) && self.is_garbage(s, e))
-            .collect();
-        garbage.dedup();
-        for envelope in &garbage {
-            s.network.forget(envelope);
-        }
-    }
-
-    fn is_garbage(&self, s: &State, e: &Envelope) -> bool {
-        // An acceptor that crashes may lose what it had not synced, so only
-        // when no crash can come is a refused request sure to stay refused.
-        let no_crash_to_come = s.crashes_left == 0;
-        // With a crash in the scenario, answers to peeks are never
-        // collected: one sent to a node's earlier life must still reach its
-        // new life, so that peek ids reused across lives (a stale read this
-        // model found, fixed by numbering peeks per incarnation) would show.
-        let collect_peek_answers = self.scenario.crashes == 0;
-        match &e.message {
-            // Ballots only grow and carry the incarnation, so a reply the
-            // proposer ignores now (an older ballot, an older life, or an
-            // acceptor already counted) it ignores forever.
-            Message::Promise { .. } | Message::Accepted { .. } | Message::Nack { .. } => {
-                self.ignored(s, e)
-            }
-            Message::Peeked { .. } => collect_peek_answers && self.ignored(s, e),
-            Message::Prepare { .. } | Message::Accept { .. } | Message::Peek { .. } => {
-                no_crash_to_come && self.answer_is_garbage(s, e, collect_peek_answers)
-            }
-        }
-    }
-
-    /// Whether delivering `e` leaves its recipient exactly as it is.
-    fn ignored(&self, s: &State, e: &Envelope) -> bool {
-        let machine = &s.machines[e.to];
-        // The verdict depends only on the recipient and the envelope.
-        let key = (machine.hash_value(), 0, hash_of(e));
-        remembered(key, || {
-            let mut probe = machine.node.clone();
-            probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
-            probe == machine.node
-        })
-    }
-
-    /// Whether an acceptor would answer `e` without changing its state,
-    /// with a nack or a peek answer that the proposer ignores. Promises
-    /// only grow, so a nacked ballot stays nacked; the nack stays ignored
-    /// once the proposer has moved past that ballot, which is what ignoring
-    /// it means unless the nack names the proposer's own promise (then it
-    /// is ignored whatever the phase, and might not be later).
-    fn answer_is_garbage(&self, s: &State, e: &Envelope, collect_peek_answers: bool) -> bool {
-        // The verdict depends only on the acceptor, the proposer that sent
-        // the request (where the answer goes) and the envelope.
-        let key = (
-            s.machines[e.to].hash_value(),
-            s.machines[e.from].hash_value(),
-            hash_of(&(e, collect_peek_answers)),
-        );
-        remembered(key, || self.probe_answer(s, e, collect_peek_answers))
-    }
-
-    fn probe_answer(&self, s: &State, e: &Envelope, collect_peek_answers: bool) -> bool {
-        let node = &s.machines[e.to].node;
-        let mut probe = node.clone();
-        probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
-        if probe.poll_write().is_some() {
-            return false;
-        }
-        let mut answers = Vec::new();
-        while let Some(t) = probe.poll_transmit() {
-            answers.push(Envelope {
-                from: e.to,
-                to: node_index(t.to),
-                message: t.message,
-            });
-        }
-        while probe.poll_event().is_some() {}
-        if probe.poll_reply().is_some() || probe != *node {
-            return false;
-        }
-        answers.iter().all(|answer| {
-            let kind_is_garbage = match &answer.message {
-                Message::Peeked { .. } => collect_peek_answers,
-                Message::Nack {
-                    ballot, promised, ..
-                } => (promised.node, promised.incarnation) != (ballot.node, ballot.incarnation),
-                _ => false,
-            };
-            kind_is_garbage && self.ignored(s, answer)
-        })
-    }
-}
-
 /// `t` scaled by `rate_ppm` parts per million.
-fn scale(t: Instant, rate_ppm: u64) -> Instant {
+pub(crate) fn scale(t: Instant, rate_ppm: u64) -> Instant {
     let scaled = u128::from(t.as_micros()) * u128::from(rate_ppm) / 1_000_000;
     Instant::from_micros(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
@@ -733,249 +529,6 @@ pub fn node_id(index: usize) -> NodeId {
     NodeId(index as u16 + 1)
 }
 
-fn node_index(id: NodeId) -> usize {
+pub(crate) fn node_index(id: NodeId) -> usize {
     usize::from(id.0) - 1
-}
-
-impl Model for LeaseModel {
-    type State = State;
-    type Action = Action;
-
-    fn init_states(&self) -> Vec<State> {
-        let machines = (0..NODES)
-            .map(|n| {
-                Shared::new(Machine {
-                    node: Node::new(self.config(n, 1, 0), [], Instant::ZERO)
-                        .expect("a valid config"),
-                    disk: BTreeMap::new(),
-                    horizon: 0,
-                    unsynced: Vec::new(),
-                })
-            })
-            .collect();
-        let clients = self
-            .scenario
-            .clients
-            .iter()
-            .map(|_| Client {
-                next: 0,
-                outstanding: None,
-                token: None,
-            })
-            .collect();
-        vec![State {
-            now: Instant::ZERO,
-            machines,
-            network: Network::default(),
-            clients,
-            crashes_left: self.scenario.crashes,
-            losses_left: self.scenario.losses,
-            reorders_left: self.scenario.reorders,
-            duplicates_left: self.scenario.duplicates,
-            history: Vec::new(),
-            linearizable: true,
-            grants: Vec::new(),
-            holds: Vec::new(),
-        }]
-    }
-
-    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
-        for (c, client) in s.clients.iter().enumerate() {
-            let steps = &self.scenario.clients[c].steps;
-            let due = steps
-                .get(client.next)
-                .is_some_and(|&(_, start_ms)| s.now >= Instant::ZERO.plus(ms(start_ms)));
-            if client.outstanding.is_none() && due {
-                actions.push(Action::Submit(c as ClientId));
-            }
-        }
-        let fifo = self.scenario.fifo;
-        for envelope in s.network.deliverable(fifo) {
-            // A duplicated reply is worth no more than the reply: the
-            // proposer counts each acceptor once per phase, and the copy
-            // is garbage as soon as the first is counted.
-            let is_request = matches!(
-                envelope.message,
-                Message::Prepare { .. } | Message::Accept { .. } | Message::Peek { .. }
-            );
-            if s.duplicates_left > 0 && is_request {
-                actions.push(Action::Duplicate(envelope.clone()));
-            }
-            actions.push(Action::Deliver(envelope));
-        }
-        if fifo && s.reorders_left > 0 {
-            for envelope in s.network.overtaking() {
-                actions.push(Action::Reorder(envelope));
-            }
-        }
-        // Without FIFO a message that is never delivered is as good as
-        // lost, and the checker already explores never delivering it.
-        if fifo && s.losses_left > 0 {
-            for envelope in s.network.deliverable(false) {
-                actions.push(Action::Drop(envelope));
-            }
-        }
-        for (n, machine) in s.machines.iter().enumerate() {
-            if !machine.unsynced.is_empty() {
-                actions.push(Action::Sync(n));
-            }
-            if machine
-                .node
-                .poll_timeout()
-                .is_some_and(|t| t <= self.node_clock(s.now))
-            {
-                actions.push(Action::Timeout(n));
-            }
-            if s.crashes_left > 0 && self.scenario.crashable.contains(&n) {
-                actions.push(Action::Crash(n));
-            }
-        }
-        if s.now.plus(ms(self.scenario.tick_ms)) <= Instant::ZERO.plus(ms(self.scenario.horizon_ms))
-        {
-            actions.push(Action::Tick);
-        }
-    }
-
-    fn next_state(&self, last: &State, action: Action) -> Option<State> {
-        let mut s = last.clone();
-        // The node whose state the action changed, if one did: only
-        // envelopes to or from it can have become garbage.
-        let touched = match action {
-            Action::Submit(c) => {
-                self.submit(&mut s, c);
-                Touched::Node(self.scenario.clients[usize::from(c)].node)
-            }
-            Action::Deliver(envelope) => {
-                s.network.take(&envelope);
-                let to = envelope.to;
-                self.deliver(&mut s, envelope);
-                Touched::Node(to)
-            }
-            Action::Reorder(envelope) => {
-                s.reorders_left -= 1;
-                s.network.take(&envelope);
-                let to = envelope.to;
-                self.deliver(&mut s, envelope);
-                Touched::Node(to)
-            }
-            Action::Duplicate(envelope) => {
-                s.duplicates_left -= 1;
-                if self.scenario.fifo {
-                    // The copy comes late: behind everything sent so far.
-                    s.network.take(&envelope);
-                    s.network.send(envelope.clone(), true);
-                }
-                let to = envelope.to;
-                self.deliver(&mut s, envelope);
-                Touched::Node(to)
-            }
-            Action::Drop(envelope) => {
-                s.losses_left -= 1;
-                s.network.take(&envelope);
-                Touched::Nothing
-            }
-            Action::Sync(n) => {
-                s.machines[n].edit().sync(self.node_clock(s.now));
-                // What the sync released.
-                self.step(&mut s, n, |_, _| {});
-                Touched::Node(n)
-            }
-            Action::Timeout(n) => {
-                self.step(&mut s, n, |node, now| node.handle_timeout(now));
-                Touched::Node(n)
-            }
-            Action::Crash(n) => {
-                s.crashes_left -= 1;
-                self.crash(&mut s, n);
-                // The last crash may turn more envelopes into garbage.
-                Touched::Everything
-            }
-            // Whether a message is ignored does not depend on the time.
-            Action::Tick => {
-                s.now = s.now.plus(ms(self.scenario.tick_ms));
-                Touched::Nothing
-            }
-        };
-        self.collect_garbage(&mut s, touched);
-        Some(s)
-    }
-
-    fn properties(&self) -> Vec<Property<Self>> {
-        vec![
-            Property::always(LINEARIZABLE, |model: &LeaseModel, s: &State| {
-                !model.scenario.leases_outlive_horizon() || s.linearizable
-            }),
-            Property::always(FENCED, |_, s: &State| fenced(&s.grants)),
-            Property::always(EXCLUSIVE, |_, s: &State| exclusive(&s.holds)),
-            Property::sometimes(GRANTED, |_, s: &State| !s.grants.is_empty()),
-            Property::sometimes(HANDED_OVER, |_, s: &State| {
-                s.grants.iter().any(|g| g.client != s.grants[0].client)
-            }),
-            Property::sometimes(RENEWED, |_, s: &State| {
-                s.history.iter().any(|e| {
-                    matches!(
-                        e,
-                        Event::Return {
-                            ret: SpecRet::Renewed { .. },
-                            ..
-                        }
-                    )
-                })
-            }),
-            Property::sometimes(READ_SEES_HOLDER, |_, s: &State| {
-                s.history.iter().any(|e| {
-                    matches!(
-                        e,
-                        Event::Return {
-                            ret: SpecRet::Observed(SpecView::Held { .. }),
-                            ..
-                        }
-                    )
-                })
-            }),
-            Property::sometimes(OUTCOME_UNKNOWN, |_, s: &State| {
-                // Invoked, never answered, and the client has moved on.
-                let answered = |op: u8| {
-                    s.history
-                        .iter()
-                        .any(|e| matches!(e, Event::Return { op: o, .. } if *o == op))
-                };
-                let waiting = |op: u8| {
-                    s.clients
-                        .iter()
-                        .any(|c| c.outstanding.is_some_and(|r| r.op == op))
-                };
-                s.history.iter().any(|e| match e {
-                    Event::Invoke { op, .. } => !answered(*op) && !waiting(*op),
-                    Event::Return { .. } => false,
-                })
-            }),
-        ]
-    }
-}
-
-pub const LINEARIZABLE: &str = "the register is linearizable";
-pub const FENCED: &str = "tokens rise and are never granted twice";
-pub const EXCLUSIVE: &str = "no two holders overlap";
-pub const GRANTED: &str = "a lease is granted";
-pub const HANDED_OVER: &str = "the lease passes to another client";
-pub const RENEWED: &str = "a lease is renewed";
-pub const READ_SEES_HOLDER: &str = "a read sees the lease held";
-pub const OUTCOME_UNKNOWN: &str = "a request ends with its outcome unknown";
-
-/// Fencing: no token is granted twice, and a grant requested after another
-/// grant was received carries a higher token.
-pub fn fenced(grants: &[GrantRecord]) -> bool {
-    grants.iter().enumerate().all(|(i, g)| {
-        g.token > g.floor && grants[..i].iter().all(|earlier| earlier.token != g.token)
-    })
-}
-
-/// Exclusivity: the holding intervals of different clients are disjoint.
-pub fn exclusive(holds: &[Hold]) -> bool {
-    holds.iter().enumerate().all(|(i, a)| {
-        holds[..i]
-            .iter()
-            .all(|b| a.client == b.client || !a.overlaps(b))
-    })
 }
