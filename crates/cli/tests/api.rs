@@ -109,6 +109,48 @@ fn a_lease_nobody_renews_expires_after_its_ttl() {
     assert_eq!(late.status, 409, "{late:?}");
 }
 
+/// A holder whose grant ran out may have gone on acting without knowing
+/// it: that is what the lock-delay is for, and a release that comes late
+/// must not end it.
+#[test]
+fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
+    let c = Cluster::start();
+    let url = c.lock_url(1, "delayed");
+    acquire_when_ready(&c.lock_url(1, "warm"), "w", 10_000);
+    let granted = put(&url, r#"{"holder":"a","ttl_ms":50,"lock_delay_ms":30000}"#);
+    assert_eq!(granted.status, 201, "{granted:?}");
+    let t = token(&granted);
+    // Reads until the expiry shows, well past (nodes judge expiry on
+    // their own clocks, a round trip apart), within a bound.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let expired = loop {
+        let read = get(&c.lock_url(2, "delayed"));
+        let delayed = read.body["state"] == "lock_delayed"
+            && read.body["remaining_ms"].as_u64().is_some_and(|r| r < 29_900);
+        if delayed || Instant::now() > give_up {
+            break read;
+        }
+    };
+    assert_eq!(expired.status, 404, "{expired:?}");
+
+    let late = release(&url, "a", t);
+    assert_eq!(late.status, 409, "{late:?}");
+    assert_eq!(late.body["state"], "lock_delayed", "{late:?}");
+    assert!(
+        late.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("expired")),
+        "{late:?}"
+    );
+    let other = acquire(&c.lock_url(3, "delayed"), "b", 10_000);
+    assert_eq!(other.status, 409, "{other:?}");
+    assert_eq!(other.body["state"], "lock_delayed", "{other:?}");
+    // Its holder may still take it back.
+    let again = acquire(&url, "a", 10_000);
+    assert_eq!(again.status, 201, "{again:?}");
+    assert!(token(&again) > t);
+}
+
 /// The bug this pins: a release (or renewal) that was delayed in the
 /// network must not end a later acquisition, even by the same holder.
 /// The DELETE is really sent before the re-acquire (all but the end of its

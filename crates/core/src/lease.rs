@@ -249,10 +249,16 @@ pub fn apply(
             }
             _ => refused(current),
         },
-        Op::Release { holder, token } => match &value.grant {
-            // An expired grant may still be released by its holder: nobody
-            // else holds it, and releasing ends its lock-delay early.
-            Some(g) if &g.holder == holder && value.token == *token => {
+        // Only a grant still held may be released. Once it has expired,
+        // its holder may have gone on acting without knowing it, and the
+        // lock-delay is there to keep the next holder out meanwhile: a
+        // release that comes late must not end it.
+        Op::Release { holder, token } => match &current {
+            LeaseView::Held {
+                holder: h,
+                token: t,
+                ..
+            } if h == holder && t == token => {
                 let freed = LeaseValue {
                     token: value.token,
                     grant: None,

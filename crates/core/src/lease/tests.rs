@@ -245,6 +245,35 @@ fn a_delayed_release_of_an_earlier_grant_cannot_end_a_later_one() {
 }
 
 #[test]
+fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
+    // The holder's grant ran out while it may still have been acting;
+    // its release arrives late and must not let another holder in early.
+    let mut value = held_by("a", 3, 1000);
+    if let Some(g) = value.grant.as_mut() {
+        g.lock_delay = LockDelay::from_millis(500).unwrap();
+    }
+    let late = Op::Release {
+        holder: h("a"),
+        token: Token(3),
+    };
+    let (change, outcome) = apply(&value, ms(1200), &late, RHO);
+    assert_eq!(change, Change::Unchanged);
+    assert!(matches!(
+        outcome,
+        Outcome::Conflict(LeaseView::LockDelayed { .. })
+    ));
+    let (_, other) = apply(&value, ms(1200), &acquire("b", 1000), RHO);
+    assert!(matches!(
+        other,
+        Outcome::Conflict(LeaseView::LockDelayed { .. })
+    ));
+    // Past the lock-delay as well: refused, and the name is free anyway.
+    let (change, outcome) = apply(&value, ms(1600), &late, RHO);
+    assert_eq!(change, Change::Unchanged);
+    assert!(matches!(outcome, Outcome::Conflict(LeaseView::Free { .. })));
+}
+
+#[test]
 fn release_keeps_the_token_so_the_next_grant_is_higher() {
     let (change, outcome) = apply(
         &held_by("a", 8, 1000),

@@ -239,6 +239,9 @@ fn conflict(view: &LeaseView, mine: Option<(&HolderId, Token)>) -> Response {
         ),
         (LeaseView::Free { .. }, None) => "the lease could not be granted".to_string(),
         (_, Some((holder, token))) => match view {
+            LeaseView::LockDelayed { holder: h, token: t, .. } if h == holder && *t == token => format!(
+                "grant {token} of {holder} expired: the lease stays in its lock-delay, and only {holder} may acquire it until remaining_ms passes"
+            ),
             LeaseView::Free { .. } => format!(
                 "grant {token} of {holder} is no longer current: the lease is free (released or expired); acquire it anew"
             ),

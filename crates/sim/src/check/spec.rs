@@ -56,7 +56,11 @@ impl SpecState {
                 })
             }
             (Op::Release { holder, token }, Outcome::Conflict(view)) => {
-                (!self.holds(holder, *token) && self.shows(view)).then(|| self.clone())
+                // Refused when the grant is gone, or when it expired (a late
+                // release leaves the lock-delay in place): its view then
+                // says so.
+                let expired = !matches!(view, LeaseView::Held { .. });
+                ((!self.holds(holder, *token) || expired) && self.shows(view)).then(|| self.clone())
             }
             (Op::Read, Outcome::Observed(view)) => self.shows(view).then(|| self.clone()),
             _ => None,
