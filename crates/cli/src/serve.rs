@@ -25,11 +25,17 @@ pub struct ServerArgs {
     /// 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
     #[arg(long, value_name = "LIST")]
     peers: String,
+    /// Start although this node's store rolled back its newest commit at
+    /// an earlier start (a power cut mid-commit, or bit rot): only after
+    /// checking, see docs/operations.md.
+    #[arg(long)]
+    accept_rolled_back_store: bool,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let peers = parse_peers(&args.peers).context("--peers")?;
-    let config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
+    let mut config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
+    config.accept_rolled_back_store = args.accept_rolled_back_store;
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

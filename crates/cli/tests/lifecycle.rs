@@ -85,3 +85,28 @@ fn a_node_stopped_by_sigterm_restarts_with_its_state_and_a_new_incarnation() {
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.body["token"], t);
 }
+
+/// A store that rolled back its newest commit may have lost acknowledged
+/// state: the node refuses to start, at every start, until an operator
+/// passes the override. (The rollback itself is made on a simulated disk
+/// in the storage crate's tests; here the verdict it leaves behind.)
+#[test]
+fn a_node_whose_store_rolled_back_starts_only_when_the_operator_says_so() {
+    let mut c = Cluster::start();
+    let t = token(&acquire_when_ready(&c.lock_url(1, "kept"), "a", 60_000));
+    let code = c.node(1).signal_and_wait("TERM", Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", c.log(1));
+    std::fs::write(c.data_dir(1).join("ROLLED-BACK"), "rolled back\n").expect("marker");
+
+    for _ in 0..2 {
+        let refused = c.try_restart(1, &[]).expect_err("must not start");
+        assert!(refused.contains("--accept-rolled-back-store"), "{refused}");
+    }
+    let banner = c
+        .try_restart(1, &["--accept-rolled-back-store"])
+        .expect("starts with the override");
+    assert!(incarnation(&banner) >= 2, "{banner}");
+    assert!(!c.data_dir(1).join("ROLLED-BACK").exists());
+    let read = get(&c.lock_url(1, "kept"));
+    assert_eq!(read.body["token"], t, "{read:?}");
+}

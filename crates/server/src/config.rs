@@ -21,6 +21,9 @@ pub struct ServerConfig {
     /// Batches of writes (one per node-loop step) queued for the committer
     /// before `submit` pushes back.
     pub persist_queue_batches: usize,
+    /// Start even though the store rolled back its newest commit (see
+    /// `rollback.rs`): the operator has checked it.
+    pub accept_rolled_back_store: bool,
 }
 
 impl ServerConfig {
@@ -33,6 +36,7 @@ impl ServerConfig {
             http: HttpLimits::default(),
             peer_queue_messages: 4_096,
             persist_queue_batches: 1_024,
+            accept_rolled_back_store: false,
         }
     }
 

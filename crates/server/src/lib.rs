@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod node_loop;
 pub mod peer;
 pub mod persist;
+pub mod rollback;
 pub mod server;
 pub mod wakeups;
 

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::node_loop::{Inputs, NodeHandle, NodeLoop};
 use crate::peer;
 use crate::persist::Persist;
+use crate::rollback;
 use crate::wakeups::Wakeups;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -47,6 +48,8 @@ pub enum StartError {
     Boot(#[source] BootError),
     #[error("cannot read a listener's address")]
     Address(#[source] std::io::Error),
+    #[error(transparent)]
+    RolledBack(#[from] crate::rollback::RollbackError),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
@@ -161,6 +164,14 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             "the store's newest commit failed verification and was rolled back to the one before; \
              expected after a power cut during a commit, but it may also be bit rot: see docs/storage.md"
         ),
+    }
+    if let Err(e) = rollback::gate(
+        &config.data_dir,
+        store.recovery(),
+        config.accept_rolled_back_store,
+    ) {
+        drop(store);
+        return Err(e.into());
     }
 
     let metrics = Arc::new(Metrics::new());

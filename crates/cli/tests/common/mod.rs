@@ -210,10 +210,19 @@ impl Cluster {
 
     /// Start node `id` again on its ports and data; returns its banner.
     pub fn restart(&mut self, id: u16) -> String {
-        let p = self.spawn_node(id).expect("restart");
+        self.try_restart(id, &[]).expect("restart")
+    }
+
+    /// Start node `id` again with `extra` arguments; its banner, or what
+    /// it printed on stderr when it exited instead.
+    pub fn try_restart(&mut self, id: u16, extra: &[&str]) -> Result<String, String> {
+        let log = self.dir.path().join(format!("node-{id}.log"));
+        let mut args = self.args(id);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let p = spawn(&args, &log)?;
         let banner = p.banner.clone();
         self.nodes[usize::from(id - 1)] = Some(p);
-        banner
+        Ok(banner)
     }
 
     pub fn log(&self, id: u16) -> String {
