@@ -14,7 +14,10 @@
 //! The lease's margin is `grace + slack`, so `Lease::deadline()` is the
 //! SIGTERM time; SIGKILL follows `grace` later, `slack` before `end`, which
 //! leaves `slack` for the kernel to end the processes. Each successful
-//! renewal moves the whole timeline.
+//! renewal moves the whole timeline. By default `grace` is 1 s and `slack`
+//! 100 ms, or a fifth and a tenth of the ttl when those are less. A stop
+//! request (Ctrl-C, SIGTERM) sends SIGTERM at once and SIGKILL `grace`
+//! later.
 
 use crate::client_cmds::{parse_duration, Conn};
 use anyhow::{bail, Context, Result};
@@ -25,8 +28,19 @@ use tenure_client::{Lease, Lock, LostReason};
 use tokio::time::Instant;
 
 /// Between SIGKILL and the end of the usable ttl: time for the kernel to
-/// tear the processes down.
+/// tear the processes down. A tenth of the ttl when that is less.
 const KILL_SLACK: Duration = Duration::from_millis(100);
+/// The default grace between SIGTERM and SIGKILL: a fifth of the ttl when
+/// that is less, so that every ttl the server accepts works with the
+/// defaults.
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Grace and slack for `ttl`: `grace` as given, or the default scaled.
+fn grace_and_slack(ttl: Duration, grace: Option<Duration>) -> (Duration, Duration) {
+    let slack = KILL_SLACK.min(ttl / 10);
+    let grace = grace.unwrap_or_else(|| DEFAULT_KILL_GRACE.min(ttl / 5));
+    (grace, slack)
+}
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -42,10 +56,11 @@ pub struct RunArgs {
     /// Who asks; default HOST:PID:RANDOM.
     #[arg(long)]
     pub holder: Option<String>,
-    /// How long the command gets between SIGTERM and SIGKILL when the
-    /// lease cannot be renewed.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub kill_grace: Duration,
+    /// How long the command gets between SIGTERM and SIGKILL, when the
+    /// lease cannot be renewed or `tenure run` is asked to stop. Default:
+    /// 1s, or a fifth of the ttl when that is less.
+    #[arg(long, value_parser = parse_duration)]
+    pub kill_grace: Option<Duration>,
     #[command(flatten)]
     pub conn: Conn,
     /// The command and its arguments, after `--`.
@@ -54,13 +69,13 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let margin = args.kill_grace + KILL_SLACK;
+    let (grace, slack) = grace_and_slack(args.ttl, args.kill_grace);
+    let margin = grace + slack;
     // The child must get a useful stretch between a renewal (at ttl/3) and
     // its SIGTERM, or a single slow renewal would kill it.
     if margin * 2 > args.ttl {
         bail!(
-            "--kill-grace {:?} is too long for --ttl {:?}: keep kill-grace + 100ms under half the ttl",
-            args.kill_grace,
+            "--kill-grace {grace:?} is too long for --ttl {:?}: keep kill-grace + {slack:?} under half the ttl",
             args.ttl
         );
     }
@@ -116,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("the command exited before its pid could be read");
     };
 
-    let status = supervise(&lease, &mut child, pid, args.kill_grace).await?;
+    let status = supervise(&lease, &mut child, pid, grace).await?;
     // The command is gone: the lease is no longer needed.
     if let Err(e) = lease.release().await {
         eprintln!("tenure run: could not release {}: {e}", args.lock);
@@ -181,10 +196,14 @@ async fn supervise(
                 status_open = changed.is_ok();
             }
             () = &mut stop, if !stop_seen => {
-                // Ctrl-C or SIGTERM to `tenure run`: pass it on, and wait
-                // for the command to exit (the deadline still applies).
+                // Ctrl-C or SIGTERM to `tenure run`: pass it on, and
+                // SIGKILL the command if it is still there after the grace
+                // (or at the deadline's, if that comes first).
                 stop_seen = true;
                 signal_group(pid, libc::SIGTERM);
+                if term_at.is_none() {
+                    term_at = Some(Instant::now());
+                }
             }
         }
     }
@@ -236,4 +255,34 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
     let signal = status.signal().unwrap_or(0);
     ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_grace_fits_every_ttl_the_server_accepts() {
+        for ms in [10, 11, 99, 250, 1_000, 2_000, 5_000, 86_400_000] {
+            let ttl = Duration::from_millis(ms);
+            let (grace, slack) = grace_and_slack(ttl, None);
+            assert!(
+                (grace + slack) * 2 <= ttl,
+                "ttl {ttl:?}: {grace:?} + {slack:?}"
+            );
+            assert!(grace > Duration::ZERO && slack > Duration::ZERO);
+        }
+        let ten_s = Duration::from_secs(10);
+        assert_eq!(
+            grace_and_slack(ten_s, None),
+            (Duration::from_secs(1), Duration::from_millis(100))
+        );
+        assert_eq!(
+            grace_and_slack(Duration::from_secs(2), None),
+            (Duration::from_millis(400), Duration::from_millis(100))
+        );
+        // A grace the operator chose is kept as given.
+        let chosen = Some(Duration::from_millis(300));
+        assert_eq!(grace_and_slack(ten_s, chosen).0, Duration::from_millis(300));
+    }
 }
