@@ -80,15 +80,39 @@ pub async fn lock(args: LockArgs) -> Result<()> {
         .acquire_once(&args.name, &holder, args.ttl, args.wait)
         .await?;
     match answer {
-        Ok(grant) => {
+        Ok(mut grant) => {
+            // A grant won by a long poll counts from when the poll was
+            // sent: after a long wait little of it may be left, so renew it
+            // once, as the client library does, and count from that.
+            let now = tenure_client::time::now();
+            if !tenure_client::time::most_of_the_lease_left(
+                grant.sent,
+                now,
+                grant.ttl,
+                Duration::ZERO,
+            ) {
+                let until = now + client.call_timeout();
+                grant = client
+                    .renew(&args.name, &holder, grant.token, until)
+                    .await
+                    .with_context(|| format!("renewing {} after the wait", args.name))?;
+            }
             let ttl_ms = grant.ttl.as_millis();
+            // The grant is valid from when the request was SENT (after a
+            // `--wait`, that may be long ago), less the drift margin: what
+            // is left of it is what a script may count on.
+            let deadline = tenure_client::time::deadline(grant.sent, grant.ttl, Duration::ZERO);
+            let valid_ms = deadline
+                .saturating_duration_since(tenure_client::time::now())
+                .as_millis();
             if args.conn.json {
                 print_json(&json!({
-                    "name": args.name, "holder": grant.holder, "token": grant.token, "ttl_ms": ttl_ms,
+                    "name": args.name, "holder": grant.holder, "token": grant.token,
+                    "ttl_ms": ttl_ms, "valid_ms": valid_ms,
                 }))
             } else {
                 print_line(&format!(
-                    "{}: granted to {} with token {} for {ttl_ms} ms",
+                    "{}: granted to {} with token {}, valid for {valid_ms} ms more (ttl {ttl_ms} ms, counted from when the request was sent)",
                     args.name, grant.holder, grant.token
                 ))
             }

@@ -126,7 +126,9 @@ fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
     let expired = loop {
         let read = get(&c.lock_url(2, "delayed"));
         let delayed = read.body["state"] == "lock_delayed"
-            && read.body["remaining_ms"].as_u64().is_some_and(|r| r < 29_900);
+            && read.body["remaining_ms"]
+                .as_u64()
+                .is_some_and(|r| r < 29_900);
         if delayed || Instant::now() > give_up {
             break read;
         }

@@ -76,7 +76,7 @@ impl fmt::Display for LeaseState {
             } => {
                 write!(
                     f,
-                    "held by {holder} with token {token}, {remaining_ms} ms left of a {ttl_ms} ms ttl"
+                    "held by {holder} with token {token}, for {remaining_ms} ms more as the cluster counts (a {ttl_ms} ms ttl, stretched for clock drift)"
                 )?;
                 queued(f, *waiters)
             }
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(held.holder(), Some("web-1"));
         assert_eq!(
             held.to_string(),
-            "held by web-1 with token 1, 9987 ms left of a 10000 ms ttl, 2 waiting"
+            "held by web-1 with token 1, for 9987 ms more as the cluster counts (a 10000 ms ttl, stretched for clock drift), 2 waiting"
         );
         let free: LeaseState = serde_json::from_str(r#"{"state":"free","token":4}"#).expect("free");
         assert_eq!(free, LeaseState::Free { token: 4 });
