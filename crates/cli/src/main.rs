@@ -60,6 +60,9 @@ enum Command {
     /// Run a command only while holding a lease; stop it before the lease
     /// could expire.
     Run(run::RunArgs),
+    /// The watchdog `tenure run` starts beside the command (internal).
+    #[command(name = "run-watchdog", hide = true)]
+    RunWatchdog { pgid: i32 },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::RunWatchdog { pgid } = cli.command {
+        // Tiny and single-threaded: no runtime, no logs.
+        return Ok(run::watchdog::watch(pgid));
+    }
     if let Command::Sim(args) = cli.command {
         // Single-threaded and deterministic: no runtime, no logs.
         return sim::run_sim(args);
@@ -90,7 +97,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => runtime.block_on(dev::run(data_dir, http_port)),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
-        Command::Sim(_) => unreachable!("handled before the runtime starts"),
+        Command::Sim(_) | Command::RunWatchdog { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Lock(args) => runtime.block_on(client_cmds::lock(args)),
         Command::Unlock(args) => runtime.block_on(client_cmds::unlock(args)),
         Command::Status(args) => runtime.block_on(client_cmds::status(args)),

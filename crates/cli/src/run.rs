@@ -18,6 +18,13 @@
 //! 100 ms, or a fifth and a tenth of the ttl when those are less. A stop
 //! request (Ctrl-C, SIGTERM) sends SIGTERM at once and SIGKILL `grace`
 //! later.
+//!
+//! The runner's own timers cannot act while it is stopped, so the SIGKILL
+//! time is also handed to a watchdog process (`watchdog.rs`), and what
+//! the command leaves behind is killed before the release (`reap.rs`).
+
+mod reap;
+pub mod watchdog;
 
 use crate::client_cmds::{parse_duration, Conn};
 use anyhow::{bail, Context, Result};
@@ -107,6 +114,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         lease.token()
     );
 
+    // Orphans of the command are re-parented here, so that none outlives
+    // it (`reap.rs`).
+    if let Err(e) = reap::become_subreaper() {
+        eprintln!("tenure run: cannot adopt the command's orphans ({e}); only its process group is killed at its end");
+    }
     // Spawned here, in the future `block_on` drives on the main thread:
     // the parent-death signal fires when the forking THREAD exits, and the
     // main thread lives exactly as long as this process.
@@ -131,7 +143,26 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("the command exited before its pid could be read");
     };
 
-    let status = supervise(&lease, &mut child, pid, grace).await?;
+    let mut watchdog = match watchdog::Watchdog::spawn(pid) {
+        Ok(w) => w,
+        Err(e) => {
+            signal_group(pid, libc::SIGKILL);
+            let _ = child.wait().await;
+            let _ = lease.release().await;
+            return Err(e);
+        }
+    };
+    let status = supervise(&lease, &mut child, pid, grace, &mut watchdog).await?;
+    // The command has exited: whatever it left behind goes before the
+    // lease does.
+    let keep = std::collections::BTreeSet::from([i32::try_from(watchdog.pid()).unwrap_or(0)]);
+    let leftovers = tokio::task::spawn_blocking(move || reap::kill_leftovers(pid, &keep))
+        .await
+        .context("killing what the command left behind")?;
+    if leftovers > 0 {
+        eprintln!("tenure run: killed {leftovers} process(es) the command left running");
+    }
+    watchdog.stand_down();
     // The command is gone: the lease is no longer needed.
     if let Err(e) = lease.release().await {
         eprintln!("tenure run: could not release {}: {e}", args.lock);
@@ -145,6 +176,7 @@ async fn supervise(
     child: &mut tokio::process::Child,
     pid: i32,
     grace: Duration,
+    watchdog: &mut watchdog::Watchdog,
 ) -> Result<std::process::ExitStatus> {
     let mut status = lease.status();
     let mut term_at: Option<Instant> = None;
@@ -152,11 +184,17 @@ async fn supervise(
     let mut stop = std::pin::pin!(crate::signal::stop_requested());
     let mut stop_seen = false;
     let mut status_open = true;
+    let mut suspend = terminal_stop_signal();
+    let mut told_watchdog: Option<Instant> = None;
     loop {
         let (deadline, lost) = {
             let s = status.borrow_and_update();
             (Instant::from_std(s.deadline), s.lost.clone())
         };
+        if told_watchdog != Some(deadline) {
+            watchdog.kill_at(deadline + grace);
+            told_watchdog = Some(deadline);
+        }
         // A renewal refused (the grant is gone) ends the run now rather
         // than at the deadline; a release by this process cannot happen
         // while the child runs.
@@ -195,6 +233,28 @@ async fn supervise(
                 // still stands, and this branch must not spin.
                 status_open = changed.is_ok();
             }
+            Some(()) = recv_opt(&mut suspend) => {
+                // Ctrl-Z reached the runner's group, not the command's:
+                // stop the command first, then this process, as the
+                // terminal asked. The watchdog stays up and kills the
+                // command at the deadline should the runner stay stopped.
+                signal_group(pid, libc::SIGSTOP);
+                // SAFETY: raise has no memory-safety preconditions.
+                unsafe { libc::raise(libc::SIGSTOP) };
+                // Continued (fg, bg, SIGCONT): the command goes on only if
+                // the lease may still be ours.
+                let s = status.borrow();
+                let valid = s.lost.is_none() && Instant::now() < Instant::from_std(s.deadline);
+                if !valid {
+                    eprintln!(
+                        "tenure run: continued after {} could have expired; killing the command",
+                        lease.name()
+                    );
+                    signal_group(pid, libc::SIGKILL);
+                    kill_sent = true;
+                }
+                signal_group(pid, libc::SIGCONT);
+            }
             () = &mut stop, if !stop_seen => {
                 // Ctrl-C or SIGTERM to `tenure run`: pass it on, and
                 // SIGKILL the command if it is still there after the grace
@@ -206,6 +266,22 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// SIGTSTP (Ctrl-Z), caught so that the command is stopped with the
+/// runner; `None` if it cannot be caught (the runner then stops alone, and
+/// the watchdog still ends the command at the deadline).
+fn terminal_stop_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::from_raw(libc::SIGTSTP)).ok()
+}
+
+/// The next delivery of `signal`, or never when there is none.
+async fn recv_opt(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -234,7 +310,7 @@ fn die_with_parent(command: &mut tokio::process::Command) {
 }
 
 /// Send `signal` to the child's process group (its pid: it leads it).
-fn signal_group(pgid: i32, signal: libc::c_int) {
+pub(crate) fn signal_group(pgid: i32, signal: libc::c_int) {
     // SAFETY: `kill` has no memory-safety preconditions. The group is only
     // signalled before the child was reaped, so its id cannot have been
     // reused by an unrelated process group.

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod runner;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
