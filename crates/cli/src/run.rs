@@ -23,6 +23,7 @@
 //! time is also handed to a watchdog process (`watchdog.rs`), and what
 //! the command leaves behind is killed before the release (`reap.rs`).
 
+mod deadline;
 mod reap;
 pub mod watchdog;
 
@@ -122,9 +123,20 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Spawned here, in the future `block_on` drives on the main thread:
     // the parent-death signal fires when the forking THREAD exits, and the
     // main thread lives exactly as long as this process.
+    let first_deadline = Instant::from_std(lease.status().borrow().deadline);
+    let deadline_file = deadline::DeadlineFile::create(first_deadline)
+        .map_err(|e| eprintln!("tenure run: cannot keep TENURE_DEADLINE_FILE ({e})"))
+        .ok();
     let mut command = tokio::process::Command::new(program);
+    if let Some(file) = &deadline_file {
+        command.env("TENURE_DEADLINE_FILE", file.path());
+    }
     command
         .args(program_args)
+        .env(
+            "TENURE_DEADLINE",
+            deadline::boottime_seconds(first_deadline),
+        )
         .env("TENURE_TOKEN", lease.token().to_string())
         .env("TENURE_LOCK", lease.name())
         .env("TENURE_HOLDER", lease.holder())
@@ -152,7 +164,15 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    let status = supervise(&lease, &mut child, pid, grace, &mut watchdog).await?;
+    let status = supervise(
+        &lease,
+        &mut child,
+        pid,
+        grace,
+        &mut watchdog,
+        deadline_file.as_ref(),
+    )
+    .await?;
     // The command has exited: whatever it left behind goes before the
     // lease does.
     let keep = std::collections::BTreeSet::from([i32::try_from(watchdog.pid()).unwrap_or(0)]);
@@ -177,6 +197,7 @@ async fn supervise(
     pid: i32,
     grace: Duration,
     watchdog: &mut watchdog::Watchdog,
+    deadline_file: Option<&deadline::DeadlineFile>,
 ) -> Result<std::process::ExitStatus> {
     let mut status = lease.status();
     let mut term_at: Option<Instant> = None;
@@ -193,6 +214,11 @@ async fn supervise(
         };
         if told_watchdog != Some(deadline) {
             watchdog.kill_at(deadline + grace);
+            if let Some(file) = deadline_file {
+                if let Err(e) = file.write(deadline) {
+                    eprintln!("tenure run: cannot update TENURE_DEADLINE_FILE ({e})");
+                }
+            }
             told_watchdog = Some(deadline);
         }
         // A renewal refused (the grant is gone) ends the run now rather

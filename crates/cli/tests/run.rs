@@ -219,3 +219,42 @@ fn a_stopped_runner_kills_a_command_that_ignores_sigterm_after_the_grace() {
     let log = std::fs::read_to_string(file(&d, "runner.log")).unwrap_or_default();
     assert_eq!(code, Some(137), "{log}");
 }
+
+/// The command can see its deadline on a clock it can read itself
+/// (`/proc/uptime` counts `CLOCK_BOOTTIME`), and the file follows the
+/// renewals.
+#[test]
+fn the_command_sees_its_deadline_and_the_file_follows_renewals() {
+    let cluster = Cluster::start();
+    let d = dir();
+    let (first, later) = (file(&d, "first"), file(&d, "later"));
+    let mut runner = Runner::start(
+        &cluster,
+        "deadline",
+        &["--ttl", "3s"],
+        &format!(
+            "echo $TENURE_DEADLINE $(cut -d' ' -f1 /proc/uptime) $(cat $TENURE_DEADLINE_FILE) > {}; \
+             sleep 1.5; cat $TENURE_DEADLINE_FILE > {}",
+            first.display(),
+            later.display()
+        ),
+        &file(&d, "runner.log"),
+    );
+    assert_eq!(runner.wait(Duration::from_secs(30)), Some(0));
+    let seconds = |s: &str| -> Vec<f64> {
+        s.split_whitespace()
+            .map(|w| w.parse().expect("seconds"))
+            .collect()
+    };
+    let first = seconds(&std::fs::read_to_string(&first).expect("first"));
+    let (env, uptime, in_file) = (first[0], first[1], first[2]);
+    assert!((env - in_file).abs() < 0.01, "{env} vs {in_file}");
+    // SIGTERM at sent + 3 s · (1 − 2ρ) − grace (600 ms) − slack (100 ms).
+    let ahead = env - uptime;
+    assert!((1.5..2.4).contains(&ahead), "deadline {ahead} s ahead");
+    let later = seconds(&std::fs::read_to_string(&later).expect("later"))[0];
+    assert!(
+        later > env + 0.5,
+        "renewals did not move it: {env} then {later}"
+    );
+}

@@ -1,0 +1,84 @@
+//! The command's own view of its deadline: when `tenure run` will send it
+//! SIGTERM unless the lease is renewed first, as seconds of
+//! `CLOCK_BOOTTIME`, the clock of `/proc/uptime` (first field) and of
+//! Python's `time.clock_gettime(time.CLOCK_BOOTTIME)`. `TENURE_DEADLINE`
+//! holds it as of the start; renewals move it, and the file named by
+//! `TENURE_DEADLINE_FILE` always holds the current one (replaced
+//! atomically at each change).
+
+use super::watchdog::boottime_nanos;
+use std::path::{Path, PathBuf};
+use tokio::time::Instant;
+
+/// `at` (on this process's clock) as seconds of `CLOCK_BOOTTIME`.
+pub fn boottime_seconds(at: Instant) -> String {
+    let now = Instant::now();
+    let nanos = if at >= now {
+        boottime_nanos().saturating_add(u64::try_from((at - now).as_nanos()).unwrap_or(u64::MAX))
+    } else {
+        boottime_nanos().saturating_sub(u64::try_from((now - at).as_nanos()).unwrap_or(u64::MAX))
+    };
+    format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
+}
+
+/// The file the current deadline is kept in, in a directory of its own;
+/// removed with it.
+pub struct DeadlineFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl DeadlineFile {
+    pub fn create(at: Instant) -> std::io::Result<DeadlineFile> {
+        let dir = std::env::temp_dir().join(format!("tenure-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = DeadlineFile {
+            path: dir.join("deadline"),
+            dir,
+        };
+        file.write(at)?;
+        Ok(file)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replace the deadline: readers see the old one or the new one whole.
+    pub fn write(&self, at: Instant) -> std::io::Result<()> {
+        let next = self.dir.join("deadline.next");
+        std::fs::write(&next, format!("{}\n", boottime_seconds(at)))?;
+        std::fs::rename(&next, &self.path)
+    }
+}
+
+impl Drop for DeadlineFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn seconds(s: &str) -> f64 {
+        s.trim().parse().expect("seconds")
+    }
+
+    #[test]
+    fn a_deadline_reads_as_boottime_seconds_and_follows_each_write() {
+        let now = seconds(&boottime_seconds(Instant::now()));
+        let later = seconds(&boottime_seconds(Instant::now() + Duration::from_secs(5)));
+        assert!((later - now - 5.0).abs() < 0.05, "{now} {later}");
+        let file = DeadlineFile::create(Instant::now() + Duration::from_secs(1)).unwrap();
+        let first = seconds(&std::fs::read_to_string(file.path()).unwrap());
+        file.write(Instant::now() + Duration::from_secs(3)).unwrap();
+        let second = seconds(&std::fs::read_to_string(file.path()).unwrap());
+        assert!((second - first - 2.0).abs() < 0.05, "{first} {second}");
+        let dir = file.dir.clone();
+        drop(file);
+        assert!(!dir.exists());
+    }
+}
