@@ -31,9 +31,18 @@ impl Conn {
         };
         Client::from_list(&list).context("--endpoints")
     }
+
+    /// For a command that makes one call and exits: when every node
+    /// refuses the connection it says so at once, rather than retrying
+    /// for the call's whole deadline.
+    pub fn one_shot_client(&self) -> Result<Client> {
+        Ok(self.client()?.giving_up_when_refused())
+    }
 }
 
-/// `500ms`, `10s`, `2m`, `1h`; a bare number is seconds.
+/// `500ms`, `10s`, `2m`, `1h`. A bare number is refused: `--ttl 10`
+/// could mean seconds or milliseconds, and a guess either way is wrong
+/// for someone.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -41,9 +50,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: write 500ms, 10s, 2m or 1h"))?;
+    if unit.is_empty() {
+        return Err(format!("{s:?} has no unit: write {s}s or {s}ms"));
+    }
     let ms = match unit {
         "ms" => Some(n),
-        "" | "s" => n.checked_mul(1_000),
+        "s" => n.checked_mul(1_000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         _ => None,
@@ -59,10 +71,11 @@ pub struct LockArgs {
     /// Who asks; default HOST:PID:RANDOM (printed: `unlock` needs it).
     #[arg(long)]
     pub holder: Option<String>,
+    /// How long the grant lasts unless renewed (10ms to 1 day).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub ttl: Duration,
     /// Wait up to this long (at most 5m) for the lease instead of failing.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_wait)]
     pub wait: Option<Duration>,
     #[command(flatten)]
     pub conn: Conn,
@@ -71,7 +84,7 @@ pub struct LockArgs {
 /// `tenure lock`: one grant, printed. Nothing renews it after this process
 /// exits: the caller renews (PUT with the token) or lets it expire.
 pub async fn lock(args: LockArgs) -> Result<()> {
-    let client = args.conn.client()?;
+    let client = args.conn.one_shot_client()?;
     let holder = args
         .holder
         .clone()
@@ -123,7 +136,9 @@ pub async fn lock(args: LockArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct UnlockArgs {
+    /// The lease name.
     pub name: String,
+    /// The holder the grant was made to (as `lock` printed it).
     #[arg(long)]
     pub holder: String,
     /// The token of the grant to end.
@@ -134,7 +149,7 @@ pub struct UnlockArgs {
 }
 
 pub async fn unlock(args: UnlockArgs) -> Result<()> {
-    let client = args.conn.client()?;
+    let client = args.conn.one_shot_client()?;
     client
         .release(&args.name, &args.holder, args.token)
         .await
@@ -158,7 +173,7 @@ pub struct StatusArgs {
 }
 
 pub async fn status(args: StatusArgs) -> Result<()> {
-    let client = args.conn.client()?;
+    let client = args.conn.one_shot_client()?;
     if let Some(name) = &args.name {
         let state = client.read(name).await?;
         return if args.conn.json {
@@ -204,6 +219,7 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct WatchArgs {
+    /// The lease name.
     pub name: String,
     #[command(flatten)]
     pub conn: Conn,
@@ -252,15 +268,39 @@ pub fn print_line(line: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest one long poll may wait (the server's limit on `?wait`).
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// A `--wait` for one long poll: a duration of at most 5 minutes.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let wait = parse_duration(s)?;
+    if wait > MAX_WAIT {
+        return Err(format!(
+            "{s} is longer than one wait may be (5m); `tenure run --wait` waits as long as you like"
+        ));
+    }
+    Ok(wait)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn a_wait_is_at_most_what_the_server_allows() {
+        assert_eq!(parse_wait("5m"), Ok(MAX_WAIT));
+        assert!(parse_wait("301s").is_err());
+        assert!(parse_wait("1h").is_err());
+    }
+
+    #[test]
     fn durations_take_the_units_people_write() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(
+            parse_duration("7"),
+            Err("\"7\" has no unit: write 7s or 7ms".to_string())
+        );
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("1.5s").is_err());
         assert!(parse_duration("s").is_err());

@@ -13,9 +13,14 @@ const NODES: u16 = 3;
 pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
     let mut bound = Vec::new();
     for i in 0..NODES {
-        let port = http_port
-            .checked_add(i)
-            .context("--http-port leaves no room for three ports")?;
+        // Port 0: the OS chooses each node's port (printed below).
+        let port = if http_port == 0 {
+            0
+        } else {
+            http_port
+                .checked_add(i)
+                .context("--http-port leaves no room for three ports")?
+        };
         // Peer ports are chosen by the OS: only the nodes in this process
         // need them, and they learn them before starting.
         let listeners = Listeners::bind(("127.0.0.1", port), ("127.0.0.1", 0))
@@ -38,8 +43,26 @@ pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
             .with_context(|| format!("cannot start node {}", id.0))?;
         nodes.push(running);
     }
+    // Nobody may be reading (`tenure dev | head -1`): the cluster serves
+    // on whether or not this text arrives.
+    let _ = print_banner(&nodes, &data_dir);
+
+    crate::signal::stop_requested().await;
+    eprintln!("stopping the cluster");
+    let stops: Vec<_> = nodes
+        .into_iter()
+        .map(|n| tokio::spawn(n.shutdown()))
+        .collect();
+    for stop in stops {
+        let _ = stop.await;
+    }
+    let _ = writeln!(std::io::stdout(), "stopped");
+    Ok(())
+}
+
+fn print_banner(nodes: &[server::Running], data_dir: &std::path::Path) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    for node in &nodes {
+    for node in nodes {
         writeln!(out, "{}", node.banner())?;
     }
     writeln!(out)?;
@@ -48,7 +71,7 @@ pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
         "tenure dev: a 3-node cluster, data in {}",
         data_dir.display()
     )?;
-    for node in &nodes {
+    for node in nodes {
         writeln!(out, "  node {}: http://{}", node.id.0, node.http_addr)?;
     }
     let first = nodes[0].http_addr;
@@ -61,18 +84,5 @@ pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
     writeln!(out, "  curl -i http://{first}/v1/locks/scheduler")?;
     writeln!(out)?;
     writeln!(out, "Ctrl-C stops the cluster.")?;
-    out.flush()?;
-    drop(out);
-
-    crate::signal::stop_requested().await;
-    eprintln!("stopping the cluster");
-    let stops: Vec<_> = nodes
-        .into_iter()
-        .map(|n| tokio::spawn(n.shutdown()))
-        .collect();
-    for stop in stops {
-        let _ = stop.await;
-    }
-    println!("stopped");
-    Ok(())
+    out.flush()
 }

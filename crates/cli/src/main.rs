@@ -66,15 +66,48 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    // Usage errors exit 2 with clap's message and usage, before this.
+    let cli = Cli::parse();
+    let json = cli.command.speaks_json();
+    match run(cli) {
         Ok(code) => code,
+        // Whoever read our output has gone (`tenure watch x | head -1`):
+        // stop quietly, as a process killed by SIGPIPE would.
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(141),
         Err(error) => {
-            // One line per cause, outermost first: what failed, then why.
+            // One line, outermost cause first: what failed, then why.
             // (The Debug form would print a backtrace at users.)
-            eprintln!("tenure: {error:#}");
+            if json {
+                eprintln!("{}", serde_json::json!({ "error": format!("{error:#}") }));
+            } else {
+                eprintln!("tenure: {error:#}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+impl Command {
+    /// Whether `--json` was asked for: errors are then JSON too.
+    fn speaks_json(&self) -> bool {
+        match self {
+            Command::Lock(a) => a.conn.json,
+            Command::Unlock(a) => a.conn.json,
+            Command::Status(a) => a.conn.json,
+            Command::Watch(a) => a.conn.json,
+            Command::Elect(a) => a.conn.json,
+            Command::Run(a) => a.conn.json,
+            _ => false,
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

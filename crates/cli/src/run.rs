@@ -55,6 +55,8 @@ pub struct RunArgs {
     /// The lease to hold while the command runs.
     #[arg(long, value_name = "NAME")]
     pub lock: String,
+    /// How long the lease lasts unless renewed (renewed every third of
+    /// it); the command is stopped before it could run out.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub ttl: Duration,
     /// Give up (exit 1) when the lease is not ours within this long;

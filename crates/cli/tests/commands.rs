@@ -71,3 +71,53 @@ fn lock_after_a_long_wait_renews_before_it_reports_the_validity() {
         "counted from the wait, not a renewal: {granted}"
     );
 }
+
+/// With no cluster listening, a command says so at once, naming the
+/// cause; with `--json` the error is JSON too.
+#[test]
+fn with_nothing_listening_a_command_says_connection_refused_at_once() {
+    let port = free_ports(1)[0];
+    let endpoints = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["lock", "x", "--ttl", "1s", "--endpoints", &endpoints])
+        .output()
+        .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Connection refused") && err.contains(&endpoints),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let out = Command::new(BIN)
+        .args(["status", "x", "--json", "--endpoints", &endpoints])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{err}"
+    );
+}
+
+/// A duration without a unit is a usage error (exit 2), not a guess.
+#[test]
+fn a_duration_without_a_unit_is_refused() {
+    let out = Command::new(BIN)
+        .args(["lock", "x", "--ttl", "10"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no unit"), "{err}");
+}

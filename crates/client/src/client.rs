@@ -52,6 +52,9 @@ struct Inner {
     preferred: AtomicUsize,
     attempt_timeout: Duration,
     call_timeout: Duration,
+    /// Give a call up once every node has refused the connection twice
+    /// in a row (see `Client::giving_up_when_refused`).
+    give_up_when_refused: bool,
 }
 
 /// Which failures a call may retry, on the same node or another.
@@ -152,8 +155,28 @@ impl Client {
                 preferred: AtomicUsize::new(0),
                 attempt_timeout: attempt,
                 call_timeout: call,
+                give_up_when_refused: false,
             }),
         })
+    }
+
+    /// This client, but a call gives up (`Error::Unreachable`) once every
+    /// node has refused the connection twice in a row, instead of retrying
+    /// until its deadline: for one-shot commands, where "nothing listens
+    /// there" is the likeliest cause and the user should hear it at once.
+    /// Not for a lease holder: a cluster that restarts within the ttl
+    /// keeps its lease only if renewals keep trying.
+    pub fn giving_up_when_refused(&self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                endpoints: self.inner.endpoints.clone(),
+                http: self.inner.http.clone(),
+                preferred: AtomicUsize::new(self.inner.preferred.load(Ordering::Relaxed)),
+                attempt_timeout: self.inner.attempt_timeout,
+                call_timeout: self.inner.call_timeout,
+                give_up_when_refused: true,
+            }),
+        }
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -178,6 +201,8 @@ impl Client {
         let mut last = String::from("no attempt made before the deadline");
         let mut outcome_unknown = false;
         let mut attempts = 0u32;
+        // Attempts in a row whose connection was refused.
+        let mut refused = 0usize;
         while attempts < MAX_ATTEMPTS {
             let now = time::now();
             if now >= until {
@@ -190,6 +215,7 @@ impl Client {
             let sent = time::now();
             let result = tokio::time::timeout(limit, self.once(endpoint, request)).await;
             // Whether this attempt may have been applied.
+            let was_refused = matches!(result, Ok(Err(OnceError::Refused(_))));
             let maybe_applied = match result {
                 Ok(Ok((status, body))) if status != StatusCode::SERVICE_UNAVAILABLE => {
                     self.inner.preferred.store(index, Ordering::Relaxed);
@@ -208,6 +234,17 @@ impl Client {
                     );
                     unknown
                 }
+                Ok(Err(OnceError::Refused(e))) => {
+                    last = format!("{endpoint}: cannot connect: {e}");
+                    refused += 1;
+                    if self.inner.give_up_when_refused && refused >= 2 * n {
+                        return Err(Error::Unreachable {
+                            endpoints: self.inner.endpoints.join(", "),
+                            cause: e,
+                        });
+                    }
+                    false
+                }
                 Ok(Err(OnceError::NotSent(e))) => {
                     last = format!("{endpoint}: {e}");
                     false
@@ -221,6 +258,9 @@ impl Client {
                     true
                 }
             };
+            if !was_refused {
+                refused = 0;
+            }
             outcome_unknown |= maybe_applied;
             // The next call starts with the next node, not this failing one.
             self.inner
@@ -259,10 +299,13 @@ impl Client {
             .body(body)
             .map_err(|e| OnceError::NotSent(e.to_string()))?;
         let response = self.inner.http.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                OnceError::NotSent(e.to_string())
+            let cause = deepest_cause(&e);
+            if !e.is_connect() {
+                OnceError::Failed(cause)
+            } else if refused(&e) {
+                OnceError::Refused(cause)
             } else {
-                OnceError::Failed(e.to_string())
+                OnceError::NotSent(format!("cannot connect: {cause}"))
             }
         })?;
         let status = response.status();
@@ -393,6 +436,7 @@ impl Client {
                 {
                     Ok(Ok((StatusCode::OK, body))) => Ok(body),
                     Ok(Ok((status, body))) => Err(format!("{status}: {body}")),
+                    Ok(Err(OnceError::Refused(e))) => Err(format!("cannot connect: {e}")),
                     Ok(Err(OnceError::NotSent(e) | OnceError::Failed(e))) => Err(e),
                     Err(_) => Err("no answer in time".into()),
                 };
@@ -427,10 +471,34 @@ impl Client {
 }
 
 enum OnceError {
+    /// The node refused the connection: nothing listens there.
+    Refused(String),
     /// No connection: the request never left.
     NotSent(String),
     /// Sent, or possibly sent, and then failed.
     Failed(String),
+}
+
+/// The innermost cause of `e`: "Connection refused (os error 111)"
+/// rather than hyper's "client error (Connect)".
+fn deepest_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// Whether `e` is a connection the node refused.
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Full jitter: a pause uniformly in `[0, ceiling]`, so that clients that

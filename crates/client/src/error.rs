@@ -21,6 +21,10 @@ pub enum Error {
         attempts: u32,
         last: String,
     },
+    /// Every node refused the connection (only from a client made with
+    /// `Client::giving_up_when_refused`): nothing listens there.
+    #[error("cannot connect to any node ({endpoints}): {cause}; is the cluster running? (`tenure dev` starts one on this machine)")]
+    Unreachable { endpoints: String, cause: String },
     /// The request was refused as malformed (`4xx` other than `409`), or a
     /// value given to the client was out of range before anything was sent.
     #[error("invalid request: {message}")]
