@@ -130,3 +130,66 @@ async fn one_client_cannot_hold_more_than_its_share_of_connections() {
     }
     node.shutdown().await;
 }
+
+/// Send one raw request and read the whole answer (`Connection: close`).
+async fn exchange(node: &Running, head_and_body: String) -> String {
+    let mut stream = TcpStream::connect(node.http_addr).await.expect("connect");
+    stream
+        .write_all(head_and_body.as_bytes())
+        .await
+        .expect("write");
+    read_until_closed(&mut stream, Duration::from_secs(10)).await
+}
+
+/// Every refusal carries the JSON error body the docs promise, also those
+/// the router makes by itself and those for a request head too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_json_that_says_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let cases = [
+        (
+            "PATCH /v1/locks/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
+            "405",
+            "PATCH is not served",
+        ),
+        (
+            format!(
+                "GET /v1/locks/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                "a".repeat(9_000)
+            ),
+            "414",
+            "request target",
+        ),
+        (
+            format!(
+                "GET /v1/locks/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+                "a".repeat(17_000)
+            ),
+            "431",
+            "headers",
+        ),
+        (
+            "PUT /v1/locks/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 41\r\n\r\n{\"holder\":\"a\",\"ttl_ms\":1000,\"holder\":\"b\"}".to_string(),
+            "400",
+            "given twice",
+        ),
+    ];
+    for (request, status, says) in cases {
+        let answer = exchange(&node, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("\"error\"") && answer.contains(says),
+            "{answer}"
+        );
+    }
+}

@@ -43,6 +43,14 @@ pub fn parse_lock_request(body: &[u8]) -> Result<LockRequest, ApiError> {
             None,
         ));
     };
+    // A map keeps the last of two equal keys; which one a client meant is
+    // anyone's guess, so refuse to guess.
+    if let Some(twice) = duplicate_key(body) {
+        return Err(ApiError::bad_request(
+            format!("field {twice:?} is given twice"),
+            Some(&twice),
+        ));
+    }
     if let Some(unknown) = fields
         .keys()
         .find(|k| !["holder", "ttl_ms", "token", "lock_delay_ms"].contains(&k.as_str()))
@@ -109,9 +117,46 @@ pub fn parse_lock_request(body: &[u8]) -> Result<LockRequest, ApiError> {
     }
 }
 
+/// The first key of the top-level object that appears twice, if any.
+fn duplicate_key(body: &[u8]) -> Option<String> {
+    struct Keys(Option<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut seen: Vec<String> = Vec::new();
+                    let mut twice = None;
+                    while let Some(key) = map.next_key::<String>()? {
+                        let _: serde::de::IgnoredAny = map.next_value()?;
+                        if twice.is_none() && seen.contains(&key) {
+                            twice = Some(key.clone());
+                        }
+                        seen.push(key);
+                    }
+                    Ok(Keys(twice))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_slice::<Keys>(body).ok().and_then(|k| k.0)
+}
+
 fn whole_number(fields: &Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
     match fields.get(field) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
+        Some(Value::Null) => Err(ApiError::unprocessable(
+            format!("\"{field}\" is null; give a whole number, or leave the field out"),
+            Some(field),
+        )),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
             ApiError::unprocessable(
                 format!("\"{field}\" must be a whole, non-negative number (got {v})"),
@@ -152,10 +197,14 @@ pub fn param<'a>(params: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
-/// `500ms`, `30s`, `2m`: a whole number and a unit.
+/// `500ms`, `30s`, `2m`: a whole number, without leading zeros, and a
+/// unit (the OpenAPI file's pattern says the same).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
+    if number.len() > 1 && number.starts_with('0') {
+        return None;
+    }
     let n: u64 = number.parse().ok()?;
     match unit {
         "ms" => Some(Duration::from_millis(n)),
@@ -249,6 +298,14 @@ mod tests {
         assert!(m.contains("holder"));
         let (_, m) = err(r#"{"holder":"a","ttl_ms":1000,"token":-1}"#);
         assert!(m.contains("token"));
+        // A null is not "left out": an acquire with "token": null would
+        // otherwise be taken for an acquire.
+        let (s, m) = err(r#"{"holder":"a","ttl_ms":1000,"token":null}"#);
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(m.contains("token"));
+        let (s, m) = err(r#"{"holder":"a","ttl_ms":1000,"holder":"b"}"#);
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(m.contains("twice"), "{m}");
     }
 
     #[test]
@@ -259,6 +316,16 @@ mod tests {
         assert_eq!(parse_duration("2"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("1h"), None);
-        assert!(parse_wait("10m", Duration::from_secs(300)).is_err());
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("030s"), None);
+        let max = Duration::from_secs(300);
+        assert!(parse_wait("10m", max).is_err());
+        // The bounds docs/openapi.yaml's pattern draws.
+        for ok in ["0ms", "300000ms", "300s", "5m", "0m", "299999ms"] {
+            assert!(parse_wait(ok, max).is_ok(), "{ok}");
+        }
+        for bad in ["300001ms", "301s", "6m", "00s", "1h", "1.5s", "-1s", ""] {
+            assert!(parse_wait(bad, max).is_err(), "{bad}");
+        }
     }
 }

@@ -63,15 +63,9 @@ async fn put_inner(
     };
     match request {
         LockRequest::Renew { holder, token } => {
-            if wait.is_some() {
-                return (
-                    "renew",
-                    Err(ApiError::bad_request(
-                        "wait applies to an acquire; a renewal (with \"token\") answers at once",
-                        Some("wait"),
-                    )),
-                );
-            }
+            // A renewal answers at once: a `wait` (checked above) has
+            // nothing to wait for, as a `ttl_ms` has nothing to change, so
+            // a client may send one request shape for both.
             let op = Op::Renew {
                 holder: holder.clone(),
                 token,

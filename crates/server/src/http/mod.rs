@@ -12,6 +12,7 @@
 mod error;
 mod input;
 mod locks;
+mod refusals;
 mod serve;
 mod status;
 mod view;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(status::healthz))
         .fallback(status::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(refusals::json_refusals))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
