@@ -177,49 +177,6 @@ fn with_the_cluster_gone_the_child_is_stopped_before_the_lease_could_expire() {
     );
 }
 
-/// A stop request (SIGTERM to `tenure run`) is passed on to the command,
-/// and a command that ignores it, its own children included, is killed
-/// after the grace rather than kept running. `--ttl 2s` with the default
-/// grace (a fifth of the ttl) is accepted.
-#[test]
-fn a_stopped_runner_kills_a_command_that_ignores_sigterm_after_the_grace() {
-    let cluster = Cluster::start();
-    let d = dir();
-    let pid_file = file(&d, "child.pid");
-    let mut runner = Runner::start(
-        &cluster,
-        "stubborn",
-        &["--ttl", "2s"],
-        &format!(
-            "trap '' TERM; echo $$ > {}; while :; do sleep 0.05; done",
-            pid_file.display()
-        ),
-        &file(&d, "runner.log"),
-    );
-    until(Duration::from_secs(20), "the child to start", || {
-        read_pid(&pid_file).is_some()
-    });
-    let child = read_pid(&pid_file).expect("pid");
-    let asked = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &runner.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let dead = until(Duration::from_secs(5), "the child to be killed", || {
-        !alive(child)
-    });
-    // The grace is 400 ms: killed after it, and well before the 2 s ttl.
-    let took = dead - asked;
-    assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_millis(1_500),
-        "killed {took:?} after the stop request"
-    );
-    let code = runner.wait(Duration::from_secs(15));
-    let log = std::fs::read_to_string(file(&d, "runner.log")).unwrap_or_default();
-    assert_eq!(code, Some(137), "{log}");
-}
-
 /// The command can see its deadline on a clock it can read itself
 /// (`/proc/uptime` counts `CLOCK_BOOTTIME`), and the file follows the
 /// renewals.

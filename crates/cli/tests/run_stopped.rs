@@ -1,12 +1,16 @@
-//! `tenure run` when the runner itself is stopped or killed, and when the
-//! command leaves processes behind: no part of the command may run on
-//! past the lease. Real processes against a real three-node cluster.
+//! `tenure run` when the runner itself is stopped, asked to stop, or
+//! killed, and when the command leaves processes behind: no part of the
+//! command may run beside the next holder's. Real processes against a
+//! real three-node cluster; every part of the first command stamps the
+//! time (the system clock, one clock for all on one machine) every 10 ms,
+//! the second command stamps its start, and no stamp of the first may
+//! come after it.
 
 mod common;
 
 use common::runner::*;
 use common::Cluster;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,6 +34,65 @@ fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Shell that writes its pid to `pid`, then stamps `stamps` every 10 ms
+/// until killed; with `ignore_term`, SIGTERM does not stop it (nor the
+/// `date` and `sleep` it runs, which inherit the ignored signal).
+fn stamper(pid: &Path, stamps: &Path, ignore_term: bool) -> String {
+    format!(
+        "{}echo $$ > {}; while :; do date +%s%N >> {}; sleep 0.01; done",
+        if ignore_term { "trap '' TERM; " } else { "" },
+        pid.display(),
+        stamps.display()
+    )
+}
+
+fn stamps(path: &Path) -> Vec<u128> {
+    log_of(path)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The second runner on `lock`: its command stamps its start in `started`.
+struct Next {
+    _runner: Runner,
+    started: PathBuf,
+}
+
+impl Next {
+    fn start(cluster: &Cluster, d: &tempfile::TempDir, lock: &str) -> Next {
+        let started = file(d, "next.started");
+        let runner = Runner::start(
+            cluster,
+            lock,
+            &["--ttl", "2s"],
+            &format!("date +%s%N > {}; exec sleep 60", started.display()),
+            &file(d, "next.log"),
+        );
+        Next {
+            _runner: runner,
+            started,
+        }
+    }
+
+    /// Waits for the second command to start; no stamp of the first may
+    /// come after its start.
+    fn assert_after(&self, first: &Path, within: Duration) {
+        until(within, "the next command to start", || {
+            !stamps(&self.started).is_empty()
+        });
+        let started = stamps(&self.started)[0];
+        let first = stamps(first);
+        assert!(!first.is_empty(), "the first command never stamped");
+        let last = *first.iter().max().expect("a stamp");
+        assert!(
+            last < started,
+            "the commands overlapped by {} ms",
+            (last - started) / 1_000_000
+        );
+    }
+}
+
 /// SIGSTOP cannot be caught: the runner just stops, its renewals with it.
 /// The watchdog beside it kills the command before the lease could
 /// expire, so the next holder's command never runs beside it.
@@ -37,44 +100,35 @@ fn log_of(path: &Path) -> String {
 fn a_runner_stopped_by_sigstop_cannot_keep_its_command_past_the_deadline() {
     let cluster = Cluster::start();
     let d = dir();
-    let (pid_a, started_b) = (file(&d, "a.pid"), file(&d, "b.started"));
+    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
     let ttl = Duration::from_secs(2);
     let mut a = Runner::start(
         &cluster,
         "frozen",
         &["--ttl", "2s"],
-        &format!("echo $$ > {}; exec sleep 60", pid_a.display()),
+        &stamper(&pid_file, &stamps_file, false),
         &file(&d, "a.log"),
     );
     until(
         Duration::from_secs(20),
         "the first command to start",
-        || read_pid(&pid_a).is_some(),
+        || read_pid(&pid_file).is_some(),
     );
-    let child_a = read_pid(&pid_a).expect("pid");
-    let _b = Runner::start(
-        &cluster,
-        "frozen",
-        &["--ttl", "2s"],
-        &format!("echo go > {}; exec sleep 60", started_b.display()),
-        &file(&d, "b.log"),
-    );
+    let child = read_pid(&pid_file).expect("pid");
+    let next = Next::start(&cluster, &d, "frozen");
     let stopped = Instant::now();
     signal(a.child.id(), "STOP");
     let dead = until(
         ttl + Duration::from_secs(2),
         "the command to be killed",
-        || !alive(child_a),
+        || !alive(child),
     );
     assert!(
         dead - stopped < ttl,
         "the command outlived the lease: killed {:?} after its runner stopped",
         dead - stopped
     );
-    let b_started = until(ttl + Duration::from_secs(5), "the next command", || {
-        std::fs::read_to_string(&started_b).is_ok_and(|s| !s.trim().is_empty())
-    });
-    assert!(dead <= b_started, "the two commands overlapped");
+    next.assert_after(&stamps_file, ttl + Duration::from_secs(5));
     signal(a.child.id(), "CONT");
     assert_eq!(
         a.wait(Duration::from_secs(15)),
@@ -92,13 +146,13 @@ fn a_runner_stopped_by_sigstop_cannot_keep_its_command_past_the_deadline() {
 fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_holds() {
     let cluster = Cluster::start();
     let d = dir();
-    let pid_file = file(&d, "child.pid");
+    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
     let ttl = Duration::from_secs(2);
     let mut runner = Runner::start(
         &cluster,
         "suspended",
         &["--ttl", "2s"],
-        &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
+        &stamper(&pid_file, &stamps_file, false),
         &file(&d, "runner.log"),
     );
     until(Duration::from_secs(20), "the command to start", || {
@@ -118,8 +172,8 @@ fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_
     until(Duration::from_secs(2), "the command to go on", || {
         state(child).is_some_and(|s| s != 'T')
     });
-    assert!(alive(child));
 
+    let next = Next::start(&cluster, &d, "suspended");
     let stopped = Instant::now();
     signal(runner_pid, "TSTP");
     let dead = until(
@@ -132,44 +186,81 @@ fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_
         "killed {:?} after the stop",
         dead - stopped
     );
+    next.assert_after(&stamps_file, ttl + Duration::from_secs(5));
     signal(runner_pid, "CONT");
     let code = runner.wait(Duration::from_secs(15));
     assert_eq!(code, Some(137), "{}", log_of(&file(&d, "runner.log")));
 }
 
+/// A stop request (SIGTERM to `tenure run`) is passed on to the command,
+/// and a command that ignores it, its own children included, is killed
+/// after the grace rather than kept running. `--ttl 2s` with the default
+/// grace (a fifth of the ttl) is accepted.
+#[test]
+fn a_stopped_runner_kills_a_command_that_ignores_sigterm_after_the_grace() {
+    let cluster = Cluster::start();
+    let d = dir();
+    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
+    let mut runner = Runner::start(
+        &cluster,
+        "stubborn",
+        &["--ttl", "2s"],
+        &stamper(&pid_file, &stamps_file, true),
+        &file(&d, "runner.log"),
+    );
+    until(Duration::from_secs(20), "the command to start", || {
+        read_pid(&pid_file).is_some()
+    });
+    let child = read_pid(&pid_file).expect("pid");
+    let next = Next::start(&cluster, &d, "stubborn");
+    let asked = Instant::now();
+    signal(runner.child.id(), "TERM");
+    let dead = until(Duration::from_secs(5), "the command to be killed", || {
+        !alive(child)
+    });
+    // The grace is 400 ms: killed after it, and well before the 2 s ttl.
+    let took = dead - asked;
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_millis(1_500),
+        "killed {took:?} after the stop request"
+    );
+    let code = runner.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(137), "{}", log_of(&file(&d, "runner.log")));
+    next.assert_after(&stamps_file, Duration::from_secs(10));
+}
+
 /// A command that leaves a process behind, one that even started a
 /// session of its own and ignores SIGTERM: it is killed when the command
-/// exits, before the lease is released.
+/// exits, before the lease is released to the next holder.
 #[test]
 fn what_the_command_leaves_behind_is_killed_before_the_release() {
     let cluster = Cluster::start();
     let d = dir();
-    let left = file(&d, "left.pid");
+    let (left_pid, left_stamps) = (file(&d, "left.pid"), file(&d, "left.stamps"));
     let log = file(&d, "runner.log");
+    let leftover = stamper(&left_pid, &left_stamps, true);
     let mut runner = Runner::start(
         &cluster,
         "tidy",
         &["--ttl", "10s"],
         &format!(
-            "(setsid sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 60' &); \
-             until [ -s {} ]; do sleep 0.01; done",
-            left.display(),
-            left.display()
+            "(setsid sh -c \"{}\" &); until [ -s {} ]; do sleep 0.01; done; sleep 0.1",
+            leftover.replace('"', "\\\""),
+            left_stamps.display()
         ),
         &log,
     );
+    let next = Next::start(&cluster, &d, "tidy");
     let code = runner.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", log_of(&log));
-    let leftover = read_pid(&left).expect("the leftover's pid");
-    assert!(!alive(leftover), "pid {leftover} outlived its command");
+    let left = read_pid(&left_pid).expect("the leftover's pid");
+    assert!(!alive(left), "pid {left} outlived its command");
     assert!(
-        log_of(&log).contains("killed 1 process"),
+        log_of(&log).contains("the command left running"),
         "{}",
         log_of(&log)
     );
-    // The lease was released after that: the name is free at once.
-    let read = common::get(&cluster.lock_url(1, "tidy"));
-    assert_eq!(read.body["state"], "free", "{read:?}");
+    next.assert_after(&left_stamps, Duration::from_secs(10));
 }
 
 /// A runner killed outright (SIGKILL) cannot stop anything itself; the
