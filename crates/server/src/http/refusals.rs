@@ -18,7 +18,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub async fn json_refusals(request: Request, next: Next) -> Response {
-    let uri_len = request.uri().to_string().len();
+    let uri = request.uri();
+    let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
     if uri_len > MAX_URI_BYTES {
         return refusal(
             StatusCode::URI_TOO_LONG,
