@@ -121,3 +121,24 @@ fn a_duration_without_a_unit_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no unit"), "{err}");
 }
+
+/// A history the linearizability search cannot finish is not verified:
+/// `tenure sim` fails on it, naming the seed, rather than passing it.
+#[test]
+fn sim_fails_when_the_linearizability_check_gives_up() {
+    let out = Command::new(BIN)
+        .args(["sim", "--seeds", "2", "--check-budget", "0"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("gave up") && text.contains("reproduce"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["sim", "--seeds", "2"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+}

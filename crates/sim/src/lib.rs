@@ -47,14 +47,14 @@ pub struct RunReport {
 
 /// Run one seed and check it.
 pub fn run(config: SimConfig) -> RunReport {
-    let seed = config.seed;
+    let (seed, budget) = (config.seed, config.check_budget);
     let mut world = world::World::new(config);
     world.run();
     let mut violations = Vec::new();
     let mut unchecked_names = 0;
     let history = &world.history;
     for (name, ops) in &history.ops {
-        match check::linearizability::check(name, ops) {
+        match check::linearizability::check(name, ops, budget) {
             Ok(report) if !report.checked => unchecked_names += 1,
             Ok(_) => {}
             Err(v) => violations.push(v),

@@ -31,6 +31,8 @@ pub struct SimConfig {
     pub fault_period: tenure_core::Micros,
     /// Keep the whole trace rather than its last lines.
     pub full_trace: bool,
+    /// Steps the linearizability search may take per name.
+    pub check_budget: u64,
 }
 
 impl SimConfig {
@@ -41,6 +43,7 @@ impl SimConfig {
             bug: None,
             fault_period: tenure_core::Micros::from_millis(3_000),
             full_trace: false,
+            check_budget: crate::check::linearizability::STEP_BUDGET,
         }
     }
 }

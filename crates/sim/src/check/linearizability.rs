@@ -16,9 +16,10 @@ use crate::history::OpRecord;
 use std::collections::HashSet;
 use tenure_core::{LeaseName, Outcome};
 
-/// The search gives up (and reports success) after this many steps, so a
-/// pathological history cannot hang a run; `checked` says so.
-const STEP_BUDGET: u64 = 2_000_000;
+/// The search gives up after this many steps by default, so a
+/// pathological history cannot hang a run; `checked` says so, and
+/// `tenure sim` fails on it.
+pub const STEP_BUDGET: u64 = 2_000_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Entry {
@@ -94,7 +95,7 @@ impl Links {
     }
 }
 
-pub fn check(name: &LeaseName, ops: &[OpRecord]) -> Result<Report, Violation> {
+pub fn check(name: &LeaseName, ops: &[OpRecord], budget: u64) -> Result<Report, Violation> {
     // Unknown reads and renewals change nothing whether or not they happened.
     let ops: Vec<&OpRecord> = ops
         .iter()
@@ -154,7 +155,7 @@ pub fn check(name: &LeaseName, ops: &[OpRecord]) -> Result<Report, Violation> {
     let mut seen: HashSet<(Vec<u64>, Vec<u64>, SpecState)> = HashSet::new();
     let mut cursor = links.first;
 
-    for _ in 0..STEP_BUDGET {
+    for _ in 0..budget {
         if returns_left == 0 {
             return Ok(Report { checked: true });
         }
@@ -306,7 +307,9 @@ mod tests {
             ),
             op(2, acquire("b"), 60, Some((70, granted(2)))),
         ];
-        assert!(check(&name(), &h).unwrap().checked);
+        assert!(check(&name(), &h, STEP_BUDGET).unwrap().checked);
+        // Out of budget: no verdict, and the report says so.
+        assert!(!check(&name(), &h, 0).unwrap().checked);
     }
 
     #[test]
@@ -316,7 +319,7 @@ mod tests {
             op(1, acquire("a"), 0, Some((50, granted(2)))),
             op(2, acquire("b"), 10, Some((40, granted(1)))),
         ];
-        assert!(check(&name(), &h).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
     }
 
     #[test]
@@ -331,7 +334,7 @@ mod tests {
             ),
         ];
         assert!(matches!(
-            check(&name(), &h),
+            check(&name(), &h, STEP_BUDGET),
             Err(Violation::NotLinearizable { .. })
         ));
     }
@@ -342,7 +345,7 @@ mod tests {
             op(1, acquire("a"), 0, Some((10, granted(1)))),
             op(2, acquire("b"), 20, Some((30, granted(1)))),
         ];
-        assert!(check(&name(), &h).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET).is_err());
     }
 
     #[test]
@@ -353,9 +356,9 @@ mod tests {
             op(2, acquire("c"), 5, Some((8, granted(1)))),
             op(3, acquire("b"), 20, Some((30, granted(3)))),
         ];
-        assert!(check(&name(), &h).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
         let impossible = vec![op(3, acquire("b"), 20, Some((30, granted(3))))];
-        assert!(check(&name(), &impossible).is_err());
+        assert!(check(&name(), &impossible, STEP_BUDGET).is_err());
     }
 
     #[test]
@@ -371,11 +374,11 @@ mod tests {
             op(4, acquire("d"), 25, Some((28, granted(2)))),
             op(3, Op::Read, 30, Some((40, Outcome::Observed(held("a", 3))))),
         ];
-        assert!(check(&name(), &h).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET).is_err());
         let mut open_ended = h.clone();
         open_ended[0].ended_us = None;
         assert!(
-            check(&name(), &open_ended).is_ok(),
+            check(&name(), &open_ended, STEP_BUDGET).is_ok(),
             "without the deadline it could"
         );
         // Before that write it may: then c's grant would be token 2.
@@ -384,7 +387,7 @@ mod tests {
             op(2, acquire("c"), 10, Some((20, granted(2)))),
             op(3, Op::Read, 30, Some((40, Outcome::Observed(held("c", 2))))),
         ];
-        assert!(check(&name(), &h).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
     }
 
     #[test]
@@ -395,6 +398,6 @@ mod tests {
             0,
             Some((10, Outcome::Conflict(LeaseView::Free { token: Token(0) }))),
         )];
-        assert!(check(&name(), &h).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET).is_err());
     }
 }
