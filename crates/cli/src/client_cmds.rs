@@ -98,12 +98,7 @@ pub async fn lock(args: LockArgs) -> Result<()> {
             // sent: after a long wait little of it may be left, so renew it
             // once, as the client library does, and count from that.
             let now = tenure_client::time::now();
-            if !tenure_client::time::most_of_the_lease_left(
-                grant.sent,
-                now,
-                grant.ttl,
-                Duration::ZERO,
-            ) {
+            if !grant.most_of_the_lease_left(now, Duration::ZERO) {
                 let until = now + client.call_timeout();
                 grant = client
                     .renew(&args.name, &holder, grant.token, until)
@@ -114,7 +109,7 @@ pub async fn lock(args: LockArgs) -> Result<()> {
             // The grant is valid from when the request was SENT (after a
             // `--wait`, that may be long ago), less the drift margin: what
             // is left of it is what a script may count on.
-            let deadline = tenure_client::time::deadline(grant.sent, grant.ttl, Duration::ZERO);
+            let deadline = grant.deadline(Duration::ZERO);
             let valid_ms = deadline
                 .saturating_duration_since(tenure_client::time::now())
                 .as_millis();

@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use tenure_core::NodeId;
+use tenure_core::{DriftBound, NodeId};
 use tenure_server::{server, Listeners, ServerConfig};
 
 const NODES: u16 = 3;
 
-pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
+pub async fn run(data_dir: PathBuf, http_port: u16, drift: DriftBound) -> Result<()> {
     let mut bound = Vec::new();
     for i in 0..NODES {
         // Port 0: the OS chooses each node's port (printed below).
@@ -37,7 +37,8 @@ pub async fn run(data_dir: PathBuf, http_port: u16) -> Result<()> {
     for (i, listeners) in bound.into_iter().enumerate() {
         let id = NodeId(i as u16 + 1);
         let dir = data_dir.join(format!("node-{}", id.0));
-        let config = ServerConfig::new(id, dir, peers.clone());
+        let mut config = ServerConfig::new(id, dir, peers.clone());
+        config.drift = drift;
         let running = server::start(config, listeners)
             .await
             .with_context(|| format!("cannot start node {}", id.0))?;

@@ -34,9 +34,12 @@ enum Command {
         /// Each node keeps its state in DIR/node-N.
         #[arg(long, value_name = "DIR", default_value = "./tenure-data")]
         data_dir: PathBuf,
-        /// HTTP port of node 1; nodes 2 and 3 take the next two.
+        /// HTTP port of node 1; nodes 2 and 3 take the next two (0: the
+        /// OS chooses each).
         #[arg(long, value_name = "P", default_value_t = 7400)]
         http_port: u16,
+        #[command(flatten)]
+        drift: serve::DriftArg,
     },
     /// Run one node of a cluster.
     Server(serve::ServerArgs),
@@ -127,7 +130,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev {
             data_dir,
             http_port,
-        } => runtime.block_on(dev::run(data_dir, http_port)),
+            drift,
+        } => runtime.block_on(dev::run(data_dir, http_port, drift.bound())),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
         Command::Sim(_) | Command::RunWatchdog { .. } => {

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use tenure_core::NodeId;
+use tenure_core::{DriftBound, NodeId};
 use tenure_server::{parse_peers, server, Listeners, ServerConfig};
 
 #[derive(Args)]
@@ -30,12 +30,45 @@ pub struct ServerArgs {
     /// checking, see docs/operations.md.
     #[arg(long)]
     accept_rolled_back_store: bool,
+    #[command(flatten)]
+    drift: DriftArg,
+}
+
+/// ρ, shared by `server` and `dev`.
+#[derive(Args)]
+pub struct DriftArg {
+    /// How far, in parts per million, any clock in the cluster (nodes and
+    /// holders) may run fast or slow against real time; the same on every
+    /// node. Leases last ttl·(1+ρ) on the nodes and ttl·(1−2ρ) for their
+    /// holders. See docs/operations.md, "Clocks", for how to choose it.
+    #[arg(long, value_name = "PPM", default_value_t = 1_000, value_parser = parse_drift_ppm)]
+    pub max_drift_ppm: u32,
+}
+
+impl DriftArg {
+    pub fn bound(&self) -> DriftBound {
+        DriftBound::from_ppm(self.max_drift_ppm).unwrap_or_default()
+    }
+}
+
+fn parse_drift_ppm(s: &str) -> Result<u32, String> {
+    let ppm: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number of parts per million"))?;
+    if DriftBound::from_ppm(ppm).is_none() {
+        return Err(format!(
+            "{ppm} ppm is more than the {} ppm a lease can bear (ttl·(1−2ρ) must mean something)",
+            DriftBound::MAX_PPM
+        ));
+    }
+    Ok(ppm)
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     let peers = parse_peers(&args.peers).context("--peers")?;
     let mut config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
     config.accept_rolled_back_store = args.accept_rolled_back_store;
+    config.drift = args.drift.bound();
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

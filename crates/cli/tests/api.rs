@@ -15,6 +15,8 @@ fn one_holder_is_granted_and_every_node_reports_it_to_others() {
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(first.body["holder"], "web-1");
     assert_eq!(first.body["ttl_ms"], 10_000);
+    // The cluster's ρ, for the holder's deadline: the default.
+    assert_eq!(first.body["max_drift_ppm"], 1_000);
     let t = token(&first);
 
     let other = acquire(&c.lock_url(2, "scheduler"), "web-2", 10_000);

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tenure_core::{HolderId, LeaseName, Ttl};
+use tenure_core::{DriftBound, HolderId, LeaseName, Ttl};
 
 /// The server answers within its own 3 s request deadline (`503` after);
 /// an attempt gets a little more before the client gives up on that node.
@@ -98,6 +98,23 @@ pub struct Granted {
     pub holder: String,
     /// When the winning request was sent.
     pub sent: Instant,
+    /// The cluster's bound on clock drift, as the answering node gave it
+    /// (the default when it gave none): the holder's deadline shrinks the
+    /// ttl by twice it.
+    pub drift: DriftBound,
+}
+
+impl Granted {
+    /// The last instant this process may act as holder, keeping `margin`.
+    pub fn deadline(&self, margin: Duration) -> Instant {
+        time::deadline(self.sent, self.ttl, self.drift, margin)
+    }
+
+    /// Whether, `now`, most of a fresh lease is left (see
+    /// `time::most_of_the_lease_left`).
+    pub fn most_of_the_lease_left(&self, now: Instant, margin: Duration) -> bool {
+        time::most_of_the_lease_left(self.sent, now, self.ttl, self.drift, margin)
+    }
 }
 
 impl Client {
@@ -543,6 +560,11 @@ fn granted(answer: &Answer) -> Result<Granted, Error> {
             ttl,
             holder: holder.to_string(),
             sent: answer.sent,
+            drift: answer.body["max_drift_ppm"]
+                .as_u64()
+                .and_then(|ppm| u32::try_from(ppm).ok())
+                .and_then(DriftBound::from_ppm)
+                .unwrap_or_default(),
         }),
         _ => Err(protocol(answer, "a grant without token, ttl_ms or holder")),
     }

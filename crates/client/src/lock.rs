@@ -151,9 +151,9 @@ impl Lock {
         // A poll answered soon after it was sent (the lock was free, or
         // freed quickly) keeps its own deadline, and the keepalive renews
         // on its usual schedule: a renewal here would only cost a round.
-        let trusted = time::most_of_the_lease_left(grant.sent, time::now(), grant.ttl, self.margin);
+        let trusted = grant.most_of_the_lease_left(time::now(), self.margin);
         if from_long_poll && !trusted {
-            let poll_deadline = time::deadline(grant.sent, grant.ttl, self.margin);
+            let poll_deadline = grant.deadline(self.margin);
             let until = time::now() + self.client.call_timeout();
             match self
                 .client
@@ -224,7 +224,7 @@ impl Lease {
         grant: Granted,
         margin: Duration,
     ) -> Lease {
-        let deadline = time::deadline(grant.sent, grant.ttl, margin);
+        let deadline = grant.deadline(margin);
         let (status, _) = watch::channel(LeaseStatus {
             deadline,
             lost: None,
@@ -373,7 +373,7 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Instant) {
             }
             Ok(grant) => {
                 last_sent = grant.sent;
-                let next = time::deadline(grant.sent, shared.ttl, shared.margin);
+                let next = time::deadline(grant.sent, shared.ttl, grant.drift, shared.margin);
                 shared
                     .status
                     .send_modify(|s| s.deadline = s.deadline.max(next));

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tenure_core::{holder_deadline, Micros, Rules, Ttl};
+use tenure_core::{holder_deadline, DriftBound, Micros, Rules, Ttl};
 
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -34,28 +34,34 @@ fn from_core(t: tenure_core::Instant) -> Instant {
 
 /// The last instant, on this process's clock, at which the holder of a
 /// grant of `ttl` won by a request sent at `sent` may still act as holder:
-/// `sent + ttl·(1−2ρ) − margin`.
+/// `sent + ttl·(1−2ρ) − margin`, with ρ the cluster's drift bound (it
+/// says which in every grant).
 ///
 /// Counted from the SEND time, not the reply: the cluster may start the
 /// lease's clock any time after the request left, and the holder cannot know
 /// when. A margin larger than the usable ttl gives `sent` itself: a grant
 /// that cannot be used.
-pub fn deadline(sent: Instant, ttl: Ttl, margin: Duration) -> Instant {
+pub fn deadline(sent: Instant, ttl: Ttl, drift: DriftBound, margin: Duration) -> Instant {
     let margin = Micros(u64::try_from(margin.as_micros()).unwrap_or(u64::MAX));
-    from_core(holder_deadline(
-        to_core(sent),
-        ttl,
-        &Rules::default(),
-        margin,
-    ))
+    let rules = Rules {
+        drift,
+        ..Rules::default()
+    };
+    from_core(holder_deadline(to_core(sent), ttl, &rules, margin))
 }
 
 /// Whether a grant won by a request sent at `sent` still leaves, `now`, at
 /// least two thirds of what a renewal sent now would give. If not (a long
 /// poll that waited), the holder renews before it trusts the grant.
-pub fn most_of_the_lease_left(sent: Instant, now: Instant, ttl: Ttl, margin: Duration) -> bool {
-    let left = deadline(sent, ttl, margin).saturating_duration_since(now);
-    let fresh = deadline(now, ttl, margin).saturating_duration_since(now);
+pub fn most_of_the_lease_left(
+    sent: Instant,
+    now: Instant,
+    ttl: Ttl,
+    drift: DriftBound,
+    margin: Duration,
+) -> bool {
+    let left = deadline(sent, ttl, drift, margin).saturating_duration_since(now);
+    let fresh = deadline(now, ttl, drift, margin).saturating_duration_since(now);
     left * 3 >= fresh * 2
 }
 
@@ -79,7 +85,12 @@ mod tests {
         // The send time is truncated to whole microseconds on the way
         // through the core's clock: the deadline may come up to 1 µs early,
         // never late.
-        let d = deadline(sent, ttl(10_000), Duration::from_millis(150));
+        let d = deadline(
+            sent,
+            ttl(10_000),
+            DriftBound::DEFAULT,
+            Duration::from_millis(150),
+        );
         let exact = sent + Duration::from_millis(9_830);
         assert!(d <= exact && exact - d < Duration::from_micros(1));
     }
@@ -88,7 +99,7 @@ mod tests {
     fn deadline_never_reaches_sent_plus_ttl_even_without_margin() {
         let sent = now();
         for ms in [10, 11, 999, 1_000, 30_000, 86_400_000] {
-            let d = deadline(sent, ttl(ms), Duration::ZERO);
+            let d = deadline(sent, ttl(ms), DriftBound::DEFAULT, Duration::ZERO);
             assert!(d < sent + Duration::from_millis(ms), "ttl {ms} ms");
         }
     }
@@ -96,7 +107,7 @@ mod tests {
     #[test]
     fn a_margin_larger_than_the_ttl_gives_a_deadline_at_the_send_time() {
         let sent = now();
-        let d = deadline(sent, ttl(100), Duration::from_secs(1));
+        let d = deadline(sent, ttl(100), DriftBound::DEFAULT, Duration::from_secs(1));
         assert!(d <= sent && sent - d < Duration::from_micros(1));
     }
 
@@ -106,7 +117,7 @@ mod tests {
         // already past its deadline, however fresh the reply is.
         let sent = now();
         let reply = sent + Duration::from_secs(20);
-        assert!(deadline(sent, ttl(10_000), Duration::ZERO) < reply);
+        assert!(deadline(sent, ttl(10_000), DriftBound::DEFAULT, Duration::ZERO) < reply);
     }
 
     #[test]
@@ -114,23 +125,32 @@ mod tests {
         let sent = now();
         let ttl = ttl(9_000);
         let after = |ms| sent + Duration::from_millis(ms);
-        assert!(most_of_the_lease_left(sent, after(5), ttl, Duration::ZERO));
+        assert!(most_of_the_lease_left(
+            sent,
+            after(5),
+            ttl,
+            DriftBound::DEFAULT,
+            Duration::ZERO
+        ));
         assert!(most_of_the_lease_left(
             sent,
             after(2_900),
             ttl,
+            DriftBound::DEFAULT,
             Duration::ZERO
         ));
         assert!(!most_of_the_lease_left(
             sent,
             after(3_100),
             ttl,
+            DriftBound::DEFAULT,
             Duration::ZERO
         ));
         assert!(!most_of_the_lease_left(
             sent,
             after(20_000),
             ttl,
+            DriftBound::DEFAULT,
             Duration::ZERO
         ));
     }
@@ -140,5 +160,22 @@ mod tests {
         let t = now() + Duration::from_nanos(123_456_789);
         let back = from_core(to_core(t));
         assert!(back <= t && t.duration_since(back) < Duration::from_micros(1));
+    }
+}
+
+#[cfg(test)]
+mod drift_tests {
+    use super::*;
+
+    #[test]
+    fn a_larger_drift_bound_gives_an_earlier_deadline() {
+        let sent = now();
+        let ttl = Ttl::from_millis(10_000).expect("ttl");
+        let wide = DriftBound::from_ppm(50_000).expect("ppm");
+        // 10 s · (1 − 2·0.05) = 9 s, against 9.98 s at the default.
+        let d = deadline(sent, ttl, wide, Duration::ZERO);
+        let exact = sent + Duration::from_millis(9_000);
+        assert!(d <= exact && exact - d < Duration::from_micros(1));
+        assert!(d < deadline(sent, ttl, DriftBound::DEFAULT, Duration::ZERO));
     }
 }

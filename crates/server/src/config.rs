@@ -24,6 +24,9 @@ pub struct ServerConfig {
     /// Start even though the store rolled back its newest commit (see
     /// `rollback.rs`): the operator has checked it.
     pub accept_rolled_back_store: bool,
+    /// ρ: how far any clock in the cluster, holders' included, may run
+    /// from real time. Every node must be given the same.
+    pub drift: tenure_core::DriftBound,
 }
 
 impl ServerConfig {
@@ -37,6 +40,7 @@ impl ServerConfig {
             peer_queue_messages: 4_096,
             persist_queue_batches: 1_024,
             accept_rolled_back_store: false,
+            drift: tenure_core::DriftBound::DEFAULT,
         }
     }
 

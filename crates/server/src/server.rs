@@ -214,6 +214,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         metrics,
         peers: view,
         incarnation,
+        drift: config.drift,
         limits: config.http,
         call_timeout: request_deadline + Duration::from_secs(2),
         stop: stop_http_rx.clone(),
@@ -249,7 +250,10 @@ fn core_config(
         incarnation,
         promise_horizon,
         members,
-        rules: Rules::default(),
+        rules: Rules {
+            drift: config.drift,
+            ..Rules::default()
+        },
         timing: config.timing,
         // Only the backoff jitter depends on it: any per-process randomness.
         seed: RandomState::new().hash_one(std::process::id()),

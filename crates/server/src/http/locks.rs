@@ -72,7 +72,7 @@ async fn put_inner(
             };
             let result = match app.call(name, op).await {
                 Ok(Outcome::Renewed { token, ttl }) => {
-                    Ok(grant(StatusCode::OK, &holder, token, ttl))
+                    Ok(grant(app, StatusCode::OK, &holder, token, ttl))
                 }
                 Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
                 Ok(other) => Err(unexpected(&other)),
@@ -97,7 +97,7 @@ async fn put_inner(
             };
             let result = match outcome {
                 Ok(Outcome::Granted { token, ttl }) => {
-                    Ok(grant(StatusCode::CREATED, &holder, token, ttl))
+                    Ok(grant(app, StatusCode::CREATED, &holder, token, ttl))
                 }
                 Ok(Outcome::Conflict(view)) => Ok(conflict(&view, None)),
                 Ok(other) => Err(unexpected(&other)),
@@ -208,13 +208,22 @@ fn unexpected(outcome: &Outcome) -> ApiError {
     ApiError::internal(format!("unexpected outcome {outcome:?}"))
 }
 
-fn grant(status: StatusCode, holder: &HolderId, token: Token, ttl: Ttl) -> Response {
+/// A grant or renewal. `max_drift_ppm` is the cluster's ρ: the holder's
+/// deadline is `sent + ttl_ms·(1 − 2ρ) − margin` (docs/api.md).
+fn grant(
+    app: &AppState,
+    status: StatusCode,
+    holder: &HolderId,
+    token: Token,
+    ttl: Ttl,
+) -> Response {
     (
         status,
         axum::Json(json!({
             "token": token.0,
             "holder": holder.as_str(),
             "ttl_ms": ttl.as_millis(),
+            "max_drift_ppm": app.drift.ppm(),
         })),
     )
         .into_response()

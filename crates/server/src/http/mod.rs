@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub peers: PeerView,
     pub incarnation: u32,
+    /// The cluster's bound on clock drift, told to holders with each grant.
+    pub drift: tenure_core::DriftBound,
     pub limits: HttpLimits,
     /// A backstop on one call to the node loop: the core fails a request at
     /// its own deadline, so this only fires if the loop is wedged.

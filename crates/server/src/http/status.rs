@@ -28,6 +28,7 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
         "members": members,
         "reachable": app.peers.reachable(),
         "quorum": app.peers.members.len() / 2 + 1,
+        "max_drift_ppm": app.drift.ppm(),
     }))
     .into_response();
     response.extensions_mut().insert(OpLabel("cluster"));
