@@ -65,7 +65,7 @@ enum Command {
     Run(run::RunArgs),
     /// The watchdog `tenure run` starts beside the command (internal).
     #[command(name = "run-watchdog", hide = true)]
-    RunWatchdog { pgid: i32 },
+    RunWatchdog { first_kill_at: u64 },
 }
 
 fn main() -> ExitCode {
@@ -114,9 +114,9 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::RunWatchdog { pgid } = cli.command {
+    if let Command::RunWatchdog { first_kill_at } = cli.command {
         // Tiny and single-threaded: no runtime, no logs.
-        return Ok(run::watchdog::watch(pgid));
+        return Ok(run::watchdog::watch(first_kill_at));
     }
     if let Command::Sim(args) = cli.command {
         // Single-threaded and deterministic: no runtime, no logs.

@@ -146,9 +146,28 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         // the command's own children too (a shell script's, say).
         .process_group(0);
     die_with_parent(&mut command);
+    // The watchdog starts before the command, primed with the deadline,
+    // and the command tells it its group itself (`watchdog.rs`).
+    let mut watchdog = watchdog::Watchdog::spawn(first_deadline + grace)?;
+    if let Some(fd) = watchdog.pipe_fd() {
+        // SAFETY: the closure runs in the child between fork and exec, and
+        // makes only async-signal-safe calls (getpid, write) on a copied
+        // integer; the descriptor is the child's inherited copy of the
+        // pipe, closed at exec.
+        unsafe {
+            command.pre_exec(move || watchdog::announce_group(fd));
+        }
+    }
+    // Listen for Ctrl-Z and for orphans' exits before the command exists:
+    // a Ctrl-Z that came before would stop the runner alone.
+    let signals = Signals {
+        suspend: terminal_stop_signal(),
+        orphans_exit: child_exit_signal(),
+    };
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
+            let _ = tokio::task::spawn_blocking(move || watchdog.stand_down()).await;
             let _ = lease.release().await;
             bail!("could not start {program:?}: {e}");
         }
@@ -156,40 +175,43 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
         bail!("the command exited before its pid could be read");
     };
-
-    let mut watchdog = match watchdog::Watchdog::spawn(pid) {
-        Ok(w) => w,
-        Err(e) => {
-            signal_group(pid, libc::SIGKILL);
-            let _ = child.wait().await;
-            let _ = lease.release().await;
-            return Err(e);
-        }
-    };
-    let status = supervise(
+    let supervised = supervise(
         &lease,
         &mut child,
         pid,
         grace,
         &mut watchdog,
         deadline_file.as_ref(),
+        signals,
     )
-    .await?;
-    // The command has exited: whatever it left behind goes before the
-    // lease does.
+    .await;
+    if supervised.is_err() {
+        // Supervision itself failed: the command may still run. It goes
+        // before the lease does, as when it exits.
+        signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // The command has exited. Kill what is left of its group at once,
+    // while members that remain keep the group's id in use, and stand the
+    // watchdog down (it only ever covers the group). Then the processes
+    // that left the group: they are this process's children by now, and
+    // are killed by pid, which cannot be reused before they are reaped.
+    signal_group(pid, libc::SIGKILL);
     let keep = std::collections::BTreeSet::from([i32::try_from(watchdog.pid()).unwrap_or(0)]);
-    let leftovers = tokio::task::spawn_blocking(move || reap::kill_leftovers(pid, &keep))
+    tokio::task::spawn_blocking(move || watchdog.stand_down())
+        .await
+        .context("stopping the watchdog")?;
+    let leftovers = tokio::task::spawn_blocking(move || reap::kill_leftovers(&keep))
         .await
         .context("killing what the command left behind")?;
     if leftovers > 0 {
         eprintln!("tenure run: killed {leftovers} process(es) the command left running");
     }
-    watchdog.stand_down();
     // The command is gone: the lease is no longer needed.
     if let Err(e) = lease.release().await {
         eprintln!("tenure run: could not release {}: {e}", args.lock);
     }
-    Ok(exit_code(status))
+    Ok(exit_code(supervised?))
 }
 
 /// Wait for the child, stopping it in time if the lease cannot be renewed.
@@ -200,6 +222,7 @@ async fn supervise(
     grace: Duration,
     watchdog: &mut watchdog::Watchdog,
     deadline_file: Option<&deadline::DeadlineFile>,
+    signals: Signals,
 ) -> Result<std::process::ExitStatus> {
     let mut status = lease.status();
     let mut term_at: Option<Instant> = None;
@@ -207,7 +230,12 @@ async fn supervise(
     let mut stop = std::pin::pin!(crate::signal::stop_requested());
     let mut stop_seen = false;
     let mut status_open = true;
-    let mut suspend = terminal_stop_signal();
+    let Signals {
+        mut suspend,
+        mut orphans_exit,
+    } = signals;
+    let not_reaped_here =
+        std::collections::BTreeSet::from([pid, i32::try_from(watchdog.pid()).unwrap_or(0)]);
     let mut told_watchdog: Option<Instant> = None;
     loop {
         let (deadline, lost) = {
@@ -261,6 +289,12 @@ async fn supervise(
                 // still stands, and this branch must not spin.
                 status_open = changed.is_ok();
             }
+            Some(()) = recv_opt(&mut orphans_exit) => {
+                // An orphan of the command, adopted here, has exited: reap
+                // it now, or a long run collects zombies. (The command is
+                // tokio's to reap, the watchdog ours at the end.)
+                reap::reap_exited(&not_reaped_here);
+            }
             Some(()) = recv_opt(&mut suspend) => {
                 // Ctrl-Z reached the runner's group, not the command's:
                 // stop the command first, then this process, as the
@@ -297,12 +331,26 @@ async fn supervise(
     }
 }
 
+/// The signals the supervisor acts on, registered before the command
+/// starts.
+struct Signals {
+    suspend: Option<tokio::signal::unix::Signal>,
+    orphans_exit: Option<tokio::signal::unix::Signal>,
+}
+
 /// SIGTSTP (Ctrl-Z), caught so that the command is stopped with the
 /// runner; `None` if it cannot be caught (the runner then stops alone, and
 /// the watchdog still ends the command at the deadline).
 fn terminal_stop_signal() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{signal, SignalKind};
     signal(SignalKind::from_raw(libc::SIGTSTP)).ok()
+}
+
+/// SIGCHLD: a child of this process (the command, the watchdog, or an
+/// orphan adopted as subreaper) has exited.
+fn child_exit_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::child()).ok()
 }
 
 /// The next delivery of `signal`, or never when there is none.

@@ -244,12 +244,16 @@ fn what_the_command_leaves_behind_is_killed_before_the_release() {
         "tidy",
         &["--ttl", "10s"],
         &format!(
-            "(setsid sh -c \"{}\" &); until [ -s {} ]; do sleep 0.01; done; sleep 0.1",
+            "(setsid sh -c \"{}\" &); until [ -s {} ]; do sleep 0.01; done; sleep 0.5",
             leftover.replace('"', "\\\""),
             left_stamps.display()
         ),
         &log,
     );
+    // The second runner asks only once the first holds the name.
+    until(Duration::from_secs(20), "the leftover to start", || {
+        read_pid(&left_pid).is_some()
+    });
     let next = Next::start(&cluster, &d, "tidy");
     let code = runner.wait(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{}", log_of(&log));
@@ -293,4 +297,49 @@ fn a_sigkilled_runner_takes_the_commands_whole_group_along() {
         "{:?}",
         gone - killed
     );
+}
+
+/// Orphans the command leaves behind that exit on their own are reaped
+/// while it runs, not collected as zombies until it ends.
+#[test]
+fn orphans_that_exit_are_reaped_while_the_command_runs() {
+    let cluster = Cluster::start();
+    let d = dir();
+    let ready = file(&d, "ready");
+    let mut runner = Runner::start(
+        &cluster,
+        "reaped",
+        &["--ttl", "10s"],
+        &format!(
+            "for i in 1 2 3 4 5; do (sleep 0.02 &); done; sleep 0.5; echo go > {}; exec sleep 60",
+            ready.display()
+        ),
+        &file(&d, "runner.log"),
+    );
+    until(
+        Duration::from_secs(20),
+        "the orphans to come and go",
+        || ready.exists(),
+    );
+    let runner_pid = runner.child.id();
+    let zombies = || -> Vec<u32> {
+        let mut found = Vec::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{runner_pid}/task")) else {
+            return found;
+        };
+        for task in tasks.flatten() {
+            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .filter(|p| state(*p) == Some('Z')),
+            );
+        }
+        found
+    };
+    until(Duration::from_secs(2), "no zombie children", || {
+        zombies().is_empty()
+    });
+    let _ = runner.child.kill();
+    let _ = runner.child.wait();
 }

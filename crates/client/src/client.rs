@@ -254,7 +254,9 @@ impl Client {
                 Ok(Err(OnceError::Refused(e))) => {
                     last = format!("{endpoint}: cannot connect: {e}");
                     refused += 1;
-                    if self.inner.give_up_when_refused && refused >= 2 * n {
+                    // Not when an earlier attempt may have taken effect:
+                    // the caller must hear that its outcome is unknown.
+                    if self.inner.give_up_when_refused && refused >= 2 * n && !outcome_unknown {
                         return Err(Error::Unreachable {
                             endpoints: self.inner.endpoints.join(", "),
                             cause: e,

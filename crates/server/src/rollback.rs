@@ -43,7 +43,12 @@ pub enum RollbackError {
 /// store opened now; `accept` is the operator's override.
 pub fn gate(dir: &Path, recovery: Recovery, accept: bool) -> Result<(), RollbackError> {
     let marker = dir.join(MARKER);
-    let rolled_back = recovery == Recovery::RolledBack || marker.exists();
+    // A marker that cannot even be looked at counts as present.
+    let marked = match std::fs::symlink_metadata(&marker) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    };
+    let rolled_back = recovery == Recovery::RolledBack || marked;
     if !rolled_back {
         return Ok(());
     }
@@ -64,7 +69,7 @@ pub fn gate(dir: &Path, recovery: Recovery, accept: bool) -> Result<(), Rollback
         );
         return Ok(());
     }
-    if !marker.exists() {
+    if !marked {
         write_marker(dir, &marker).map_err(|source| RollbackError::Marker {
             path: marker.clone(),
             source,

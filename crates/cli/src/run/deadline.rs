@@ -21,19 +21,19 @@ pub fn boottime_seconds(at: Instant) -> String {
     format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 
-/// The file the current deadline is kept in, in a directory of its own;
-/// removed with it.
+/// The file the current deadline is kept in, in a directory of its own
+/// (fresh, unguessable and private to this user, so nobody else can plant
+/// a file or link there); removed with it.
 pub struct DeadlineFile {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     path: PathBuf,
 }
 
 impl DeadlineFile {
     pub fn create(at: Instant) -> std::io::Result<DeadlineFile> {
-        let dir = std::env::temp_dir().join(format!("tenure-run-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        let dir = tempfile::Builder::new().prefix("tenure-run-").tempdir()?;
         let file = DeadlineFile {
-            path: dir.join("deadline"),
+            path: dir.path().join("deadline"),
             dir,
         };
         file.write(at)?;
@@ -46,15 +46,9 @@ impl DeadlineFile {
 
     /// Replace the deadline: readers see the old one or the new one whole.
     pub fn write(&self, at: Instant) -> std::io::Result<()> {
-        let next = self.dir.join("deadline.next");
+        let next = self.dir.path().join("deadline.next");
         std::fs::write(&next, format!("{}\n", boottime_seconds(at)))?;
         std::fs::rename(&next, &self.path)
-    }
-}
-
-impl Drop for DeadlineFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -77,7 +71,7 @@ mod tests {
         file.write(Instant::now() + Duration::from_secs(3)).unwrap();
         let second = seconds(&std::fs::read_to_string(file.path()).unwrap());
         assert!((second - first - 2.0).abs() < 0.05, "{first} {second}");
-        let dir = file.dir.clone();
+        let dir = file.dir.path().to_path_buf();
         drop(file);
         assert!(!dir.exists());
     }

@@ -23,11 +23,10 @@ pub fn become_subreaper() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Kill and reap what is left of the command: its process group, and
-/// every child of this process but `keep`. Returns how many were killed.
-/// Blocking: call it off the async runtime.
-pub fn kill_leftovers(pgid: i32, keep: &BTreeSet<i32>) -> usize {
-    super::signal_group(pgid, libc::SIGKILL);
+/// Kill and reap what is left of the command: every child of this process
+/// but `keep` (its group was signalled already). Returns how many were
+/// killed. Blocking: call it off the async runtime.
+pub fn kill_leftovers(keep: &BTreeSet<i32>) -> usize {
     let mut killed = 0;
     for _ in 0..MAX_ROUNDS {
         let children: Vec<i32> = children()
@@ -49,6 +48,21 @@ pub fn kill_leftovers(pgid: i32, keep: &BTreeSet<i32>) -> usize {
         }
     }
     killed
+}
+
+/// Reap every child that has exited, but those in `not_here`. Never
+/// blocks.
+pub fn reap_exited(not_here: &BTreeSet<i32>) {
+    for pid in children() {
+        if !not_here.contains(&pid) {
+            // SAFETY: waitpid has no memory-safety preconditions (a null
+            // status pointer is allowed); WNOHANG makes it return at once
+            // for a child still running.
+            unsafe {
+                libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+    }
 }
 
 /// This process's children, zombies included, from every thread's list.

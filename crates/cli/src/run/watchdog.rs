@@ -14,6 +14,7 @@
 
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use tokio::time::Instant;
@@ -33,11 +34,16 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start a watchdog over the process group `pgid`.
-    pub fn spawn(pgid: i32) -> Result<Watchdog> {
-        let exe = std::env::current_exe().context("finding this executable")?;
-        let mut child = Command::new(exe)
-            .args([SUBCOMMAND, &pgid.to_string()])
+    /// Start a watchdog, before the command: it kills at `first` unless
+    /// told a later time. The command itself tells it its process group,
+    /// from `announce_group` between fork and exec, so that no stop of
+    /// the runner can fall between the command's start and the watchdog
+    /// knowing what to kill.
+    pub fn spawn(first: Instant) -> Result<Watchdog> {
+        // This very binary, even if the file was replaced or removed since
+        // it started (an upgrade while `tenure run` waited for its lease).
+        let mut child = Command::new("/proc/self/exe")
+            .args([SUBCOMMAND, &boottime_at(first).to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             // Its own group: a Ctrl-Z or Ctrl-C for the runner's group
@@ -53,15 +59,18 @@ impl Watchdog {
         self.child.id()
     }
 
+    /// The pipe's descriptor, for the command to announce its group on.
+    pub fn pipe_fd(&self) -> Option<RawFd> {
+        self.pipe.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
     /// Kill the group at `at` (on this process's clock) unless told later.
     pub fn kill_at(&mut self, at: Instant) {
-        let ahead = at.saturating_duration_since(Instant::now());
-        let nanos =
-            boottime_nanos().saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX));
-        self.send(nanos.max(1));
+        self.send(boottime_at(at).max(1));
     }
 
     /// The command is gone: exit without killing anything, and reap.
+    /// Blocking.
     pub fn stand_down(mut self) {
         self.send(0);
         self.pipe = None;
@@ -80,42 +89,93 @@ impl Watchdog {
     }
 }
 
-/// The watchdog process: read kill times from stdin until told to stand
-/// down; kill the group when the last one passes or stdin ends.
-pub fn watch(pgid: i32) -> ExitCode {
+/// In the command, between fork and exec: tell the watchdog on `fd` the
+/// command's process group (its own pid: it leads the group). Only
+/// async-signal-safe calls: getpid and write.
+pub fn announce_group(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: getpid has no preconditions; `bytes` is a live, initialised
+    // 8-byte buffer for the whole write.
+    let bytes = (unsafe { libc::getpid() } as u64).to_le_bytes();
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if written != 8 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `at`, on this process's clock, in nanoseconds of `CLOCK_BOOTTIME`.
+fn boottime_at(at: Instant) -> u64 {
+    let ahead = at.saturating_duration_since(Instant::now());
+    boottime_nanos().saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// What the watchdog reads from its pipe.
+struct Messages {
+    buf: [u8; 8],
+    filled: usize,
+}
+
+impl Messages {
+    /// Read what is there; a whole message when one is complete. `Err`
+    /// when the pipe has ended (the runner is gone).
+    fn read(&mut self, stdin: &mut impl Read) -> Result<Option<u64>, ()> {
+        match stdin.read(&mut self.buf[self.filled..]) {
+            Ok(0) | Err(_) => Err(()),
+            Ok(n) => {
+                self.filled += n;
+                if self.filled < self.buf.len() {
+                    return Ok(None);
+                }
+                self.filled = 0;
+                Ok(Some(u64::from_le_bytes(self.buf)))
+            }
+        }
+    }
+}
+
+/// The watchdog process. The first message is the command's process
+/// group (from the command itself); the rest are kill times, 0 to stand
+/// down. It kills the group when the last kill time passes, or at once
+/// when the pipe ends: the runner is gone, and nobody watches the lease.
+pub fn watch(first_kill_at: u64) -> ExitCode {
     let mut stdin = std::io::stdin().lock();
-    let mut kill_at: Option<u64> = None;
-    let mut buf = [0u8; 8];
-    let mut filled = 0;
+    let mut kill_at = first_kill_at;
+    let mut group: Option<i32> = None;
+    let mut messages = Messages {
+        buf: [0; 8],
+        filled: 0,
+    };
+    let kill = |group: Option<i32>| {
+        if let Some(pgid) = group {
+            super::signal_group(pgid, libc::SIGKILL);
+        }
+        ExitCode::SUCCESS
+    };
     loop {
         let now = boottime_nanos();
-        if kill_at.is_some_and(|at| now >= at) {
-            super::signal_group(pgid, libc::SIGKILL);
-            return ExitCode::SUCCESS;
-        }
-        let wait_ms = kill_at.map_or(LOOK_EVERY_MS, |at| {
-            (at - now).div_ceil(1_000_000).min(LOOK_EVERY_MS)
-        });
-        if !readable(wait_ms) {
+        // Take every message already waiting before acting on a kill
+        // time: a watchdog starved of CPU must not act on one since moved.
+        let wait_ms = match (now >= kill_at, group) {
+            (true, Some(_)) => 0,
+            // Past the time, but the command has not said it exists:
+            // nothing to kill yet (it is killed as soon as it says so).
+            (true, None) => LOOK_EVERY_MS,
+            (false, _) => (kill_at - now).div_ceil(1_000_000).min(LOOK_EVERY_MS),
+        };
+        if readable(wait_ms) {
+            match messages.read(&mut stdin) {
+                Err(()) => return kill(group),
+                Ok(None) => {}
+                Ok(Some(message)) => match (group, message) {
+                    (None, pgid) => group = i32::try_from(pgid).ok().filter(|g| *g > 1),
+                    (Some(_), 0) => return ExitCode::SUCCESS,
+                    (Some(_), at) => kill_at = at,
+                },
+            }
             continue;
         }
-        match stdin.read(&mut buf[filled..]) {
-            Ok(0) | Err(_) => {
-                // The runner is gone (killed, or crashed): nobody watches
-                // the lease any more, so the command must not run on.
-                super::signal_group(pgid, libc::SIGKILL);
-                return ExitCode::SUCCESS;
-            }
-            Ok(n) => {
-                filled += n;
-                if filled == buf.len() {
-                    filled = 0;
-                    match u64::from_le_bytes(buf) {
-                        0 => return ExitCode::SUCCESS,
-                        at => kill_at = Some(at),
-                    }
-                }
-            }
+        if boottime_nanos() >= kill_at && group.is_some() {
+            return kill(group);
         }
     }
 }
