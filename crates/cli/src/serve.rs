@@ -25,9 +25,9 @@ pub struct ServerArgs {
     /// 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
     #[arg(long, value_name = "LIST")]
     peers: String,
-    /// Start although this node's store rolled back its newest commit at
-    /// an earlier start (a power cut mid-commit, or bit rot): only after
-    /// checking, see docs/operations.md.
+    /// Start although this node's store rolled back its newest commit (a
+    /// power cut mid-commit, or bit rot), and clear that verdict: only
+    /// after checking, see docs/operations.md.
     #[arg(long)]
     accept_rolled_back_store: bool,
     #[command(flatten)]

@@ -165,9 +165,10 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
              expected after a power cut during a commit, but it may also be bit rot: see docs/storage.md"
         ),
     }
+    let mut store = store;
     if let Err(e) = rollback::gate(
+        &mut store,
         &config.data_dir,
-        store.recovery(),
         config.accept_rolled_back_store,
     ) {
         drop(store);

@@ -171,6 +171,12 @@ impl SimDisk {
         self.lock().stats
     }
 
+    /// A copy of the durable image: what a file holding this disk's
+    /// store would contain after the power went.
+    pub fn durable_image(&self) -> Vec<u8> {
+        self.lock().durable.clone()
+    }
+
     /// The length of the durable image, in bytes.
     pub fn durable_len(&self) -> u64 {
         self.lock().durable.len() as u64

@@ -32,6 +32,12 @@ const HORIZON_KEY: &str = "horizon";
 /// 1 once a life closed the store, 0 while one has it open. Informational
 /// only: nothing about safety depends on it.
 const CLOSED_KEY: &str = "closed";
+/// 1 from an open that found the newest commit damaged and fell back to
+/// the one before, written in the same commit as that open's incarnation,
+/// until an operator accepts the store (`Store::accept_rollback`). Absent
+/// in stores that never rolled back. (A build that does not know it
+/// starts anyway, as builds before it did.)
+const ROLLED_BACK_KEY: &str = "rolled-back";
 /// The layout of the whole file: which tables, which keys. Bump it, with a
 /// migration, when either changes. Format 2 added `horizon`: a build that
 /// knows only format 1 would ignore it and forget promises, so it must
@@ -79,8 +85,9 @@ pub enum Recovery {
     /// was acknowledged. The same symptom can also be damage to pages only
     /// the newest commit uses, which would lose acknowledged state; with one
     /// fsync per commit the two cannot be told apart (two-phase commit can:
-    /// see [`StoreOptions::two_phase_commit`]). A node should log this
-    /// loudly. See docs/storage.md.
+    /// see [`StoreOptions::two_phase_commit`]). The verdict is written in
+    /// the same commit as the new incarnation, so every later open reports
+    /// it too, until [`Store::accept_rollback`]. See docs/storage.md.
     RolledBack,
 }
 
@@ -152,6 +159,32 @@ impl Store {
     /// What recovery found in the newest commit.
     pub fn recovery(&self) -> Recovery {
         self.recovery
+    }
+
+    /// An operator has checked a store that rolled back and accepts it:
+    /// clear the mark that made every open since report
+    /// [`Recovery::RolledBack`], durably. This life still reports it.
+    pub fn accept_rollback(&mut self) -> Result<(), OpenError> {
+        self.clear_rollback()
+            .map_err(|source| OpenError::AcceptRollback {
+                store: self.location.clone(),
+                source,
+            })
+    }
+
+    fn clear_rollback(&mut self) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        txn.set_two_phase_commit(self.two_phase_commit);
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(
+                ROLLED_BACK_KEY,
+                record::encode_u32(ROLLED_BACK_KEY, 0).as_slice(),
+            )?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// The file (or backend) this store lives in, for messages.

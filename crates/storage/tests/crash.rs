@@ -96,7 +96,8 @@ fn sweep(options: &StoreOptions) -> Sweep {
                 .open(StoreAt::backend(disk.backend()), collect)
                 .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
             sweep.crashes += 1;
-            if store.recovery() == Recovery::RolledBack {
+            let rolled_back = store.recovery() == Recovery::RolledBack;
+            if rolled_back {
                 sweep.rolled_back += 1;
             }
 
@@ -125,6 +126,30 @@ fn sweep(options: &StoreOptions) -> Sweep {
 
             // The recovered store takes writes again.
             store.persist(&workload[0]).unwrap();
+
+            // A rollback is reported at every open, however the lives in
+            // between ended, until it is accepted.
+            if rolled_back {
+                drop(store);
+                let (mut again, _) = options
+                    .open(StoreAt::backend(disk.backend()), collect)
+                    .unwrap_or_else(|e| panic!("{context}: second reopen failed: {e}"));
+                assert_eq!(
+                    again.recovery(),
+                    Recovery::RolledBack,
+                    "{context}: the next open forgot the rollback"
+                );
+                again.accept_rollback().unwrap();
+                drop(again);
+                let (after, _) = options
+                    .open(StoreAt::backend(disk.backend()), collect)
+                    .unwrap_or_else(|e| panic!("{context}: third reopen failed: {e}"));
+                assert_ne!(
+                    after.recovery(),
+                    Recovery::RolledBack,
+                    "{context}: accepted, and still reported"
+                );
+            }
         }
     }
     sweep

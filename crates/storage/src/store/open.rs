@@ -146,7 +146,15 @@ impl StoreOptions {
 
         let db =
             guarded(&location, || create(&builder))?.map_err(|e| database_error(&location, e))?;
-        let (built, closed) = match recover(&db, &location, self.two_phase_commit, build) {
+        let rolled_back_now = fell_back.load(Ordering::Relaxed);
+        let recovered = recover(
+            &db,
+            &location,
+            self.two_phase_commit,
+            rolled_back_now,
+            build,
+        );
+        let (built, closed, marked) = match recovered {
             Ok(recovered) => recovered,
             Err(error) => {
                 // A panic inside redb may have poisoned its locks, and its
@@ -156,7 +164,9 @@ impl StoreOptions {
             }
         };
 
-        let recovery = if fell_back.load(Ordering::Relaxed) {
+        // A rollback is reported at every open until it is accepted, not
+        // only at the one that saw it: the verdict is in the store.
+        let recovery = if rolled_back_now || marked {
             Recovery::RolledBack
         } else if closed {
             Recovery::Clean
@@ -257,8 +267,9 @@ fn recover<T>(
     db: &Database,
     location: &str,
     two_phase_commit: bool,
+    rolled_back_now: bool,
     build: impl FnOnce(Boot, &mut Records<'_>) -> T,
-) -> Result<(T, bool), OpenError> {
+) -> Result<(T, bool, bool), OpenError> {
     let txn = guarded(location, || db.begin_read())?.map_err(|e| unreadable(location, e.into()))?;
     let opened = guarded(location, || open_tables(&txn, location));
     let (meta, registers) = match opened {
@@ -306,13 +317,19 @@ fn recover<T>(
         });
     }
     guarded(location, || {
-        begin_incarnation(db, incarnation, meta.format, two_phase_commit)
+        begin_incarnation(
+            db,
+            incarnation,
+            meta.format,
+            two_phase_commit,
+            rolled_back_now,
+        )
     })?
     .map_err(|source| OpenError::Write {
         store: location.to_string(),
         source,
     })?;
-    Ok((built, meta.closed))
+    Ok((built, meta.closed, meta.rolled_back))
 }
 
 /// What the meta table says about the file before this open.
@@ -322,6 +339,8 @@ struct Meta {
     closed: bool,
     incarnation: u32,
     horizon: u64,
+    /// An earlier open rolled back and nobody has accepted it yet.
+    rolled_back: bool,
 }
 
 /// The registers table's record count, and a range over all its records.
@@ -352,6 +371,7 @@ fn open_tables(
                 closed: true,
                 incarnation: 0,
                 horizon: 0,
+                rolled_back: false,
             };
             return Ok((meta, None));
         }
@@ -382,6 +402,17 @@ fn open_tables(
             .map_err(|e| bad_record(HORIZON_KEY, e))?,
         None => 0,
     };
+    let rolled_back = match meta
+        .get(ROLLED_BACK_KEY)
+        .map_err(|e| unreadable(e.into()))?
+    {
+        Some(value) => {
+            record::decode_u32(ROLLED_BACK_KEY, value.value())
+                .map_err(|e| bad_record(ROLLED_BACK_KEY, e))?
+                == 1
+        }
+        None => false,
+    };
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
     // The table's own `range` keeps the transaction alive: it may outlive
     // `registers`.
@@ -393,6 +424,7 @@ fn open_tables(
         closed,
         incarnation,
         horizon,
+        rolled_back,
     };
     Ok((meta, Some((count, range))))
 }
@@ -419,6 +451,7 @@ fn begin_incarnation(
     incarnation: u32,
     format: Option<u32>,
     two_phase_commit: bool,
+    rolled_back: bool,
 ) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
@@ -435,6 +468,12 @@ fn begin_incarnation(
         let value = record::encode_u32(INCARNATION_KEY, incarnation);
         meta.insert(INCARNATION_KEY, value.as_slice())?;
         meta.insert(CLOSED_KEY, record::encode_u32(CLOSED_KEY, 0).as_slice())?;
+        if rolled_back {
+            // In the same commit as the incarnation: no crash can keep the
+            // next open from knowing.
+            let value = record::encode_u32(ROLLED_BACK_KEY, 1);
+            meta.insert(ROLLED_BACK_KEY, value.as_slice())?;
+        }
     }
     txn.commit()?;
     Ok(())
