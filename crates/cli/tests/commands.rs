@@ -148,57 +148,24 @@ fn sim_fails_when_the_linearizability_check_gives_up() {
 /// for at most 9 s.
 #[test]
 fn a_wider_drift_bound_reaches_the_holder_through_the_grant() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut dev = Command::new(BIN)
+    let dev = Dev::start(&["--max-drift-ppm", "50000"]);
+    let url = dev.url();
+    let granted = acquire_when_ready(&format!("{url}/v1/locks/wide"), "a", 10_000);
+    assert_eq!(granted.body["max_drift_ppm"], 50_000, "{granted:?}");
+    let out = Command::new(BIN)
         .args([
-            "dev",
-            "--http-port",
-            "0",
-            "--max-drift-ppm",
-            "50000",
-            "--data-dir",
+            "lock",
+            "narrow",
+            "--ttl",
+            "10s",
+            "--json",
+            "--endpoints",
+            &url,
         ])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tenure dev");
-    let stdout = dev.stdout.take().expect("stdout");
-    let mut first = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("first line");
-    let addr = first
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .map(str::to_string);
-    let outcome = std::panic::catch_unwind(|| {
-        let addr = addr.expect("http= in the first line");
-        let url = format!("http://{addr}");
-        let granted = acquire_when_ready(&format!("{url}/v1/locks/wide"), "a", 10_000);
-        assert_eq!(granted.body["max_drift_ppm"], 50_000, "{granted:?}");
-        let out = Command::new(BIN)
-            .args([
-                "lock",
-                "narrow",
-                "--ttl",
-                "10s",
-                "--json",
-                "--endpoints",
-                &url,
-            ])
-            .output()
-            .expect("run");
-        assert!(out.status.success(), "{out:?}");
-        let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let valid = printed["valid_ms"].as_u64().expect("valid_ms");
-        assert!((8_000..=9_000).contains(&valid), "{printed}");
-    });
-    let _ = dev.kill();
-    let _ = dev.wait();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let valid = printed["valid_ms"].as_u64().expect("valid_ms");
+    assert!((8_000..=9_000).contains(&valid), "{printed}");
 }

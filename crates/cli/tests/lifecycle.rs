@@ -149,60 +149,19 @@ fn a_node_whose_store_rolled_back_starts_only_when_the_operator_says_so() {
 /// cluster nor makes it fail when it stops.
 #[test]
 fn dev_on_port_0_serves_on_after_its_reader_goes_and_stops_cleanly() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .args(["dev", "--http-port", "0", "--data-dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tenure dev");
-    let guard = scopeguard(child.id());
-    let mut first = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut first)
-        .expect("first line");
-    // The reader is gone from here on.
-    let addr = first
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .expect("http= in the first line")
-        .to_string();
-    assert!(!addr.ends_with(":0") && !addr.ends_with(":1"), "{first}");
-    let r = acquire_when_ready(&format!("http://{addr}/v1/locks/dev"), "a", 10_000);
+    let mut dev = Dev::start(&[]);
+    assert!(
+        !dev.addr.ends_with(":0") && !dev.addr.ends_with(":1"),
+        "{}",
+        dev.addr
+    );
+    let r = acquire_when_ready(&format!("{}/v1/locks/dev", dev.url()), "a", 10_000);
     assert_eq!(r.status, 201, "{r:?}");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &dev.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "dev did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    drop(guard);
+    let status = wait_exit(&mut dev.child, Duration::from_secs(15)).expect("dev did not stop");
     assert_eq!(status.code(), Some(0), "{status:?}");
-}
-
-/// SIGKILLs a process on drop (if it still runs), so a failing test
-/// leaves nothing behind.
-fn scopeguard(pid: u32) -> impl Drop {
-    struct Kill(u32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    Kill(pid)
 }

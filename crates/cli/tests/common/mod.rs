@@ -51,14 +51,72 @@ impl Proc {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        wait_exit(&mut self.child, within).and_then(|s| s.code())
+    }
+}
+
+/// Wait (bounded, polling every 10 ms) for `child` to exit.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
         }
-        None
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// `tenure dev --http-port 0 ARGS...` with its own data folder: the OS
+/// chooses the ports, and `addr` is node 1's, read from the first line.
+/// Nothing reads its output after that line (as under `| head -1`).
+/// SIGKILLed and reaped on drop.
+pub struct Dev {
+    pub child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Dev {
+    pub fn start(args: &[&str]) -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(BIN)
+            .args(["dev", "--http-port", "0", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tenure dev");
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let read = BufReader::new(stdout).read_line(&mut first);
+        let addr = first
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http="))
+            .map(str::to_string);
+        let Some(addr) = addr.filter(|_| read.is_ok()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tenure dev printed no address: {first:?}");
+        };
+        Dev {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -38,14 +38,7 @@ impl Runner {
 
     /// Wait (bounded) for the runner to exit; its exit code.
     pub fn wait(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        super::wait_exit(&mut self.child, within).and_then(|s| s.code())
     }
 }
 
