@@ -93,6 +93,40 @@ impl Next {
     }
 }
 
+/// The first runner on `lock`, with a 2 s ttl, its command stamping.
+struct First {
+    runner: Runner,
+    /// The command's pid, once it has started.
+    child: u32,
+    stamps: PathBuf,
+    log: PathBuf,
+}
+
+impl First {
+    fn start(cluster: &Cluster, d: &tempfile::TempDir, lock: &str, ignore_term: bool) -> First {
+        let (pid_file, stamps, log) = (file(d, "a.pid"), file(d, "a.stamps"), file(d, "a.log"));
+        let runner = Runner::start(
+            cluster,
+            lock,
+            &["--ttl", "2s"],
+            &stamper(&pid_file, &stamps, ignore_term),
+            &log,
+        );
+        until(
+            Duration::from_secs(20),
+            "the first command to start",
+            || read_pid(&pid_file).is_some(),
+        );
+        let child = read_pid(&pid_file).expect("pid");
+        First {
+            runner,
+            child,
+            stamps,
+            log,
+        }
+    }
+}
+
 /// SIGSTOP cannot be caught: the runner just stops, its renewals with it.
 /// The watchdog beside it kills the command before the lease could
 /// expire, so the next holder's command never runs beside it.
@@ -100,41 +134,28 @@ impl Next {
 fn a_runner_stopped_by_sigstop_cannot_keep_its_command_past_the_deadline() {
     let cluster = Cluster::start();
     let d = dir();
-    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
     let ttl = Duration::from_secs(2);
-    let mut a = Runner::start(
-        &cluster,
-        "frozen",
-        &["--ttl", "2s"],
-        &stamper(&pid_file, &stamps_file, false),
-        &file(&d, "a.log"),
-    );
-    until(
-        Duration::from_secs(20),
-        "the first command to start",
-        || read_pid(&pid_file).is_some(),
-    );
-    let child = read_pid(&pid_file).expect("pid");
+    let mut a = First::start(&cluster, &d, "frozen", false);
     let next = Next::start(&cluster, &d, "frozen");
     let stopped = Instant::now();
-    signal(a.child.id(), "STOP");
+    signal(a.runner.child.id(), "STOP");
     let dead = until(
         ttl + Duration::from_secs(2),
         "the command to be killed",
-        || !alive(child),
+        || !alive(a.child),
     );
     assert!(
         dead - stopped < ttl,
         "the command outlived the lease: killed {:?} after its runner stopped",
         dead - stopped
     );
-    next.assert_after(&stamps_file, ttl + Duration::from_secs(5));
-    signal(a.child.id(), "CONT");
+    next.assert_after(&a.stamps, ttl + Duration::from_secs(5));
+    signal(a.runner.child.id(), "CONT");
     assert_eq!(
-        a.wait(Duration::from_secs(15)),
+        a.runner.wait(Duration::from_secs(15)),
         Some(137),
         "{}",
-        log_of(&file(&d, "a.log"))
+        log_of(&a.log)
     );
 }
 
@@ -146,20 +167,9 @@ fn a_runner_stopped_by_sigstop_cannot_keep_its_command_past_the_deadline() {
 fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_holds() {
     let cluster = Cluster::start();
     let d = dir();
-    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
     let ttl = Duration::from_secs(2);
-    let mut runner = Runner::start(
-        &cluster,
-        "suspended",
-        &["--ttl", "2s"],
-        &stamper(&pid_file, &stamps_file, false),
-        &file(&d, "runner.log"),
-    );
-    until(Duration::from_secs(20), "the command to start", || {
-        read_pid(&pid_file).is_some()
-    });
-    let child = read_pid(&pid_file).expect("pid");
-    let runner_pid = runner.child.id();
+    let mut a = First::start(&cluster, &d, "suspended", false);
+    let (child, runner_pid) = (a.child, a.runner.child.id());
 
     signal(runner_pid, "TSTP");
     until(Duration::from_secs(2), "the command to stop", || {
@@ -186,10 +196,10 @@ fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_
         "killed {:?} after the stop",
         dead - stopped
     );
-    next.assert_after(&stamps_file, ttl + Duration::from_secs(5));
+    next.assert_after(&a.stamps, ttl + Duration::from_secs(5));
     signal(runner_pid, "CONT");
-    let code = runner.wait(Duration::from_secs(15));
-    assert_eq!(code, Some(137), "{}", log_of(&file(&d, "runner.log")));
+    let code = a.runner.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(137), "{}", log_of(&a.log));
 }
 
 /// A stop request (SIGTERM to `tenure run`) is passed on to the command,
@@ -200,23 +210,12 @@ fn ctrl_z_stops_the_command_with_the_runner_and_it_goes_on_only_while_the_lease_
 fn a_stopped_runner_kills_a_command_that_ignores_sigterm_after_the_grace() {
     let cluster = Cluster::start();
     let d = dir();
-    let (pid_file, stamps_file) = (file(&d, "a.pid"), file(&d, "a.stamps"));
-    let mut runner = Runner::start(
-        &cluster,
-        "stubborn",
-        &["--ttl", "2s"],
-        &stamper(&pid_file, &stamps_file, true),
-        &file(&d, "runner.log"),
-    );
-    until(Duration::from_secs(20), "the command to start", || {
-        read_pid(&pid_file).is_some()
-    });
-    let child = read_pid(&pid_file).expect("pid");
+    let mut a = First::start(&cluster, &d, "stubborn", true);
     let next = Next::start(&cluster, &d, "stubborn");
     let asked = Instant::now();
-    signal(runner.child.id(), "TERM");
+    signal(a.runner.child.id(), "TERM");
     let dead = until(Duration::from_secs(5), "the command to be killed", || {
-        !alive(child)
+        !alive(a.child)
     });
     // The grace is 400 ms: killed after it, and well before the 2 s ttl.
     let took = dead - asked;
@@ -224,9 +223,9 @@ fn a_stopped_runner_kills_a_command_that_ignores_sigterm_after_the_grace() {
         took >= Duration::from_millis(350) && took < Duration::from_millis(1_500),
         "killed {took:?} after the stop request"
     );
-    let code = runner.wait(Duration::from_secs(15));
-    assert_eq!(code, Some(137), "{}", log_of(&file(&d, "runner.log")));
-    next.assert_after(&stamps_file, Duration::from_secs(10));
+    let code = a.runner.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(137), "{}", log_of(&a.log));
+    next.assert_after(&a.stamps, Duration::from_secs(10));
 }
 
 /// A command that leaves a process behind, one that even started a
