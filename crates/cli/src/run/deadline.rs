@@ -6,18 +6,13 @@
 //! `TENURE_DEADLINE_FILE` always holds the current one (replaced
 //! atomically at each change).
 
-use super::watchdog::boottime_nanos;
+use super::watchdog::boottime_at;
 use std::path::{Path, PathBuf};
 use tokio::time::Instant;
 
 /// `at` (on this process's clock) as seconds of `CLOCK_BOOTTIME`.
 pub fn boottime_seconds(at: Instant) -> String {
-    let now = Instant::now();
-    let nanos = if at >= now {
-        boottime_nanos().saturating_add(u64::try_from((at - now).as_nanos()).unwrap_or(u64::MAX))
-    } else {
-        boottime_nanos().saturating_sub(u64::try_from((now - at).as_nanos()).unwrap_or(u64::MAX))
-    };
+    let nanos = boottime_at(at);
     format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
 

@@ -104,9 +104,14 @@ pub fn announce_group(fd: RawFd) -> std::io::Result<()> {
 }
 
 /// `at`, on this process's clock, in nanoseconds of `CLOCK_BOOTTIME`.
-fn boottime_at(at: Instant) -> u64 {
-    let ahead = at.saturating_duration_since(Instant::now());
-    boottime_nanos().saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
+pub(super) fn boottime_at(at: Instant) -> u64 {
+    let now = Instant::now();
+    let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    if at >= now {
+        boottime_nanos().saturating_add(nanos(at - now))
+    } else {
+        boottime_nanos().saturating_sub(nanos(now - at))
+    }
 }
 
 /// What the watchdog reads from its pipe.
