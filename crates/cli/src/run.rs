@@ -160,9 +160,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     }
     // Listen for Ctrl-Z and for orphans' exits before the command exists:
     // a Ctrl-Z that came before would stop the runner alone.
+    use tokio::signal::unix::SignalKind;
     let signals = Signals {
-        suspend: terminal_stop_signal(),
-        orphans_exit: child_exit_signal(),
+        // Ctrl-Z: the command is stopped with the runner.
+        suspend: listen(SignalKind::from_raw(libc::SIGTSTP)),
+        // A child exited: the command, the watchdog, or an adopted orphan.
+        orphans_exit: listen(SignalKind::child()),
     };
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -338,19 +341,12 @@ struct Signals {
     orphans_exit: Option<tokio::signal::unix::Signal>,
 }
 
-/// SIGTSTP (Ctrl-Z), caught so that the command is stopped with the
-/// runner; `None` if it cannot be caught (the runner then stops alone, and
-/// the watchdog still ends the command at the deadline).
-fn terminal_stop_signal() -> Option<tokio::signal::unix::Signal> {
-    use tokio::signal::unix::{signal, SignalKind};
-    signal(SignalKind::from_raw(libc::SIGTSTP)).ok()
-}
-
-/// SIGCHLD: a child of this process (the command, the watchdog, or an
-/// orphan adopted as subreaper) has exited.
-fn child_exit_signal() -> Option<tokio::signal::unix::Signal> {
-    use tokio::signal::unix::{signal, SignalKind};
-    signal(SignalKind::child()).ok()
+/// A listener for `kind`, or `None` if it cannot be caught. Without the
+/// SIGTSTP one, Ctrl-Z stops the runner alone, and the watchdog still ends
+/// the command at the deadline; without the SIGCHLD one, orphans are
+/// reaped only at the end.
+fn listen(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
 }
 
 /// The next delivery of `signal`, or never when there is none.
