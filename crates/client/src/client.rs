@@ -222,7 +222,7 @@ impl Client {
         let mut outcome_unknown = false;
         let mut attempts = 0u32;
         // Attempts in a row whose connection was refused.
-        let mut refused = 0usize;
+        let mut refused_in_row = 0usize;
         while attempts < MAX_ATTEMPTS {
             let now = time::now();
             if now >= until {
@@ -256,10 +256,13 @@ impl Client {
                 }
                 Ok(Err(OnceError::Refused(e))) => {
                     last = format!("{endpoint}: cannot connect: {e}");
-                    refused += 1;
+                    refused_in_row += 1;
                     // Not when an earlier attempt may have taken effect:
                     // the caller must hear that its outcome is unknown.
-                    if self.inner.give_up_when_refused && refused >= 2 * n && !outcome_unknown {
+                    if self.inner.give_up_when_refused
+                        && refused_in_row >= 2 * n
+                        && !outcome_unknown
+                    {
                         return Err(Error::Unreachable {
                             endpoints: self.inner.endpoints.join(", "),
                             cause: e,
@@ -281,7 +284,7 @@ impl Client {
                 }
             };
             if !was_refused {
-                refused = 0;
+                refused_in_row = 0;
             }
             outcome_unknown |= maybe_applied;
             // The next call starts with the next node, not this failing one.
