@@ -25,6 +25,19 @@ impl Clock {
         Instant::from_micros(self.origin_local + scaled as u64)
     }
 
+    /// The same clock running at `rate_ppm` from true time `now` on.
+    pub fn with_rate(&self, rate_ppm: i64, now: u64) -> Clock {
+        Clock::new(rate_ppm, now, self.local(now).as_micros())
+    }
+
+    /// The clock after a step of `delta_us` at true time `now`: forward,
+    /// or back (never below zero), as a VM's clock may jump.
+    pub fn stepped(&self, delta_us: i64, now: u64) -> Clock {
+        let at = self.local(now).as_micros();
+        let local = at.saturating_add_signed(delta_us);
+        Clock::new(self.rate_ppm, now, local)
+    }
+
     /// The first true time at which this clock reads at least `local`.
     pub fn true_at(&self, local: Instant) -> u64 {
         let ahead = i128::from(local.as_micros().saturating_sub(self.origin_local));

@@ -31,6 +31,48 @@ pub struct FaultPlan {
     pub stall_ppm: u32,
 }
 
+/// One node whose clock breaks the drift bound (A3 in docs/safety.md):
+/// it runs anywhere from half to twice true speed and may jump, forward or
+/// back, as the clock of a paused, migrated or mis-set VM does. The
+/// protocol must stay safe; only liveness may suffer.
+#[derive(Clone, Debug)]
+pub struct BadClock {
+    pub node: usize,
+    /// −500,000 ppm (×0.5) to +1,000,000 ppm (×2).
+    pub rate_ppm: i64,
+    /// Mean time between steps, µs; 0 for none.
+    pub step_every_us: u64,
+    /// Largest step, µs, either way.
+    pub step_max_us: u64,
+}
+
+impl BadClock {
+    /// About half the seeds have one; drawn from its own stream (`rng`), so
+    /// that the rest of a seed's run does not change with it.
+    pub fn draw(rng: &mut SimRng, nodes: usize) -> Option<BadClock> {
+        if !rng.chance(500_000) {
+            return None;
+        }
+        // Half of them at the extremes, where bugs live.
+        let rate_ppm = match rng.below(4) {
+            0 => -500_000,
+            1 => 1_000_000,
+            _ => rng.between(0, 1_500_000) as i64 - 500_000,
+        };
+        let steps = rng.chance(500_000);
+        Some(BadClock {
+            node: rng.below(nodes as u64) as usize,
+            rate_ppm,
+            step_every_us: if steps {
+                rng.between(50_000, 1_000_000)
+            } else {
+                0
+            },
+            step_max_us: rng.between(10_000, 3_000_000),
+        })
+    }
+}
+
 impl FaultPlan {
     pub fn draw(rng: &mut SimRng, drift_bound_ppm: u32) -> FaultPlan {
         // Each fault is on for about half the seeds, at a rate drawn per seed.

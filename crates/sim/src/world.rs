@@ -5,7 +5,7 @@ use crate::client::{Action, Client};
 use crate::clock::Clock;
 use crate::contend::{self, Ask, Contender};
 use crate::disk::Disk;
-use crate::faults::FaultPlan;
+use crate::faults::{BadClock, FaultPlan};
 use crate::history::History;
 use crate::rng::SimRng;
 use crate::trace::Trace;
@@ -33,6 +33,9 @@ pub struct SimConfig {
     pub full_trace: bool,
     /// Steps the linearizability search may take per name.
     pub check_budget: u64,
+    /// Let about half the seeds have one node whose clock breaks the drift
+    /// bound (`faults::BadClock`).
+    pub bad_clocks: bool,
 }
 
 impl SimConfig {
@@ -44,6 +47,7 @@ impl SimConfig {
             fault_period: tenure_core::Micros::from_millis(3_000),
             full_trace: false,
             check_budget: crate::check::linearizability::STEP_BUDGET,
+            bad_clocks: false,
         }
     }
 }
@@ -105,6 +109,8 @@ enum Event {
     Pause,
     Heal,
     Probe,
+    /// The bad clock jumps.
+    ClockStep,
 }
 
 struct SimNode {
@@ -127,6 +133,10 @@ pub struct World {
     rules: Rules,
     rng: SimRng,
     faults: FaultPlan,
+    bad_clock: Option<BadClock>,
+    /// The bad clock's own random stream, apart from `rng` so that a seed
+    /// runs as it did before bad clocks existed when it has none.
+    clock_rng: SimRng,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
@@ -149,6 +159,12 @@ impl World {
     pub fn new(config: SimConfig) -> World {
         let mut rng = SimRng::new(config.seed);
         let faults = FaultPlan::draw(&mut rng, DRIFT_BOUND_PPM);
+        let mut clock_rng = SimRng::new(config.seed ^ 0x0BAD_C10C_u64);
+        let bad_clock = if config.bad_clocks {
+            BadClock::draw(&mut clock_rng, config.nodes)
+        } else {
+            None
+        };
         let bugs = config.bug.map_or(Bugs::NONE, Bugs::inject);
         let rules = Rules {
             drift: DriftBound::from_ppm(DRIFT_BOUND_PPM).unwrap_or_default(),
@@ -160,6 +176,8 @@ impl World {
         let mut world = World {
             rules,
             faults,
+            bad_clock,
+            clock_rng,
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -216,6 +234,17 @@ impl World {
             if every > 0 {
                 let at = world.rng.below(2 * every);
                 world.schedule(at, event);
+            }
+        }
+        if let Some(bad) = &world.bad_clock {
+            let line = format!(
+                "node {} clock at {} ppm off true time, steps every ~{} us of up to {} us",
+                bad.node, bad.rate_ppm, bad.step_every_us, bad.step_max_us
+            );
+            world.trace.line(0, format_args!("{line}"));
+            if bad.step_every_us > 0 {
+                let at = world.clock_rng.below(2 * bad.step_every_us);
+                world.schedule(at, Event::ClockStep);
             }
         }
         let heal_at = world.config.fault_period.0;
@@ -316,7 +345,10 @@ impl World {
 
     fn handle(&mut self, event: Event) {
         if self.healed_at.is_some()
-            && matches!(event, Event::Crash | Event::Repartition | Event::Pause)
+            && matches!(
+                event,
+                Event::Crash | Event::Repartition | Event::Pause | Event::ClockStep
+            )
         {
             return; // Faults scheduled before healing do not strike after it.
         }
@@ -476,6 +508,7 @@ impl World {
             }
             Event::Heal => self.heal(),
             Event::Probe => self.probe_acquire(),
+            Event::ClockStep => self.step_bad_clock(),
         }
     }
 

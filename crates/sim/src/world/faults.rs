@@ -26,6 +26,34 @@ impl World {
             .line(self.now, format_args!("partition {:?}", self.cut));
     }
 
+    /// The bad clock jumps, forward or back; the node's timer is re-armed
+    /// on its new reading.
+    pub(super) fn step_bad_clock(&mut self) {
+        let Some(bad) = self.bad_clock.clone() else {
+            return;
+        };
+        let delta = self
+            .clock_rng
+            .symmetric(bad.step_max_us.min(u64::from(u32::MAX)) as u32);
+        let node = &mut self.nodes[bad.node];
+        node.clock = node.clock.stepped(delta, self.now);
+        let life = node.life;
+        node.timer_at = Some(self.now);
+        self.trace.line(
+            self.now,
+            format_args!("node {} clock steps {delta} us", bad.node),
+        );
+        self.schedule(
+            self.now,
+            Event::NodeTimer {
+                node: bad.node,
+                life,
+            },
+        );
+        let next = self.now + self.clock_rng.between(1, 2 * bad.step_every_us.max(1));
+        self.schedule(next, Event::ClockStep);
+    }
+
     pub(super) fn heal(&mut self) {
         self.healed_at = Some(self.now);
         self.faults = self.faults.healed();

@@ -5,7 +5,10 @@ use super::*;
 
 impl World {
     pub(super) fn boot(&mut self, i: usize) {
-        let clock = self.new_clock();
+        let mut clock = self.new_clock();
+        if let Some(bad) = self.bad_clock.as_ref().filter(|b| b.node == i) {
+            clock = clock.with_rate(bad.rate_ppm, self.now);
+        }
         let seed = self.rng.next_u64();
         let members = (1..=self.config.nodes as u16).map(NodeId).collect();
         let rules = self.rules;
