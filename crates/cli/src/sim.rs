@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 use tenure_core::Bug;
+use tenure_sim::faults::BadClocks;
 use tenure_sim::{run, RunReport, SimConfig};
 
 #[derive(Args)]
@@ -34,6 +35,18 @@ pub struct SimArgs {
     /// cannot finish within them fails the run as unverified.
     #[arg(long, default_value_t = tenure_sim::check::linearizability::STEP_BUDGET)]
     check_budget: u64,
+    /// How many seeds have one node whose clock breaks the drift bound
+    /// (from half to twice true speed, with steps).
+    #[arg(long, value_enum, default_value = "sometimes")]
+    bad_clock: BadClockArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BadClockArg {
+    Never,
+    /// About half of them.
+    Sometimes,
+    Always,
 }
 
 /// Violations whose trace is printed in full; the rest are counted.
@@ -58,6 +71,11 @@ pub fn run_sim(args: SimArgs) -> Result<ExitCode> {
         bug,
         full_trace: args.seed.is_some(),
         check_budget: args.check_budget,
+        bad_clocks: match args.bad_clock {
+            BadClockArg::Never => BadClocks::Never,
+            BadClockArg::Sometimes => BadClocks::Sometimes,
+            BadClockArg::Always => BadClocks::Always,
+        },
         ..SimConfig::new(seed)
     };
     let started = Instant::now();

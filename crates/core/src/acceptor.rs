@@ -34,12 +34,14 @@ pub struct Durable {
     pub accepted: Option<(Ballot, LeaseValue)>,
 }
 
-/// An accepted value with the local time its lease clock started.
+/// An accepted value with the local time its lease clock started, and the
+/// ballot of the accept that started that clock.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Accepted {
     ballot: Ballot,
     value: LeaseValue,
     clock_start: Instant,
+    origin: Ballot,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -61,6 +63,7 @@ impl Register {
             ballot: a.ballot,
             value: a.value.clone(),
             age: now.since(a.clock_start),
+            origin: a.origin,
         })
     }
 }
@@ -126,10 +129,14 @@ impl Acceptor {
                 } else {
                     d.promised.max(floor)
                 };
+                // The clock started before the crash, at an origin the
+                // new process does not know: it counts from boot, and from
+                // the value's own accept, which is no earlier than it.
                 let accepted = d.accepted.map(|(ballot, value)| Accepted {
                     ballot,
                     value,
                     clock_start: now,
+                    origin: ballot,
                 });
                 (name, Register { promised, accepted })
             })
@@ -226,7 +233,10 @@ impl Acceptor {
 
     /// Phase 2b. Accepting also promises the proposer's next ballot, which
     /// is what lets it skip phase 1 next time. `age` restarts the lease
-    /// clock where the proposer observed it: zero for a fresh value.
+    /// clock where the proposer observed it: zero for a fresh value. When
+    /// this acceptor already runs the clock of the same `origin`, it keeps
+    /// the older start of the two: both are lower bounds of the same age,
+    /// and its own needs no other node's clock.
     pub fn handle_accept(
         &mut self,
         now: Instant,
@@ -234,6 +244,7 @@ impl Acceptor {
         ballot: Ballot,
         value: &LeaseValue,
         age: Micros,
+        origin: Ballot,
     ) -> Step {
         let mut register = self.register(name);
         let accepted_reply = Message::Accepted {
@@ -255,10 +266,16 @@ impl Acceptor {
             return nack(name, ballot, register.promised);
         }
         register.promised = ballot.successor();
+        let carried = now.minus(age);
+        let clock_start = match &register.accepted {
+            Some(a) if a.origin == origin => a.clock_start.min(carried),
+            _ => carried,
+        };
         register.accepted = Some(Accepted {
             ballot,
             value: value.clone(),
-            clock_start: now.minus(age),
+            clock_start,
+            origin,
         });
         Step {
             write: Some(Record::Register {
@@ -389,7 +406,7 @@ mod tests {
                     }
                 }
             );
-            let step = a.handle_accept(t(10), &n, b(6, 2), &value(1), Micros::ZERO);
+            let step = a.handle_accept(t(10), &n, b(6, 2), &value(1), Micros::ZERO, b(6, 2));
             assert!(matches!(step.reply, Message::Nack { .. }));
         }
         assert!(a.highest_promise().counter >= horizon);
@@ -413,7 +430,7 @@ mod tests {
                 promised: b(5, 1)
             }
         );
-        let step = a.handle_accept(t(1), &name(), b(4, 9), &value(1), Micros::ZERO);
+        let step = a.handle_accept(t(1), &name(), b(4, 9), &value(1), Micros::ZERO, b(4, 9));
         assert!(matches!(step.reply, Message::Nack { .. }));
         assert_eq!(a, before);
     }
@@ -421,7 +438,7 @@ mod tests {
     #[test]
     fn accepting_promises_the_proposers_next_ballot() {
         let mut a = Acceptor::default();
-        let step = a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO);
+        let step = a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
         let Some(Record::Register { state, .. }) = step.write else {
             panic!("an acceptance writes the name's record")
         };
@@ -432,15 +449,15 @@ mod tests {
             Message::Nack { .. }
         ));
         // The winner's own next ballot is still accepted without phase 1.
-        let step = a.handle_accept(t(0), &name(), b(4, 2), &value(2), Micros::ZERO);
+        let step = a.handle_accept(t(0), &name(), b(4, 2), &value(2), Micros::ZERO, b(4, 2));
         assert!(matches!(step.reply, Message::Accepted { .. }));
     }
 
     #[test]
     fn a_duplicate_accept_is_acknowledged_without_a_write() {
         let mut a = Acceptor::default();
-        a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO);
-        let step = a.handle_accept(t(5), &name(), b(3, 2), &value(1), Micros::ZERO);
+        a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
+        let step = a.handle_accept(t(5), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
         assert_eq!(step.write, None);
         assert!(matches!(step.reply, Message::Accepted { .. }));
     }
@@ -448,7 +465,7 @@ mod tests {
     #[test]
     fn a_promise_reports_the_age_of_the_accepted_value() {
         let mut a = Acceptor::default();
-        a.handle_accept(t(10), &name(), b(1, 1), &value(1), Micros::ZERO);
+        a.handle_accept(t(10), &name(), b(1, 1), &value(1), Micros::ZERO, b(1, 1));
         let step = a.handle_prepare(t(250), &name(), b(9, 1));
         let Message::Promise {
             accepted: Some(report),
@@ -469,6 +486,7 @@ mod tests {
             b(1, 1),
             &value(1),
             Micros::from_millis(700),
+            b(0, 1),
         );
         let Message::Peeked {
             accepted: Some(report),
@@ -478,6 +496,55 @@ mod tests {
             panic!()
         };
         assert_eq!(report.age, Micros::from_millis(800));
+    }
+
+    fn age_at(a: &Acceptor, ms: u64) -> (Micros, Ballot) {
+        let Message::Peeked {
+            accepted: Some(report),
+            ..
+        } = a.handle_peek(t(ms), &name(), 1)
+        else {
+            panic!("nothing accepted")
+        };
+        (report.age, report.origin)
+    }
+
+    /// A value whose clock goes on from an origin this acceptor already
+    /// timed keeps its own, older start rather than a proposer's younger
+    /// age; a clock of another origin starts where the proposer says.
+    #[test]
+    fn a_clock_of_the_same_origin_keeps_its_own_start() {
+        let mut a = Acceptor::default();
+        a.handle_accept(t(1000), &name(), b(1, 1), &value(1), Micros::ZERO, b(1, 1));
+        a.handle_accept(
+            t(1500),
+            &name(),
+            b(2, 1),
+            &value(1),
+            Micros::from_millis(100),
+            b(1, 1),
+        );
+        assert_eq!(age_at(&a, 1600), (Micros::from_millis(600), b(1, 1)));
+        a.handle_accept(
+            t(1700),
+            &name(),
+            b(3, 2),
+            &value(1),
+            Micros::from_millis(50),
+            b(3, 2),
+        );
+        assert_eq!(age_at(&a, 1800), (Micros::from_millis(150), b(3, 2)));
+        // A carried age older than its own start wins too: both bound
+        // the same clock from below.
+        a.handle_accept(
+            t(1900),
+            &name(),
+            b(4, 2),
+            &value(1),
+            Micros::from_millis(900),
+            b(3, 2),
+        );
+        assert_eq!(age_at(&a, 2000), (Micros::from_millis(1000), b(3, 2)));
     }
 
     #[test]
@@ -496,6 +563,9 @@ mod tests {
             panic!()
         };
         assert_eq!(report.age, Micros::ZERO);
+        // The origin is lost with the process: the value's own accept,
+        // which is no earlier, stands for it.
+        assert_eq!(report.origin, b(7, 1));
         assert_eq!(a.highest_promise(), b(9, 3));
     }
 }

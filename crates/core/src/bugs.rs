@@ -25,16 +25,21 @@ pub enum Bug {
     /// read, and a pre-empted round prepares again at once: under
     /// contention, refusals pre-empt the holder's renewals and releases.
     PrepareToRefuse,
+    /// Trust one clock: judge a lease by the largest age among the
+    /// promises of the top value, and on the fast path by this node's
+    /// clock alone, so that one fast clock ends leases early.
+    TrustOneClock,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
         Bug::NoTokenBump,
         Bug::NoDriftMargin,
         Bug::PrepareToRefuse,
+        Bug::TrustOneClock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +50,7 @@ impl Bug {
             Bug::NoTokenBump => "no-token-bump",
             Bug::NoDriftMargin => "no-drift-margin",
             Bug::PrepareToRefuse => "prepare-to-refuse",
+            Bug::TrustOneClock => "trust-one-clock",
         }
     }
 

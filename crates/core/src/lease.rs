@@ -204,6 +204,13 @@ pub fn view(value: &LeaseValue, age: Micros, rules: &Rules) -> LeaseView {
     LeaseView::Free { token: value.token }
 }
 
+/// Whether `value` is in the same state (held, in its lock-delay, or free)
+/// at both ages: whether the time between them decides nothing.
+pub fn same_status(value: &LeaseValue, younger: Micros, older: Micros, rules: &Rules) -> bool {
+    std::mem::discriminant(&view(value, younger, rules))
+        == std::mem::discriminant(&view(value, older, rules))
+}
+
 /// Apply `op` to `value` whose lease clock reads `age`. `waiting` names
 /// the waiter when `op` is an acquire that may wait.
 pub fn apply(

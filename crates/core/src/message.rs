@@ -8,13 +8,17 @@ use crate::time::Micros;
 use serde::{Deserialize, Serialize};
 
 /// An acceptor's accepted value as it reports it: with the value's age on
-/// the acceptor's own clock, a lower bound of the time since the request
-/// that last restarted the lease clock was sent.
+/// the acceptor's own clock, a lower bound of the time since the accept
+/// that last restarted the lease clock was sent, and that accept's ballot
+/// (`origin`). The age counts only if the acceptor's clock keeps the drift
+/// bound; a proposer trusts no single one (docs/safety.md, "One faulty
+/// clock").
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Report {
     pub ballot: Ballot,
     pub value: LeaseValue,
     pub age: Micros,
+    pub origin: Ballot,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,14 +31,17 @@ pub enum Message {
         ballot: Ballot,
         accepted: Option<Report>,
     },
-    /// Phase 2a. `age` is zero for a fresh value and the observed age for a
-    /// value proposed again unchanged, so that re-proposing never restarts a
-    /// lease's clock.
+    /// Phase 2a. `age` is zero for a fresh value, whose lease clock starts
+    /// at this accept (`origin == ballot`), and the observed age for a
+    /// value whose clock goes on from `origin` (proposed again unchanged,
+    /// or with only its queue changed), so that re-proposing never
+    /// restarts a lease's clock.
     Accept {
         name: LeaseName,
         ballot: Ballot,
         value: LeaseValue,
         age: Micros,
+        origin: Ballot,
     },
     /// Phase 2b. Accepting `ballot` also promised `ballot.successor()`.
     Accepted { name: LeaseName, ballot: Ballot },

@@ -297,9 +297,12 @@ impl Node {
                 ballot,
                 value,
                 age,
+                origin,
             } => {
                 let before = self.acceptor.holder_and_token(&name);
-                let step = self.acceptor.handle_accept(now, &name, ballot, &value, age);
+                let step = self
+                    .acceptor
+                    .handle_accept(now, &name, ballot, &value, age, origin);
                 if step.write.is_some() {
                     self.on_accepted(now, &name, &value, before);
                 }

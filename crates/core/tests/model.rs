@@ -106,6 +106,28 @@ fn renewal_racing_expiry() -> Scenario {
     }
 }
 
+/// Leases of 20 ms as above, with one node's clock three times as fast as
+/// true time, far outside the bound (as a fast clock that also stepped
+/// forward would be): n3, which b's proposer may ask, n2, b's proposer
+/// itself, or n1, a's node, whose fast path b's acquire takes when b asks
+/// there too. Client a acquires at 0 and renews from 10 ms; client b tries
+/// to take over from 10 ms, when the bad clock alone says a's lease ran
+/// out. No one clock may end it.
+fn one_fast_clock(bad: usize, b_asks: usize) -> Scenario {
+    Scenario {
+        ttl_ms: 20,
+        horizon_ms: 20,
+        drift_ppm: 100_000,
+        bad_clock: Some((bad, 3_000_000)),
+        ..Scenario::new(vec![
+            Script::on(N1)
+                .then(Step::Acquire)
+                .then_from(10, Step::Renew),
+            Script::on(b_asks).then_from(10, Step::Acquire),
+        ])
+    }
+}
+
 /// Client a acquires, reads and renews through n1 while client b contends
 /// through n2: a read keeps n1's fast-path reservation, and the renewal
 /// that uses it must still see any grant that cut in.
@@ -220,6 +242,21 @@ fn no_two_holders_overlap_when_a_renewal_races_an_expiry() {
 }
 
 #[test]
+fn no_two_holders_overlap_when_one_acceptors_clock_runs_three_times_as_fast() {
+    assert_safe(one_fast_clock(N3, N2), &[GRANTED, RENEWED]);
+}
+
+#[test]
+fn no_two_holders_overlap_when_the_contenders_node_runs_three_times_as_fast() {
+    assert_safe(one_fast_clock(N2, N2), &[GRANTED, RENEWED]);
+}
+
+#[test]
+fn no_two_holders_overlap_when_the_fast_paths_node_runs_three_times_as_fast() {
+    assert_safe(one_fast_clock(N1, N1), &[GRANTED, RENEWED]);
+}
+
+#[test]
 fn reads_and_renewals_are_linearizable_when_the_holder_reads_through_its_own_node() {
     assert_safe(
         holder_reads_then_renews(),
@@ -304,6 +341,22 @@ fn model_catches_age_of_any_ballot() {
 #[test]
 fn model_catches_no_drift_margin() {
     let scenario = with_bug(renewal_racing_expiry(), Bug::NoDriftMargin);
+    assert_caught(scenario, EXCLUSIVE);
+}
+
+/// Trusting one clock, b's proposer takes n3's age, three times the true
+/// one, and grants while a still holds.
+#[test]
+fn model_catches_trust_one_clock() {
+    let scenario = with_bug(one_fast_clock(N3, N2), Bug::TrustOneClock);
+    assert_caught(scenario, EXCLUSIVE);
+}
+
+/// Trusting its own clock on the fast path, n1 grants b the lease its
+/// fast clock alone says a's lease ran out.
+#[test]
+fn model_catches_a_fast_path_that_trusts_its_own_clock() {
+    let scenario = with_bug(one_fast_clock(N1, N1), Bug::TrustOneClock);
     assert_caught(scenario, EXCLUSIVE);
 }
 

@@ -46,11 +46,25 @@ pub struct BadClock {
     pub step_max_us: u64,
 }
 
+/// How often a seed has a bad clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadClocks {
+    Never,
+    /// About half the seeds.
+    Sometimes,
+    Always,
+}
+
 impl BadClock {
-    /// About half the seeds have one; drawn from its own stream (`rng`), so
-    /// that the rest of a seed's run does not change with it.
-    pub fn draw(rng: &mut SimRng, nodes: usize) -> Option<BadClock> {
-        if !rng.chance(500_000) {
+    /// Drawn from its own stream (`rng`), so that the rest of a seed's run
+    /// does not change with it.
+    pub fn draw(rng: &mut SimRng, nodes: usize, how_often: BadClocks) -> Option<BadClock> {
+        let chance = match how_often {
+            BadClocks::Never => 0,
+            BadClocks::Sometimes => 500_000,
+            BadClocks::Always => 1_000_000,
+        };
+        if !rng.chance(chance) {
             return None;
         }
         // Half of them at the extremes, where bugs live.

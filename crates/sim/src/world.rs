@@ -5,7 +5,7 @@ use crate::client::{Action, Client};
 use crate::clock::Clock;
 use crate::contend::{self, Ask, Contender};
 use crate::disk::Disk;
-use crate::faults::{BadClock, FaultPlan};
+use crate::faults::{BadClock, BadClocks, FaultPlan};
 use crate::history::History;
 use crate::rng::SimRng;
 use crate::trace::Trace;
@@ -33,9 +33,9 @@ pub struct SimConfig {
     pub full_trace: bool,
     /// Steps the linearizability search may take per name.
     pub check_budget: u64,
-    /// Let about half the seeds have one node whose clock breaks the drift
-    /// bound (`faults::BadClock`).
-    pub bad_clocks: bool,
+    /// How often a seed has one node whose clock breaks the drift bound
+    /// (`faults::BadClock`).
+    pub bad_clocks: BadClocks,
 }
 
 impl SimConfig {
@@ -47,7 +47,7 @@ impl SimConfig {
             fault_period: tenure_core::Micros::from_millis(3_000),
             full_trace: false,
             check_budget: crate::check::linearizability::STEP_BUDGET,
-            bad_clocks: false,
+            bad_clocks: BadClocks::Sometimes,
         }
     }
 }
@@ -67,6 +67,9 @@ const CROWD: usize = 1 << 20;
 /// The name the crowd fights over.
 const CROWD_NAME: &str = "contended";
 
+// Deliveries are most of the events: boxing their message would allocate
+// for each.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Deliver {
         from: NodeId,
@@ -113,6 +116,13 @@ enum Event {
     ClockStep,
 }
 
+/// Whose clock a new clock is.
+#[derive(Clone, Copy)]
+pub(crate) enum Side {
+    Node,
+    Holder,
+}
+
 struct SimNode {
     id: NodeId,
     node: Option<Node>,
@@ -137,6 +147,10 @@ pub struct World {
     /// The bad clock's own random stream, apart from `rng` so that a seed
     /// runs as it did before bad clocks existed when it has none.
     clock_rng: SimRng,
+    /// Every node's clock at the fast edge of the bound and every holder's
+    /// at the slow edge: the worst case for the drift margin, which a
+    /// quorum of clocks otherwise rarely lines up.
+    polarised: bool,
     now: u64,
     seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
@@ -160,11 +174,8 @@ impl World {
         let mut rng = SimRng::new(config.seed);
         let faults = FaultPlan::draw(&mut rng, DRIFT_BOUND_PPM);
         let mut clock_rng = SimRng::new(config.seed ^ 0x0BAD_C10C_u64);
-        let bad_clock = if config.bad_clocks {
-            BadClock::draw(&mut clock_rng, config.nodes)
-        } else {
-            None
-        };
+        let bad_clock = BadClock::draw(&mut clock_rng, config.nodes, config.bad_clocks);
+        let polarised = clock_rng.chance(250_000);
         let bugs = config.bug.map_or(Bugs::NONE, Bugs::inject);
         let rules = Rules {
             drift: DriftBound::from_ppm(DRIFT_BOUND_PPM).unwrap_or_default(),
@@ -178,6 +189,7 @@ impl World {
             faults,
             bad_clock,
             clock_rng,
+            polarised,
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -196,7 +208,7 @@ impl World {
             rng,
         };
         for i in 0..world.config.nodes {
-            let clock = world.new_clock();
+            let clock = world.new_clock(Side::Node);
             world.nodes.push(SimNode {
                 id: NodeId(i as u16 + 1),
                 node: None,
@@ -212,7 +224,7 @@ impl World {
         }
         let client_count = world.rng.between(2, 7) as usize;
         for c in 0..client_count {
-            let clock = world.new_clock();
+            let clock = world.new_clock(Side::Holder);
             let home = world.rng.below(world.config.nodes as u64) as usize;
             let stall_ppm = world.faults.stall_ppm;
             world.clients.push(Client::new(
@@ -272,10 +284,10 @@ impl World {
             .collect()
     }
 
-    fn new_clock(&mut self) -> Clock {
+    fn new_clock(&mut self, side: Side) -> Clock {
         // Half the clocks run at the edge of the bound, where bugs live.
         let drift = self.faults.drift_ppm;
-        let rate = if self.rng.chance(500_000) {
+        let mut rate = if self.rng.chance(500_000) {
             if self.rng.chance(500_000) {
                 i64::from(drift)
             } else {
@@ -284,6 +296,12 @@ impl World {
         } else {
             self.rng.symmetric(drift)
         };
+        if self.polarised {
+            rate = match side {
+                Side::Node => i64::from(drift),
+                Side::Holder => -i64::from(drift),
+            };
+        }
         // A fresh monotonic clock starts at an arbitrary reading.
         let origin_local = self.rng.below(1 << 40);
         Clock::new(rate, self.now, origin_local)

@@ -2,6 +2,7 @@
 //! protocol, and it catches each injected bug.
 
 use tenure_core::Bug;
+use tenure_sim::faults::BadClocks;
 use tenure_sim::{run, SimConfig};
 
 fn seed(seed: u64) -> SimConfig {
@@ -44,6 +45,25 @@ fn five_hundred_seeds_of_faults_find_no_violation() {
     );
 }
 
+/// One node's clock runs anywhere from half to twice true speed, and jumps
+/// forward and back: no single clock may decide that a lease ended.
+#[test]
+fn three_hundred_seeds_with_one_bad_clock_find_no_violation() {
+    for s in 0..300 {
+        let config = SimConfig {
+            bad_clocks: BadClocks::Always,
+            ..seed(s)
+        };
+        let report = run(config);
+        assert!(
+            report.violations.is_empty(),
+            "seed {s}: {}\nreproduce: cargo run --release -- sim --bad-clock always --seed {s}",
+            report.violations[0]
+        );
+        assert_eq!(report.unchecked_names, 0, "seed {s}: too tangled to check");
+    }
+}
+
 /// The first seed below 10,000 at which `bug` is caught.
 fn first_catch(bug: Bug) -> Option<u64> {
     (0..10_000).find(|&s| {
@@ -71,6 +91,13 @@ fn catches_forgetting_promises_on_restart() {
 #[test]
 fn catches_a_regrant_that_keeps_its_token() {
     assert!(first_catch(Bug::NoTokenBump).is_some());
+}
+
+/// The rule of one faulty clock, undone: the largest age in a quorum, and
+/// the fast path's own clock, decide. A bad clock then ends leases early.
+#[test]
+fn catches_trusting_one_clock() {
+    assert!(first_catch(Bug::TrustOneClock).is_some());
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! register = flags ‖ [promised] ‖ [accepted]
 //! flags    = bit 0: accepted present
 //!            bit 1: promised is accepted.ballot.successor(), so not written
-//! accepted = ballot ‖ varint(clock_start) ‖ lease value near the ballot
+//!            bit 2: the clock's origin is accepted.ballot, so not written
+//! accepted = ballot ‖ varint(clock_start) ‖ [origin] ‖ lease value near
+//!            the ballot
 //! ```
 
 use super::{Accepted, Register};
@@ -17,6 +19,7 @@ use crate::time::Instant;
 
 const ACCEPTED: u8 = 1;
 const PROMISED_SUCCESSOR: u8 = 1 << 1;
+const ORIGIN_IS_BALLOT: u8 = 1 << 2;
 
 /// Every name's register, in name order.
 pub(super) type Registers = PackedMap<RegisterPacking>;
@@ -36,6 +39,10 @@ impl Packing for RegisterPacking {
         if successor {
             flags |= PROMISED_SUCCESSOR;
         }
+        let own_origin = accepted.is_some_and(|a| a.origin == a.ballot);
+        if own_origin {
+            flags |= ORIGIN_IS_BALLOT;
+        }
         out.push(flags);
         if !successor {
             put_ballot(out, register.promised);
@@ -43,6 +50,9 @@ impl Packing for RegisterPacking {
         if let Some(a) = accepted {
             put_ballot(out, a.ballot);
             put_varint(out, a.clock_start.as_micros());
+            if !own_origin {
+                put_ballot(out, a.origin);
+            }
             put_value(out, &a.value, a.ballot);
         }
     }
@@ -57,11 +67,17 @@ impl Packing for RegisterPacking {
         let accepted = if flags & ACCEPTED != 0 {
             let ballot = r.ballot()?;
             let clock_start = Instant::from_micros(r.varint()?);
+            let origin = if flags & ORIGIN_IS_BALLOT != 0 {
+                ballot
+            } else {
+                r.ballot()?
+            };
             let value = r.value(ballot)?;
             Some(Accepted {
                 ballot,
                 value,
                 clock_start,
+                origin,
             })
         } else {
             None
@@ -90,11 +106,17 @@ mod tests {
 
     fn arb_register() -> impl Strategy<Value = Register> {
         let accepted = prop::option::of(arb_ballot().prop_flat_map(|ballot| {
-            (arb_value(ballot), any::<u64>()).prop_map(move |(value, clock)| Accepted {
-                ballot,
-                value,
-                clock_start: Instant::from_micros(clock),
-            })
+            (
+                arb_value(ballot),
+                any::<u64>(),
+                prop::option::of(arb_ballot()),
+            )
+                .prop_map(move |(value, clock, origin)| Accepted {
+                    ballot,
+                    value,
+                    clock_start: Instant::from_micros(clock),
+                    origin: origin.unwrap_or(ballot),
+                })
         }));
         (arb_ballot(), accepted, any::<bool>()).prop_map(|(promised, accepted, successor)| {
             let promised = match (&accepted, successor) {
@@ -158,6 +180,7 @@ mod tests {
                     writes,
                 },
                 clock_start: Instant::from_micros(3_600_000_000),
+                origin: ballot,
             }),
         };
         let mut out = Vec::new();
@@ -169,7 +192,8 @@ mod tests {
         // Flags 1, ballot 5, clock 5, token 2, holder 21 (with its length),
         // ttl 4, lock-delay 1, count 1, slot tags 1, and three write-log
         // ballots 1 each (the fourth is the accepted one); the promise is
-        // the accepted ballot's successor: 0. The name adds its length + 1.
+        // the accepted ballot's successor: 0, and so is the clock's origin
+        // (the accepted ballot). The name adds its length + 1.
         assert_eq!(out.len(), 46);
     }
 }

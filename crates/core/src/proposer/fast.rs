@@ -19,8 +19,11 @@ pub(super) struct FastPath {
     pub value: LeaseValue,
     /// The value's age when it was last confirmed, and when (local clock).
     /// Confirmation comes after every acceptance, so age + elapsed stays a
-    /// lower bound of the lease's true age.
+    /// lower bound of the lease's true age, as far as this node's clock
+    /// can be trusted; `age` alone needs no clock of this node.
     pub age: Micros,
+    /// The ballot of the accept that started the value's lease clock.
+    pub origin: Ballot,
     pub confirmed_at: Instant,
 }
 
@@ -32,8 +35,8 @@ impl FastPath {
 
 /// A node keeps up to `max_fast_paths` reservations, most for names whose
 /// holders then go quiet, so they are kept packed (see `crate::packed`):
-/// `ballot ‖ varint(age) ‖ varint(confirmed_at) ‖ lease value near the
-/// ballot`.
+/// `ballot ‖ varint(age) ‖ varint(confirmed_at) ‖ origin ‖ lease value
+/// near the ballot`.
 pub(super) struct FastPathPacking;
 
 pub(super) type FastPaths = PackedMap<FastPathPacking>;
@@ -45,6 +48,7 @@ impl Packing for FastPathPacking {
         put_ballot(out, fast.ballot);
         put_varint(out, fast.age.0);
         put_varint(out, fast.confirmed_at.as_micros());
+        put_ballot(out, fast.origin);
         put_value(out, &fast.value, fast.ballot);
     }
 
@@ -52,11 +56,13 @@ impl Packing for FastPathPacking {
         let ballot = r.ballot()?;
         let age = Micros(r.varint()?);
         let confirmed_at = Instant::from_micros(r.varint()?);
+        let origin = r.ballot()?;
         let value = r.value(ballot)?;
         Some(FastPath {
             ballot,
             value,
             age,
+            origin,
             confirmed_at,
         })
     }
@@ -73,6 +79,7 @@ mod tests {
         #[test]
         fn every_reservation_unpacks_to_itself(
             (ballot, value) in arb_ballot().prop_flat_map(|b| (Just(b), arb_value(b))),
+            origin in arb_ballot(),
             age in any::<u64>(),
             confirmed_at in any::<u64>(),
         ) {
@@ -80,6 +87,7 @@ mod tests {
                 ballot,
                 value,
                 age: Micros(age),
+                origin,
                 confirmed_at: Instant::from_micros(confirmed_at),
             };
             let name = LeaseName::new("n").unwrap();

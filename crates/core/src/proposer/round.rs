@@ -27,7 +27,7 @@ mod contend;
 mod look;
 mod write;
 
-use apply::{highest, idempotent};
+use apply::{highest, idempotent, Learnt};
 use contend::wrote_at_or_after;
 
 /// Looks in a row that cannot tell which value is chosen (a write is in
@@ -82,6 +82,7 @@ pub(super) enum Phase {
         ballot: Ballot,
         value: LeaseValue,
         age: Micros,
+        origin: Ballot,
         verdicts: Vec<Verdict>,
         acks: BTreeSet<NodeId>,
     },
@@ -113,12 +114,38 @@ enum Earlier {
     Unknown,
 }
 
+/// The lease clock an accept carries: the value's age, and the ballot of
+/// the accept that started the clock, or `None` when it starts at the
+/// accept that carries it (a grant, renewal or release restarted it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct LeaseClock {
+    age: Micros,
+    origin: Option<Ballot>,
+}
+
+impl LeaseClock {
+    /// The clock of a value that goes on from `origin` at `age`.
+    fn going_on(age: Micros, origin: Ballot) -> LeaseClock {
+        LeaseClock {
+            age,
+            origin: Some(origin),
+        }
+    }
+
+    /// The same clock, credited with no more than `age`.
+    fn at_most(self, age: Micros) -> LeaseClock {
+        LeaseClock {
+            age: self.age.min(age),
+            ..self
+        }
+    }
+}
+
 /// The round's operations applied to a value.
 struct Applied {
-    /// The value to write and the age its accept carries (zero when a
-    /// grant, renewal or release restarted the lease clock); `None` when
-    /// nothing changes.
-    written: Option<(LeaseValue, Micros)>,
+    /// The value to write and the lease clock its accept carries; `None`
+    /// when nothing changes.
+    written: Option<(LeaseValue, LeaseClock)>,
     verdicts: Vec<Verdict>,
 }
 
@@ -188,24 +215,53 @@ impl RoundCtx<'_> {
             }
             (fast, _) => fast,
         };
+        // The reservation's age is what a quorum showed when it was
+        // confirmed; the time since is this node's clock alone, which may
+        // be the faulty one. The fast path decides only what both ages
+        // agree on: when this clock alone says the lease ran out, phase 1
+        // asks the acceptors' clocks (docs/safety.md, "One faulty clock").
+        let trust_one_clock = self.shared.rules.bugs.has(Bug::TrustOneClock);
+        let fast = match fast {
+            Some(f)
+                if !trust_one_clock
+                    && !lease::same_status(
+                        &f.value,
+                        f.age,
+                        f.age(self.now),
+                        &self.shared.rules,
+                    ) =>
+            {
+                self.drop_fast_path();
+                None
+            }
+            fast => fast,
+        };
         if let Some(fast) = fast {
             let age = fast.age(self.now);
-            let applied = self.apply(&fast.value, age);
+            let applied = self.apply(&fast.value, age, fast.origin);
             let top = fast.ballot;
             if applied.written.is_some() && self.first_refusal_elsewhere(&fast.value, age, top) {
                 return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
             }
-            if let Some((value, age)) = applied.written {
+            if let Some((value, clock)) = applied.written {
                 // The fast path: a majority already promised `fast.ballot`
                 // and `fast.value` was the highest value accepted below it.
-                return self.propose(fast.ballot, value, age, applied.verdicts);
+                // A clock that goes on carries the reservation's age, not
+                // this node's time since.
+                let clock = if trust_one_clock {
+                    clock
+                } else {
+                    clock.at_most(fast.age)
+                };
+                return self.propose(fast.ballot, value, clock, applied.verdicts);
             }
         } else {
             let (value, age, top) = report
                 .map_or((LeaseValue::default(), Micros::ZERO, Ballot::ZERO), |r| {
                     (r.value, r.age, r.ballot)
                 });
-            if self.apply(&value, age).written.is_some() {
+            // Only which way to go: phase 1 or a look judges again.
+            if self.apply(&value, age, top).written.is_some() {
                 running(self.state).seen = top;
                 if self.first_refusal_elsewhere(&value, age, top) {
                     // The last writer may grant it at once, on its fast

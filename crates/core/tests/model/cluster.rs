@@ -298,7 +298,7 @@ impl LeaseModel {
         // every possible way: sync at once and spare the checker the
         // interleavings of an extra action.
         let sync_at_once = s.crashes_left == 0 || !self.scenario.crashable.contains(&n);
-        let node_now = self.node_clock(s.now);
+        let node_now = self.node_clock(n, s.now);
         let mut transmits = Vec::new();
         let mut replies = Vec::new();
         {
@@ -468,11 +468,15 @@ impl LeaseModel {
         }
     }
 
-    /// What a node's clock reads at global time `now`: fast by the drift
+    /// What node `n`'s clock reads at global time `now`: fast by the drift
     /// bound. Fast clocks age leases faster, so the cluster lets a lease go
-    /// earliest in real time.
-    pub(crate) fn node_clock(&self, now: Instant) -> Instant {
-        scale(now, 1_000_000 + u64::from(self.scenario.drift_ppm))
+    /// earliest in real time. The scenario's bad clock, if any, runs at
+    /// its own rate whatever the bound.
+    pub(crate) fn node_clock(&self, n: usize, now: Instant) -> Instant {
+        match self.scenario.bad_clock {
+            Some((bad, rate_ppm)) if bad == n => scale(now, rate_ppm),
+            _ => scale(now, 1_000_000 + u64::from(self.scenario.drift_ppm)),
+        }
     }
 
     /// What a client's clock reads at global time `now`: slow by the drift
@@ -500,7 +504,7 @@ impl LeaseModel {
             let mut edit = s.machines[n].edit();
             let machine: &mut Machine = &mut edit;
             let incarnation = machine.node.config().incarnation + 1;
-            let boot = self.node_clock(s.now);
+            let boot = self.node_clock(n, s.now);
             machine.node = Node::new(
                 self.config(n, incarnation, machine.horizon),
                 machine.disk.clone(),

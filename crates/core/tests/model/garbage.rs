@@ -60,7 +60,11 @@ impl LeaseModel {
         let key = (machine.hash_value(), 0, hash_of(e));
         remembered(key, || {
             let mut probe = machine.node.clone();
-            probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
+            probe.handle_message(
+                self.node_clock(e.to, s.now),
+                node_id(e.from),
+                e.message.clone(),
+            );
             probe == machine.node
         })
     }
@@ -90,7 +94,11 @@ impl LeaseModel {
     pub(crate) fn probe_answer(&self, s: &State, e: &Envelope, collect_peek_answers: bool) -> bool {
         let node = &s.machines[e.to].node;
         let mut probe = node.clone();
-        probe.handle_message(self.node_clock(s.now), node_id(e.from), e.message.clone());
+        probe.handle_message(
+            self.node_clock(e.to, s.now),
+            node_id(e.from),
+            e.message.clone(),
+        );
         if probe.poll_write().is_some() {
             return false;
         }

@@ -61,6 +61,9 @@ pub struct Scenario {
     /// The drift bound ρ. Nodes' clocks run fast by ρ and clients' clocks
     /// slow by ρ, the worst case for exclusivity (and `Rules.drift` is ρ).
     pub drift_ppm: u32,
+    /// One node (by index) whose clock breaks the bound: it runs at this
+    /// many ppm of true time (2,000,000 is twice as fast).
+    pub bad_clock: Option<(usize, u64)>,
     pub crashes: u8,
     /// The nodes that may crash.
     pub crashable: Vec<usize>,
@@ -91,6 +94,7 @@ impl Scenario {
             backoff_ms: NEVER_MS,
             request_deadline_ms: NEVER_MS,
             drift_ppm: 0,
+            bad_clock: None,
             crashes: 0,
             crashable: Vec::new(),
             duplicates: 0,

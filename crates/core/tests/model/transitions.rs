@@ -95,7 +95,7 @@ impl Model for LeaseModel {
             if machine
                 .node
                 .poll_timeout()
-                .is_some_and(|t| t <= self.node_clock(s.now))
+                .is_some_and(|t| t <= self.node_clock(n, s.now))
             {
                 actions.push(Action::Timeout(n));
             }
@@ -148,7 +148,7 @@ impl Model for LeaseModel {
                 Touched::Nothing
             }
             Action::Sync(n) => {
-                s.machines[n].edit().sync(self.node_clock(s.now));
+                s.machines[n].edit().sync(self.node_clock(n, s.now));
                 // What the sync released.
                 self.step(&mut s, n, |_, _| {});
                 Touched::Node(n)

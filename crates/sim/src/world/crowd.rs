@@ -15,7 +15,7 @@ impl World {
             format_args!("a crowd of {count} contends for {name}"),
         );
         for i in 0..count {
-            let clock = self.new_clock();
+            let clock = self.new_clock(Side::Holder);
             let node = i % self.nodes.len();
             let waits = self.rng.chance(500_000);
             self.crowd.push(Contender::new(

@@ -5,7 +5,7 @@ use super::*;
 
 impl World {
     pub(super) fn boot(&mut self, i: usize) {
-        let mut clock = self.new_clock();
+        let mut clock = self.new_clock(Side::Node);
         if let Some(bad) = self.bad_clock.as_ref().filter(|b| b.node == i) {
             clock = clock.with_rate(bad.rate_ppm, self.now);
         }

@@ -23,12 +23,14 @@ impl RoundCtx<'_> {
         verdict
     }
 
-    /// Apply the round's operations in order to `value` at `age`.
-    pub(super) fn apply(&mut self, value: &LeaseValue, age: Micros) -> Applied {
+    /// Apply the round's operations in order to `value`, whose lease clock
+    /// is at `age` and started at `origin`.
+    pub(super) fn apply(&mut self, value: &LeaseValue, age: Micros, origin: Ballot) -> Applied {
         let rules = self.shared.rules;
         let now = self.now;
         let mut current = value.clone();
         let mut current_age = age;
+        let mut clock = LeaseClock::going_on(age, origin);
         let mut changed = false;
         let mut verdicts = Vec::with_capacity(running(self.state).ops.len());
         for p in &running(self.state).ops {
@@ -59,6 +61,10 @@ impl RoundCtx<'_> {
                 Change::Fresh(next) => {
                     current = next;
                     current_age = Micros::ZERO;
+                    clock = LeaseClock {
+                        age: Micros::ZERO,
+                        origin: None,
+                    };
                     changed = true;
                 }
                 Change::Kept(next) => {
@@ -83,6 +89,10 @@ impl RoundCtx<'_> {
                             {
                                 current = next;
                                 current_age = Micros::ZERO;
+                                clock = LeaseClock {
+                                    age: Micros::ZERO,
+                                    origin: None,
+                                };
                                 changed = true;
                             }
                         }
@@ -97,7 +107,7 @@ impl RoundCtx<'_> {
             verdicts.push(verdict);
         }
         Applied {
-            written: changed.then_some((current, current_age)),
+            written: changed.then_some((current, clock)),
             verdicts,
         }
     }
@@ -116,31 +126,135 @@ pub(super) fn idempotent(p: &Pending) -> bool {
     }
 }
 
-/// The value of the highest accepted ballot among `reports`, its age, and
-/// that ballot (zero when nothing was accepted).
+/// What a quorum's reports show: the value of the highest accepted ballot
+/// (`top`, zero when nothing was accepted), the age its lease clock has at
+/// least, and the ballot that started that clock.
+pub(super) struct Learnt {
+    pub value: LeaseValue,
+    pub age: Micros,
+    pub origin: Ballot,
+    pub top: Ballot,
+}
+
+/// Judge `reports` (see [`Learnt`]). Every acceptor's age is a lower bound
+/// of the same clock's true age, but only if that acceptor's clock keeps
+/// the drift bound. So the age is the `quorum`-th largest of the ages that
+/// belong to the top value's clock: with fewer faulty clocks than that, at
+/// least one clock that keeps the bound reports an age at least as large.
+/// Fewer such ages than `quorum` show nothing, and the age is zero: the
+/// lease lasts longer, never shorter. (docs/safety.md, "One faulty clock".)
 pub(super) fn highest(
     reports: &BTreeMap<NodeId, Option<Report>>,
     rules: &lease::Rules,
-) -> (LeaseValue, Micros, Ballot) {
+    quorum: usize,
+) -> Learnt {
     let Some(top) = reports.values().flatten().map(|r| r.ballot).max() else {
-        return (LeaseValue::default(), Micros::ZERO, Ballot::ZERO);
+        return Learnt {
+            value: LeaseValue::default(),
+            age: Micros::ZERO,
+            origin: Ballot::ZERO,
+            top: Ballot::ZERO,
+        };
     };
-    let value = reports
-        .values()
-        .flatten()
-        .find(|r| r.ballot == top)
-        .map(|r| r.value.clone())
-        .unwrap_or_default();
-    // Each acceptor's age is a lower bound of the same lease's true age,
-    // so the largest of them is the best bound. Only ages of the value
-    // being judged count: an older ballot's age belongs to another value.
+    let at_top = || reports.values().flatten().filter(|r| r.ballot == top);
+    let value = at_top().next().map(|r| r.value.clone()).unwrap_or_default();
+    // A restarted acceptor names the value's own ballot as its clock's
+    // origin (it lost the true one), which is no earlier: the earliest
+    // named is the truest.
+    let origin = at_top().map(|r| r.origin).min().unwrap_or(top);
     let any_ballot = rules.bugs.has(Bug::AgeOfAnyBallot);
-    let age = reports
+    let mut ages: Vec<Micros> = reports
         .values()
         .flatten()
-        .filter(|r| any_ballot || r.ballot == top)
+        .filter(|r| any_ballot || r.ballot == top || r.origin == origin)
         .map(|r| r.age)
-        .max()
-        .unwrap_or(Micros::ZERO);
-    (value, age, top)
+        .collect();
+    ages.sort_unstable_by(|a, b| b.cmp(a));
+    let age = if any_ballot || rules.bugs.has(Bug::TrustOneClock) {
+        ages.first().copied()
+    } else {
+        ages.get(quorum.saturating_sub(1)).copied()
+    };
+    Learnt {
+        value,
+        age: age.unwrap_or(Micros::ZERO),
+        origin,
+        top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bugs::Bugs;
+
+    fn b(counter: u64) -> Ballot {
+        Ballot {
+            counter,
+            node: 1,
+            incarnation: 1,
+        }
+    }
+
+    fn report(ballot: u64, age_ms: u64, origin: u64) -> Option<Report> {
+        Some(Report {
+            ballot: b(ballot),
+            value: LeaseValue::default(),
+            age: Micros::from_millis(age_ms),
+            origin: b(origin),
+        })
+    }
+
+    fn judged(list: &[Option<Report>], bugs: Bugs) -> Learnt {
+        let reports = list
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (NodeId(i as u16 + 1), r.clone()))
+            .collect();
+        let rules = lease::Rules {
+            bugs,
+            ..lease::Rules::default()
+        };
+        highest(&reports, &rules, 2)
+    }
+
+    #[test]
+    fn one_fast_clock_cannot_age_a_lease_alone() {
+        let fast_and_true = [report(5, 9_000, 3), report(5, 1_000, 3)];
+        assert_eq!(
+            judged(&fast_and_true, Bugs::NONE).age,
+            Micros::from_millis(1_000)
+        );
+        let trusting = judged(&fast_and_true, Bugs::inject(Bug::TrustOneClock));
+        assert_eq!(trusting.age, Micros::from_millis(9_000));
+        // Of three, the second largest: one clock may be off either way.
+        let three = [
+            report(5, 9_000, 3),
+            report(5, 1_000, 3),
+            report(5, 2_000, 3),
+        ];
+        assert_eq!(judged(&three, Bugs::NONE).age, Micros::from_millis(2_000));
+    }
+
+    #[test]
+    fn ages_count_for_the_top_values_clock_only() {
+        // An older value of the same clock (only its queue differs) counts;
+        // one with another clock does not, and one age alone shows nothing.
+        let same_clock = [report(6, 800, 3), report(4, 700, 3)];
+        let learnt = judged(&same_clock, Bugs::NONE);
+        assert_eq!(
+            (learnt.age, learnt.origin, learnt.top),
+            (Micros::from_millis(700), b(3), b(6))
+        );
+        let other_clock = [report(6, 800, 6), report(4, 5_000, 2)];
+        assert_eq!(judged(&other_clock, Bugs::NONE).age, Micros::ZERO);
+        // A restarted acceptor names the value's own ballot as the origin;
+        // the earliest origin named at the top ballot is the one kept.
+        let restarted = [report(6, 100, 6), report(6, 800, 3), report(5, 900, 3)];
+        let learnt = judged(&restarted, Bugs::NONE);
+        assert_eq!(
+            (learnt.age, learnt.origin),
+            (Micros::from_millis(800), b(3))
+        );
+    }
 }

@@ -109,7 +109,12 @@ impl RoundCtx<'_> {
         let Phase::Looking { reports, .. } = &round.phase else {
             unreachable!("a look concludes while looking")
         };
-        let (value, age, top) = highest(reports, &self.shared.rules);
+        let Learnt {
+            value,
+            age,
+            origin,
+            top,
+        } = highest(reports, &self.shared.rules, self.shared.quorum);
         // An attempt of this round above what the quorum reports may still
         // be accepted; only a value at or above it can tell its fate.
         if round.attempts.iter().any(|a| a.ballot > top) {
@@ -128,7 +133,7 @@ impl RoundCtx<'_> {
                 // Chosen at or above every attempt, and without them: none
                 // of them can ever take effect now.
                 running(self.state).attempts.clear();
-                self.apply(&value, age)
+                self.apply(&value, age, origin)
             }
             Earlier::Applied(verdicts) => return self.finish(verdicts, Reservation::Drop),
             Earlier::Unknown => return self.fail(true),
@@ -209,14 +214,16 @@ mod tests {
     use super::*;
 
     fn report(counter: u64) -> Option<Report> {
+        let ballot = Ballot {
+            counter,
+            node: 1,
+            incarnation: 1,
+        };
         Some(Report {
-            ballot: Ballot {
-                counter,
-                node: 1,
-                incarnation: 1,
-            },
+            ballot,
             value: LeaseValue::default(),
             age: Micros::ZERO,
+            origin: ballot,
         })
     }
 

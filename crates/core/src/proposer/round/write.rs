@@ -34,7 +34,7 @@ impl RoundCtx<'_> {
         &mut self,
         ballot: Ballot,
         mut value: LeaseValue,
-        age: Micros,
+        clock: LeaseClock,
         verdicts: Vec<Verdict>,
     ) {
         value.writes = value.writes.after(ballot);
@@ -44,7 +44,7 @@ impl RoundCtx<'_> {
             verdicts: verdicts.clone(),
         };
         running(self.state).attempts.push(attempt);
-        self.send_accept(ballot, value, age, verdicts);
+        self.send_accept(ballot, value, clock, verdicts);
     }
 
     /// Accept a value again, unchanged, to make sure it is chosen; it
@@ -53,19 +53,20 @@ impl RoundCtx<'_> {
         &mut self,
         ballot: Ballot,
         value: LeaseValue,
-        age: Micros,
+        clock: LeaseClock,
         verdicts: Vec<Verdict>,
     ) {
-        self.send_accept(ballot, value, age, verdicts);
+        self.send_accept(ballot, value, clock, verdicts);
     }
 
     pub(super) fn send_accept(
         &mut self,
         ballot: Ballot,
         value: LeaseValue,
-        age: Micros,
+        clock: LeaseClock,
         verdicts: Vec<Verdict>,
     ) {
+        let (age, origin) = (clock.age, clock.origin.unwrap_or(ballot));
         // Ballots used in an accept are never handed out again.
         self.shared.next_counter = self
             .shared
@@ -77,12 +78,14 @@ impl RoundCtx<'_> {
             ballot,
             value: value.clone(),
             age,
+            origin,
         };
         self.set_phase(
             Phase::Accepting {
                 ballot,
                 value,
                 age,
+                origin,
                 verdicts,
                 acks: BTreeSet::new(),
             },
@@ -97,12 +100,17 @@ impl RoundCtx<'_> {
             unreachable!("promises are counted while preparing")
         };
         let ballot = *ballot;
-        let (value, age, top) = highest(promises, &self.shared.rules);
+        let Learnt {
+            value,
+            age,
+            origin,
+            top,
+        } = highest(promises, &self.shared.rules, self.shared.quorum);
         let unanimous = promises
             .values()
             .all(|r| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot) == top);
         let applied = match self.earlier_attempts(&value) {
-            Earlier::NotApplied => self.apply(&value, age),
+            Earlier::NotApplied => self.apply(&value, age, origin),
             // Already part of `value`: applying again would apply twice.
             Earlier::Applied(verdicts) => Applied {
                 written: None,
@@ -111,7 +119,7 @@ impl RoundCtx<'_> {
             Earlier::Unknown => return self.fail(true),
         };
         match applied.written {
-            Some((next, next_age)) => self.propose(ballot, next, next_age, applied.verdicts),
+            Some((next, clock)) => self.propose(ballot, next, clock, applied.verdicts),
             None if unanimous => {
                 // Chosen already and nothing to write: the majority's
                 // promises of `ballot` let the next round skip phase 1.
@@ -119,12 +127,16 @@ impl RoundCtx<'_> {
                     ballot,
                     value,
                     age,
+                    origin,
                     confirmed_at: self.now,
                 };
                 self.finish(applied.verdicts, Reservation::Set(fast));
             }
             // Maybe not chosen yet: propose it again, unchanged.
-            None => self.settle(ballot, value, age, applied.verdicts),
+            None => {
+                let clock = LeaseClock::going_on(age, origin);
+                self.settle(ballot, value, clock, applied.verdicts);
+            }
         }
     }
 
@@ -134,6 +146,7 @@ impl RoundCtx<'_> {
             ballot,
             value,
             age,
+            origin,
             verdicts,
             ..
         } = std::mem::replace(
@@ -150,6 +163,7 @@ impl RoundCtx<'_> {
             ballot: ballot.successor(),
             value,
             age,
+            origin,
             confirmed_at: self.now,
         };
         self.finish(verdicts, Reservation::Set(fast));
