@@ -129,9 +129,19 @@ impl Drop for Proc {
 /// Start `tenure` with `args`; wait for its first line of output. Err when
 /// it exits first (a port taken, say), with what it printed on stderr.
 pub fn spawn(args: &[String], stderr_to: &Path) -> Result<Proc, String> {
+    spawn_with_env(args, stderr_to, &[])
+}
+
+/// [`spawn`], with `env` added to the environment.
+pub fn spawn_with_env(
+    args: &[String],
+    stderr_to: &Path,
+    env: &[(&str, &str)],
+) -> Result<Proc, String> {
     let stderr = std::fs::File::create(stderr_to).map_err(|e| e.to_string())?;
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -276,10 +286,20 @@ impl Cluster {
     /// Start node `id` again with `extra` arguments; its banner, or what
     /// it printed on stderr when it exited instead.
     pub fn try_restart(&mut self, id: u16, extra: &[&str]) -> Result<String, String> {
+        self.restart_with_env(id, extra, &[])
+    }
+
+    /// [`Cluster::try_restart`], with `env` added to the node's environment.
+    pub fn restart_with_env(
+        &mut self,
+        id: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<String, String> {
         let log = self.dir.path().join(format!("node-{id}.log"));
         let mut args = self.args(id);
         args.extend(extra.iter().map(|a| a.to_string()));
-        let p = spawn(&args, &log)?;
+        let p = spawn_with_env(&args, &log, env)?;
         let banner = p.banner.clone();
         self.nodes[usize::from(id - 1)] = Some(p);
         Ok(banner)
