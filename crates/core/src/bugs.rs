@@ -29,10 +29,14 @@ pub enum Bug {
     /// promises of the top value, and on the fast path by this node's
     /// clock alone, so that one fast clock ends leases early.
     TrustOneClock,
+    /// Answer that a grant expired without writing so first: a later
+    /// answer judged at a younger age (another quorum, a restart) may show
+    /// it held again.
+    UnwrittenExpiry,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -40,6 +44,7 @@ impl Bug {
         Bug::NoDriftMargin,
         Bug::PrepareToRefuse,
         Bug::TrustOneClock,
+        Bug::UnwrittenExpiry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +56,7 @@ impl Bug {
             Bug::NoDriftMargin => "no-drift-margin",
             Bug::PrepareToRefuse => "prepare-to-refuse",
             Bug::TrustOneClock => "trust-one-clock",
+            Bug::UnwrittenExpiry => "unwritten-expiry",
         }
     }
 

@@ -178,7 +178,7 @@ pub fn view(value: &LeaseValue, age: Micros, rules: &Rules) -> LeaseView {
     };
     let waiters = value.waiters.live_count(age);
     let held_for = drift.stretch(grant.ttl.as_micros());
-    if age < held_for {
+    if age < held_for && !grant.expired {
         return LeaseView::Held {
             holder: grant.holder.clone(),
             token: value.token,
@@ -220,6 +220,17 @@ pub fn apply(
     waiting: Option<Waiting>,
     rules: &Rules,
 ) -> (Change, Answer) {
+    // A grant this round is the first to find past its ttl: that finding
+    // is written with whatever the operation does, so that no later answer
+    // can show the grant held again.
+    if let Some(expired) = expiry_to_write(value, age, rules) {
+        let (change, answer) = apply(&expired, age, op, waiting, rules);
+        let change = match change {
+            Change::Unchanged => Change::Kept(expired),
+            written => written,
+        };
+        return (change, answer);
+    }
     let current = view(value, age, rules);
     let refused = |view| (Change::Unchanged, Answer::Reply(Outcome::Conflict(view)));
     match op {
@@ -280,6 +291,25 @@ pub fn apply(
             _ => refused(current),
         },
     }
+}
+
+/// `value` with its grant marked expired, when the grant is past its ttl
+/// at `age` and not yet marked.
+fn expiry_to_write(value: &LeaseValue, age: Micros, rules: &Rules) -> Option<LeaseValue> {
+    if rules.bugs.has(Bug::UnwrittenExpiry) {
+        return None;
+    }
+    let grant = value.grant.as_ref().filter(|g| !g.expired)?;
+    if matches!(view(value, age, rules), LeaseView::Held { .. }) {
+        return None;
+    }
+    Some(LeaseValue {
+        grant: Some(Grant {
+            expired: true,
+            ..grant.clone()
+        }),
+        ..value.clone()
+    })
 }
 
 /// What an acquire asks for.
@@ -434,6 +464,7 @@ fn grant_to(
             ttl,
             lock_delay,
             waiter,
+            expired: false,
         }),
         waiters,
         writes: value.writes.clone(),

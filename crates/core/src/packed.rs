@@ -19,7 +19,8 @@
 //! bytes  = varint(length) ‖ the bytes
 //! ballot = varint(counter) ‖ varint(node) ‖ varint(incarnation)
 //! lease  = varint(token) ‖ bytes(holder, or none without a grant)
-//!          ‖ [varint(ttl ms) ‖ varint(lock-delay ms), with a grant]
+//!          ‖ [varint(ttl ms) ‖ varint(lock-delay ms · 2 + 1 if expired),
+//!             with a grant]
 //!          ‖ varint(write count) ‖ (slot tags ‖ slots) per four slots
 //!          ‖ varint(queue length · 2 + 1 if the grant went to a waiter)
 //!          ‖ [waiter, the grant's] ‖ queued*
@@ -308,7 +309,7 @@ pub(crate) fn put_value(out: &mut Vec<u8>, value: &LeaseValue, near: Ballot) {
         Some(g) => {
             put_bytes(out, g.holder.as_str().as_bytes());
             put_varint(out, g.ttl.as_millis());
-            put_varint(out, g.lock_delay.as_millis());
+            put_varint(out, g.lock_delay.as_millis() << 1 | u64::from(g.expired));
         }
         None => put_bytes(out, &[]),
     }
@@ -417,11 +418,15 @@ impl<'a> Reader<'a> {
         let mut grant = if holder.is_empty() {
             None
         } else {
+            let holder = holder_from(holder)?;
+            let ttl = Ttl::from_millis(self.varint()?).ok()?;
+            let delay_and_flag = self.varint()?;
             Some(Grant {
-                holder: holder_from(holder)?,
-                ttl: Ttl::from_millis(self.varint()?).ok()?,
-                lock_delay: LockDelay::from_millis(self.varint()?).ok()?,
+                holder,
+                ttl,
+                lock_delay: LockDelay::from_millis(delay_and_flag >> 1).ok()?,
                 waiter: None,
+                expired: delay_and_flag & 1 == 1,
             })
         };
         let count = self.varint()?;

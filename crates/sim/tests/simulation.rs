@@ -100,6 +100,14 @@ fn catches_trusting_one_clock() {
     assert!(first_catch(Bug::TrustOneClock).is_some());
 }
 
+/// Expiry answered but not written: a read through one quorum says a
+/// grant expired, and a later one through another, whose clocks are
+/// younger, says it is held.
+#[test]
+fn catches_an_expiry_answered_but_not_written() {
+    assert!(first_catch(Bug::UnwrittenExpiry).is_some());
+}
+
 #[test]
 fn catches_a_holder_deadline_without_the_drift_margin() {
     assert!(first_catch(Bug::NoDriftMargin).is_some());

@@ -362,6 +362,7 @@ fn idle_state(seed: u64) -> Durable {
                     ttl: Ttl::from_millis(15_000).expect("a valid ttl"),
                     lock_delay: LockDelay::NONE,
                     waiter: None,
+                    expired: false,
                 }),
                 waiters: Default::default(),
                 writes,

@@ -17,16 +17,19 @@
 //! | version | payload |
 //! |---------|---------|
 //! | 1 | `Durable` before lease values carried waiters (`v1.rs`) |
-//! | 2 | `Durable` with each value's queue of waiters |
+//! | 2 | `Durable` with each value's queue of waiters (`v2.rs`) |
+//! | 3 | `Durable` whose grants say whether they were found expired |
 
 use tenure_core::{Durable, InputError};
 
 mod v1;
+mod v2;
 
 /// The layout version of every value this build writes.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// The versions of register records this build still reads.
 const VERSION_WITHOUT_WAITERS: u8 = 1;
+const VERSION_WITHOUT_EXPIRY: u8 = 2;
 /// The layout of the store's own numbers (incarnation, format, horizon):
 /// a little-endian integer, unchanged since the first version.
 const NUMBER_VERSION: u8 = 1;
@@ -58,11 +61,15 @@ pub(crate) fn encode_durable(name: &str, state: &Durable) -> Result<Vec<u8>, pos
 
 /// Decode and verify a value written by [`encode_durable`] under `name`.
 pub(crate) fn decode_durable(name: &str, value: &[u8]) -> Result<Durable, RecordError> {
-    let (version, payload) = verify_any(name, value, &[VERSION, VERSION_WITHOUT_WAITERS])?;
-    let decoded = if version == VERSION_WITHOUT_WAITERS {
-        v1::decode(payload)
-    } else {
-        postcard::take_from_bytes(payload)
+    let (version, payload) = verify_any(
+        name,
+        value,
+        &[VERSION, VERSION_WITHOUT_EXPIRY, VERSION_WITHOUT_WAITERS],
+    )?;
+    let decoded = match version {
+        VERSION_WITHOUT_WAITERS => v1::decode(payload),
+        VERSION_WITHOUT_EXPIRY => v2::decode(payload),
+        _ => postcard::take_from_bytes(payload),
     };
     let (state, rest) = decoded.map_err(RecordError::Payload)?;
     if !rest.is_empty() {
@@ -344,6 +351,73 @@ mod tests {
         assert_eq!(value.writes.wrote(2, b), None);
         let grant = value.grant.unwrap();
         assert_eq!((grant.holder.as_str(), grant.waiter), ("web-1", None));
+    }
+
+    #[test]
+    fn a_record_without_expiry_is_read_with_its_grant_unmarked() {
+        #[derive(serde::Serialize)]
+        struct GrantV2 {
+            holder: tenure_core::HolderId,
+            ttl: tenure_core::Ttl,
+            lock_delay: tenure_core::LockDelay,
+            waiter: Option<tenure_core::lease::WaiterId>,
+        }
+        #[derive(serde::Serialize)]
+        struct ValueV2 {
+            token: Token,
+            grant: Option<GrantV2>,
+            waiters: tenure_core::lease::Waiters,
+            writes: tenure_core::lease::WriteLog,
+        }
+        #[derive(serde::Serialize)]
+        struct DurableV2 {
+            promised: Ballot,
+            accepted: Option<(Ballot, ValueV2)>,
+        }
+        let b = Ballot {
+            counter: 9,
+            node: 1,
+            incarnation: 2,
+        };
+        let waiter = tenure_core::lease::WaiterId {
+            node: 1,
+            incarnation: 2,
+            seq: 5,
+        };
+        let writes = tenure_core::lease::WriteLog::default().after(b);
+        let old = DurableV2 {
+            promised: b.successor(),
+            accepted: Some((
+                b,
+                ValueV2 {
+                    token: Token(3),
+                    grant: Some(GrantV2 {
+                        holder: tenure_core::HolderId::new("web-2").unwrap(),
+                        ttl: tenure_core::Ttl::from_millis(2_000).unwrap(),
+                        lock_delay: tenure_core::LockDelay::from_millis(50).unwrap(),
+                        waiter: Some(waiter),
+                    }),
+                    waiters: Default::default(),
+                    writes: writes.clone(),
+                },
+            )),
+        };
+        let mut value = postcard::to_extend(&old, vec![VERSION_WITHOUT_EXPIRY]).unwrap();
+        let crc = checksum("lock/b", &value);
+        value.extend_from_slice(&crc.to_le_bytes());
+        let read = decode_durable("lock/b", &value).unwrap();
+        let (ballot, value) = read.accepted.unwrap();
+        assert_eq!(
+            (read.promised, ballot, value.token),
+            (b.successor(), b, Token(3))
+        );
+        assert_eq!(value.writes, writes);
+        let grant = value.grant.unwrap();
+        assert_eq!(
+            (grant.holder.as_str(), grant.waiter, grant.expired),
+            ("web-2", Some(waiter), false)
+        );
+        assert_eq!(grant.lock_delay.as_millis(), 50);
     }
 
     #[test]

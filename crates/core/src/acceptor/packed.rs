@@ -175,6 +175,7 @@ mod tests {
                         ttl: Ttl::from_millis(86_400_000).unwrap(),
                         lock_delay: LockDelay::NONE,
                         waiter: None,
+                        expired: false,
                     }),
                     waiters: Default::default(),
                     writes,

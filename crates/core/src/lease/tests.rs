@@ -40,6 +40,7 @@ pub(super) fn held_by(holder: &str, token: u64, ttl_ms: u64) -> LeaseValue {
             ttl: ttl(ttl_ms),
             lock_delay: LockDelay::NONE,
             waiter: None,
+            expired: false,
         }),
         waiters: Waiters::default(),
         writes: WriteLog::default(),
@@ -47,6 +48,14 @@ pub(super) fn held_by(holder: &str, token: u64, ttl_ms: u64) -> LeaseValue {
 }
 pub(super) fn ms(n: u64) -> Micros {
     Micros::from_millis(n)
+}
+/// `value` with its grant marked expired, as the first answer that finds
+/// it past its ttl writes it.
+pub(super) fn marked_expired(mut value: LeaseValue) -> LeaseValue {
+    if let Some(g) = value.grant.as_mut() {
+        g.expired = true;
+    }
+    value
 }
 
 #[test]
@@ -217,8 +226,51 @@ fn renewal_never_extends_a_dead_lease() {
         },
         RHO,
     );
-    assert_eq!(change, Change::Unchanged);
+    // The refusal is the first answer to find it expired: it writes so.
+    assert_eq!(change, Change::Kept(marked_expired(value)));
     assert!(matches!(outcome, Outcome::Conflict(LeaseView::Free { .. })));
+}
+
+/// Once an answer has found a grant expired, that finding is in the value:
+/// a later judgement at a younger age (another quorum's clocks, a restart)
+/// still finds it expired, and neither a renewal nor a release revives it.
+#[test]
+fn an_expiry_once_written_holds_at_any_age() {
+    let value = held_by("a", 7, 1000);
+    let (change, outcome) = apply(&value, ms(2000), &Op::Read, RHO);
+    assert_eq!(change, Change::Kept(marked_expired(value.clone())));
+    assert_eq!(
+        outcome,
+        Outcome::Observed(LeaseView::Free { token: Token(7) })
+    );
+    let expired = marked_expired(value);
+    let renew = Op::Renew {
+        holder: h("a"),
+        token: Token(7),
+    };
+    for op in [Op::Read, renew] {
+        let (change, outcome) = apply(&expired, ms(10), &op, RHO);
+        assert_eq!(change, Change::Unchanged, "{op:?}");
+        assert!(
+            !matches!(
+                outcome,
+                Outcome::Observed(LeaseView::Held { .. })
+                    | Outcome::Conflict(LeaseView::Held { .. })
+                    | Outcome::Renewed { .. }
+            ),
+            "{op:?} revived it: {outcome:?}"
+        );
+    }
+    // Still in its lock-delay by age, it says so; another holder waits.
+    let mut delayed = expired.clone();
+    if let Some(g) = delayed.grant.as_mut() {
+        g.lock_delay = LockDelay::from_millis(500).unwrap();
+    }
+    let (_, outcome) = apply(&delayed, ms(10), &acquire("b", 1000), RHO);
+    assert!(matches!(
+        outcome,
+        Outcome::Conflict(LeaseView::LockDelayed { .. })
+    ));
 }
 
 #[test]
@@ -257,7 +309,7 @@ fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
         token: Token(3),
     };
     let (change, outcome) = apply(&value, ms(1200), &late, RHO);
-    assert_eq!(change, Change::Unchanged);
+    assert_eq!(change, Change::Kept(marked_expired(value.clone())));
     assert!(matches!(
         outcome,
         Outcome::Conflict(LeaseView::LockDelayed { .. })
@@ -268,7 +320,7 @@ fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
         Outcome::Conflict(LeaseView::LockDelayed { .. })
     ));
     // Past the lock-delay as well: refused, and the name is free anyway.
-    let (change, outcome) = apply(&value, ms(1600), &late, RHO);
+    let (change, outcome) = apply(&marked_expired(value), ms(1600), &late, RHO);
     assert_eq!(change, Change::Unchanged);
     assert!(matches!(outcome, Outcome::Conflict(LeaseView::Free { .. })));
 }
@@ -342,9 +394,15 @@ fn the_write_log_tells_whether_a_recent_write_was_a_given_ballot() {
     assert_eq!(partial.wrote(3, b(3)), None);
 }
 
+/// A read writes only the finding that a grant expired, once.
 #[test]
-fn reads_never_write() {
-    let (change, outcome) = apply(&held_by("a", 1, 1000), ms(2000), &Op::Read, RHO);
+fn reads_write_nothing_but_a_first_expiry() {
+    let (change, _) = apply(&held_by("a", 1, 1000), ms(500), &Op::Read, RHO);
+    assert_eq!(change, Change::Unchanged);
+    let (change, _) = apply(&LeaseValue::default(), ms(500), &Op::Read, RHO);
+    assert_eq!(change, Change::Unchanged);
+    let expired = marked_expired(held_by("a", 1, 1000));
+    let (change, outcome) = apply(&expired, ms(2000), &Op::Read, RHO);
     assert_eq!(change, Change::Unchanged);
     assert_eq!(
         outcome,
@@ -386,9 +444,12 @@ proptest! {
                 (Change::Fresh(next), _) => prop_assert_eq!(next.token, value.token),
                 (Change::Unchanged, Outcome::Granted { .. }) => prop_assert!(false, "a grant must write"),
                 (Change::Unchanged, _) => {}
-                (Change::Kept(_), _) => prop_assert!(false, "no queue without waiting acquires"),
+                // No queue without waiting acquires: only an expiry found.
+                (Change::Kept(next), _) => {
+                    prop_assert_eq!(next, &marked_expired(value.clone()));
+                }
             }
-            if let Change::Fresh(next) = change { value = next; }
+            if let Change::Fresh(next) | Change::Kept(next) = change { value = next; }
         }
     }
 
@@ -404,13 +465,20 @@ proptest! {
         }
     }
 
-    /// Refusals change nothing.
+    /// Refusals and reads change nothing, but for writing down the expiry
+    /// they are the first to find.
     #[test]
-    fn conflicts_and_reads_are_unchanged(op in arb_op(), age_ms in 0u64..4000) {
+    fn conflicts_and_reads_change_nothing_but_an_expiry(op in arb_op(), age_ms in 0u64..4000) {
         let value = held_by("b", 2, 1000);
         let (change, outcome) = apply(&value, ms(age_ms), &op, RHO);
         if matches!(outcome, Outcome::Conflict(_) | Outcome::Observed(_)) {
-            prop_assert_eq!(change, Change::Unchanged);
+            let held = ms(age_ms) < RHO.drift.stretch(ms(1000));
+            let expected = if held {
+                Change::Unchanged
+            } else {
+                Change::Kept(marked_expired(value))
+            };
+            prop_assert_eq!(change, expected);
         }
     }
 }

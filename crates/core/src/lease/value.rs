@@ -29,6 +29,11 @@ pub struct Grant {
     /// head of the queue or granted to a request that was waiting: that
     /// request finds its grant here when it next looks.
     pub waiter: Option<WaiterId>,
+    /// A round found this grant past its ttl and wrote so, before it said
+    /// so to anyone: from here on no answer shows it held, whatever the
+    /// age another quorum of clocks would report (docs/safety.md, "Expiry
+    /// is written").
+    pub expired: bool,
 }
 
 /// The value of one name's register.

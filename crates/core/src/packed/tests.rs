@@ -36,12 +36,14 @@ pub(crate) fn arb_value(near: Ballot) -> impl Strategy<Value = LeaseValue> {
             "[!-~]{1,128}",
             crate::input::MIN_TTL_MS..=crate::input::MAX_TTL_MS,
             0..=crate::input::MAX_LOCK_DELAY_MS,
+            any::<bool>(),
         )
-            .prop_map(|(holder, ttl, delay)| Grant {
+            .prop_map(|(holder, ttl, delay, expired)| Grant {
                 holder: HolderId::new(&holder).unwrap(),
                 ttl: Ttl::from_millis(ttl).unwrap(),
                 lock_delay: LockDelay::from_millis(delay).unwrap(),
                 waiter: None,
+                expired,
             }),
     );
     let waiter_id =

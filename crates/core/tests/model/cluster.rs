@@ -146,7 +146,10 @@ pub enum Action {
     Tick,
 }
 
-type Verdicts = HashMap<(u64, u64, u64), bool, BuildHasherDefault<FxHasher>>;
+/// Keyed by the scenario's fingerprint too: one thread may check several
+/// scenarios in turn, and the same node states can meet a clock of another
+/// rate in another scenario (a bad clock is not part of a node's state).
+type Verdicts = HashMap<(u64, u64, u64, u64), bool, BuildHasherDefault<FxHasher>>;
 
 thread_local! {
     /// Garbage verdicts by the hashes of what they depend on: the same node
@@ -178,7 +181,7 @@ const HOLDERS: [&str; 4] = ["a", "b", "c", "d"];
 /// Verdicts kept per checker thread before the memory is cleared.
 const MAX_VERDICTS: usize = 1 << 20;
 
-pub(crate) fn remembered(key: (u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
+pub(crate) fn remembered(key: (u64, u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
     if let Some(known) = VERDICTS.with(|v| v.borrow().get(&key).copied()) {
         return known;
     }
@@ -208,6 +211,8 @@ pub struct LeaseModel {
     pub(crate) name: LeaseName,
     pub(crate) ttl: Ttl,
     pub(crate) holders: Vec<HolderId>,
+    /// Tells this scenario's remembered verdicts from another's.
+    pub(crate) fingerprint: u64,
 }
 
 pub(crate) fn ms(n: u64) -> Micros {
@@ -235,6 +240,7 @@ impl LeaseModel {
             .collect();
         LeaseModel {
             ttl: Ttl::from_millis(scenario.ttl_ms).expect("ttl in range"),
+            fingerprint: super::shared::hash_of(&format!("{scenario:?}")),
             scenario,
             rules,
             timing,

@@ -57,7 +57,7 @@ impl LeaseModel {
     pub(crate) fn ignored(&self, s: &State, e: &Envelope) -> bool {
         let machine = &s.machines[e.to];
         // The verdict depends only on the recipient and the envelope.
-        let key = (machine.hash_value(), 0, hash_of(e));
+        let key = (self.fingerprint, machine.hash_value(), 0, hash_of(e));
         remembered(key, || {
             let mut probe = machine.node.clone();
             probe.handle_message(
@@ -84,6 +84,7 @@ impl LeaseModel {
         // The verdict depends only on the acceptor, the proposer that sent
         // the request (where the answer goes) and the envelope.
         let key = (
+            self.fingerprint,
             s.machines[e.to].hash_value(),
             s.machines[e.from].hash_value(),
             hash_of(&(e, collect_peek_answers)),

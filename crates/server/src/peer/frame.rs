@@ -8,7 +8,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -119,6 +119,7 @@ mod tests {
                 ttl,
                 lock_delay,
                 waiter: Some(id(u64::MAX)),
+                expired: false,
             }),
             waiters: Waiters(
                 (0..MAX_WAITERS as u64)

@@ -339,6 +339,39 @@ mod tests {
         ));
     }
 
+    /// Once a read has shown grant 1 expired, no later answer may show it
+    /// held, and its renewal must fail; while no answer has, either may.
+    #[test]
+    fn an_expired_grant_is_never_held_again() {
+        let free = Outcome::Observed(LeaseView::Free { token: Token(1) });
+        let renew = Op::Renew {
+            holder: HolderId::new("a").unwrap(),
+            token: Token(1),
+        };
+        let renewed = Outcome::Renewed {
+            token: Token(1),
+            ttl: Ttl::from_millis(100).unwrap(),
+        };
+        let read_again = vec![
+            op(1, acquire("a"), 0, Some((10, granted(1)))),
+            op(2, Op::Read, 20, Some((30, free.clone()))),
+            op(2, Op::Read, 40, Some((50, Outcome::Observed(held("a", 1))))),
+        ];
+        assert!(check(&name(), &read_again, STEP_BUDGET).is_err());
+        let renewed_after = vec![
+            op(1, acquire("a"), 0, Some((10, granted(1)))),
+            op(2, Op::Read, 20, Some((30, free.clone()))),
+            op(1, renew.clone(), 40, Some((50, renewed.clone()))),
+        ];
+        assert!(check(&name(), &renewed_after, STEP_BUDGET).is_err());
+        let renewed_before = vec![
+            op(1, acquire("a"), 0, Some((10, granted(1)))),
+            op(1, renew, 20, Some((30, renewed))),
+            op(2, Op::Read, 40, Some((50, free))),
+        ];
+        assert!(check(&name(), &renewed_before, STEP_BUDGET).is_ok());
+    }
+
     #[test]
     fn a_token_granted_twice_is_not_linearizable() {
         let h = vec![

@@ -3,9 +3,12 @@
 //!
 //! Expiry depends on time, which a sequential spec does not see, so the spec
 //! lets any grant expire at any moment: an acquire by another holder may
-//! succeed, and a renewal may be refused, whenever a grant exists. Everything
-//! else is exact: tokens, holders, releases and what reads report. Whether
-//! grants expired too EARLY is the exclusivity checker's question.
+//! succeed, and a renewal may be refused, whenever a grant exists. But once
+//! an answer has shown a grant expired (free, lock-delayed, or taken over),
+//! it stays expired: no later answer may show it held, and its renewal must
+//! fail. Everything else is exact: tokens, holders, releases and what reads
+//! report. Whether grants expired too EARLY is the exclusivity checker's
+//! question.
 
 use tenure_core::{HolderId, LeaseView, Op, Outcome, Token};
 
@@ -13,6 +16,8 @@ use tenure_core::{HolderId, LeaseView, Op, Outcome, Token};
 pub struct SpecState {
     pub token: Token,
     pub grant: Option<HolderId>,
+    /// An answer showed the grant expired.
+    pub expired: bool,
 }
 
 impl SpecState {
@@ -20,13 +25,23 @@ impl SpecState {
         self.grant.as_ref() == Some(holder) && self.token == token
     }
 
-    /// Whether a view reported by the cluster can describe this state.
-    fn shows(&self, view: &LeaseView) -> bool {
+    /// The state after `view`, if the cluster can report it from this one:
+    /// a view that shows the grant expired expires it for good, and a
+    /// grant once expired is never shown held again.
+    fn shown(&self, view: &LeaseView) -> Option<SpecState> {
+        let expired = SpecState {
+            expired: self.grant.is_some(),
+            ..self.clone()
+        };
         match view {
-            LeaseView::Held { holder, token, .. }
-            | LeaseView::LockDelayed { holder, token, .. } => self.holds(holder, *token),
+            LeaseView::Held { holder, token, .. } => {
+                (self.holds(holder, *token) && !self.expired).then(|| self.clone())
+            }
+            LeaseView::LockDelayed { holder, token, .. } => {
+                self.holds(holder, *token).then_some(expired)
+            }
             // Free: released, or a grant that expired.
-            LeaseView::Free { token } => *token == self.token,
+            LeaseView::Free { token } => (*token == self.token).then_some(expired),
         }
     }
 
@@ -38,21 +53,27 @@ impl SpecState {
                 .then(|| SpecState {
                     token: *token,
                     grant: Some(holder.clone()),
+                    expired: false,
                 }),
             (Op::Acquire { holder, .. }, Outcome::Conflict(view)) => {
                 // Refused only while another's grant exists (held or in its
                 // lock-delay); a free name is never refused.
                 let by_other = matches!(view, LeaseView::Held { holder: h, .. } | LeaseView::LockDelayed { holder: h, .. } if h != holder);
-                (by_other && self.shows(view)).then(|| self.clone())
+                if by_other {
+                    self.shown(view)
+                } else {
+                    None
+                }
             }
             (Op::Renew { holder, token }, Outcome::Renewed { token: t, .. }) => {
-                (t == token && self.holds(holder, *token)).then(|| self.clone())
+                (t == token && self.holds(holder, *token) && !self.expired).then(|| self.clone())
             }
-            (Op::Renew { .. }, Outcome::Conflict(view)) => self.shows(view).then(|| self.clone()),
+            (Op::Renew { .. }, Outcome::Conflict(view)) => self.shown(view),
             (Op::Release { holder, token }, Outcome::Released { token: t }) => {
-                (t == token && self.holds(holder, *token)).then_some(SpecState {
+                (t == token && self.holds(holder, *token) && !self.expired).then_some(SpecState {
                     token: self.token,
                     grant: None,
+                    expired: false,
                 })
             }
             (Op::Release { holder, token }, Outcome::Conflict(view)) => {
@@ -60,9 +81,13 @@ impl SpecState {
                 // release leaves the lock-delay in place): its view then
                 // says so.
                 let expired = !matches!(view, LeaseView::Held { .. });
-                ((!self.holds(holder, *token) || expired) && self.shows(view)).then(|| self.clone())
+                if !self.holds(holder, *token) || expired {
+                    self.shown(view)
+                } else {
+                    None
+                }
             }
-            (Op::Read, Outcome::Observed(view)) => self.shows(view).then(|| self.clone()),
+            (Op::Read, Outcome::Observed(view)) => self.shown(view),
             _ => None,
         }
     }
@@ -74,11 +99,15 @@ impl SpecState {
             Op::Acquire { holder, .. } => Some(SpecState {
                 token: Token(self.token.0 + 1),
                 grant: Some(holder.clone()),
+                expired: false,
             }),
-            Op::Release { holder, token } if self.holds(holder, *token) => Some(SpecState {
-                token: self.token,
-                grant: None,
-            }),
+            Op::Release { holder, token } if self.holds(holder, *token) && !self.expired => {
+                Some(SpecState {
+                    token: self.token,
+                    grant: None,
+                    expired: false,
+                })
+            }
             _ => None,
         }
     }

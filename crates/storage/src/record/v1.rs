@@ -60,6 +60,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<(Durable, &[u8]), postcard::Error
             ttl: g.ttl,
             lock_delay: g.lock_delay,
             waiter: None,
+            expired: false,
         });
         let value = LeaseValue {
             token: v.token,

@@ -37,6 +37,7 @@ pub fn state(version: u64) -> Durable {
                     ttl: Ttl::from_millis(10_000).unwrap(),
                     lock_delay: LockDelay::from_millis(0).unwrap(),
                     waiter: None,
+                    expired: false,
                 }),
                 ..LeaseValue::default()
             },
