@@ -146,10 +146,11 @@ pub enum Action {
     Tick,
 }
 
-/// Keyed by the scenario's fingerprint too: one thread may check several
-/// scenarios in turn, and the same node states can meet a clock of another
-/// rate in another scenario (a bad clock is not part of a node's state).
-type Verdicts = HashMap<(u64, u64, u64, u64), bool, BuildHasherDefault<FxHasher>>;
+/// Keyed by the scenario's fingerprint and the time too: one thread may
+/// check several scenarios in turn, and a verdict may depend on what the
+/// recipient's clock reads (a bad clock's reading is not part of a node's
+/// state, and differs from scenario to scenario).
+type Verdicts = HashMap<(u64, u64, u64, u64, u64), bool, BuildHasherDefault<FxHasher>>;
 
 thread_local! {
     /// Garbage verdicts by the hashes of what they depend on: the same node
@@ -181,7 +182,7 @@ const HOLDERS: [&str; 4] = ["a", "b", "c", "d"];
 /// Verdicts kept per checker thread before the memory is cleared.
 const MAX_VERDICTS: usize = 1 << 20;
 
-pub(crate) fn remembered(key: (u64, u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
+pub(crate) fn remembered(key: (u64, u64, u64, u64, u64), verdict: impl FnOnce() -> bool) -> bool {
     if let Some(known) = VERDICTS.with(|v| v.borrow().get(&key).copied()) {
         return known;
     }

@@ -57,7 +57,13 @@ impl LeaseModel {
     pub(crate) fn ignored(&self, s: &State, e: &Envelope) -> bool {
         let machine = &s.machines[e.to];
         // The verdict depends only on the recipient and the envelope.
-        let key = (self.fingerprint, machine.hash_value(), 0, hash_of(e));
+        let key = (
+            self.fingerprint,
+            s.now.as_micros(),
+            machine.hash_value(),
+            0,
+            hash_of(e),
+        );
         remembered(key, || {
             let mut probe = machine.node.clone();
             probe.handle_message(
@@ -85,6 +91,7 @@ impl LeaseModel {
         // the request (where the answer goes) and the envelope.
         let key = (
             self.fingerprint,
+            s.now.as_micros(),
             s.machines[e.to].hash_value(),
             s.machines[e.from].hash_value(),
             hash_of(&(e, collect_peek_answers)),
