@@ -155,6 +155,14 @@ fn overlaps(held: &[Held]) -> Vec<String> {
     found
 }
 
+fn signal(name: &str, pid: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} {pid}");
+}
+
 #[test]
 fn one_node_at_the_wrong_rate_cannot_cut_a_lease_short() {
     let Some(lib) = libfaketime() else {
@@ -195,7 +203,18 @@ fn one_node_at_the_wrong_rate_cannot_cut_a_lease_short() {
                 std::thread::spawn(move || client(urls, me, stop, held, unavailable))
             })
             .collect();
-        std::thread::sleep(Duration::from_secs(secs));
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(800));
+        let paused = cluster.node(2).pid().to_string();
+        signal("STOP", &paused);
+        std::thread::sleep(Duration::from_millis(500));
+        signal("CONT", &paused);
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.kill9(1);
+        std::thread::sleep(Duration::from_millis(300));
+        cluster.restart(1);
+        let rest = Duration::from_secs(secs).saturating_sub(started.elapsed());
+        std::thread::sleep(rest);
         stop.store(true, Ordering::Relaxed);
         for c in clients {
             c.join().expect("client thread");
