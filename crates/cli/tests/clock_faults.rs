@@ -240,3 +240,31 @@ fn one_node_at_the_wrong_rate_cannot_cut_a_lease_short() {
         );
     }
 }
+
+/// Members must judge leases by one drift bound: a node started with
+/// another is refused by its peers, says why once, and grants nothing,
+/// while the others go on.
+#[test]
+fn a_node_with_another_drift_bound_is_refused_by_its_peers() {
+    let mut cluster = Cluster::start();
+    cluster.kill9(3);
+    cluster
+        .try_restart(3, &["--max-drift-ppm", "2000"])
+        .expect("node 3 starts");
+    let r = acquire_when_ready(&cluster.lock_url(1, "bound"), "a", 5_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = acquire(&cluster.lock_url(3, "bound-3"), "b", 5_000);
+    assert_eq!(r.status, 503, "{r:?}");
+    let why = "peer n3 runs with --max-drift-ppm 2000, this node with 1000";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.log(1).contains(why) {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never said why:\n{}",
+            cluster.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Said once, though node 3 dials again and again.
+    assert_eq!(cluster.log(1).matches(why).count(), 1, "{}", cluster.log(1));
+}

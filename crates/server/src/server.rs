@@ -188,8 +188,12 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let (call_tx, call_rx) = mpsc::channel(CLIENT_CALLS_QUEUED);
     let (cancel_tx, cancel_rx) = mpsc::unbounded_channel();
 
+    let hello = peer::Hello {
+        me: config.id,
+        max_drift_ppm: config.drift.ppm(),
+    };
     let (net, view) = peer::start(
-        config.id,
+        hello,
         &config.peers,
         listeners.peer,
         peer_tx,

@@ -8,7 +8,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -28,8 +28,13 @@ pub struct Frame {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// The first frame of every connection: who is dialling.
-    Hello,
+    /// The first frame of every connection: who is dialling (the frame's
+    /// `from`), and the drift bound it judges leases by. Members that judge
+    /// by different bounds could free a lease early (docs/safety.md, A3),
+    /// so a node refuses a peer whose bound differs from its own.
+    Hello {
+        max_drift_ppm: u32,
+    },
     Message(Message),
 }
 
@@ -155,7 +160,9 @@ mod tests {
         let frame = Frame {
             version: PROTOCOL_VERSION + 1,
             from: NodeId(1),
-            body: Body::Hello,
+            body: Body::Hello {
+                max_drift_ppm: 1_000,
+            },
         };
         let bytes = encode(&frame).unwrap();
         assert!(matches!(decode(&bytes), Err(FrameError::Version(_))));

@@ -66,7 +66,10 @@ async fn connection(
         .map_err(|e| e.to_string())?;
     let hello = frame::decode(&hello).map_err(|e| e.to_string())?;
     let from = hello.from;
-    if hello.body != Body::Hello || from == view.me {
+    let Body::Hello { max_drift_ppm } = hello.body else {
+        return Err(format!("bad hello from {from}"));
+    };
+    if from == view.me {
         return Err(format!("bad hello from {from}"));
     }
     // Ids are not authenticated: the peer network must be private (see
@@ -75,6 +78,18 @@ async fn connection(
     let Some((_, link)) = view.members.get(&from) else {
         return Err(format!("{from} is not a member"));
     };
+    if max_drift_ppm != view.max_drift_ppm {
+        let why = format!(
+            "peer {from} runs with --max-drift-ppm {max_drift_ppm}, this node with {}: \
+             members that judge leases by different drift bounds could free one early; \
+             refusing its messages until every member runs with the same bound",
+            view.max_drift_ppm
+        );
+        if link.refuse_once() {
+            tracing::error!("{why}");
+        }
+        return Err(why);
+    }
     loop {
         let bytes = tokio::select! {
             f = frames.next() => f,

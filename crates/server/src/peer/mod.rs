@@ -36,6 +36,9 @@ pub struct LinkState {
     connected: AtomicBool,
     /// When the peer last sent us a message on its connection to us.
     last_heard: Mutex<Option<Instant>>,
+    /// The peer's hello was refused for its drift bound, and the log has
+    /// said so (once: it dials again and again).
+    refusal_logged: AtomicBool,
 }
 
 impl LinkState {
@@ -45,6 +48,11 @@ impl LinkState {
 
     fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether this is the first refusal of the peer's hello to be logged.
+    fn refuse_once(&self) -> bool {
+        !self.refusal_logged.swap(true, Ordering::Relaxed)
     }
 
     pub fn last_heard(&self) -> Option<Duration> {
@@ -62,6 +70,8 @@ impl LinkState {
 pub struct PeerView {
     pub me: NodeId,
     pub members: BTreeMap<NodeId, (String, Arc<LinkState>)>,
+    /// This node's drift bound, which every peer's hello must match.
+    pub max_drift_ppm: u32,
 }
 
 impl PeerView {
@@ -116,8 +126,15 @@ impl PeerNet {
 
 /// Start the transport: an accept loop on `listener`, and one dialling task
 /// per other member. Peer messages are delivered into `events`.
+/// What a node says of itself when it dials a peer.
+#[derive(Clone, Copy, Debug)]
+pub struct Hello {
+    pub me: NodeId,
+    pub max_drift_ppm: u32,
+}
+
 pub fn start(
-    me: NodeId,
+    hello: Hello,
     peers: &BTreeMap<NodeId, String>,
     listener: TcpListener,
     events: mpsc::Sender<PeerEvent>,
@@ -125,6 +142,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> (PeerNet, PeerView) {
+    let Hello { me, max_drift_ppm } = hello;
     let mut links = BTreeMap::new();
     let mut members = BTreeMap::new();
     for (&id, addr) in peers {
@@ -136,7 +154,7 @@ pub fn start(
         let (tx, rx) = mpsc::channel(queue_bound.max(1));
         links.insert(id, Link { queue: tx });
         tokio::spawn(outbound::run(
-            me,
+            hello,
             id,
             addr.clone(),
             rx,
@@ -145,7 +163,11 @@ pub fn start(
             shutdown.clone(),
         ));
     }
-    let view = PeerView { me, members };
+    let view = PeerView {
+        me,
+        members,
+        max_drift_ppm,
+    };
     tokio::spawn(inbound::accept_loop(
         listener,
         view.clone(),

@@ -27,7 +27,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_WRITE_BATCH: usize = 256;
 
 pub(super) async fn run(
-    me: NodeId,
+    me: super::Hello,
     peer: NodeId,
     addr: String,
     mut queue: mpsc::Receiver<Message>,
@@ -35,6 +35,10 @@ pub(super) async fn run(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let hello = Body::Hello {
+        max_drift_ppm: me.max_drift_ppm,
+    };
+    let me = me.me;
     let mut backoff = FIRST_BACKOFF;
     let mut was_up = false;
     loop {
@@ -48,7 +52,8 @@ pub(super) async fn run(
         match stream {
             Ok(Ok(stream)) => {
                 backoff = FIRST_BACKOFF;
-                let result = session(me, peer, stream, &mut queue, &link, &mut shutdown).await;
+                let result =
+                    session((me, &hello), peer, stream, &mut queue, &link, &mut shutdown).await;
                 link.set_connected(false);
                 match result {
                     Ok(()) => return, // Shutdown, or the node loop is gone.
@@ -74,7 +79,7 @@ pub(super) async fn run(
 }
 
 async fn session(
-    me: NodeId,
+    (me, hello): (NodeId, &Body),
     peer: NodeId,
     stream: TcpStream,
     queue: &mut mpsc::Receiver<Message>,
@@ -85,7 +90,7 @@ async fn session(
     stream.set_nodelay(true)?;
     let (mut read, write) = stream.into_split();
     let mut sink = FramedWrite::new(write, frame::codec());
-    write_frames(&mut sink, [Body::Hello], me).await?;
+    write_frames(&mut sink, [hello.clone()], me).await?;
     link.set_connected(true);
     tracing::info!(%peer, "peer link up");
     let mut probe = [0u8; 64];
