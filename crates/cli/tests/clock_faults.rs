@@ -265,6 +265,13 @@ fn a_node_with_another_drift_bound_is_refused_by_its_peers() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Said once, though node 3 dials again and again.
+    // Said once, though node 3 dials again and again; and node 1, whose
+    // own link node 3 closes at once, redials it no faster than a failed
+    // dial (the pause doubles to 1 s), not every 50 ms.
     assert_eq!(cluster.log(1).matches(why).count(), 1, "{}", cluster.log(1));
+    let lost = "peer link lost peer=n3";
+    let before = cluster.log(1).matches(lost).count();
+    std::thread::sleep(Duration::from_secs(2));
+    let redials = cluster.log(1).matches(lost).count() - before;
+    assert!(redials <= 4, "{redials} redials of n3 in 2 s");
 }

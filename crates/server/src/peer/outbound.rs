@@ -51,10 +51,17 @@ pub(super) async fn run(
         };
         match stream {
             Ok(Ok(stream)) => {
-                backoff = FIRST_BACKOFF;
+                let began = tokio::time::Instant::now();
                 let result =
                     session((me, &hello), peer, stream, &mut queue, &link, &mut shutdown).await;
                 link.set_connected(false);
+                // A link that lasted is redialled at once; one that the
+                // peer closes as soon as it opens (it refuses this node's
+                // hello) backs off as a failed dial does, rather than being
+                // redialled, and logged, every 50 ms.
+                if began.elapsed() >= MAX_BACKOFF {
+                    backoff = FIRST_BACKOFF;
+                }
                 match result {
                     Ok(()) => return, // Shutdown, or the node loop is gone.
                     Err(e) => tracing::info!(%peer, %addr, error = %e, "peer link lost"),
