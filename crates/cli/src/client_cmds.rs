@@ -97,7 +97,7 @@ pub async fn lock(args: LockArgs) -> Result<()> {
             // A grant won by a long poll counts from when the poll was
             // sent: after a long wait little of it may be left, so renew it
             // once, as the client library does, and count from that.
-            let now = tenure_client::time::now();
+            let now = client.clock().now();
             if !grant.most_of_the_lease_left(now, Duration::ZERO) {
                 let until = now + client.call_timeout();
                 grant = client
@@ -111,7 +111,7 @@ pub async fn lock(args: LockArgs) -> Result<()> {
             // is left of it is what a script may count on.
             let deadline = grant.deadline(Duration::ZERO);
             let valid_ms = deadline
-                .saturating_duration_since(tenure_client::time::now())
+                .saturating_duration_since(client.clock().now())
                 .as_millis();
             if args.conn.json {
                 print_json(&json!({

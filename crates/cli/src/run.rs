@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::time::Duration;
-use tenure_client::{Lease, Lock, LostReason};
+use tenure_client::{Lease, Lock, LostReason, Stamp};
 use tokio::time::Instant;
 
 /// Between SIGKILL and the end of the usable ttl: time for the kernel to
@@ -125,7 +125,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Spawned here, in the future `block_on` drives on the main thread:
     // the parent-death signal fires when the forking THREAD exits, and the
     // main thread lives exactly as long as this process.
-    let first_deadline = Instant::from_std(lease.status().borrow().deadline);
+    let first_deadline = lease.status().borrow().deadline;
     let deadline_file = deadline::DeadlineFile::create(first_deadline)
         .map_err(|e| eprintln!("tenure run: cannot keep TENURE_DEADLINE_FILE ({e})"))
         .ok();
@@ -239,11 +239,12 @@ async fn supervise(
     } = signals;
     let not_reaped_here =
         std::collections::BTreeSet::from([pid, i32::try_from(watchdog.pid()).unwrap_or(0)]);
-    let mut told_watchdog: Option<Instant> = None;
+    let mut told_watchdog: Option<Stamp> = None;
+    let clock = lease.clock();
     loop {
         let (deadline, lost) = {
             let s = status.borrow_and_update();
-            (Instant::from_std(s.deadline), s.lost.clone())
+            (s.deadline, s.lost.clone())
         };
         if told_watchdog != Some(deadline) {
             watchdog.kill_at(deadline + grace);
@@ -267,13 +268,17 @@ async fn supervise(
                 term_at = Some(Instant::now());
             }
         }
-        let sigterm_at = term_at.unwrap_or(deadline);
         // Never later than `grace` after the deadline's SIGTERM time, which
-        // is `KILL_SLACK` before the end of the usable ttl.
-        let sigkill_at = (sigterm_at + grace).min(deadline + grace);
+        // is `KILL_SLACK` before the end of the usable ttl. (The deadline is
+        // on the lease's clock, which counts a suspend; tokio's timers do
+        // not, so the deadline is waited for on the lease's clock.)
+        let deadline_sigkill_at = clock.to_tokio(deadline + grace);
+        let sigkill_at = term_at.map_or(deadline_sigkill_at, |t| {
+            (t + grace).min(deadline_sigkill_at)
+        });
         tokio::select! {
             exited = child.wait() => return exited.context("waiting for the command"),
-            () = tokio::time::sleep_until(deadline), if term_at.is_none() => {
+            () = clock.sleep_until(deadline), if term_at.is_none() => {
                 eprintln!(
                     "tenure run: could not renew {} in time; sending SIGTERM to the command",
                     lease.name()
@@ -309,7 +314,7 @@ async fn supervise(
                 // Continued (fg, bg, SIGCONT): the command goes on only if
                 // the lease may still be ours.
                 let s = status.borrow();
-                let valid = s.lost.is_none() && Instant::now() < Instant::from_std(s.deadline);
+                let valid = s.lost.is_none() && clock.now() < s.deadline;
                 if !valid {
                     eprintln!(
                         "tenure run: continued after {} could have expired; killing the command",

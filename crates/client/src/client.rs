@@ -8,6 +8,7 @@
 
 mod answers;
 
+use crate::clock::{Clock, Stamp};
 use crate::error::Error;
 use crate::state::LeaseState;
 use crate::time;
@@ -20,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tenure_core::{DriftBound, HolderId, LeaseName, Ttl};
 
 /// The server answers within its own 3 s request deadline (`503` after);
@@ -58,6 +59,8 @@ struct Inner {
     /// Give a call up once every node has refused the connection twice
     /// in a row (see `Client::giving_up_when_refused`).
     give_up_when_refused: bool,
+    /// The clock send times and deadlines are read on.
+    clock: Clock,
 }
 
 /// Which failures a call may retry, on the same node or another.
@@ -87,9 +90,9 @@ pub(crate) struct Request {
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Value,
-    /// When the attempt that got this answer was sent, on this process's
+    /// When the attempt that got this answer was sent, on the holder's
     /// clock: where a grant's validity starts.
-    pub sent: Instant,
+    pub sent: Stamp,
     pub endpoint: String,
 }
 
@@ -99,8 +102,8 @@ pub struct Granted {
     pub token: u64,
     pub ttl: Ttl,
     pub holder: String,
-    /// When the winning request was sent.
-    pub sent: Instant,
+    /// When the winning request was sent, on the client's clock.
+    pub sent: Stamp,
     /// The cluster's bound on clock drift, as the answering node gave it
     /// (the default when it gave none): the holder's deadline shrinks the
     /// ttl by twice it.
@@ -109,13 +112,13 @@ pub struct Granted {
 
 impl Granted {
     /// The last instant this process may act as holder, keeping `margin`.
-    pub fn deadline(&self, margin: Duration) -> Instant {
+    pub fn deadline(&self, margin: Duration) -> Stamp {
         time::deadline(self.sent, self.ttl, self.drift, margin)
     }
 
     /// Whether, `now`, most of a fresh lease is left (see
     /// `time::most_of_the_lease_left`).
-    pub fn most_of_the_lease_left(&self, now: Instant, margin: Duration) -> bool {
+    pub fn most_of_the_lease_left(&self, now: Stamp, margin: Duration) -> bool {
         time::most_of_the_lease_left(self.sent, now, self.ttl, self.drift, margin)
     }
 }
@@ -176,6 +179,7 @@ impl Client {
                 attempt_timeout: attempt,
                 call_timeout: call,
                 give_up_when_refused: false,
+                clock: Clock::default(),
             }),
         })
     }
@@ -187,15 +191,35 @@ impl Client {
     /// Not for a lease holder: a cluster that restarts within the ttl
     /// keeps its lease only if renewals keep trying.
     pub fn giving_up_when_refused(&self) -> Client {
+        self.rebuilt(|inner| inner.give_up_when_refused = true)
+    }
+
+    /// This client, reading send times and deadlines on `clock` instead of
+    /// `CLOCK_BOOTTIME` (a [`SuspendableClock`](crate::SuspendableClock),
+    /// say, to test how a program stops after a suspend).
+    pub fn with_clock(&self, clock: Clock) -> Client {
+        self.rebuilt(|inner| inner.clock = clock)
+    }
+
+    /// The clock this client's deadlines are counted on.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// A new handle with `change` made, sharing the connections.
+    fn rebuilt(&self, change: impl FnOnce(&mut Inner)) -> Client {
+        let mut inner = Inner {
+            endpoints: self.inner.endpoints.clone(),
+            http: self.inner.http.clone(),
+            preferred: AtomicUsize::new(self.inner.preferred.load(Ordering::Relaxed)),
+            attempt_timeout: self.inner.attempt_timeout,
+            call_timeout: self.inner.call_timeout,
+            give_up_when_refused: self.inner.give_up_when_refused,
+            clock: self.inner.clock.clone(),
+        };
+        change(&mut inner);
         Client {
-            inner: Arc::new(Inner {
-                endpoints: self.inner.endpoints.clone(),
-                http: self.inner.http.clone(),
-                preferred: AtomicUsize::new(self.inner.preferred.load(Ordering::Relaxed)),
-                attempt_timeout: self.inner.attempt_timeout,
-                call_timeout: self.inner.call_timeout,
-                give_up_when_refused: true,
-            }),
+            inner: Arc::new(inner),
         }
     }
 
@@ -213,7 +237,7 @@ impl Client {
         &self,
         request: &Request,
         retry: Retry,
-        until: Instant,
+        until: Stamp,
     ) -> Result<Answer, Error> {
         let n = self.inner.endpoints.len();
         let first = self.inner.preferred.load(Ordering::Relaxed) % n;
@@ -224,15 +248,17 @@ impl Client {
         // Attempts in a row whose connection was refused.
         let mut refused_in_row = 0usize;
         while attempts < MAX_ATTEMPTS {
-            let now = time::now();
+            let now = self.inner.clock.now();
             if now >= until {
                 break;
             }
             let index = (first + attempts as usize) % n;
             attempts += 1;
             let endpoint = &self.inner.endpoints[index];
-            let limit = request.attempt_timeout.min(until - now);
-            let sent = time::now();
+            let limit = request
+                .attempt_timeout
+                .min(until.saturating_duration_since(now));
+            let sent = self.inner.clock.now();
             let result = tokio::time::timeout(limit, self.once(endpoint, request)).await;
             // Whether this attempt may have been applied.
             let was_refused = matches!(result, Ok(Err(OnceError::Refused(_))));
@@ -295,7 +321,8 @@ impl Client {
                 break;
             }
             if attempts as usize % n == 0 {
-                let pause = jittered(backoff).min(until.saturating_duration_since(time::now()));
+                let pause =
+                    jittered(backoff).min(until.saturating_duration_since(self.inner.clock.now()));
                 tokio::time::sleep(pause).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -370,7 +397,7 @@ impl Client {
             body: Some(json!({ "holder": holder.as_str(), "ttl_ms": ttl.as_millis() })),
             attempt_timeout,
         };
-        let until = time::now() + attempt_timeout.max(self.inner.call_timeout);
+        let until = self.inner.clock.now() + attempt_timeout.max(self.inner.call_timeout);
         let answer = self.send(&request, Retry::Always, until).await?;
         match answer.status {
             StatusCode::CREATED => granted(&answer).map(Ok),
@@ -386,7 +413,7 @@ impl Client {
         name: &str,
         holder: &str,
         token: u64,
-        until: Instant,
+        until: Stamp,
     ) -> Result<Granted, Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
         let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
@@ -418,7 +445,7 @@ impl Client {
             body: None,
             attempt_timeout: self.inner.attempt_timeout,
         };
-        let until = time::now() + self.inner.call_timeout;
+        let until = self.inner.clock.now() + self.inner.call_timeout;
         let answer = self.send(&request, Retry::IfNotApplied, until).await?;
         match answer.status {
             StatusCode::NO_CONTENT => Ok(()),
@@ -436,7 +463,7 @@ impl Client {
             body: None,
             attempt_timeout: self.inner.attempt_timeout,
         };
-        let until = time::now() + self.inner.call_timeout;
+        let until = self.inner.clock.now() + self.inner.call_timeout;
         let answer = self.send(&request, Retry::Always, until).await?;
         match answer.status {
             StatusCode::OK | StatusCode::NOT_FOUND => parse_state(&answer),

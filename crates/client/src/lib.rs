@@ -4,8 +4,9 @@
 //! - [`Client`]: the nodes, failover between them, a deadline on every call,
 //!   retries only where they are safe.
 //! - [`Lock`] → [`Lease`]: a held lease with its fencing token, renewed in
-//!   the background, with a deadline counted on this process's clock from
-//!   the send time of the request that won it ([`time::deadline`]).
+//!   the background, with a deadline counted from the send time of the
+//!   request that won it ([`time::deadline`]), on a [`Clock`] that counts
+//!   a suspend (`CLOCK_BOOTTIME`).
 //! - [`LeaderElection`]: campaign, observe, resign.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 //! See `docs/client.md` for the rules a holder must follow.
 
 mod client;
+mod clock;
 mod election;
 mod error;
 mod holder;
@@ -33,6 +35,7 @@ pub mod time;
 mod watch;
 
 pub use client::{Client, Granted, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS};
+pub use clock::{BootTime, Clock, ClockSource, Stamp, SuspendableClock, LOOK_EVERY};
 pub use election::LeaderElection;
 pub use error::{Error, LostReason};
 pub use holder::default_holder_id;

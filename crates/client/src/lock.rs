@@ -7,12 +7,13 @@
 //! still held, so `Lease::lost` fires on time even when no node answers.
 
 use crate::client::{Client, Granted};
+use crate::clock::{Clock, Stamp};
 use crate::error::{Error, LostReason};
 use crate::holder::default_holder_id;
 use crate::time;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tenure_core::Ttl;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,8 +30,8 @@ const MAX_POLL: Duration = Duration::from_secs(30);
 /// the lease is lost for good.
 #[derive(Clone, Debug)]
 pub struct LeaseStatus {
-    /// Act as holder only before this instant (this process's clock).
-    pub deadline: Instant,
+    /// Act as holder only before this reading of the client's clock.
+    pub deadline: Stamp,
     pub lost: Option<LostReason>,
 }
 
@@ -105,11 +106,12 @@ impl Lock {
     }
 
     async fn acquire_waiting(&self, wait: Option<Duration>) -> Result<Lease, Error> {
-        let started = time::now();
+        let clock = self.client.clock();
+        let started = clock.now();
         let give_up = wait.map(|w| started + w);
         loop {
             let poll = match give_up {
-                Some(at) => at.saturating_duration_since(time::now()).min(MAX_POLL),
+                Some(at) => at.saturating_duration_since(clock.now()).min(MAX_POLL),
                 None => MAX_POLL,
             };
             let answer = self
@@ -124,9 +126,9 @@ impl Lock {
                     other => return other,
                 },
                 Ok(Err(state)) => {
-                    if give_up.is_some_and(|at| time::now() >= at) {
+                    if give_up.is_some_and(|at| clock.now() >= at) {
                         return Err(Error::WaitExpired {
-                            waited: started.elapsed(),
+                            waited: clock.now().saturating_duration_since(started),
                             state,
                         });
                     }
@@ -134,7 +136,7 @@ impl Lock {
                 }
                 // No node could answer for a whole call: with an unbounded
                 // wait keep trying, as a waiter would; bounded: give up.
-                Err(Error::Unavailable { .. }) if give_up.is_none_or(|at| time::now() < at) => {
+                Err(Error::Unavailable { .. }) if give_up.is_none_or(|at| clock.now() < at) => {
                     tokio::time::sleep(crate::client::jittered(Duration::from_secs(1))).await;
                 }
                 Err(e) => return Err(e),
@@ -148,13 +150,14 @@ impl Lock {
     /// counted from the renewal's send time.
     async fn start(&self, grant: Granted, from_long_poll: bool) -> Result<Lease, Error> {
         let mut grant = grant;
+        let clock = self.client.clock();
         // A poll answered soon after it was sent (the lock was free, or
         // freed quickly) keeps its own deadline, and the keepalive renews
         // on its usual schedule: a renewal here would only cost a round.
-        let trusted = grant.most_of_the_lease_left(time::now(), self.margin);
+        let trusted = grant.most_of_the_lease_left(clock.now(), self.margin);
         if from_long_poll && !trusted {
             let poll_deadline = grant.deadline(self.margin);
-            let until = time::now() + self.client.call_timeout();
+            let until = clock.now() + self.client.call_timeout();
             match self
                 .client
                 .renew(&self.name, &self.holder, grant.token, until)
@@ -164,7 +167,7 @@ impl Lock {
                 Err(e @ Error::Conflict { .. }) => return Err(e),
                 Err(e) => {
                     // Could not renew; the poll's own deadline may still do.
-                    if time::now() >= poll_deadline {
+                    if clock.now() >= poll_deadline {
                         let (client, name, holder) =
                             (self.client.clone(), self.name.clone(), self.holder.clone());
                         let token = grant.token;
@@ -264,15 +267,21 @@ impl Lease {
         Duration::from_millis(self.shared.ttl.as_millis())
     }
 
-    /// The current deadline: act as holder only before it.
-    pub fn deadline(&self) -> Instant {
+    /// The clock the deadline is on (the client's).
+    pub fn clock(&self) -> &Clock {
+        self.shared.client.clock()
+    }
+
+    /// The current deadline: act as holder only before it, as `clock()`
+    /// reads.
+    pub fn deadline(&self) -> Stamp {
         self.shared.status.borrow().deadline
     }
 
     /// Whether this process may still act as holder, right now.
     pub fn is_valid(&self) -> bool {
         let s = self.shared.status.borrow();
-        s.lost.is_none() && time::now() < s.deadline
+        s.lost.is_none() && self.shared.client.clock().now() < s.deadline
     }
 
     /// Follow the deadline and the loss as they change (for a supervisor
@@ -286,7 +295,10 @@ impl Lease {
     /// renewal is refused or the lease is released. It reads only this
     /// process's clock, so it fires on time with the cluster unreachable.
     pub fn lost(&self) -> impl Future<Output = LostReason> + Send + 'static {
-        lost(self.shared.status.subscribe())
+        lost(
+            self.shared.client.clock().clone(),
+            self.shared.status.subscribe(),
+        )
     }
 
     /// Stop acting as holder, then end the grant. The lease is lost (for
@@ -323,7 +335,7 @@ impl Drop for Lease {
 }
 
 /// Resolves when the status says lost, or when its deadline passes.
-async fn lost(mut status: watch::Receiver<LeaseStatus>) -> LostReason {
+async fn lost(clock: Clock, mut status: watch::Receiver<LeaseStatus>) -> LostReason {
     loop {
         let (deadline, lost) = {
             let s = status.borrow_and_update();
@@ -332,15 +344,15 @@ async fn lost(mut status: watch::Receiver<LeaseStatus>) -> LostReason {
         if let Some(reason) = lost {
             return reason;
         }
-        if time::now() >= deadline {
+        if clock.now() >= deadline {
             return LostReason::Expired;
         }
         tokio::select! {
-            () = tokio::time::sleep_until(deadline.into()) => {}
+            () = clock.sleep_until(deadline) => {}
             changed = status.changed() => {
                 if changed.is_err() {
                     // Nobody can renew any more: only the clock is left.
-                    tokio::time::sleep_until(deadline.into()).await;
+                    clock.sleep_until(deadline).await;
                     return LostReason::Expired;
                 }
             }
@@ -351,12 +363,13 @@ async fn lost(mut status: watch::Receiver<LeaseStatus>) -> LostReason {
 /// Renew at about ttl/3 after each successful renewal's send time, retrying
 /// (inside `Client::renew`) until the deadline. Each success moves the
 /// deadline to that renewal's send time plus the usable ttl.
-async fn keepalive(shared: Arc<Shared>, mut last_sent: Instant) {
+async fn keepalive(shared: Arc<Shared>, mut last_sent: Stamp) {
     let every = Duration::from_millis(shared.ttl.as_millis()) / 3;
+    let clock = shared.client.clock().clone();
     loop {
-        tokio::time::sleep_until((last_sent + every).into()).await;
+        clock.sleep_until(last_sent + every).await;
         let deadline = shared.status.borrow().deadline;
-        if time::now() >= deadline {
+        if clock.now() >= deadline {
             shared.lose(LostReason::Expired);
             return;
         }
@@ -367,7 +380,7 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Instant) {
         match renewed {
             // A reply after the deadline cannot revive the lease: `lost()`
             // may already have told the holder to stop.
-            Ok(_) if time::now() >= deadline => {
+            Ok(_) if clock.now() >= deadline => {
                 shared.lose(LostReason::Expired);
                 return;
             }
@@ -391,7 +404,7 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Instant) {
                 // A refusal that is not about the grant (should not happen):
                 // keep trying until the deadline, at a modest pace.
                 tracing::warn!(name = %shared.name, error = %e, "renewal failed");
-                last_sent = time::now().min(deadline);
+                last_sent = clock.now().min(deadline);
             }
         }
     }

@@ -1,35 +1,22 @@
-//! The client's clock and the holder's deadline.
+//! The holder's deadline.
 //!
 //! The core counts time in microseconds on one process's monotonic clock.
-//! Here that clock is `std::time::Instant`, read against a fixed origin
-//! taken once per process, so that the core's `holder_deadline` (the one
+//! Here that clock is the holder's [`Clock`](crate::Clock) (by default
+//! `CLOCK_BOOTTIME`), so that the core's `holder_deadline` (the one
 //! definition of assumption A5 in `docs/safety.md`) computes the client's
 //! deadlines too.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+pub use crate::clock::Stamp;
+use std::time::Duration;
 use tenure_core::{holder_deadline, DriftBound, Micros, Rules, Ttl};
 
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
-}
-
-/// Read the monotonic clock. Use this, not `Instant::now()`, for send
-/// times: it fixes the origin before the reading, so every reading is at or
-/// after it and converts without clamping.
-pub fn now() -> Instant {
-    origin();
-    Instant::now()
-}
-
-fn to_core(t: Instant) -> tenure_core::Instant {
-    let micros = t.saturating_duration_since(origin()).as_micros();
+fn to_core(t: Stamp) -> tenure_core::Instant {
+    let micros = t.since_origin().as_micros();
     tenure_core::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
 }
 
-fn from_core(t: tenure_core::Instant) -> Instant {
-    origin() + Duration::from_micros(t.as_micros())
+fn from_core(t: tenure_core::Instant) -> Stamp {
+    Stamp::from_origin(Duration::from_micros(t.as_micros()))
 }
 
 /// The last instant, on this process's clock, at which the holder of a
@@ -41,7 +28,7 @@ fn from_core(t: tenure_core::Instant) -> Instant {
 /// lease's clock any time after the request left, and the holder cannot know
 /// when. A margin larger than the usable ttl gives `sent` itself: a grant
 /// that cannot be used.
-pub fn deadline(sent: Instant, ttl: Ttl, drift: DriftBound, margin: Duration) -> Instant {
+pub fn deadline(sent: Stamp, ttl: Ttl, drift: DriftBound, margin: Duration) -> Stamp {
     let margin = Micros(u64::try_from(margin.as_micros()).unwrap_or(u64::MAX));
     let rules = Rules {
         drift,
@@ -54,8 +41,8 @@ pub fn deadline(sent: Instant, ttl: Ttl, drift: DriftBound, margin: Duration) ->
 /// least two thirds of what a renewal sent now would give. If not (a long
 /// poll that waited), the holder renews before it trusts the grant.
 pub fn most_of_the_lease_left(
-    sent: Instant,
-    now: Instant,
+    sent: Stamp,
+    now: Stamp,
     ttl: Ttl,
     drift: DriftBound,
     margin: Duration,
@@ -73,6 +60,10 @@ pub(crate) fn ceil_millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    pub(super) fn now() -> Stamp {
+        crate::Clock::default().now()
+    }
 
     fn ttl(ms: u64) -> Ttl {
         Ttl::from_millis(ms).expect("valid ttl")
@@ -92,7 +83,7 @@ mod tests {
             Duration::from_millis(150),
         );
         let exact = sent + Duration::from_millis(9_830);
-        assert!(d <= exact && exact - d < Duration::from_micros(1));
+        assert!(d <= exact && exact.saturating_duration_since(d) < Duration::from_micros(1));
     }
 
     #[test]
@@ -108,7 +99,7 @@ mod tests {
     fn a_margin_larger_than_the_ttl_gives_a_deadline_at_the_send_time() {
         let sent = now();
         let d = deadline(sent, ttl(100), DriftBound::DEFAULT, Duration::from_secs(1));
-        assert!(d <= sent && sent - d < Duration::from_micros(1));
+        assert!(d <= sent && sent.saturating_duration_since(d) < Duration::from_micros(1));
     }
 
     #[test]
@@ -159,13 +150,14 @@ mod tests {
     fn conversion_through_the_core_clock_loses_less_than_a_microsecond() {
         let t = now() + Duration::from_nanos(123_456_789);
         let back = from_core(to_core(t));
-        assert!(back <= t && t.duration_since(back) < Duration::from_micros(1));
+        assert!(back <= t && t.saturating_duration_since(back) < Duration::from_micros(1));
     }
 }
 
 #[cfg(test)]
 mod drift_tests {
     use super::*;
+    use tests::now;
 
     #[test]
     fn a_larger_drift_bound_gives_an_earlier_deadline() {
@@ -175,7 +167,7 @@ mod drift_tests {
         // 10 s · (1 − 2·0.05) = 9 s, against 9.98 s at the default.
         let d = deadline(sent, ttl, wide, Duration::ZERO);
         let exact = sent + Duration::from_millis(9_000);
-        assert!(d <= exact && exact - d < Duration::from_micros(1));
+        assert!(d <= exact && exact.saturating_duration_since(d) < Duration::from_micros(1));
         assert!(d < deadline(sent, ttl, DriftBound::DEFAULT, Duration::ZERO));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tenure_client::{Client, Error, Lock, LostReason};
+use tenure_client::{Client, Clock, Error, Lock, LostReason, SuspendableClock, LOOK_EVERY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -236,6 +236,87 @@ async fn a_refused_renewal_loses_the_lease_at_once() {
     // The first renewal is at ttl/3 = 1 s; the deadline is ~2.9 s.
     assert!(matches!(reason, LostReason::Refused(_)), "{reason:?}");
     assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// A node that grants and renews every request, for `ttl_ms`.
+async fn always_granting(ttl_ms: u64) -> Stub {
+    let calls = AtomicUsize::new(0);
+    stub(move |_| {
+        let status = match calls.fetch_add(1, Ordering::SeqCst) {
+            0 => "201 Created",
+            _ => "200 OK",
+        };
+        response(
+            status,
+            &format!(r#"{{"token":1,"holder":"me","ttl_ms":{ttl_ms}}}"#),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_holder_suspended_past_its_deadline_knows_on_resume_that_its_lease_is_lost() {
+    // The cluster would renew: only the time the holder slept through
+    // (on a clock that counts a suspend, as `CLOCK_BOOTTIME` does) ends
+    // the lease. Tokio's timers, like `CLOCK_MONOTONIC`, did not count it.
+    let node = always_granting(3_000).await;
+    let source = Arc::new(SuspendableClock::new());
+    let client = Client::new(std::slice::from_ref(&node.url))
+        .expect("client")
+        .with_clock(Clock::new(source.clone()));
+    let lease = Lock::new(&client, "x")
+        .holder("me")
+        .ttl(Duration::from_millis(3_000))
+        .try_acquire()
+        .await
+        .expect("granted");
+    let lost = tokio::spawn(lease.lost());
+    assert!(lease.is_valid());
+    source.suspend_for(Duration::from_secs(4));
+    // At once, without waiting for any timer or any node:
+    assert!(!lease.is_valid());
+    let resumed = Instant::now();
+    let reason = lost.await.expect("lost");
+    assert_eq!(reason, LostReason::Expired);
+    assert!(
+        resumed.elapsed() < LOOK_EVERY + Duration::from_millis(400),
+        "noticed after {:?}",
+        resumed.elapsed()
+    );
+    // The keepalive, waking after the resume, must not revive it with a
+    // renewal the cluster would still accept.
+    tokio::time::sleep(LOOK_EVERY * 3).await;
+    assert!(!lease.is_valid());
+    assert_eq!(lease.lost().await, LostReason::Expired);
+}
+
+#[tokio::test]
+async fn a_short_suspend_within_the_deadline_keeps_the_lease() {
+    let node = always_granting(3_000).await;
+    let source = Arc::new(SuspendableClock::new());
+    let client = Client::new(std::slice::from_ref(&node.url))
+        .expect("client")
+        .with_clock(Clock::new(source.clone()));
+    let lease = Lock::new(&client, "x")
+        .holder("me")
+        .ttl(Duration::from_millis(3_000))
+        .try_acquire()
+        .await
+        .expect("granted");
+    source.suspend_for(Duration::from_millis(500));
+    assert!(lease.is_valid());
+    // The keepalive renews after the resume (its ttl/3 has passed on the
+    // lease's clock), and the deadline moves past the suspend.
+    let before = lease.deadline();
+    let mut status = lease.status();
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        status.wait_for(|s| s.deadline > before),
+    )
+    .await
+    .expect("renewed in time")
+    .expect("status");
+    assert!(lease.is_valid());
 }
 
 #[tokio::test]

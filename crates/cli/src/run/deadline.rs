@@ -8,10 +8,10 @@
 
 use super::watchdog::boottime_at;
 use std::path::{Path, PathBuf};
-use tokio::time::Instant;
+use tenure_client::Stamp;
 
-/// `at` (on this process's clock) as seconds of `CLOCK_BOOTTIME`.
-pub fn boottime_seconds(at: Instant) -> String {
+/// `at` (on the lease's clock) as seconds of `CLOCK_BOOTTIME`.
+pub fn boottime_seconds(at: Stamp) -> String {
     let nanos = boottime_at(at);
     format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000)
 }
@@ -25,7 +25,7 @@ pub struct DeadlineFile {
 }
 
 impl DeadlineFile {
-    pub fn create(at: Instant) -> std::io::Result<DeadlineFile> {
+    pub fn create(at: Stamp) -> std::io::Result<DeadlineFile> {
         let dir = tempfile::Builder::new().prefix("tenure-run-").tempdir()?;
         let file = DeadlineFile {
             path: dir.path().join("deadline"),
@@ -40,7 +40,7 @@ impl DeadlineFile {
     }
 
     /// Replace the deadline: readers see the old one or the new one whole.
-    pub fn write(&self, at: Instant) -> std::io::Result<()> {
+    pub fn write(&self, at: Stamp) -> std::io::Result<()> {
         let next = self.dir.path().join("deadline.next");
         std::fs::write(&next, format!("{}\n", boottime_seconds(at)))?;
         std::fs::rename(&next, &self.path)
@@ -51,6 +51,11 @@ impl DeadlineFile {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tenure_client::{BootTime, ClockSource};
+
+    fn now() -> Stamp {
+        BootTime.now()
+    }
 
     fn seconds(s: &str) -> f64 {
         s.trim().parse().expect("seconds")
@@ -58,12 +63,12 @@ mod tests {
 
     #[test]
     fn a_deadline_reads_as_boottime_seconds_and_follows_each_write() {
-        let now = seconds(&boottime_seconds(Instant::now()));
-        let later = seconds(&boottime_seconds(Instant::now() + Duration::from_secs(5)));
-        assert!((later - now - 5.0).abs() < 0.05, "{now} {later}");
-        let file = DeadlineFile::create(Instant::now() + Duration::from_secs(1)).unwrap();
+        let start = seconds(&boottime_seconds(now()));
+        let later = seconds(&boottime_seconds(now() + Duration::from_secs(5)));
+        assert!((later - start - 5.0).abs() < 0.05, "{start} {later}");
+        let file = DeadlineFile::create(now() + Duration::from_secs(1)).unwrap();
         let first = seconds(&std::fs::read_to_string(file.path()).unwrap());
-        file.write(Instant::now() + Duration::from_secs(3)).unwrap();
+        file.write(now() + Duration::from_secs(3)).unwrap();
         let second = seconds(&std::fs::read_to_string(file.path()).unwrap());
         assert!((second - first - 2.0).abs() < 0.05, "{first} {second}");
         let dir = file.dir.path().to_path_buf();

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use tokio::time::Instant;
+use tenure_client::{BootTime, ClockSource, Stamp};
 
 /// The hidden subcommand the watchdog runs as.
 pub const SUBCOMMAND: &str = "run-watchdog";
@@ -39,7 +39,7 @@ impl Watchdog {
     /// from `announce_group` between fork and exec, so that no stop of
     /// the runner can fall between the command's start and the watchdog
     /// knowing what to kill.
-    pub fn spawn(first: Instant) -> Result<Watchdog> {
+    pub fn spawn(first: Stamp) -> Result<Watchdog> {
         // This very binary, even if the file was replaced or removed since
         // it started (an upgrade while `tenure run` waited for its lease).
         let mut child = Command::new("/proc/self/exe")
@@ -64,8 +64,8 @@ impl Watchdog {
         self.pipe.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// Kill the group at `at` (on this process's clock) unless told later.
-    pub fn kill_at(&mut self, at: Instant) {
+    /// Kill the group at `at` (on the lease's clock) unless told later.
+    pub fn kill_at(&mut self, at: Stamp) {
         self.send(boottime_at(at).max(1));
     }
 
@@ -103,15 +103,11 @@ pub fn announce_group(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `at`, on this process's clock, in nanoseconds of `CLOCK_BOOTTIME`.
-pub(super) fn boottime_at(at: Instant) -> u64 {
-    let now = Instant::now();
-    let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    if at >= now {
-        boottime_nanos().saturating_add(nanos(at - now))
-    } else {
-        boottime_nanos().saturating_sub(nanos(now - at))
-    }
+/// `at` in nanoseconds of `CLOCK_BOOTTIME`. The runner's lease counts on
+/// the client's default clock, which is that clock: a stamp needs no
+/// conversion, and the watchdog and the lease agree through a suspend.
+pub(super) fn boottime_at(at: Stamp) -> u64 {
+    u64::try_from(at.since_origin().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What the watchdog reads from its pipe.
@@ -201,17 +197,7 @@ fn readable(ms: u64) -> bool {
 
 /// `CLOCK_BOOTTIME` in nanoseconds: monotonic, and counts a suspend.
 pub fn boottime_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, exclusively borrowed timespec that
-    // clock_gettime fills; CLOCK_BOOTTIME exists on every Linux since 2.6.39.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs * 1_000_000_000 + nanos
+    boottime_at(BootTime.now())
 }
 
 #[cfg(test)]
