@@ -30,6 +30,13 @@ pub struct ServerArgs {
     /// after checking, see docs/operations.md.
     #[arg(long)]
     accept_rolled_back_store: bool,
+    /// Serve even while this node's clock runs at a rate a majority of the
+    /// members disagree with: the rate watchdog still measures, logs and
+    /// reports it, but no longer refuses requests. For testing, or where
+    /// the watchdog misjudges; the protocol stays safe with one bad clock
+    /// either way (docs/safety.md).
+    #[arg(long)]
+    no_clock_check: bool,
     #[command(flatten)]
     drift: DriftArg,
 }
@@ -69,6 +76,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let mut config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
     config.accept_rolled_back_store = args.accept_rolled_back_store;
     config.drift = args.drift.bound();
+    config.clock_check = !args.no_clock_check;
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

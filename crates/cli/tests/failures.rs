@@ -1,5 +1,7 @@
 //! Crashes: `kill -9` of one node costs no request; of two, the survivor
-//! answers 503 and grants nothing; restarted nodes serve again.
+//! answers 503 and grants nothing; restarted nodes serve again. Partitions:
+//! a node cut off from the others grants nothing, the others go on, and it
+//! serves again when the links heal.
 
 mod common;
 
@@ -186,4 +188,29 @@ fn killing_two_nodes_gets_503_and_grants_nothing_until_they_return() {
     let next = acquire(&c.lock_url(3, "orphan"), "b", 1_000);
     assert_eq!(next.status, 201, "{next:?}");
     assert_eq!(token(&next), held + 1);
+}
+
+#[test]
+fn a_node_cut_off_grants_nothing_and_serves_again_when_the_links_heal() {
+    let c = Cluster::start_partitionable();
+    let r = acquire_when_ready(&c.lock_url(2, "cut"), "a", 60_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    c.links().isolate(2);
+    assert_eq!(c.links().cut().len(), 4);
+    // Node 2 alone has no quorum: its holder's renewal cannot go through
+    // it, and neither can a new grant.
+    let r = renew(&c.lock_url(2, "cut"), "a", token(&r));
+    assert_eq!(r.status, 503, "{r:?}");
+    let r = acquire(&c.lock_url(2, "cut-2"), "b", 10_000);
+    assert_eq!(r.status, 503, "{r:?}");
+    // Nodes 1 and 3 still form a quorum, and see the lease held.
+    let r = acquire(&c.lock_url(1, "cut"), "c", 10_000);
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.body["holder"], "a", "{r:?}");
+    let r = acquire(&c.lock_url(3, "cut-3"), "c", 10_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    c.links().heal();
+    assert!(c.links().cut().is_empty());
+    let r = acquire_when_ready(&c.lock_url(2, "cut-2"), "b", 10_000);
+    assert_eq!(r.status, 201, "{r:?}");
 }

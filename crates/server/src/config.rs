@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// ρ: how far any clock in the cluster, holders' included, may run
     /// from real time. Every node must be given the same.
     pub drift: tenure_core::DriftBound,
+    /// Refuse requests while this node's clock rate disagrees with a
+    /// majority of the members' (`peer::rates`); off, only report it.
+    pub clock_check: bool,
 }
 
 impl ServerConfig {
@@ -41,6 +44,7 @@ impl ServerConfig {
             persist_queue_batches: 1_024,
             accept_rolled_back_store: false,
             drift: tenure_core::DriftBound::DEFAULT,
+            clock_check: true,
         }
     }
 

@@ -35,7 +35,7 @@ pub struct ClientCall {
     pub reply: oneshot::Sender<Result<Outcome, Failure>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
     #[error(transparent)]
@@ -43,6 +43,10 @@ pub enum CallError {
     /// The node is shutting down; the outcome of a write is unknown.
     #[error("this node is shutting down")]
     Stopping,
+    /// This node's clock disagrees with a majority of the members' rates
+    /// (`peer::rates`); nothing was done.
+    #[error("{0}")]
+    ClockDisagrees(String),
 }
 
 /// How HTTP handlers reach the node loop.

@@ -191,6 +191,8 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let hello = peer::Hello {
         me: config.id,
         max_drift_ppm: config.drift.ppm(),
+        clock,
+        clock_check: config.clock_check,
     };
     let (net, view) = peer::start(
         hello,

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of the harness.
 
+pub mod links;
 pub mod runner;
 
 use serde_json::Value;
@@ -195,10 +196,26 @@ pub struct Cluster {
     http_ports: Vec<u16>,
     peer_ports: Vec<u16>,
     dir: tempfile::TempDir,
+    /// Forwarders on every peer link, when the test partitions.
+    links: Option<links::Links>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// A cluster whose peer links go through forwarders the test can cut
+    /// (`Cluster::links`).
+    pub fn start_partitionable() -> Cluster {
+        Cluster::start_with(true)
+    }
+
+    pub fn links(&self) -> &links::Links {
+        self.links.as_ref().expect("started partitionable")
+    }
+
+    fn start_with(partitionable: bool) -> Cluster {
         let mut last_error = String::new();
         // A port freed by `free_ports` may be taken by someone else before
         // the node binds it: rare, and then the whole start is retried.
@@ -209,6 +226,7 @@ impl Cluster {
                 http_ports: ports[..3].to_vec(),
                 peer_ports: ports[3..].to_vec(),
                 dir: tempfile::tempdir().expect("tempdir"),
+                links: partitionable.then(|| links::Links::start(&ports[3..])),
             };
             let mut ok = true;
             for id in 1..=3 {
@@ -230,8 +248,14 @@ impl Cluster {
 
     fn args(&self, id: u16) -> Vec<String> {
         let i = usize::from(id - 1);
-        let peers: Vec<String> = (0..3)
-            .map(|j| format!("{}=127.0.0.1:{}", j + 1, self.peer_ports[j]))
+        let peers: Vec<String> = (1..=3u16)
+            .map(|j| {
+                let port = match &self.links {
+                    Some(links) if j != id => links.port(id, j),
+                    _ => self.peer_ports[usize::from(j - 1)],
+                };
+                format!("{j}=127.0.0.1:{port}")
+            })
             .collect();
         vec![
             "server".into(),

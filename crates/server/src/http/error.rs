@@ -48,6 +48,15 @@ impl ApiError {
     }
 
     pub fn call(error: CallError) -> ApiError {
+        if let CallError::ClockDisagrees(reason) = error {
+            return ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                body: json!({
+                    "error": format!("{reason}; retry through another node"),
+                    "outcome_unknown": false,
+                }),
+            };
+        }
         let (message, outcome_unknown) = match error {
             CallError::Failed(Failure::Unavailable { outcome_unknown }) => (
                 "no quorum of nodes answered within the request deadline; retry through any node",
@@ -61,7 +70,9 @@ impl ApiError {
                 "this node is shutting down; retry through another node",
                 true,
             ),
-            CallError::Failed(_) => ("the request failed; retry through any node", true),
+            CallError::Failed(_) | CallError::ClockDisagrees(_) => {
+                ("the request failed; retry through any node", true)
+            }
         };
         let mut body = json!({ "error": message, "outcome_unknown": outcome_unknown });
         if outcome_unknown {

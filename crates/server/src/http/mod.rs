@@ -66,6 +66,9 @@ impl AppState {
         op: Op,
         wait: Duration,
     ) -> Result<Outcome, CallError> {
+        if let Some(reason) = self.peers.rates.refusal() {
+            return Err(CallError::ClockDisagrees(reason));
+        }
         let backstop = self.call_timeout + wait;
         match tokio::time::timeout(backstop, self.node.call(name, op)).await {
             Ok(result) => result,

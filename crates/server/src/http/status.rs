@@ -7,18 +7,22 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub async fn cluster(State(app): State<AppState>) -> Response {
+    let rates = app.peers.rates.last_rates();
     let members: Vec<_> = app
         .peers
         .members
         .iter()
         .map(|(id, (addr, link))| {
             let me = *id == app.peers.me;
+            let rate = rates.get(id);
             json!({
                 "id": id.0,
                 "peer_addr": addr,
                 "self": me,
                 "connected": me || link.connected(),
                 "last_heard_ms": if me { Some(0) } else { link.last_heard().map(|d| d.as_millis()) },
+                "clock_rate_ppm": if me { Some(0) } else { rate.map(|r| r.ppm.round() as i64) },
+                "clock_rate_allowed_ppm": rate.map(|r| r.allowed_ppm.round() as i64),
             })
         })
         .collect();
@@ -29,6 +33,7 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
         "reachable": app.peers.reachable(),
         "quorum": app.peers.members.len() / 2 + 1,
         "max_drift_ppm": app.drift.ppm(),
+        "clock": clock_status(&app),
     }))
     .into_response();
     response.extensions_mut().insert(OpLabel("cluster"));
@@ -55,18 +60,45 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     response
 }
 
-/// Liveness: 200 whenever the process serves HTTP. Whether a quorum is
-/// reachable is in the body, not the status: restarting a node because the
-/// network around it is partitioned would only make things worse.
+/// `{"state": "agrees"}`, or `{"state": "disagrees", "reason": ...,
+/// "refusing": ...}` (refusing unless `--no-clock-check`).
+fn clock_status(app: &AppState) -> serde_json::Value {
+    use crate::peer::rates::Verdict;
+    match app.peers.rates.verdict_now() {
+        Verdict::Agrees => json!({ "state": "agrees" }),
+        Verdict::Disagrees { reason } => json!({
+            "state": "disagrees",
+            "reason": reason,
+            "refusing": app.peers.rates.refusal().is_some(),
+        }),
+    }
+}
+
+/// 200 whenever the process serves HTTP, with one exception. Whether a
+/// quorum is reachable is in the body, not the status: restarting a node
+/// because the network around it is partitioned would only make things
+/// worse. A clock that disagrees with a majority is this node's own fault,
+/// and it serves nothing meanwhile: `503`, so that a load balancer sends
+/// clients elsewhere.
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let reachable = app.peers.reachable();
     let quorum = app.peers.members.len() / 2 + 1;
-    let mut response = axum::Json(json!({
-        "status": "ok",
-        "node": app.peers.me.0,
-        "quorum_reachable": reachable >= quorum,
-    }))
-    .into_response();
+    let refusal = app.peers.rates.refusal();
+    let status = if refusal.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        status,
+        axum::Json(json!({
+            "status": if refusal.is_some() { "clock_disagrees" } else { "ok" },
+            "node": app.peers.me.0,
+            "quorum_reachable": reachable >= quorum,
+            "clock": clock_status(&app),
+        })),
+    )
+        .into_response();
     response.extensions_mut().insert(OpLabel("healthz"));
     response
 }

@@ -8,7 +8,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -21,6 +21,9 @@ pub struct Frame {
     /// First, so that a reader can check it before decoding the rest.
     pub version: u16,
     pub from: NodeId,
+    /// The sender's clock when it wrote the frame (µs of its core clock):
+    /// what the receiver measures the sender's clock rate by (`rates.rs`).
+    pub sent_at_us: u64,
     pub body: Body,
 }
 
@@ -36,6 +39,9 @@ pub enum Body {
         max_drift_ppm: u32,
     },
     Message(Message),
+    /// Nothing to say: sent on an idle link so that its clock can still be
+    /// measured, and its silence noticed.
+    Tick,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,7 @@ mod tests {
         let frame = Frame {
             version: PROTOCOL_VERSION,
             from: NodeId(3),
+            sent_at_us: 42,
             body: Body::Message(Message::Prepare {
                 name: LeaseName::new("a/b").unwrap(),
                 ballot: Ballot {
@@ -138,6 +145,7 @@ mod tests {
         let frame = Frame {
             version: PROTOCOL_VERSION,
             from: NodeId(u16::MAX),
+            sent_at_us: u64::MAX,
             body: Body::Message(Message::Accept {
                 name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
                 ballot,
@@ -160,6 +168,7 @@ mod tests {
         let frame = Frame {
             version: PROTOCOL_VERSION + 1,
             from: NodeId(1),
+            sent_at_us: 1,
             body: Body::Hello {
                 max_drift_ppm: 1_000,
             },
@@ -174,6 +183,7 @@ mod tests {
         let mut bytes = encode(&Frame {
             version: PROTOCOL_VERSION,
             from: NodeId(1),
+            sent_at_us: 1,
             body: Body::Message(Message::Peek {
                 name: LeaseName::new("ab").unwrap(),
                 id: 1,

@@ -90,6 +90,9 @@ async fn connection(
         }
         return Err(why);
     }
+    // A new connection may come from a restarted process, whose clock
+    // readings start afresh.
+    view.rates.forget(from);
     loop {
         let bytes = tokio::select! {
             f = frames.next() => f,
@@ -103,6 +106,8 @@ async fn connection(
             return Err(format!("{from} sent a frame signed {}", frame.from));
         }
         link.heard();
+        view.rates
+            .sample(from, view.clock.now().as_micros(), frame.sent_at_us);
         if let Body::Message(message) = frame.body {
             // Waiting here pushes back on the peer through TCP when the node
             // loop is busy, instead of buffering without bound.

@@ -12,8 +12,11 @@
 pub mod frame;
 mod inbound;
 mod outbound;
+pub mod rates;
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
+use rates::Rates;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +75,10 @@ pub struct PeerView {
     pub members: BTreeMap<NodeId, (String, Arc<LinkState>)>,
     /// This node's drift bound, which every peer's hello must match.
     pub max_drift_ppm: u32,
+    /// Every peer's clock rate against this node's, and whether this
+    /// node's clock is the odd one out.
+    pub rates: Arc<Rates>,
+    pub clock: Clock,
 }
 
 impl PeerView {
@@ -97,6 +104,22 @@ impl PeerView {
                 ));
             }
         }
+        out.push_str(
+            "# HELP tenure_clock_rate_ppm How much faster a peer's clock runs than this node's, in ppm.\n\
+             # TYPE tenure_clock_rate_ppm gauge\n",
+        );
+        for (id, rate) in self.rates.last_rates() {
+            out.push_str(&format!(
+                "tenure_clock_rate_ppm{{peer=\"{}\"}} {:.0}\n",
+                id.0, rate.ppm
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP tenure_clock_refusing Whether this node refuses requests because its clock disagrees with a majority.\n\
+             # TYPE tenure_clock_refusing gauge\n\
+             tenure_clock_refusing {}\n",
+            u8::from(self.rates.refusal().is_some())
+        ));
         out
     }
 }
@@ -124,15 +147,20 @@ impl PeerNet {
     }
 }
 
-/// Start the transport: an accept loop on `listener`, and one dialling task
-/// per other member. Peer messages are delivered into `events`.
-/// What a node says of itself when it dials a peer.
+/// What a node says of itself when it dials a peer, and the clock it
+/// stamps its frames with.
 #[derive(Clone, Copy, Debug)]
 pub struct Hello {
     pub me: NodeId,
     pub max_drift_ppm: u32,
+    pub clock: Clock,
+    /// Refuse requests while this node's clock disagrees with a majority.
+    pub clock_check: bool,
 }
 
+/// Start the transport: an accept loop on `listener`, one dialling task
+/// per other member, and the clock-rate watchdog. Peer messages are
+/// delivered into `events`.
 pub fn start(
     hello: Hello,
     peers: &BTreeMap<NodeId, String>,
@@ -142,7 +170,12 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> (PeerNet, PeerView) {
-    let Hello { me, max_drift_ppm } = hello;
+    let Hello {
+        me,
+        max_drift_ppm,
+        clock,
+        clock_check,
+    } = hello;
     let mut links = BTreeMap::new();
     let mut members = BTreeMap::new();
     for (&id, addr) in peers {
@@ -163,10 +196,14 @@ pub fn start(
             shutdown.clone(),
         ));
     }
+    let rates = Arc::new(Rates::new(members.len(), max_drift_ppm, clock_check));
+    tokio::spawn(check_rates(rates.clone(), clock, shutdown.clone()));
     let view = PeerView {
         me,
         members,
         max_drift_ppm,
+        rates,
+        clock,
     };
     tokio::spawn(inbound::accept_loop(
         listener,
@@ -175,4 +212,16 @@ pub fn start(
         shutdown,
     ));
     (PeerNet { links, metrics }, view)
+}
+
+/// Bring the clock-rate verdict up to date every `CHECK_EVERY`.
+async fn check_rates(rates: Arc<Rates>, clock: Clock, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(rates::CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => rates.check(clock.now().as_micros()),
+            _ = shutdown.changed() => return,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::frame::{self, Body, Frame, PROTOCOL_VERSION};
 use super::LinkState;
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -25,6 +26,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Messages written before one flush.
 const MAX_WRITE_BATCH: usize = 256;
+/// A link with nothing to say for this long sends a `Tick`, so that the
+/// peer can keep measuring this node's clock (`rates.rs`).
+const TICK_EVERY: Duration = Duration::from_millis(50);
 
 pub(super) async fn run(
     me: super::Hello,
@@ -38,7 +42,10 @@ pub(super) async fn run(
     let hello = Body::Hello {
         max_drift_ppm: me.max_drift_ppm,
     };
-    let me = me.me;
+    let stamp = Stamp {
+        me: me.me,
+        clock: me.clock,
+    };
     let mut backoff = FIRST_BACKOFF;
     let mut was_up = false;
     loop {
@@ -52,8 +59,16 @@ pub(super) async fn run(
         match stream {
             Ok(Ok(stream)) => {
                 let began = tokio::time::Instant::now();
-                let result =
-                    session((me, &hello), peer, stream, &mut queue, &link, &mut shutdown).await;
+                let result = session(
+                    stamp,
+                    &hello,
+                    peer,
+                    stream,
+                    &mut queue,
+                    &link,
+                    &mut shutdown,
+                )
+                .await;
                 link.set_connected(false);
                 // A link that lasted is redialled at once; one that the
                 // peer closes as soon as it opens (it refuses this node's
@@ -85,8 +100,16 @@ pub(super) async fn run(
     }
 }
 
+/// Who writes, and the clock each frame is stamped with.
+#[derive(Clone, Copy)]
+struct Stamp {
+    me: NodeId,
+    clock: Clock,
+}
+
 async fn session(
-    (me, hello): (NodeId, &Body),
+    me: Stamp,
+    hello: &Body,
     peer: NodeId,
     stream: TcpStream,
     queue: &mut mpsc::Receiver<Message>,
@@ -101,8 +124,17 @@ async fn session(
     link.set_connected(true);
     tracing::info!(%peer, "peer link up");
     let mut probe = [0u8; 64];
+    let mut tick = tokio::time::interval(TICK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wrote = true;
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                if !wrote {
+                    write_frames(&mut sink, [Body::Tick], me).await?;
+                }
+                wrote = false;
+            }
             message = queue.recv() => {
                 let Some(message) = message else { return Ok(()) };
                 let mut batch = vec![Body::Message(message)];
@@ -113,6 +145,7 @@ async fn session(
                     }
                 }
                 write_frames(&mut sink, batch, me).await?;
+                wrote = true;
             }
             // The peer never writes on this connection, so a read returns
             // only when it closed or died: notice at once, not at the next
@@ -132,13 +165,14 @@ async fn write_frames(
         tokio_util::codec::LengthDelimitedCodec,
     >,
     bodies: impl IntoIterator<Item = Body>,
-    me: NodeId,
+    me: Stamp,
 ) -> io::Result<()> {
     let work = async {
         for body in bodies {
             let bytes = frame::encode(&Frame {
                 version: PROTOCOL_VERSION,
-                from: me,
+                from: me.me,
+                sent_at_us: me.clock.now().as_micros(),
                 body,
             })
             .map_err(io::Error::other)?;
