@@ -93,6 +93,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("no command given: tenure run --lock NAME -- CMD ARGS...");
     };
     let client = args.conn.client()?;
+    // No node listening at all is a mistake to report now, not a lock to
+    // wait for (once running, the runner rides out a cluster restart).
+    if let Err(e @ tenure_client::Error::Unreachable { .. }) =
+        args.conn.one_shot_client()?.read(&args.lock).await
+    {
+        return Err(e).with_context(|| format!("could not take {}", args.lock));
+    }
     let mut lock = Lock::new(&client, &args.lock).ttl(args.ttl).margin(margin);
     if let Some(h) = &args.holder {
         lock = lock.holder(h);
@@ -110,12 +117,22 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
     };
-    eprintln!(
-        "tenure run: holding {} as {} with token {}",
-        lease.name(),
-        lease.holder(),
-        lease.token()
-    );
+    if args.conn.json {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "event": "holding", "name": lease.name(), "holder": lease.holder(),
+                "token": lease.token(),
+            })
+        );
+    } else {
+        eprintln!(
+            "tenure run: holding {} as {} with token {}",
+            lease.name(),
+            lease.holder(),
+            lease.token()
+        );
+    }
 
     // Orphans of the command are re-parented here, so that none outlives
     // it (`reap.rs`).

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -408,4 +409,52 @@ fn cluster_metrics_and_health_describe_the_node() {
     let nowhere = get(&format!("{}/v2/nothing", c.url(2)));
     assert_eq!(nowhere.status, 404);
     assert!(nowhere.body["error"].is_string());
+}
+
+/// Heads too large to serve are refused with a JSON body that says why,
+/// up to where the HTTP library itself stops parsing (docs/api.md).
+#[test]
+fn oversized_heads_and_wrong_methods_are_refused_in_json() {
+    let c = Cluster::start();
+    let host = c.url(1).trim_start_matches("http://").to_string();
+    let ask = |head: String| -> String {
+        let mut s = TcpStream::connect(&host).expect("connect");
+        write!(s, "{head}Host: {host}\r\nConnection: close\r\n\r\n").expect("send");
+        s.flush().expect("flush");
+        read_all(&mut s, Duration::from_secs(10))
+    };
+    let long_uri = format!("GET /v1/locks/{} HTTP/1.1\r\n", "a".repeat(20_000));
+    let many_headers: String = (0..150).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "b".repeat(20_000));
+    let cases = [
+        (long_uri, "414", "request target"),
+        (
+            format!("GET /v1/locks/x HTTP/1.1\r\n{many_headers}"),
+            "431",
+            "headers",
+        ),
+        (
+            format!("GET /v1/locks/x HTTP/1.1\r\n{big_header}"),
+            "431",
+            "headers are",
+        ),
+        (
+            "POST /v1/locks/x HTTP/1.1\r\nContent-Length: 0\r\n".to_string(),
+            "405",
+            "POST",
+        ),
+    ];
+    for (head, status, says) in cases {
+        let answer = ask(head);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{answer}"
+        );
+    }
 }

@@ -108,6 +108,30 @@ fn with_nothing_listening_a_command_says_connection_refused_at_once() {
             .is_some_and(|e| e.contains("Connection refused")),
         "{err}"
     );
+
+    // `tenure run` too: it waits for a lock as long as it takes, but not
+    // for a cluster that is not there.
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--lock",
+            "x",
+            "--endpoints",
+            &endpoints,
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Connection refused"), "{err}");
 }
 
 /// A duration without a unit is a usage error (exit 2), not a guess.

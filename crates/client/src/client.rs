@@ -35,6 +35,9 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const MAX_ATTEMPTS: u32 = 64;
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long after the end of a caller's wait an acquire may still take, for
+/// the answer of a long poll that ended then to arrive.
+const LONG_POLL_ANSWER_GRACE: Duration = Duration::from_millis(500);
 /// A node that does not accept a connection within this is treated as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -384,6 +387,20 @@ impl Client {
         ttl: Duration,
         wait: Option<Duration>,
     ) -> Result<Result<Granted, LeaseState>, Error> {
+        self.acquire_by(name, holder, ttl, wait, None).await
+    }
+
+    /// [`Client::acquire_once`], but retrying no later than `give_up` (when
+    /// given): a caller whose own wait ends there must not be kept past it
+    /// by retries against nodes that are down.
+    pub(crate) async fn acquire_by(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        wait: Option<Duration>,
+        give_up: Option<Stamp>,
+    ) -> Result<Result<Granted, LeaseState>, Error> {
         let (name, holder, ttl) = check(name, holder, ttl)?;
         let mut path = format!("/v1/locks/{}", name.as_str());
         let mut attempt_timeout = self.inner.attempt_timeout;
@@ -397,7 +414,12 @@ impl Client {
             body: Some(json!({ "holder": holder.as_str(), "ttl_ms": ttl.as_millis() })),
             attempt_timeout,
         };
-        let until = self.inner.clock.now() + attempt_timeout.max(self.inner.call_timeout);
+        let mut until = self.inner.clock.now() + attempt_timeout.max(self.inner.call_timeout);
+        if let Some(at) = give_up {
+            // A long poll ends at `give_up` on the node; its answer gets a
+            // moment more to arrive.
+            until = until.min(at + LONG_POLL_ANSWER_GRACE);
+        }
         let answer = self.send(&request, Retry::Always, until).await?;
         match answer.status {
             StatusCode::CREATED => granted(&answer).map(Ok),
@@ -512,7 +534,7 @@ impl Client {
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(self.inner.attempt_timeout, self.inner.http.request(req)).await {
             Ok(Ok(r)) => Ok((start % self.inner.endpoints.len(), r)),
-            Ok(Err(e)) => Err(format!("{endpoint}: {e}")),
+            Ok(Err(e)) => Err(format!("{endpoint}: {}", deepest_cause(&e))),
             Err(_) => Err(format!("{endpoint}: no answer in time")),
         }
     }

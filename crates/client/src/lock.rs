@@ -116,7 +116,7 @@ impl Lock {
             };
             let answer = self
                 .client
-                .acquire_once(&self.name, &self.holder, self.ttl, Some(poll))
+                .acquire_by(&self.name, &self.holder, self.ttl, Some(poll), give_up)
                 .await;
             match answer {
                 Ok(Ok(grant)) => match self.start(grant, !poll.is_zero()).await {

@@ -53,6 +53,9 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
     let path = format!("/v1/locks/{}?watch=true", name.as_str());
     let mut node = client.preferred();
     let mut backoff = RECONNECT_FIRST;
+    // Whether the follower was told that no node could be reached, since
+    // lines last flowed: once per outage, not once per retry.
+    let mut told_unreachable = false;
     loop {
         if tx.is_closed() {
             return;
@@ -81,6 +84,7 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
                         if let Ok(state) = serde_json::from_slice::<LeaseState>(&line) {
                             // Lines flowed: the next failure starts a fresh backoff.
                             backoff = RECONNECT_FIRST;
+                            told_unreachable = false;
                             if tx.send(Ok(state)).await.is_err() {
                                 return;
                             }
@@ -106,6 +110,17 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
                     }))
                     .await;
                 return;
+            }
+            Err(error) if !told_unreachable => {
+                // Said as a watch line, as a node says it lost its quorum:
+                // the follower keeps following, and knows why nothing comes.
+                told_unreachable = true;
+                let line = LeaseState::Unavailable {
+                    error: format!("{error}; trying again"),
+                };
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
             }
             Ok(_) | Err(_) => {}
         }

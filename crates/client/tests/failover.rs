@@ -335,3 +335,41 @@ async fn endpoints_must_be_plain_http_urls() {
     ));
     assert!(Client::from_list("http://a:1, http://b:2").is_ok());
 }
+
+#[tokio::test]
+async fn a_bounded_wait_ends_on_time_when_no_node_answers() {
+    // Retries against nodes that are down must not keep the caller past
+    // its own wait (they used to, for the whole 10 s call deadline).
+    let client = Client::new(&[dead_endpoint().await]).expect("client");
+    let started = Instant::now();
+    let result = Lock::new(&client, "x")
+        .acquire_within(Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "{:?}",
+        result.err()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_watch_says_when_no_node_can_be_reached() {
+    let client = Client::new(&[dead_endpoint().await]).expect("client");
+    let mut watch = client.watch("x").expect("watch");
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.next_state())
+        .await
+        .expect("a line in time")
+        .expect("a line")
+        .expect("a state");
+    match first {
+        tenure_client::LeaseState::Unavailable { error } => {
+            assert!(error.contains("refused"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

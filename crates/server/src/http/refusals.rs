@@ -16,6 +16,11 @@ use serde_json::json;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header bytes served (names and values).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The most headers served; a client sends a handful.
+pub const MAX_HEADERS: usize = 64;
+/// Where hyper itself stops parsing, answering a bare 431: well above
+/// `MAX_HEADERS`, so that the JSON refusal comes first.
+pub const HYPER_MAX_HEADERS: usize = 256;
 
 pub async fn json_refusals(request: Request, next: Next) -> Response {
     let uri = request.uri();
@@ -31,6 +36,13 @@ pub async fn json_refusals(request: Request, next: Next) -> Response {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
+    let header_count = request.headers().len();
+    if header_count > MAX_HEADERS {
+        return refusal(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("the request has {header_count} headers; at most {MAX_HEADERS} are served"),
+        );
+    }
     if header_len > MAX_HEADER_BYTES {
         return refusal(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

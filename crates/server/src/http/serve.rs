@@ -66,6 +66,10 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            // Above the refusals middleware's own count, so that a request
+            // with too many headers hears why in JSON rather than get
+            // hyper's bare 431 (which starts past 100 by default).
+            .max_headers(super::refusals::HYPER_MAX_HEADERS)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
