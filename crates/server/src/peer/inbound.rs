@@ -1,20 +1,105 @@
 //! Accept connections from peers; each must open with a hello from a
 //! member, then carries that member's messages into the node loop.
+//!
+//! Anyone can reach the peer port, so nothing a stranger does may keep a
+//! member out. A connection that has not said hello waits in a small pool
+//! for at most `HELLO_TIMEOUT`; when the pool is full the oldest waiting
+//! connection is dropped to make room, so a member, whose hello follows
+//! its dial at once, always gets in. After its hello a connection holds
+//! its member's one slot (a newer connection from the same member replaces
+//! it), and every frame must come within `READ_TIMEOUT`: peers tick every
+//! 50 ms when idle, so silence means a dead or half-open link.
 
 use super::frame::{self, Body};
 use super::PeerEvent;
 use super::PeerView;
 use futures_util::StreamExt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tenure_core::NodeId;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 
-/// Inbound peer connections at once; a cluster has at most 7 members, so
-/// anything near this is a misbehaving client on the peer port.
-const MAX_INBOUND: usize = 64;
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections that have not said hello yet, at once.
+const MAX_WAITING_FOR_HELLO: usize = 16;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest silence on a member's connection before it is closed.
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// The same complaint about the same address is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Who holds which inbound place: each connection gets a number, and a
+/// stop signal its task obeys.
+#[derive(Default)]
+struct Places {
+    next: u64,
+    waiting: VecDeque<(u64, watch::Sender<bool>)>,
+    members: BTreeMap<NodeId, (u64, watch::Sender<bool>)>,
+    /// When each (complaint, address) was last logged.
+    logged: BTreeMap<(&'static str, std::net::IpAddr), Instant>,
+}
+
+type Shared = Arc<Mutex<Places>>;
+
+fn lock(places: &Shared) -> std::sync::MutexGuard<'_, Places> {
+    places.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Places {
+    /// A place in the hello pool for a new connection, evicting the
+    /// oldest waiter when full.
+    fn wait_for_hello(&mut self) -> (u64, watch::Receiver<bool>) {
+        if self.waiting.len() >= MAX_WAITING_FOR_HELLO {
+            if let Some((_, stop)) = self.waiting.pop_front() {
+                let _ = stop.send(true);
+            }
+        }
+        let (tx, rx) = watch::channel(false);
+        self.next += 1;
+        self.waiting.push_back((self.next, tx));
+        (self.next, rx)
+    }
+
+    /// Connection `id` said hello as `member`: it leaves the pool and takes
+    /// the member's place, closing the member's older connection.
+    fn admit(&mut self, id: u64, member: NodeId) -> Option<()> {
+        let at = self.waiting.iter().position(|(w, _)| *w == id)?;
+        let (_, stop) = self.waiting.remove(at)?;
+        if let Some((_, old)) = self.members.insert(member, (id, stop)) {
+            let _ = old.send(true);
+        }
+        Some(())
+    }
+
+    fn leave(&mut self, id: u64, member: Option<NodeId>) {
+        self.waiting.retain(|(w, _)| *w != id);
+        if let Some(m) = member {
+            if self.members.get(&m).is_some_and(|(held, _)| *held == id) {
+                self.members.remove(&m);
+            }
+        }
+    }
+
+    /// Whether a complaint about `addr` should be logged now.
+    fn should_log(&mut self, what: &'static str, addr: SocketAddr) -> bool {
+        let now = Instant::now();
+        let key = (what, addr.ip());
+        match self.logged.get(&key) {
+            Some(at) if now.duration_since(*at) < LOG_EVERY => false,
+            _ => {
+                if self.logged.len() > 1_024 {
+                    self.logged
+                        .retain(|_, at| now.duration_since(*at) < LOG_EVERY);
+                }
+                self.logged.insert(key, now);
+                true
+            }
+        }
+    }
+}
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
@@ -22,7 +107,7 @@ pub(super) async fn accept_loop(
     events: mpsc::Sender<PeerEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_INBOUND));
+    let places: Shared = Arc::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -37,18 +122,53 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many inbound peer connections; refusing");
-            continue;
-        };
-        let (view, events, shutdown) = (view.clone(), events.clone(), shutdown.clone());
+        let (id, evicted) = lock(&places).wait_for_hello();
+        let (view, events, shutdown, places) = (
+            view.clone(),
+            events.clone(),
+            shutdown.clone(),
+            places.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(why) = connection(stream, &view, events, shutdown).await {
-                tracing::debug!(%addr, %why, "inbound peer connection closed");
+            let mut member = None;
+            let result = connection(stream, &view, events, shutdown, evicted, |from| {
+                let admitted = lock(&places).admit(id, from).is_some();
+                if admitted {
+                    member = Some(from);
+                }
+                admitted
+            })
+            .await;
+            let mut places = lock(&places);
+            places.leave(id, member);
+            if let Err(refusal) = result {
+                // Refusals of strangers and misconfigured members are worth
+                // an operator's eye, once in a while; a member's link that
+                // closed is routine.
+                match refusal {
+                    Refusal::Closed(why) => {
+                        tracing::debug!(%addr, %why, "inbound peer connection closed")
+                    }
+                    Refusal::Refused(kind, why) => {
+                        if places.should_log(kind, addr) {
+                            tracing::warn!(%addr, "peer connection refused: {why}");
+                        }
+                    }
+                    Refusal::Logged => {}
+                }
             }
-            drop(slot);
         });
     }
+}
+
+/// Why an inbound connection ended.
+enum Refusal {
+    /// An ordinary end: closed, timed out, replaced.
+    Closed(String),
+    /// Refused for what it sent; the kind keys the log's rate limit.
+    Refused(&'static str, String),
+    /// Refused and already logged (the drift bound, once per member).
+    Logged,
 }
 
 async fn connection(
@@ -56,54 +176,81 @@ async fn connection(
     view: &PeerView,
     events: mpsc::Sender<PeerEvent>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), String> {
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    mut evicted: watch::Receiver<bool>,
+    admit: impl FnOnce(NodeId) -> bool,
+) -> Result<(), Refusal> {
+    let closed = |why: &str| Refusal::Closed(why.to_string());
+    stream
+        .set_nodelay(true)
+        .map_err(|e| closed(&e.to_string()))?;
     let mut frames = FramedRead::new(stream, frame::codec());
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next())
-        .await
-        .map_err(|_| "no hello in time".to_string())?
-        .ok_or("closed before hello")?
-        .map_err(|e| e.to_string())?;
-    let hello = frame::decode(&hello).map_err(|e| e.to_string())?;
+    let hello = tokio::select! {
+        hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next()) => hello,
+        _ = evicted.changed() => return Err(closed("made room for a newer connection before its hello")),
+        _ = shutdown.changed() => return Ok(()),
+    };
+    let hello = hello
+        .map_err(|_| Refusal::Refused("no hello", format!("no hello within {HELLO_TIMEOUT:?}")))?
+        .ok_or_else(|| closed("closed before hello"))?
+        .map_err(|e| Refusal::Refused("unreadable", format!("unreadable hello: {e}")))?;
+    let hello =
+        frame::decode(&hello).map_err(|e| Refusal::Refused("undecodable", e.to_string()))?;
     let from = hello.from;
     let Body::Hello { max_drift_ppm } = hello.body else {
-        return Err(format!("bad hello from {from}"));
+        return Err(Refusal::Refused(
+            "bad hello",
+            format!("the first frame from {from} is not a hello"),
+        ));
     };
     if from == view.me {
-        return Err(format!("bad hello from {from}"));
+        return Err(Refusal::Refused(
+            "bad hello",
+            format!("a hello in this node's own name, {from}"),
+        ));
     }
     // Ids are not authenticated: the peer network must be private (see
     // docs/operations.md). Membership is still checked, so a stray client
     // cannot inject messages under an id the core does not know.
     let Some((_, link)) = view.members.get(&from) else {
-        return Err(format!("{from} is not a member"));
+        return Err(Refusal::Refused(
+            "not a member",
+            format!("{from} is not a member"),
+        ));
     };
     if max_drift_ppm != view.max_drift_ppm {
-        let why = format!(
-            "peer {from} runs with --max-drift-ppm {max_drift_ppm}, this node with {}: \
-             members that judge leases by different drift bounds could free one early; \
-             refusing its messages until every member runs with the same bound",
-            view.max_drift_ppm
-        );
         if link.refuse_once() {
-            tracing::error!("{why}");
+            tracing::error!(
+                "peer {from} runs with --max-drift-ppm {max_drift_ppm}, this node with {}: \
+                 members that judge leases by different drift bounds could free one early; \
+                 refusing its messages until every member runs with the same bound",
+                view.max_drift_ppm
+            );
         }
-        return Err(why);
+        return Err(Refusal::Logged);
+    }
+    if !admit(from) {
+        return Err(closed("made room for a newer connection"));
     }
     // A new connection may come from a restarted process, whose clock
     // readings start afresh.
     view.rates.forget(from);
     loop {
         let bytes = tokio::select! {
-            f = frames.next() => f,
+            f = tokio::time::timeout(READ_TIMEOUT, frames.next()) => f,
+            _ = evicted.changed() => return Err(closed("replaced by a newer connection")),
             _ = shutdown.changed() => return Ok(()),
         };
-        let Some(bytes) = bytes else {
-            return Err("closed".into());
-        };
-        let frame = frame::decode(&bytes.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let bytes = bytes
+            .map_err(|_| closed(&format!("{from} sent nothing for {READ_TIMEOUT:?}")))?
+            .ok_or_else(|| closed("closed"))?
+            .map_err(|e| closed(&e.to_string()))?;
+        let frame = frame::decode(&bytes)
+            .map_err(|e| Refusal::Refused("undecodable", format!("from {from}: {e}")))?;
         if frame.from != from {
-            return Err(format!("{from} sent a frame signed {}", frame.from));
+            return Err(Refusal::Refused(
+                "bad frame",
+                format!("{from} sent a frame signed {}", frame.from),
+            ));
         }
         link.heard();
         view.rates
@@ -115,5 +262,161 @@ async fn connection(
                 return Ok(()); // The node is stopping.
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::peer::frame::{Frame, PROTOCOL_VERSION};
+    use crate::peer::rates::Rates;
+    use crate::peer::LinkState;
+    use bytes::Bytes;
+    use futures_util::SinkExt;
+    use tenure_core::{LeaseName, Message};
+    use tokio::io::AsyncReadExt;
+    use tokio_util::codec::FramedWrite;
+
+    /// Node 1's accept loop, with members 1 to 3; its events, its address.
+    async fn node_one() -> (mpsc::Receiver<PeerEvent>, SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let members = (1..=3)
+            .map(|i| {
+                (
+                    NodeId(i),
+                    (format!("127.0.0.1:{i}"), Arc::new(LinkState::default())),
+                )
+            })
+            .collect();
+        let view = PeerView {
+            me: NodeId(1),
+            members,
+            max_drift_ppm: 1_000,
+            rates: Arc::new(Rates::new(3, 1_000, true)),
+            clock: Clock::new(),
+        };
+        let (events_tx, events) = mpsc::channel(16);
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(accept_loop(listener, view, events_tx, stop_rx));
+        (events, addr, stop)
+    }
+
+    fn frame(from: u16, body: Body) -> Bytes {
+        frame::encode(&Frame {
+            version: PROTOCOL_VERSION,
+            from: NodeId(from),
+            sent_at_us: 1,
+            body,
+        })
+        .expect("encode")
+    }
+
+    fn peek() -> Body {
+        Body::Message(Message::Peek {
+            name: LeaseName::new("x").expect("name"),
+            id: 7,
+        })
+    }
+
+    async fn dial(
+        addr: SocketAddr,
+    ) -> FramedWrite<TcpStream, tokio_util::codec::LengthDelimitedCodec> {
+        FramedWrite::new(
+            TcpStream::connect(addr).await.expect("connect"),
+            frame::codec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn strangers_that_never_say_hello_cannot_keep_a_member_out() {
+        let (mut events, addr, _stop) = node_one().await;
+        let mut strangers = Vec::new();
+        for _ in 0..100 {
+            strangers.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut member = dial(addr).await;
+        member
+            .send(frame(
+                2,
+                Body::Hello {
+                    max_drift_ppm: 1_000,
+                },
+            ))
+            .await
+            .expect("hello");
+        member.send(frame(2, peek())).await.expect("message");
+        let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("the member's message arrives")
+            .expect("event");
+        assert_eq!(event.from, NodeId(2));
+        drop(strangers);
+    }
+
+    #[tokio::test]
+    async fn a_member_link_that_goes_silent_mid_frame_is_closed() {
+        let (_events, addr, _stop) = node_one().await;
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let hello = frame(
+            2,
+            Body::Hello {
+                max_drift_ppm: 1_000,
+            },
+        );
+        let mut bytes = (hello.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&hello);
+        // Then the length of a frame and half of it.
+        let next = frame(2, peek());
+        bytes.extend_from_slice(&(next.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&next[..next.len() / 2]);
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
+            .await
+            .expect("write");
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(READ_TIMEOUT * 2, stream.read(&mut buf))
+            .await
+            .expect("closed before twice the read timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(started.elapsed() >= READ_TIMEOUT - Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_of_a_member_replaces_the_older() {
+        let (mut events, addr, _stop) = node_one().await;
+        let mut old = TcpStream::connect(addr).await.expect("connect");
+        let hello = frame(
+            3,
+            Body::Hello {
+                max_drift_ppm: 1_000,
+            },
+        );
+        let mut bytes = (hello.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&hello);
+        tokio::io::AsyncWriteExt::write_all(&mut old, &bytes)
+            .await
+            .expect("hello");
+        let mut new = dial(addr).await;
+        new.send(frame(
+            3,
+            Body::Hello {
+                max_drift_ppm: 1_000,
+            },
+        ))
+        .await
+        .expect("hello");
+        new.send(frame(3, peek())).await.expect("message");
+        let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("message")
+            .expect("event");
+        assert_eq!(event.from, NodeId(3));
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(2), old.read(&mut buf))
+            .await
+            .expect("the old connection is closed");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
 }
