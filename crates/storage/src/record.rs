@@ -431,3 +431,79 @@ mod tests {
         );
     }
 }
+
+/// Fuzzing: whatever bytes a disk hands back, decoding answers a value or
+/// an error, never a panic. `TENURE_FUZZ_CASES` sets the cases per property
+/// (100,000 for a long run); `cargo test` runs 2,000.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use tenure_core::{Ballot, LeaseValue, Token};
+
+    fn cases() -> u32 {
+        std::env::var("TENURE_FUZZ_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2_000)
+    }
+
+    /// `payload` framed at `version` with a valid checksum: the decoder
+    /// gets past the checksum and must survive what postcard finds.
+    fn sealed(key: &str, version: u8, payload: &[u8]) -> Vec<u8> {
+        let mut value = vec![version];
+        value.extend_from_slice(payload);
+        let crc = checksum(key, &value);
+        value.extend_from_slice(&crc.to_le_bytes());
+        value
+    }
+
+    fn valid() -> Vec<u8> {
+        let b = Ballot {
+            counter: 3,
+            node: 1,
+            incarnation: 2,
+        };
+        let state = Durable {
+            promised: b,
+            accepted: Some((
+                b,
+                LeaseValue {
+                    token: Token(9),
+                    ..LeaseValue::default()
+                },
+            )),
+        };
+        encode_durable("a", &state).expect("encode")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn any_bytes_decode_or_are_refused(value in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_durable("a", &value);
+            let _ = decode_u32("a", &value);
+            let _ = decode_u64("a", &value);
+        }
+
+        #[test]
+        fn any_payload_behind_a_valid_checksum_decodes_or_is_refused(
+            version in 0u8..5,
+            payload in prop::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let _ = decode_durable("a", &sealed("a", version, &payload));
+        }
+
+        #[test]
+        fn a_damaged_record_is_refused(at in 0usize..64, bit in 0u8..8, cut in 0usize..64) {
+            let mut value = valid();
+            let at = at % value.len();
+            value[at] ^= 1 << bit;
+            prop_assert!(decode_durable("a", &value).is_err());
+            let mut short = valid();
+            short.truncate(cut % short.len());
+            prop_assert!(decode_durable("a", &short).is_err());
+        }
+    }
+}

@@ -329,3 +329,95 @@ mod tests {
         }
     }
 }
+
+/// Fuzzing: whatever a client sends, parsing answers a valid request or a
+/// 4xx that says what to fix, never a panic or a 5xx. `TENURE_FUZZ_CASES`
+/// sets the cases per property (100,000 for a long run); `cargo test`
+/// runs 2,000.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cases() -> u32 {
+        std::env::var("TENURE_FUZZ_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2_000)
+    }
+
+    /// A JSON value of any type, shallow: what a confused client sends.
+    fn json_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,200}".prop_map(Value::String),
+            prop::collection::vec(any::<u8>().prop_map(Value::from), 0..3).prop_map(Value::Array),
+        ]
+    }
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("holder".to_string()),
+            Just("ttl_ms".to_string()),
+            Just("token".to_string()),
+            Just("lock_delay_ms".to_string()),
+            "[a-z_]{0,12}",
+        ]
+    }
+
+    fn refused_with_4xx(result: Result<LockRequest, ApiError>) -> Result<(), TestCaseError> {
+        if let Err(e) = result {
+            prop_assert!(e.status().is_client_error(), "{e:?}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn any_body_parses_or_is_refused_with_a_4xx(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            refused_with_4xx(parse_lock_request(&body))?;
+        }
+
+        #[test]
+        fn any_object_of_any_fields_parses_or_is_refused_with_a_4xx(
+            fields in prop::collection::vec((field(), json_value()), 0..6),
+        ) {
+            let body: String = format!(
+                "{{{}}}",
+                fields
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let parsed = parse_lock_request(body.as_bytes());
+            if let Ok(request) = &parsed {
+                // Accepted only with every field valid and none twice.
+                let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+                let mut unique = names.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                prop_assert_eq!(unique.len(), names.len(), "{} accepted as {:?}", body, request);
+            }
+            refused_with_4xx(parsed)?;
+        }
+
+        #[test]
+        fn any_query_value_parses_or_is_refused(text in ".{0,40}") {
+            let _ = parse_duration(&text);
+            if let Err(e) = parse_wait(&text, Duration::from_secs(300)) {
+                prop_assert!(e.status().is_client_error());
+            }
+            if let Err(e) = parse_token(&text) {
+                prop_assert!(e.status().is_client_error());
+            }
+        }
+    }
+}

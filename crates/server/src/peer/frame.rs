@@ -196,3 +196,77 @@ mod tests {
         assert!(decode(&bytes).is_err());
     }
 }
+
+/// Fuzzing: whatever a peer (or a stranger) sends, decoding answers a frame
+/// or an error, never a panic, and a frame that decodes holds only valid
+/// names. `TENURE_FUZZ_CASES` sets the cases per property (100,000 for a
+/// long run); `cargo test` runs 2,000.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use tenure_core::LeaseName;
+
+    fn cases() -> u32 {
+        std::env::var("TENURE_FUZZ_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(2_000)
+    }
+
+    fn valid() -> Vec<u8> {
+        encode(&Frame {
+            version: PROTOCOL_VERSION,
+            from: NodeId(2),
+            sent_at_us: 5,
+            body: Body::Message(Message::Peek {
+                name: LeaseName::new("jobs/a").expect("name"),
+                id: 3,
+            }),
+        })
+        .expect("encode")
+        .to_vec()
+    }
+
+    fn names_are_valid(frame: &Frame) -> bool {
+        match &frame.body {
+            Body::Message(m) => LeaseName::new(m.name().as_str()).is_ok(),
+            _ => true,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+        #[test]
+        fn any_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(frame) = decode(&bytes) {
+                prop_assert!(names_are_valid(&frame));
+            }
+        }
+
+        #[test]
+        fn any_tail_after_this_version_decodes_or_is_refused(
+            tail in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let mut bytes = postcard::to_stdvec(&PROTOCOL_VERSION).expect("version");
+            bytes.extend_from_slice(&tail);
+            if let Ok(frame) = decode(&bytes) {
+                prop_assert!(names_are_valid(&frame));
+            }
+        }
+
+        #[test]
+        fn a_damaged_frame_decodes_or_is_refused(at in 0usize..64, byte in any::<u8>(), cut in 0usize..64) {
+            let mut bytes = valid();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            if let Ok(frame) = decode(&bytes) {
+                prop_assert!(names_are_valid(&frame));
+            }
+            let mut short = valid();
+            short.truncate(cut % short.len());
+            prop_assert!(decode(&short).is_err() || cut % valid().len() == valid().len());
+        }
+    }
+}
