@@ -37,6 +37,17 @@ pub struct ServerArgs {
     /// either way (docs/safety.md).
     #[arg(long)]
     no_clock_check: bool,
+    /// Client connections served at once; more are answered 503.
+    #[arg(long, value_name = "N", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Client connections from one address at once; more are answered 503.
+    /// Raise it for many clients behind one address (NAT, a sidecar).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: u32,
+    /// Watches streaming at once; more are answered 503. Keep it below
+    /// --max-connections, so that watchers leave room for lock clients.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_watches: u32,
     #[command(flatten)]
     drift: DriftArg,
 }
@@ -77,6 +88,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.accept_rolled_back_store = args.accept_rolled_back_store;
     config.drift = args.drift.bound();
     config.clock_check = !args.no_clock_check;
+    config.http.max_connections = args.max_connections as usize;
+    config.http.max_connections_per_client = args.max_connections_per_client as usize;
+    config.http.max_watches = args.max_watches as usize;
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

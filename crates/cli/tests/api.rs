@@ -458,3 +458,55 @@ fn oversized_heads_and_wrong_methods_are_refused_in_json() {
         );
     }
 }
+
+/// Bounds on connections and watches answer 503 with a JSON reason and
+/// `Retry-After` (not a bare close), and count what they refused.
+#[test]
+fn connections_and_watches_over_their_bounds_are_answered_and_counted() {
+    let mut c = Cluster::start();
+    c.kill9(1);
+    c.try_restart(
+        1,
+        &["--max-connections-per-client", "4", "--max-watches", "2"],
+    )
+    .expect("node 1 restarts");
+    let r = acquire_when_ready(&c.lock_url(1, "bounded"), "a", 10_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    let watch_url = format!("{}?watch=true", c.lock_url(1, "bounded"));
+    let first = stream_lines(&watch_url);
+    let second = stream_lines(&watch_url);
+    for lines in [&first, &second] {
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a first line");
+        assert_eq!(line["state"], "held", "{line}");
+    }
+    let third = get(&watch_url);
+    assert_eq!(third.status, 503, "{third:?}");
+    assert!(third.text.contains("watches at once"), "{third:?}");
+    // Two watches and two idle connections: this address's four.
+    let host = c.url(1).trim_start_matches("http://").to_string();
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&host).expect("connect"))
+        .collect();
+    let over = get(&c.lock_url(1, "bounded"));
+    assert_eq!(over.status, 503, "{over:?}");
+    assert_eq!(over.retry_after.as_deref(), Some("1"), "{over:?}");
+    assert!(over.text.contains("connections to this node"), "{over:?}");
+    drop(idle);
+    drop((first, second));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = get(&format!("{}/metrics", c.url(1)));
+        if m.status == 200 || Instant::now() > deadline {
+            break m.text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in [
+        "tenure_http_refused_total{reason=\"watches\"} 1",
+        "tenure_http_refused_total{reason=\"connections_per_client\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+}

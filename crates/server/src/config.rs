@@ -82,6 +82,9 @@ pub struct HttpLimits {
     pub drain_timeout: Duration,
     /// How often a watch re-reads a name when nothing woke it.
     pub watch_fallback: Duration,
+    /// Watches open at once on this node: below `max_connections`, so
+    /// that watchers cannot take every connection from lock clients.
+    pub max_watches: usize,
 }
 
 impl Default for HttpLimits {
@@ -95,6 +98,7 @@ impl Default for HttpLimits {
             max_wait: Duration::from_secs(300),
             drain_timeout: Duration::from_secs(5),
             watch_fallback: Duration::from_secs(2),
+            max_watches: 512,
         }
     }
 }

@@ -83,6 +83,8 @@ struct Registry {
     persist_seconds: Option<Histogram>,
     persist_writes: Option<Histogram>,
     peer_dropped: BTreeMap<u16, u64>,
+    /// Client connections and requests refused for a resource bound.
+    http_refused: BTreeMap<&'static str, u64>,
     /// Names this node granted or renewed, with when their ttl runs out.
     leases: HashMap<LeaseName, Instant>,
     /// Acquires waiting for a lease through this node.
@@ -160,6 +162,11 @@ impl Metrics {
         self.with(|r| *r.peer_dropped.entry(peer).or_default() += 1);
     }
 
+    /// A client connection or request refused for a bound (`reason`).
+    pub fn http_refused(&self, reason: &'static str) {
+        self.with(|r| *r.http_refused.entry(reason).or_default() += 1);
+    }
+
     /// This node granted or renewed `name` until `until`.
     pub fn lease_held(&self, name: &LeaseName, until: Instant) {
         self.with(|r| {
@@ -228,6 +235,11 @@ impl Metrics {
             out.push_str("# TYPE tenure_peer_dropped_messages_total counter\n");
             for (peer, n) in &r.peer_dropped {
                 let _ = writeln!(out, "tenure_peer_dropped_messages_total{{peer=\"{peer}\"}} {n}");
+            }
+            out.push_str("# HELP tenure_http_refused_total Client connections or requests refused for a resource bound, by bound.\n");
+            out.push_str("# TYPE tenure_http_refused_total counter\n");
+            for (reason, n) in &r.http_refused {
+                let _ = writeln!(out, "tenure_http_refused_total{{reason=\"{reason}\"}} {n}");
             }
             out.push_str("# HELP tenure_persist_duration_seconds Time from handing writes to storage to their fsync.\n");
             out.push_str("# TYPE tenure_persist_duration_seconds histogram\n");

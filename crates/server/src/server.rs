@@ -218,18 +218,20 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let state = AppState {
         node: NodeHandle::new(call_tx, cancel_tx),
         wakeups,
-        metrics,
+        metrics: metrics.clone(),
         peers: view,
         incarnation,
         drift: config.drift,
         limits: config.http,
         call_timeout: request_deadline + Duration::from_secs(2),
         stop: stop_http_rx.clone(),
+        watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
     };
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http::router(state),
         config.http,
+        metrics.clone(),
         stop_http_rx,
     ));
     tracing::info!(node = config.id.0, %http_addr, %peer_addr, incarnation, "started");

@@ -49,13 +49,7 @@ impl ApiError {
 
     pub fn call(error: CallError) -> ApiError {
         if let CallError::ClockDisagrees(reason) = error {
-            return ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                body: json!({
-                    "error": format!("{reason}; retry through another node"),
-                    "outcome_unknown": false,
-                }),
-            };
+            return ApiError::unavailable(format!("{reason}; retry through another node"));
         }
         let (message, outcome_unknown) = match error {
             CallError::Failed(Failure::Unavailable { outcome_unknown }) => (
@@ -85,6 +79,14 @@ impl ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             body,
+        }
+    }
+
+    /// A bound of this node is reached; nothing was done.
+    pub fn unavailable(error: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({ "error": error.into(), "outcome_unknown": false }),
         }
     }
 

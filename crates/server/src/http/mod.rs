@@ -52,6 +52,8 @@ pub struct AppState {
     pub call_timeout: Duration,
     /// Flips to true at shutdown: long-polls and watches end.
     pub stop: signal::Receiver<bool>,
+    /// One permit per watch streaming (`limits.max_watches`).
+    pub watches: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {

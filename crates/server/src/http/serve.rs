@@ -2,12 +2,14 @@
 //! timeout nor a connection bound, so connections are served by hyper
 //! directly, with axum's router as the service.
 //!
-//! Two bounds on connections: in all (beyond it, clients wait in the
-//! kernel's backlog), and per client address (beyond it, the connection is
-//! closed at once), so that one client cannot take every slot (Consul's
-//! CVE-2020-7219).
+//! Two bounds on connections: in all, and per client address, so that one
+//! client cannot take every slot (Consul's CVE-2020-7219). A connection
+//! over either is answered at once with a `503`, a JSON reason and
+//! `Retry-After`, so the client knows to go to another node rather than
+//! wait or see a bare close; each is counted, and logged now and then.
 
 use crate::config::HttpLimits;
+use crate::metrics::Metrics;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,8 +18,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::Service;
 
@@ -27,19 +29,14 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let clients: Clients = Arc::default();
+    let mut last_logged: Option<Instant> = None;
     loop {
-        // At the connection bound, stop accepting: further clients wait in
-        // the kernel's backlog instead of costing this process memory.
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s,
-            _ = stop.changed() => break,
-        };
-        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => break,
@@ -52,10 +49,35 @@ pub async fn serve(
                 continue;
             }
         };
+        let refused = |reason: &'static str, error: String, last: &mut Option<Instant>| -> String {
+            metrics.http_refused(reason);
+            if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                *last = Some(Instant::now());
+                tracing::warn!(%client, "{error} (logged at most every 10 s; tenure_http_refused_total counts them)");
+            }
+            error
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let error = format!(
+                "this node serves {} connections at once and has none free; retry through another node",
+                limits.max_connections
+            );
+            refuse(stream, &refused("connections", error, &mut last_logged));
+            continue;
+        };
         let Some(per_client) =
             PerClient::take(&clients, client.ip(), limits.max_connections_per_client)
         else {
-            tracing::debug!(%client, "too many connections from one client; closing");
+            let error = format!(
+                "{} already has {} connections to this node, the most one address may; \
+                 reuse connections, or raise --max-connections-per-client",
+                client.ip(),
+                limits.max_connections_per_client
+            );
+            refuse(
+                stream,
+                &refused("connections_per_client", error, &mut last_logged),
+            );
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -85,6 +107,38 @@ pub async fn serve(
         tracing::warn!("http requests still in flight after the drain timeout; closing them");
     }
 }
+
+/// Refusals of connections are logged at most this often.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Answer a connection that will not be served: a whole `503` with a JSON
+/// reason, then close. Closing while the client's request is unread would
+/// reset the connection and could destroy the answer before the client
+/// reads it, so the request is read and dropped first, for a moment.
+fn refuse(stream: TcpStream, error: &str) {
+    let body = serde_json::json!({ "error": error, "outcome_unknown": false }).to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        super::error::RETRY_AFTER_SECS,
+        body.len()
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let answer = async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while stream.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
+    });
+}
+
+/// How long a refused connection is given to take its answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
 

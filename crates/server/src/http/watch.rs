@@ -7,11 +7,12 @@
 //! and every `watch_fallback` for changes made by rounds this node took no
 //! part in.
 
+use super::error::ApiError;
 use super::view::view_json;
 use super::AppState;
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -26,8 +27,21 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const EXPIRY_SLACK: Duration = Duration::from_millis(5);
 
 pub fn stream(app: AppState, name: LeaseName) -> Response {
+    // A watch holds a connection for as long as it lasts: bounded, so that
+    // watchers cannot take every connection from lock clients.
+    let Ok(permit) = app.watches.clone().try_acquire_owned() else {
+        app.metrics.http_refused("watches");
+        return ApiError::unavailable(format!(
+            "this node serves {} watches at once and has none free; watch through another node",
+            app.limits.max_watches
+        ))
+        .into_response();
+    };
     let (lines, rx) = mpsc::channel::<Bytes>(LINES_BUFFERED);
-    tokio::spawn(watch(app, name, lines));
+    tokio::spawn(async move {
+        watch(app, name, lines).await;
+        drop(permit);
+    });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|line| (Ok::<_, Infallible>(line), rx))
     });
