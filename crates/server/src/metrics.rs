@@ -5,6 +5,7 @@
 //! dependencies for what is here a fixed set of counters and histograms
 //! rendered as text. This file is the whole of it.
 
+pub mod process;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -185,7 +186,26 @@ impl Metrics {
             r.leases.remove(name);
         });
     }
+}
 
+/// The outcomes rendered even before they happen.
+const KNOWN_OUTCOMES: [(&str, &str); 13] = [
+    ("acquire", "granted"),
+    ("acquire", "conflict"),
+    ("acquire", "unavailable"),
+    ("acquire", "overloaded"),
+    ("renew", "renewed"),
+    ("renew", "conflict"),
+    ("renew", "unavailable"),
+    ("release", "released"),
+    ("release", "conflict"),
+    ("release", "unavailable"),
+    ("read", "observed"),
+    ("read", "unavailable"),
+    ("read", "overloaded"),
+];
+
+impl Metrics {
     /// The text exposition, with `extra` (already formatted lines) appended.
     pub fn render(&self, extra: &str) -> String {
         let mut out = String::new();
@@ -211,7 +231,13 @@ impl Metrics {
             }
             out.push_str("# HELP tenure_outcomes_total Outcomes of operations this node proposed.\n");
             out.push_str("# TYPE tenure_outcomes_total counter\n");
-            for ((op, outcome), n) in &r.outcomes {
+            // Every outcome an alert may be written on exists from the
+            // start, at zero, so that `rate()` and `absent()` behave.
+            let mut outcomes = r.outcomes.clone();
+            for (op, outcome) in KNOWN_OUTCOMES {
+                outcomes.entry((op, outcome)).or_default();
+            }
+            for ((op, outcome), n) in &outcomes {
                 let _ = writeln!(
                     out,
                     "tenure_outcomes_total{{op=\"{op}\",outcome=\"{outcome}\"}} {n}"

@@ -105,9 +105,20 @@ async fn one_client_cannot_hold_more_than_its_share_of_connections() {
         assert_eq!(&buf, b"HTTP/1.1 200");
         held.push(s);
     }
+    // The third is answered, not just closed: a 503 that says why, and
+    // when to retry (through another node).
     let mut third = TcpStream::connect(node.http_addr).await.expect("connect");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let refused = read_until_closed(&mut third, Duration::from_secs(5)).await;
-    assert!(refused.is_empty(), "{refused}");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(
+        refused.contains(r#""error":"127.0.0.1 already has 2 connections to this node"#),
+        "{refused}"
+    );
     // A slot freed is a slot available again.
     drop(held.pop());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -105,6 +105,26 @@ impl PeerView {
             }
         }
         out.push_str(
+            "# HELP tenure_peer_last_heard_seconds Since a peer last sent this node anything (idle links tick every 50 ms).\n\
+             # TYPE tenure_peer_last_heard_seconds gauge\n",
+        );
+        for (id, (_, link)) in &self.members {
+            if let (false, Some(age)) = (*id == self.me, link.last_heard()) {
+                out.push_str(&format!(
+                    "tenure_peer_last_heard_seconds{{peer=\"{}\"}} {:.3}\n",
+                    id.0,
+                    age.as_secs_f64()
+                ));
+            }
+        }
+        let quorum = self.members.len() / 2 + 1;
+        out.push_str(&format!(
+            "# HELP tenure_quorum_reachable Whether this node can send to a quorum of members, itself included.\n\
+             # TYPE tenure_quorum_reachable gauge\n\
+             tenure_quorum_reachable {}\n",
+            u8::from(self.reachable() >= quorum)
+        ));
+        out.push_str(
             "# HELP tenure_clock_rate_ppm How much faster a peer's clock runs than this node's, in ppm.\n\
              # TYPE tenure_clock_rate_ppm gauge\n",
         );
