@@ -66,9 +66,9 @@ pub fn default_timing() -> Timing {
 /// Bounds on what HTTP clients may cost a node.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
-    /// Open client connections; more wait in the kernel's backlog.
+    /// Open client connections; more are answered 503.
     pub max_connections: usize,
-    /// Open connections from one client address; more are closed at once.
+    /// Open connections from one client address; more are answered 503.
     pub max_connections_per_client: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
