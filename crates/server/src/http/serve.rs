@@ -35,6 +35,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let clients: Clients = Arc::default();
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let mut last_logged: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
@@ -62,7 +63,8 @@ pub async fn serve(
                 "this node serves {} connections at once and has none free; retry through another node",
                 limits.max_connections
             );
-            refuse(stream, &refused("connections", error, &mut last_logged));
+            let error = refused("connections", error, &mut last_logged);
+            refuse(stream, &error, &lingering);
             continue;
         };
         let Some(per_client) =
@@ -74,10 +76,8 @@ pub async fn serve(
                 client.ip(),
                 limits.max_connections_per_client
             );
-            refuse(
-                stream,
-                &refused("connections_per_client", error, &mut last_logged),
-            );
+            let error = refused("connections_per_client", error, &mut last_logged);
+            refuse(stream, &error, &lingering);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -115,7 +115,14 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// reason, then close. Closing while the client's request is unread would
 /// reset the connection and could destroy the answer before the client
 /// reads it, so the request is read and dropped first, for a moment.
-fn refuse(stream: TcpStream, error: &str) {
+///
+/// At most `MAX_LINGERING` refused connections linger at once: a flood
+/// past that is closed bare, rather than spend this process's descriptors
+/// on answering it.
+fn refuse(stream: TcpStream, error: &str, lingering: &Arc<Semaphore>) {
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
     let body = serde_json::json!({ "error": error, "outcome_unknown": false }).to_string();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -134,11 +141,14 @@ fn refuse(stream: TcpStream, error: &str) {
             Ok::<(), std::io::Error>(())
         };
         let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
+        drop(permit);
     });
 }
 
 /// How long a refused connection is given to take its answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Refused connections being answered at once.
+const MAX_LINGERING: usize = 256;
 
 type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
