@@ -484,22 +484,32 @@ fn connections_and_watches_over_their_bounds_are_answered_and_counted() {
     let third = get(&watch_url);
     assert_eq!(third.status, 503, "{third:?}");
     assert!(third.text.contains("watches at once"), "{third:?}");
-    // Two watches and idle connections fill this address's four (earlier
-    // requests' connections may still be closing: add idle ones until a
-    // request is refused).
+    // Two watches and two kept-alive connections fill this address's
+    // four. Each is known to hold its place once it has been served (an
+    // earlier request's connection may still be closing, and refuse one).
     let host = c.url(1).trim_start_matches("http://").to_string();
-    let mut idle: Vec<TcpStream> = Vec::new();
-    let over = loop {
-        idle.push(TcpStream::connect(&host).expect("connect"));
-        let r = get(&c.lock_url(1, "bounded"));
-        if r.status != 200 || idle.len() >= 10 {
-            break r;
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..50 {
+        if held.len() == 2 {
+            break;
         }
-    };
+        let mut s = TcpStream::connect(&host).expect("connect");
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n").expect("send");
+        let mut head = [0u8; 12];
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        if std::io::Read::read_exact(&mut s, &mut head).is_ok() && &head == b"HTTP/1.1 200" {
+            held.push(s);
+        } else {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(held.len(), 2, "two connections kept alive");
+    let over = get(&c.lock_url(1, "bounded"));
     assert_eq!(over.status, 503, "{over:?}");
     assert_eq!(over.retry_after.as_deref(), Some("1"), "{over:?}");
     assert!(over.text.contains("connections to this node"), "{over:?}");
-    drop(idle);
+    drop(held);
     drop((first, second));
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
