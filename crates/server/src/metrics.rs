@@ -82,6 +82,8 @@ struct Registry {
     rounds: BTreeMap<&'static str, u64>,
     nacks_received: u64,
     persist_seconds: Option<Histogram>,
+    /// One transaction with its fsync, without the queueing before it.
+    commit_seconds: Option<Histogram>,
     persist_writes: Option<Histogram>,
     peer_dropped: BTreeMap<u16, u64>,
     /// Client connections and requests refused for a resource bound.
@@ -145,6 +147,15 @@ impl Metrics {
             } else {
                 r.waiting_acquires = r.waiting_acquires.saturating_sub(1);
             }
+        });
+    }
+
+    /// The committer made one transaction durable in `took`.
+    pub fn committed(&self, took: Duration) {
+        self.with(|r| {
+            r.commit_seconds
+                .get_or_insert_with(|| Histogram::new(SECONDS))
+                .observe(took.as_secs_f64());
         });
     }
 
@@ -271,6 +282,11 @@ impl Metrics {
             out.push_str("# TYPE tenure_persist_duration_seconds histogram\n");
             if let Some(h) = &r.persist_seconds {
                 h.render(&mut out, "tenure_persist_duration_seconds", "");
+            }
+            out.push_str("# HELP tenure_commit_duration_seconds One storage transaction with its fsync, without the wait in the queue before it.\n");
+            out.push_str("# TYPE tenure_commit_duration_seconds histogram\n");
+            if let Some(h) = &r.commit_seconds {
+                h.render(&mut out, "tenure_commit_duration_seconds", "");
             }
             out.push_str("# HELP tenure_persist_batch_writes Acceptor writes handed to storage together.\n");
             out.push_str("# TYPE tenure_persist_batch_writes histogram\n");

@@ -176,10 +176,13 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     }
 
     let metrics = Arc::new(Metrics::new());
-    let (persist, acks) = Persist::new(
-        Committer::spawn(store, config.persist_queue_batches),
-        metrics.clone(),
+    let observed = metrics.clone();
+    let committer = Committer::spawn_observed(
+        store,
+        config.persist_queue_batches,
+        Box::new(move |commit| observed.committed(commit.took)),
     );
+    let (persist, acks) = Persist::new(committer, metrics.clone());
 
     let (stop_http, stop_http_rx) = watch::channel(false);
     let (stop_node, stop_node_rx) = watch::channel(false);

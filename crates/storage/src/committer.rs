@@ -11,11 +11,23 @@ use crate::store::Store;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tenure_core::{Write, WriteId};
 
 /// Called once a batch is durable, with its highest [`WriteId`], or with
 /// the error that stopped it.
 pub type Done = Box<dyn FnOnce(Result<WriteId, PersistError>) + Send>;
+
+/// One transaction the committer made: how many writes it held, and how
+/// long it took with its fsync (the wait in the queue before it excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub writes: usize,
+    pub took: Duration,
+}
+
+/// Told of every transaction, on the committer thread: for metrics.
+pub type Observer = Box<dyn Fn(Commit) + Send>;
 
 struct Batch {
     writes: Vec<Write>,
@@ -42,11 +54,16 @@ impl Committer {
     /// that many. If the thread cannot be started, every batch is answered
     /// with [`PersistError::CommitterGone`].
     pub fn spawn(store: Store, queue_bound: usize) -> Committer {
+        Committer::spawn_observed(store, queue_bound, Box::new(|_| {}))
+    }
+
+    /// [`Committer::spawn`], telling `observe` of every transaction.
+    pub fn spawn_observed(store: Store, queue_bound: usize, observe: Observer) -> Committer {
         let bound = queue_bound.max(1);
         let (queue, batches) = mpsc::sync_channel(bound);
         let thread = std::thread::Builder::new()
             .name("tenure-committer".into())
-            .spawn(move || commit_loop(store, batches, bound))
+            .spawn(move || commit_loop(store, batches, bound, observe))
             .ok();
         Committer {
             queue: thread.is_some().then_some(queue),
@@ -94,7 +111,7 @@ impl Drop for Committer {
     }
 }
 
-fn commit_loop(mut store: Store, batches: Receiver<Batch>, max_group: usize) {
+fn commit_loop(mut store: Store, batches: Receiver<Batch>, max_group: usize, observe: Observer) {
     let mut durable_through = WriteId(0);
     let mut group: Vec<Batch> = Vec::with_capacity(max_group);
     while let Ok(first) = batches.recv() {
@@ -115,8 +132,14 @@ fn commit_loop(mut store: Store, batches: Receiver<Batch>, max_group: usize) {
             writes.extend(batch.writes);
             answers.push((highest, batch.done));
         }
+        let started = Instant::now();
         let result = store.persist(&writes);
         if result.is_ok() {
+            let commit = Commit {
+                writes: writes.len(),
+                took: started.elapsed(),
+            };
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| observe(commit)));
             if let Some(highest) = answers.iter().filter_map(|(h, _)| *h).max() {
                 durable_through = durable_through.max(highest);
             }

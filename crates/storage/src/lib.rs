@@ -27,7 +27,7 @@ mod sim_disk;
 mod store;
 
 pub use boot::{boot_node, BootError};
-pub use committer::{Committer, Done};
+pub use committer::{Commit, Committer, Done, Observer};
 pub use error::{OpenError, PersistError};
 pub use record::RecordError;
 #[cfg(feature = "sim-disk")]

@@ -286,3 +286,33 @@ fn a_panicking_callback_does_not_stop_the_committer() {
     assert_eq!(r.unwrap(), WriteId(2));
     committer.shutdown();
 }
+
+#[test]
+fn the_observer_is_told_of_every_transaction_and_its_writes() {
+    let disk = SimDisk::new();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let committer = Committer::spawn_observed(
+        store,
+        1000,
+        Box::new(move |commit| log.lock().unwrap().push(commit)),
+    );
+    let work = batches(20);
+    let total: usize = work.iter().map(Vec::len).sum();
+    let answers: Vec<Answers> = work
+        .iter()
+        .enumerate()
+        .map(|(i, b)| submit_tagged(&committer, i as u64, b.clone()))
+        .collect();
+    committer.shutdown();
+    for a in &answers {
+        assert!(a.try_recv().expect("answered").1.is_ok());
+    }
+    let seen = seen.lock().unwrap();
+    // Every write went into exactly one observed transaction.
+    assert_eq!(seen.iter().map(|c| c.writes).sum::<usize>(), total);
+    assert!(!seen.is_empty() && seen.len() <= work.len(), "{seen:?}");
+}
