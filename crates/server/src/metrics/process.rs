@@ -117,22 +117,21 @@ fn max_fds() -> Option<f64> {
 }
 
 fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions and only reads a constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
+    sysconf_or(libc::_SC_CLK_TCK, 100.0)
 }
 
 fn page_size() -> f64 {
-    // SAFETY: as above.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if page > 0 {
-        page as f64
+    sysconf_or(libc::_SC_PAGESIZE, 4096.0)
+}
+
+/// A positive `sysconf(name)`, or `default`.
+fn sysconf_or(name: libc::c_int, default: f64) -> f64 {
+    // SAFETY: sysconf has no preconditions and only reads a constant.
+    let value = unsafe { libc::sysconf(name) };
+    if value > 0 {
+        value as f64
     } else {
-        4096.0
+        default
     }
 }
 

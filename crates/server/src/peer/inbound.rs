@@ -313,6 +313,26 @@ mod tests {
         .expect("encode")
     }
 
+    /// A member's hello, with this node's drift bound.
+    fn hello(from: u16) -> Bytes {
+        frame(
+            from,
+            Body::Hello {
+                max_drift_ppm: 1_000,
+            },
+        )
+    }
+
+    /// A frame as the length-delimited codec puts it on the wire.
+    fn on_the_wire(frame: &[u8]) -> Vec<u8> {
+        let mut bytes = u32::try_from(frame.len())
+            .expect("small")
+            .to_be_bytes()
+            .to_vec();
+        bytes.extend_from_slice(frame);
+        bytes
+    }
+
     fn peek() -> Body {
         Body::Message(Message::Peek {
             name: LeaseName::new("x").expect("name"),
@@ -337,15 +357,7 @@ mod tests {
             strangers.push(TcpStream::connect(addr).await.expect("connect"));
         }
         let mut member = dial(addr).await;
-        member
-            .send(frame(
-                2,
-                Body::Hello {
-                    max_drift_ppm: 1_000,
-                },
-            ))
-            .await
-            .expect("hello");
+        member.send(hello(2)).await.expect("hello");
         member.send(frame(2, peek())).await.expect("message");
         let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
             .await
@@ -359,17 +371,9 @@ mod tests {
     async fn a_member_link_that_goes_silent_mid_frame_is_closed() {
         let (_events, addr, _stop) = node_one().await;
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let hello = frame(
-            2,
-            Body::Hello {
-                max_drift_ppm: 1_000,
-            },
-        );
-        let mut bytes = (hello.len() as u32).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&hello);
-        // Then the length of a frame and half of it.
-        let next = frame(2, peek());
-        bytes.extend_from_slice(&(next.len() as u32).to_be_bytes());
+        let mut bytes = on_the_wire(&hello(2));
+        // Then a frame cut in half, its length included.
+        let next = on_the_wire(&frame(2, peek()));
         bytes.extend_from_slice(&next[..next.len() / 2]);
         tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
             .await
@@ -387,26 +391,11 @@ mod tests {
     async fn a_newer_connection_of_a_member_replaces_the_older() {
         let (mut events, addr, _stop) = node_one().await;
         let mut old = TcpStream::connect(addr).await.expect("connect");
-        let hello = frame(
-            3,
-            Body::Hello {
-                max_drift_ppm: 1_000,
-            },
-        );
-        let mut bytes = (hello.len() as u32).to_be_bytes().to_vec();
-        bytes.extend_from_slice(&hello);
-        tokio::io::AsyncWriteExt::write_all(&mut old, &bytes)
+        tokio::io::AsyncWriteExt::write_all(&mut old, &on_the_wire(&hello(3)))
             .await
             .expect("hello");
         let mut new = dial(addr).await;
-        new.send(frame(
-            3,
-            Body::Hello {
-                max_drift_ppm: 1_000,
-            },
-        ))
-        .await
-        .expect("hello");
+        new.send(hello(3)).await.expect("hello");
         new.send(frame(3, peek())).await.expect("message");
         let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
             .await
