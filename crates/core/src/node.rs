@@ -124,6 +124,10 @@ impl Local for Acceptor {
     fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
         self.report(name, now)
     }
+
+    fn promised(&self, name: &LeaseName) -> crate::ballot::Ballot {
+        self.promised(name)
+    }
 }
 
 impl Node {
@@ -291,18 +295,23 @@ impl Node {
 
     fn deliver(&mut self, now: Instant, from: NodeId, message: Message) {
         let step = match message {
-            Message::Prepare { name, ballot } => self.acceptor.handle_prepare(now, &name, ballot),
+            Message::Prepare { name, ballot } => {
+                self.proposer.learn_incarnation(ballot);
+                self.acceptor.handle_prepare(now, &name, ballot)
+            }
             Message::Accept {
                 name,
                 ballot,
                 value,
                 age,
                 origin,
+                next,
             } => {
+                self.proposer.learn_incarnation(ballot);
                 let before = self.acceptor.holder_and_token(&name);
                 let step = self
                     .acceptor
-                    .handle_accept(now, &name, ballot, &value, age, origin);
+                    .handle_accept(now, &name, ballot, &value, age, origin, next);
                 if step.write.is_some() {
                     self.on_accepted(now, &name, &value, before);
                 }
@@ -329,6 +338,11 @@ impl Node {
             });
         }
         self.hold(Outgoing::Send(from, step.reply));
+        if let Some((to, promise)) = step.handoff {
+            if self.config.members.contains(&to) {
+                self.hold(Outgoing::Send(to, promise));
+            }
+        }
     }
 
     /// This node's acceptor took a new value for `name`.

@@ -49,12 +49,138 @@ impl RoundCtx<'_> {
         if !plain_acquires || !free || top == Ballot::ZERO || age >= grace || !contended {
             return None;
         }
+        // The member after the one that wrote it: the value's last write,
+        // which a reservation handed on (at another node's ballot) or a
+        // value settled unchanged (at a later ballot) still names.
+        let writer = value.writes.last().unwrap_or(top);
         let members = &self.shared.members;
         let after = members
             .iter()
-            .position(|m| m.0 == top.node)
+            .position(|m| m.0 == writer.node)
             .map_or(members[0], |at| members[(at + 1) % members.len()]);
         Some(after == self.shared.node)
+    }
+
+    /// The ballot that an accept of `value` at `ballot` asks its acceptors
+    /// to promise. Usually this proposer's own next one (the fast path).
+    /// A write that frees a contended lease hands it instead to the member
+    /// with the first refusal, whose acceptors then send it that promise:
+    /// a phase 1 it need not run. Its counter leaves room above the
+    /// counters that member may have used meanwhile, since it takes only
+    /// a ballot it never handed out itself (`handed_to_me`). Without that
+    /// member's incarnation, nothing is handed.
+    pub(super) fn next_promise(&self, ballot: Ballot, value: &LeaseValue) -> Ballot {
+        let successor = ballot.successor();
+        let frees = value.grant.is_none();
+        if !frees || !self.shared.is_contended(self.name, self.now) {
+            return successor;
+        }
+        let members = &self.shared.members;
+        let at = members
+            .iter()
+            .position(|m| *m == self.shared.node)
+            .expect("a proposer is a member");
+        let after = members[(at + 1) % members.len()];
+        let Some(incarnation) = self.shared.incarnations.get(&after).copied() else {
+            return successor;
+        };
+        if after == self.shared.node {
+            return successor;
+        }
+        Ballot {
+            counter: ballot.counter.saturating_add(PREPARE_HEADROOM + 1),
+            node: after.0,
+            incarnation,
+        }
+    }
+
+    /// A ballot of this node's own life that its acceptor promised for the
+    /// name and that this proposer never handed out: the last writer handed
+    /// it over (`next_promise`), and its promises are on their way here.
+    /// Only a round that has written nothing yet and is not already
+    /// preparing or accepting takes it.
+    pub(super) fn handed_to_me(&self) -> Option<Ballot> {
+        let ballot = self.local.promised(self.name);
+        (self.shared.is_handed(ballot) && self.may_adopt()).then_some(ballot)
+    }
+
+    fn may_adopt(&self) -> bool {
+        self.state.round.as_ref().is_some_and(|round| {
+            matches!(round.phase, Phase::Looking { .. } | Phase::Paused { .. })
+                && round.attempts.is_empty()
+                && !round.ops.iter().all(|p| p.op.is_read())
+        })
+    }
+
+    /// Take a handed ballot as this round's phase 1, with the promises
+    /// already here; the rest come by themselves. Should they not all
+    /// come soon, the round prepares above it as usual.
+    pub(super) fn adopt(&mut self, ballot: Ballot) {
+        self.shared.next_counter = self
+            .shared
+            .next_counter
+            .max(ballot.counter.saturating_add(1));
+        let mut promises = match self.shared.handoffs.remove(self.name) {
+            Some((b, promises)) if b == ballot => promises,
+            _ => BTreeMap::new(),
+        };
+        if self.shared.rules.bugs.has(Bug::HandoffOnOwnPromise) {
+            let own = self.local.report(self.name, self.now);
+            for m in self.shared.members.iter().take(self.shared.quorum) {
+                promises.insert(*m, own.clone());
+            }
+        }
+        let round = running(self.state);
+        round.seen = round.seen.max(ballot);
+        round.deferring = None;
+        round.looks = 0;
+        let complete = promises.len() >= self.shared.quorum;
+        let wait = Micros(self.shared.timing.backoff_max.0 / 8);
+        self.set_phase(Phase::Preparing { ballot, promises }, self.now.plus(wait));
+        self.fx.phases.push((self.name.clone(), PhaseKind::Handed));
+        if complete {
+            self.on_promises();
+        }
+    }
+
+    /// A majority's promises of a ballot handed to this node, collected
+    /// while no round here could take them: a round that now can takes
+    /// them as its phase 1; with no round, they are a reservation if they
+    /// show the value chosen. A round that is preparing or accepting at
+    /// another ballot goes on; the acceptors' refusals will tell it.
+    pub fn on_handoff(&mut self, ballot: Ballot) {
+        if self.may_adopt() {
+            return self.adopt(ballot);
+        }
+        let Some((_, promises)) = self.shared.handoffs.remove(self.name) else {
+            return;
+        };
+        // Taken or not, a handed ballot is considered once.
+        self.shared.next_counter = self
+            .shared
+            .next_counter
+            .max(ballot.counter.saturating_add(1));
+        if self.state.round.is_some() {
+            return;
+        }
+        let Learnt {
+            value,
+            age,
+            origin,
+            top,
+        } = highest(&promises, &self.shared.rules, self.shared.quorum);
+        let unanimous = promises
+            .values()
+            .all(|r| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot) == top);
+        if unanimous {
+            self.set_fast_path(FastPath {
+                ballot,
+                value,
+                age,
+                origin,
+                confirmed_at: self.now,
+            });
+        }
     }
 
     /// Another proposer's ballot `promised` is ahead: it is about to
