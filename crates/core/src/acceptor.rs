@@ -14,7 +14,7 @@
 //! it first, by [`HORIZON_STEP`] so that this is rare (once per life, and
 //! once more each time another node's restart lifts the cluster's counters).
 
-use crate::ballot::{Ballot, NodeId};
+use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
 use crate::input::{HolderId, LeaseName};
 use crate::lease::{LeaseValue, Token};
@@ -87,9 +87,6 @@ pub enum Record {
 pub struct Step {
     pub write: Option<Record>,
     pub reply: Message,
-    /// A promise handed to another member by an accept (its `next`), for
-    /// that member, under the same record.
-    pub handoff: Option<(NodeId, Message)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -218,11 +215,7 @@ impl Acceptor {
         if let Some(Record::Horizon(horizon)) = write {
             self.horizon = horizon;
         }
-        Step {
-            write,
-            reply,
-            handoff: None,
-        }
+        Step { write, reply }
     }
 
     /// Whether a promise of `ballot` is below the horizon, and if not, what
@@ -238,16 +231,12 @@ impl Acceptor {
         }
     }
 
-    /// Phase 2b. Accepting also promises `next`: the proposer's next
-    /// ballot, which lets it skip phase 1 next time, or a ballot it hands
-    /// to another member, which is then sent this promise too, so that it
-    /// can skip phase 1 instead (docs/protocol.md, "The first refusal").
-    /// A `next` not above `ballot` means the successor. `age` restarts the
-    /// lease clock where the proposer observed it: zero for a fresh value.
-    /// When this acceptor already runs the clock of the same `origin`, it
-    /// keeps the older start of the two: both are lower bounds of the same
-    /// age, and its own needs no other node's clock.
-    #[allow(clippy::too_many_arguments)] // The accept's fields, as sent.
+    /// Phase 2b. Accepting also promises the proposer's next ballot, which
+    /// is what lets it skip phase 1 next time. `age` restarts the lease
+    /// clock where the proposer observed it: zero for a fresh value. When
+    /// this acceptor already runs the clock of the same `origin`, it keeps
+    /// the older start of the two: both are lower bounds of the same age,
+    /// and its own needs no other node's clock.
     pub fn handle_accept(
         &mut self,
         now: Instant,
@@ -256,7 +245,6 @@ impl Acceptor {
         value: &LeaseValue,
         age: Micros,
         origin: Ballot,
-        next: Ballot,
     ) -> Step {
         let mut register = self.register(name);
         let accepted_reply = Message::Accepted {
@@ -272,18 +260,12 @@ impl Acceptor {
             return Step {
                 write: None,
                 reply: accepted_reply,
-                handoff: None,
             };
         }
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
         }
-        let next = if next > ballot {
-            next
-        } else {
-            ballot.successor()
-        };
-        register.promised = next;
+        register.promised = ballot.successor();
         let carried = now.minus(age);
         let clock_start = match &register.accepted {
             Some(a) if a.origin == origin => a.clock_start.min(carried),
@@ -295,24 +277,12 @@ impl Acceptor {
             clock_start,
             origin,
         });
-        // Accepting `ballot` and promising `next` is a phase 1b for `next`:
-        // nothing below it will be accepted, and this is the highest value
-        // accepted below it. Its owner, when it is another member, gets it.
-        let handoff = (next.node != ballot.node).then(|| {
-            let promise = Message::Promise {
-                name: name.clone(),
-                ballot: next,
-                accepted: register.report(now),
-            };
-            (NodeId(next.node), promise)
-        });
         Step {
             write: Some(Record::Register {
                 name: name.clone(),
                 state: register.durable(),
             }),
             reply: accepted_reply,
-            handoff,
         }
     }
 
@@ -329,11 +299,6 @@ impl Acceptor {
     /// them.
     pub fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
         self.registers.get(name).and_then(|r| r.report(now))
-    }
-
-    /// The ballot promised for `name`.
-    pub fn promised(&self, name: &LeaseName) -> Ballot {
-        self.registers.get(name).map_or(self.floor, |r| r.promised)
     }
 
     /// The token and holder of the value accepted for `name`.
@@ -365,7 +330,6 @@ fn nack(name: &LeaseName, ballot: Ballot, promised: Ballot) -> Step {
             ballot,
             promised,
         },
-        handoff: None,
     }
 }
 
@@ -442,15 +406,7 @@ mod tests {
                     }
                 }
             );
-            let step = a.handle_accept(
-                t(10),
-                &n,
-                b(6, 2),
-                &value(1),
-                Micros::ZERO,
-                b(6, 2),
-                Ballot::ZERO,
-            );
+            let step = a.handle_accept(t(10), &n, b(6, 2), &value(1), Micros::ZERO, b(6, 2));
             assert!(matches!(step.reply, Message::Nack { .. }));
         }
         assert!(a.highest_promise().counter >= horizon);
@@ -474,15 +430,7 @@ mod tests {
                 promised: b(5, 1)
             }
         );
-        let step = a.handle_accept(
-            t(1),
-            &name(),
-            b(4, 9),
-            &value(1),
-            Micros::ZERO,
-            b(4, 9),
-            Ballot::ZERO,
-        );
+        let step = a.handle_accept(t(1), &name(), b(4, 9), &value(1), Micros::ZERO, b(4, 9));
         assert!(matches!(step.reply, Message::Nack { .. }));
         assert_eq!(a, before);
     }
@@ -490,15 +438,7 @@ mod tests {
     #[test]
     fn accepting_promises_the_proposers_next_ballot() {
         let mut a = Acceptor::default();
-        let step = a.handle_accept(
-            t(0),
-            &name(),
-            b(3, 2),
-            &value(1),
-            Micros::ZERO,
-            b(3, 2),
-            Ballot::ZERO,
-        );
+        let step = a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
         let Some(Record::Register { state, .. }) = step.write else {
             panic!("an acceptance writes the name's record")
         };
@@ -509,39 +449,15 @@ mod tests {
             Message::Nack { .. }
         ));
         // The winner's own next ballot is still accepted without phase 1.
-        let step = a.handle_accept(
-            t(0),
-            &name(),
-            b(4, 2),
-            &value(2),
-            Micros::ZERO,
-            b(4, 2),
-            Ballot::ZERO,
-        );
+        let step = a.handle_accept(t(0), &name(), b(4, 2), &value(2), Micros::ZERO, b(4, 2));
         assert!(matches!(step.reply, Message::Accepted { .. }));
     }
 
     #[test]
     fn a_duplicate_accept_is_acknowledged_without_a_write() {
         let mut a = Acceptor::default();
-        a.handle_accept(
-            t(0),
-            &name(),
-            b(3, 2),
-            &value(1),
-            Micros::ZERO,
-            b(3, 2),
-            Ballot::ZERO,
-        );
-        let step = a.handle_accept(
-            t(5),
-            &name(),
-            b(3, 2),
-            &value(1),
-            Micros::ZERO,
-            b(3, 2),
-            Ballot::ZERO,
-        );
+        a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
+        let step = a.handle_accept(t(5), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
         assert_eq!(step.write, None);
         assert!(matches!(step.reply, Message::Accepted { .. }));
     }
@@ -549,15 +465,7 @@ mod tests {
     #[test]
     fn a_promise_reports_the_age_of_the_accepted_value() {
         let mut a = Acceptor::default();
-        a.handle_accept(
-            t(10),
-            &name(),
-            b(1, 1),
-            &value(1),
-            Micros::ZERO,
-            b(1, 1),
-            Ballot::ZERO,
-        );
+        a.handle_accept(t(10), &name(), b(1, 1), &value(1), Micros::ZERO, b(1, 1));
         let step = a.handle_prepare(t(250), &name(), b(9, 1));
         let Message::Promise {
             accepted: Some(report),
@@ -579,7 +487,6 @@ mod tests {
             &value(1),
             Micros::from_millis(700),
             b(0, 1),
-            Ballot::ZERO,
         );
         let Message::Peeked {
             accepted: Some(report),
@@ -608,15 +515,7 @@ mod tests {
     #[test]
     fn a_clock_of_the_same_origin_keeps_its_own_start() {
         let mut a = Acceptor::default();
-        a.handle_accept(
-            t(1000),
-            &name(),
-            b(1, 1),
-            &value(1),
-            Micros::ZERO,
-            b(1, 1),
-            Ballot::ZERO,
-        );
+        a.handle_accept(t(1000), &name(), b(1, 1), &value(1), Micros::ZERO, b(1, 1));
         a.handle_accept(
             t(1500),
             &name(),
@@ -624,7 +523,6 @@ mod tests {
             &value(1),
             Micros::from_millis(100),
             b(1, 1),
-            Ballot::ZERO,
         );
         assert_eq!(age_at(&a, 1600), (Micros::from_millis(600), b(1, 1)));
         a.handle_accept(
@@ -634,7 +532,6 @@ mod tests {
             &value(1),
             Micros::from_millis(50),
             b(3, 2),
-            Ballot::ZERO,
         );
         assert_eq!(age_at(&a, 1800), (Micros::from_millis(150), b(3, 2)));
         // A carried age older than its own start wins too: both bound
@@ -646,7 +543,6 @@ mod tests {
             &value(1),
             Micros::from_millis(900),
             b(3, 2),
-            Ballot::ZERO,
         );
         assert_eq!(age_at(&a, 2000), (Micros::from_millis(1000), b(3, 2)));
     }

@@ -33,14 +33,10 @@ pub enum Bug {
     /// answer judged at a younger age (another quorum, a restart) may show
     /// it held again.
     UnwrittenExpiry,
-    /// Take a ballot handed over by the write that freed a lease on this
-    /// node's own acceptor's promise alone, as if the write were chosen:
-    /// a grant built on a release that a majority never accepted.
-    HandoffOnOwnPromise,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 8] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -49,7 +45,6 @@ impl Bug {
         Bug::PrepareToRefuse,
         Bug::TrustOneClock,
         Bug::UnwrittenExpiry,
-        Bug::HandoffOnOwnPromise,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,7 +57,6 @@ impl Bug {
             Bug::PrepareToRefuse => "prepare-to-refuse",
             Bug::TrustOneClock => "trust-one-clock",
             Bug::UnwrittenExpiry => "unwritten-expiry",
-            Bug::HandoffOnOwnPromise => "handoff-on-own-promise",
         }
     }
 

@@ -36,21 +36,14 @@ pub enum Message {
     /// value whose clock goes on from `origin` (proposed again unchanged,
     /// or with only its queue changed), so that re-proposing never
     /// restarts a lease's clock.
-    ///
-    /// Accepting also promises `next`, which is above `ballot`: usually
-    /// `ballot.successor()`, the proposer's own next ballot (the fast
-    /// path); for a write that frees a contended lease, a ballot of the
-    /// member with its first refusal, to which the acceptor then sends
-    /// that promise as well (a handoff: docs/protocol.md).
     Accept {
         name: LeaseName,
         ballot: Ballot,
         value: LeaseValue,
         age: Micros,
         origin: Ballot,
-        next: Ballot,
     },
-    /// Phase 2b. Accepting `ballot` also promised the accept's `next`.
+    /// Phase 2b. Accepting `ballot` also promised `ballot.successor()`.
     Accepted { name: LeaseName, ballot: Ballot },
     /// A refusal of `ballot`: the acceptor has promised `promised`.
     Nack {

@@ -124,10 +124,6 @@ impl Local for Acceptor {
     fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
         self.report(name, now)
     }
-
-    fn promised(&self, name: &LeaseName) -> crate::ballot::Ballot {
-        self.promised(name)
-    }
 }
 
 impl Node {
@@ -295,23 +291,18 @@ impl Node {
 
     fn deliver(&mut self, now: Instant, from: NodeId, message: Message) {
         let step = match message {
-            Message::Prepare { name, ballot } => {
-                self.proposer.learn_incarnation(ballot);
-                self.acceptor.handle_prepare(now, &name, ballot)
-            }
+            Message::Prepare { name, ballot } => self.acceptor.handle_prepare(now, &name, ballot),
             Message::Accept {
                 name,
                 ballot,
                 value,
                 age,
                 origin,
-                next,
             } => {
-                self.proposer.learn_incarnation(ballot);
                 let before = self.acceptor.holder_and_token(&name);
                 let step = self
                     .acceptor
-                    .handle_accept(now, &name, ballot, &value, age, origin, next);
+                    .handle_accept(now, &name, ballot, &value, age, origin);
                 if step.write.is_some() {
                     self.on_accepted(now, &name, &value, before);
                 }
@@ -338,11 +329,6 @@ impl Node {
             });
         }
         self.hold(Outgoing::Send(from, step.reply));
-        if let Some((to, promise)) = step.handoff {
-            if self.config.members.contains(&to) {
-                self.hold(Outgoing::Send(to, promise));
-            }
-        }
     }
 
     /// This node's acceptor took a new value for `name`.

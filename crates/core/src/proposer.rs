@@ -97,9 +97,6 @@ pub enum PhaseKind {
     /// A quorum read: promises nothing.
     Look,
     Prepare,
-    /// A phase 1 handed over by the write that freed a contended lease:
-    /// its promises come unasked.
-    Handed,
     Accept,
 }
 
@@ -108,7 +105,6 @@ impl PhaseKind {
         match self {
             PhaseKind::Look => "peek",
             PhaseKind::Prepare => "prepare",
-            PhaseKind::Handed => "handed",
             PhaseKind::Accept => "accept",
         }
     }
@@ -177,9 +173,6 @@ pub struct ProposerConfig {
 /// asks a quorum, of whether a round must write.
 pub trait Local {
     fn report(&self, name: &LeaseName, now: Instant) -> Option<Report>;
-    /// The ballot this node's acceptor has promised for `name`: one of
-    /// this node's own that it did not ask for was handed to it.
-    fn promised(&self, name: &LeaseName) -> Ballot;
 }
 
 /// A request in a name's queue, in a round, or parked.
@@ -237,13 +230,6 @@ impl NameState {
         self.queue.is_empty() && self.round.is_none() && self.parked.is_empty()
     }
 
-    /// Whether this name's round is in phase 1 at `ballot`.
-    fn preparing_at(&self, ballot: Ballot) -> bool {
-        self.round.as_ref().is_some_and(
-            |r| matches!(r.phase, round::Phase::Preparing { ballot: b, .. } if b == ballot),
-        )
-    }
-
     fn next_timer(&self) -> Option<Instant> {
         let round = self.round.as_ref().map(|r| r.timer);
         let parked = self.parked.iter().map(|p| p.look_at).min();
@@ -278,16 +264,7 @@ struct Shared {
     /// When each peer last answered this node's proposer (any message):
     /// a look asks those that answered last first.
     answered: BTreeMap<NodeId, Instant>,
-    /// Each member's latest incarnation seen in a ballot: a ballot handed
-    /// to a member must be of its current life to be taken.
-    incarnations: BTreeMap<NodeId, u32>,
-    /// Promises of ballots handed to this node, by name, until a majority
-    /// has come; at most `MAX_HANDOFFS` names.
-    handoffs: BTreeMap<LeaseName, (Ballot, BTreeMap<NodeId, Option<Report>>)>,
 }
-
-/// Names with handed promises collected at most; a bound on memory.
-const MAX_HANDOFFS: usize = 1_024;
 
 /// How long a name counts as contended after the last sign of it.
 const CONTENDED_FOR: Micros = Micros::from_millis(1_000);
@@ -307,63 +284,6 @@ impl Shared {
 
     fn is_contended(&self, name: &LeaseName, now: Instant) -> bool {
         self.contended.get(name).is_some_and(|until| *until > now)
-    }
-
-    /// Whether `ballot` is one of this node's own life that this proposer
-    /// never handed out (`next_counter` passes every ballot it uses): one
-    /// that another member handed to it.
-    fn is_handed(&self, ballot: Ballot) -> bool {
-        (ballot.node, ballot.incarnation) == (self.node.0, self.incarnation)
-            && ballot.counter >= self.next_counter
-    }
-
-    /// Keep a promise of a ballot handed to this node; whether a majority
-    /// of them has come.
-    fn collect_handoff(
-        &mut self,
-        name: &LeaseName,
-        ballot: Ballot,
-        from: NodeId,
-        accepted: Option<Report>,
-    ) -> bool {
-        if self.handoffs.len() >= MAX_HANDOFFS && !self.handoffs.contains_key(name) {
-            self.handoffs.pop_first();
-        }
-        let entry = self
-            .handoffs
-            .entry(name.clone())
-            .or_insert_with(|| (ballot, BTreeMap::new()));
-        if entry.0 < ballot {
-            *entry = (ballot, BTreeMap::new());
-        }
-        if entry.0 == ballot {
-            entry.1.insert(from, accepted);
-        }
-        entry.0 == ballot && entry.1.len() >= self.quorum
-    }
-
-    /// Learn members' incarnations from the ballots a reply names.
-    fn learn_incarnations(&mut self, msg: &Message) {
-        let ballots: [Option<Ballot>; 2] = match msg {
-            Message::Promise { accepted, .. } | Message::Peeked { accepted, .. } => {
-                let r = accepted.as_ref();
-                [r.map(|r| r.ballot), r.map(|r| r.origin)]
-            }
-            Message::Nack { promised, .. } => [Some(*promised), None],
-            _ => [None, None],
-        };
-        for b in ballots.into_iter().flatten() {
-            self.learn_incarnation(b);
-        }
-    }
-
-    fn learn_incarnation(&mut self, ballot: Ballot) {
-        let node = NodeId(ballot.node);
-        if ballot.incarnation == 0 || !self.members.contains(&node) {
-            return;
-        }
-        let known = self.incarnations.entry(node).or_insert(ballot.incarnation);
-        *known = (*known).max(ballot.incarnation);
     }
 
     /// This node and the peers that answered most recently: a bare
@@ -418,8 +338,6 @@ impl Proposer {
                 timers: BTreeSet::new(),
                 contended: BTreeMap::new(),
                 answered: BTreeMap::new(),
-                incarnations: BTreeMap::from([(config.node, config.incarnation)]),
-                handoffs: BTreeMap::new(),
             },
             names: BTreeMap::new(),
         }
@@ -523,27 +441,6 @@ impl Proposer {
         if from != self.shared.node {
             self.shared.answered.insert(from, now);
         }
-        self.shared.learn_incarnations(&msg);
-        if let Message::Promise {
-            ballot, accepted, ..
-        } = &msg
-        {
-            let preparing = self
-                .names
-                .get(&name)
-                .is_some_and(|s| s.preparing_at(*ballot));
-            if self.shared.is_handed(*ballot) && !preparing {
-                let complete = self
-                    .shared
-                    .collect_handoff(&name, *ballot, from, accepted.clone());
-                if complete {
-                    let ballot = *ballot;
-                    self.names.entry(name.clone()).or_default();
-                    self.with_name(now, &name, local, fx, |round| round.on_handoff(ballot));
-                }
-                return;
-            }
-        }
         if !self.names.contains_key(&name) {
             return; // A late reply to a round long finished.
         }
@@ -623,12 +520,6 @@ impl Proposer {
                 "an idle name has no timer"
             );
         }
-    }
-
-    /// A peer's request (a prepare or an accept) names its ballot: the
-    /// peer's current incarnation, to hand it a ballot it can take.
-    pub fn learn_incarnation(&mut self, ballot: Ballot) {
-        self.shared.learn_incarnation(ballot);
     }
 
     /// Acquires waiting on this node for `name`.

@@ -254,9 +254,9 @@ impl Metrics {
                     "tenure_outcomes_total{{op=\"{op}\",outcome=\"{outcome}\"}} {n}"
                 );
             }
-            out.push_str("# HELP tenure_paxos_phases_total Paxos phases this node started as proposer (prepare: phase 1, i.e. no fast path or a retry; handed: a phase 1 handed over by the write that freed a contended lease; accept: phase 2; peek: a read).\n");
+            out.push_str("# HELP tenure_paxos_phases_total Paxos phases this node started as proposer (prepare: phase 1, i.e. no fast path or a retry; accept: phase 2; peek: a read).\n");
             out.push_str("# TYPE tenure_paxos_phases_total counter\n");
-            for phase in ["prepare", "handed", "accept", "peek"] {
+            for phase in ["prepare", "accept", "peek"] {
                 let n = r.rounds.get(phase).copied().unwrap_or(0);
                 let _ = writeln!(out, "tenure_paxos_phases_total{{phase=\"{phase}\"}} {n}");
             }

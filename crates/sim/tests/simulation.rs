@@ -108,14 +108,6 @@ fn catches_an_expiry_answered_but_not_written() {
     assert!(first_catch(Bug::UnwrittenExpiry).is_some());
 }
 
-/// A ballot handed over by a release, taken on the taker's own
-/// acceptor's promise alone: a grant built on a release a majority never
-/// accepted, while the releasing holder has not been answered.
-#[test]
-fn catches_a_handoff_taken_on_its_own_promise() {
-    assert!(first_catch(Bug::HandoffOnOwnPromise).is_some());
-}
-
 #[test]
 fn catches_a_holder_deadline_without_the_drift_margin() {
     assert!(first_catch(Bug::NoDriftMargin).is_some());

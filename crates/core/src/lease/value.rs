@@ -81,12 +81,6 @@ impl WriteLog {
         WriteLog { count, recent }
     }
 
-    /// The ballot of the last write, if any is remembered.
-    pub fn last(&self) -> Option<Ballot> {
-        let slot = self.recent[(self.count % REMEMBERED_WRITES as u64) as usize];
-        (self.count > 0 && slot != Ballot::ZERO).then_some(slot)
-    }
-
     /// Whether write number `number` was the one proposed at `ballot`:
     /// `Some(true)` or `Some(false)`, or `None` when it is too long ago to
     /// tell. A slot holding the zero ballot (which no accept uses) was never

@@ -85,9 +85,6 @@ pub(super) enum Phase {
         origin: Ballot,
         verdicts: Vec<Verdict>,
         acks: BTreeSet<NodeId>,
-        /// The ballot the acceptors promise along with this one: its
-        /// successor, or one handed to the member with the first refusal.
-        next: Ballot,
     },
     /// A pause; then the round looks or prepares. A round that waits for
     /// another proposer's write (`for_write`) looks as soon as this node's
@@ -206,9 +203,6 @@ impl RoundCtx<'_> {
         if running(self.state).ops.iter().all(|p| p.op.is_read()) {
             return self.look();
         }
-        if let Some(ballot) = self.handed_to_me() {
-            return self.adopt(ballot);
-        }
         let report = self.local.report(self.name, self.now);
         let fast = self.shared.fast.get(self.name);
         // This node's acceptor took another proposer's write since the
@@ -288,6 +282,7 @@ impl RoundCtx<'_> {
 
     /// A reply from an acceptor to one of this name's rounds.
     pub fn on_reply(&mut self, from: NodeId, msg: Message) {
+        let me = (self.shared.node.0, self.shared.incarnation);
         let quorum = self.shared.quorum;
         let Some(round) = self.state.round.as_mut() else {
             return; // Late: the round has finished.
@@ -327,15 +322,14 @@ impl RoundCtx<'_> {
                     self.on_chosen();
                 }
             }
-            // A nack naming the promise of our own accept answers a
-            // duplicate of our earlier prepare: nobody else is ahead. Any
-            // other ballot, even one of ours handed to us, pre-empts.
+            // A nack naming one of our own ballots answers a duplicate of
+            // our own earlier message: nobody else is ahead.
             (
                 Message::Nack {
                     ballot, promised, ..
                 },
                 Phase::Preparing { ballot: want, .. } | Phase::Accepting { ballot: want, .. },
-            ) if ballot == *want && promised != want.successor() => {
+            ) if ballot == *want && (promised.node, promised.incarnation) != me => {
                 self.on_preempted(promised);
             }
             _ => {} // Stale, duplicated or reordered: the round has moved on.
@@ -381,10 +375,6 @@ impl RoundCtx<'_> {
     /// This node's acceptor accepted a value for the name: a round waiting
     /// for another proposer's write looks now.
     pub fn on_value_accepted(&mut self) {
-        // The write that freed the lease handed this node its phase 1.
-        if let Some(ballot) = self.handed_to_me() {
-            return self.adopt(ballot);
-        }
         let Some(round) = self.state.round.as_ref() else {
             return;
         };

@@ -122,8 +122,6 @@ pub struct State {
     pub linearizable: bool,
     pub grants: Vec<GrantRecord>,
     pub holds: Vec<Hold>,
-    /// An accept handed the next phase 1 to another member.
-    pub handed: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -331,9 +329,6 @@ impl LeaseModel {
             while machine.node.poll_event().is_some() {}
         }
         for t in transmits {
-            if let tenure_core::Message::Accept { ballot, next, .. } = &t.message {
-                s.handed |= *next != ballot.successor();
-            }
             s.network.send(
                 Envelope {
                     from: n,

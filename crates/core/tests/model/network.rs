@@ -35,7 +35,7 @@ type ReportKey = Option<(Ballot, ValueKey, Micros)>;
 enum MessageKey {
     Prepare(Ballot),
     Promise(Ballot, ReportKey),
-    Accept(Ballot, ValueKey, Micros, Ballot),
+    Accept(Ballot, ValueKey, Micros),
     Accepted(Ballot),
     Nack(Ballot, Ballot),
     Peek(u64),
@@ -64,12 +64,8 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
             ballot, accepted, ..
         } => MessageKey::Promise(*ballot, report_key(accepted)),
         Message::Accept {
-            ballot,
-            value,
-            age,
-            next,
-            ..
-        } => MessageKey::Accept(*ballot, value_key(value), *age, *next),
+            ballot, value, age, ..
+        } => MessageKey::Accept(*ballot, value_key(value), *age),
         Message::Accepted { ballot, .. } => MessageKey::Accepted(*ballot),
         Message::Nack {
             ballot, promised, ..
@@ -93,15 +89,6 @@ impl fmt::Debug for Envelope {
             Message::Promise {
                 ballot, accepted, ..
             } => write!(f, "Promise {ballot} (accepted {})", report(accepted)),
-            Message::Accept {
-                ballot,
-                value: v,
-                age,
-                next,
-                ..
-            } if *next != ballot.successor() => {
-                write!(f, "Accept {ballot} {} age {age}, hands {next}", value(v))
-            }
             Message::Accept {
                 ballot,
                 value: v,

@@ -49,7 +49,6 @@ impl Model for LeaseModel {
             linearizable: true,
             grants: Vec::new(),
             holds: Vec::new(),
-            handed: false,
         }]
     }
 
@@ -185,7 +184,6 @@ impl Model for LeaseModel {
             Property::sometimes(HANDED_OVER, |_, s: &State| {
                 s.grants.iter().any(|g| g.client != s.grants[0].client)
             }),
-            Property::sometimes(HANDED_PHASE_1, |_, s: &State| s.handed),
             Property::sometimes(RENEWED, |_, s: &State| {
                 s.history.iter().any(|e| {
                     matches!(
@@ -235,7 +233,6 @@ pub const EXCLUSIVE: &str = "no two holders overlap";
 pub const GRANTED: &str = "a lease is granted";
 pub const HANDED_OVER: &str = "the lease passes to another client";
 pub const RENEWED: &str = "a lease is renewed";
-pub const HANDED_PHASE_1: &str = "a release hands the next phase 1 to another member";
 pub const READ_SEES_HOLDER: &str = "a read sees the lease held";
 pub const OUTCOME_UNKNOWN: &str = "a request ends with its outcome unknown";
 

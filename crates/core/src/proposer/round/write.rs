@@ -44,8 +44,7 @@ impl RoundCtx<'_> {
             verdicts: verdicts.clone(),
         };
         running(self.state).attempts.push(attempt);
-        let next = self.next_promise(ballot, &value);
-        self.send_accept(ballot, value, clock, verdicts, next);
+        self.send_accept(ballot, value, clock, verdicts);
     }
 
     /// Accept a value again, unchanged, to make sure it is chosen; it
@@ -57,7 +56,7 @@ impl RoundCtx<'_> {
         clock: LeaseClock,
         verdicts: Vec<Verdict>,
     ) {
-        self.send_accept(ballot, value, clock, verdicts, ballot.successor());
+        self.send_accept(ballot, value, clock, verdicts);
     }
 
     pub(super) fn send_accept(
@@ -66,22 +65,13 @@ impl RoundCtx<'_> {
         value: LeaseValue,
         clock: LeaseClock,
         verdicts: Vec<Verdict>,
-        next: Ballot,
     ) {
-        assert!(next > ballot, "an accept promises a ballot above its own");
         let (age, origin) = (clock.age, clock.origin.unwrap_or(ballot));
-        // Ballots used in an accept are never handed out again, nor is
-        // the successor it reserves for this node's fast path: a promise of
-        // it is this node's own, never one handed to it (`is_handed`).
-        let reserved = if (next.node, next.incarnation) == (ballot.node, ballot.incarnation) {
-            next
-        } else {
-            ballot
-        };
+        // Ballots used in an accept are never handed out again.
         self.shared.next_counter = self
             .shared
             .next_counter
-            .max(reserved.counter.saturating_add(1));
+            .max(ballot.counter.saturating_add(1));
         let timeout = self.now.plus(self.shared.timing.phase_timeout);
         let message = Message::Accept {
             name: self.name.clone(),
@@ -89,7 +79,6 @@ impl RoundCtx<'_> {
             value: value.clone(),
             age,
             origin,
-            next,
         };
         self.set_phase(
             Phase::Accepting {
@@ -99,7 +88,6 @@ impl RoundCtx<'_> {
                 origin,
                 verdicts,
                 acks: BTreeSet::new(),
-                next,
             },
             timeout,
         );
@@ -160,7 +148,6 @@ impl RoundCtx<'_> {
             age,
             origin,
             verdicts,
-            next,
             ..
         } = std::mem::replace(
             &mut round.phase,
@@ -172,12 +159,8 @@ impl RoundCtx<'_> {
         else {
             unreachable!("a value is chosen while accepting")
         };
-        if next != ballot.successor() {
-            // The acceptors promised the member it was handed to.
-            return self.finish(verdicts, Reservation::Drop);
-        }
         let fast = FastPath {
-            ballot: next,
+            ballot: ballot.successor(),
             value,
             age,
             origin,
