@@ -7,6 +7,8 @@
 //! full jitter) only after a full round through the nodes has failed.
 
 mod answers;
+mod causes;
+mod inputs;
 
 use crate::clock::{Clock, Stamp};
 use crate::error::Error;
@@ -14,10 +16,12 @@ use crate::state::LeaseState;
 use crate::time;
 use answers::{conflict_error, conflict_state, granted, parse_state, refusal};
 use bytes::Bytes;
+use causes::{deepest_cause, refused, OnceError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use inputs::{check, query_escape};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -544,63 +548,9 @@ impl Client {
     }
 }
 
-enum OnceError {
-    /// The node refused the connection: nothing listens there.
-    Refused(String),
-    /// No connection: the request never left.
-    NotSent(String),
-    /// Sent, or possibly sent, and then failed.
-    Failed(String),
-}
-
-/// The innermost cause of `e`: "Connection refused (os error 111)"
-/// rather than hyper's "client error (Connect)".
-fn deepest_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// Whether `e` is a connection the node refused.
-fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
-        }
-        cause = c.source();
-    }
-    false
-}
-
 /// Full jitter: a pause uniformly in `[0, ceiling]`, so that clients that
 /// failed together do not retry together.
 pub(crate) fn jittered(ceiling: Duration) -> Duration {
     let micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
     Duration::from_micros(fastrand::u64(0..=micros))
-}
-
-fn check(name: &str, holder: &str, ttl: Duration) -> Result<(LeaseName, HolderId, Ttl), Error> {
-    let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
-    let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let ttl = Ttl::from_millis(ttl_ms).map_err(|e| Error::invalid(e, Some("ttl")))?;
-    Ok((name, holder, ttl))
-}
-
-/// Holders are printable ASCII without spaces; only the characters that
-/// mean something in a query string need escaping.
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
