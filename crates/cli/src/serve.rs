@@ -25,6 +25,17 @@ pub struct ServerArgs {
     /// 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
     #[arg(long, value_name = "LIST")]
     peers: String,
+    /// The cluster's name, the same on every member. The data directory
+    /// records it with the member ids at the first start, and a node whose
+    /// flags differ from its data directory, or whose hello differs from
+    /// its peers', is refused.
+    #[arg(long, value_name = "ID", default_value = tenure_server::config::DEFAULT_CLUSTER_ID, value_parser = parse_cluster_id)]
+    cluster_id: String,
+    /// Record this node's --cluster-id and member list in a data directory
+    /// that holds another: only when every member was stopped and is
+    /// restarted with the same new list (docs/operations.md).
+    #[arg(long)]
+    rewrite_cluster_identity: bool,
     /// Start although this node's store rolled back its newest commit (a
     /// power cut mid-commit, or bit rot), and clear that verdict: only
     /// after checking, see docs/operations.md.
@@ -69,6 +80,11 @@ impl DriftArg {
     }
 }
 
+fn parse_cluster_id(s: &str) -> Result<String, String> {
+    tenure_server::identity::check_cluster_id(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
 fn parse_drift_ppm(s: &str) -> Result<u32, String> {
     let ppm: u32 = s
         .parse()
@@ -88,6 +104,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.accept_rolled_back_store = args.accept_rolled_back_store;
     config.drift = args.drift.bound();
     config.clock_check = !args.no_clock_check;
+    config.cluster_id = args.cluster_id;
+    config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.http.max_connections = args.max_connections as usize;
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;

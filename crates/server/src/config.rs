@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tenure_core::{Micros, NodeId, Timing};
 
+/// The cluster id of a node not given one.
+pub const DEFAULT_CLUSTER_ID: &str = "tenure";
+
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub id: NodeId,
@@ -30,6 +33,13 @@ pub struct ServerConfig {
     /// Refuse requests while this node's clock rate disagrees with a
     /// majority of the members' (`peer::rates`); off, only report it.
     pub clock_check: bool,
+    /// The cluster's name: recorded in the data directory with the member
+    /// ids, and checked at every start and in every peer's hello
+    /// (`identity.rs`).
+    pub cluster_id: String,
+    /// Record this configuration's identity in a data directory that holds
+    /// another: the operator is changing a stopped cluster's members.
+    pub rewrite_cluster_identity: bool,
 }
 
 impl ServerConfig {
@@ -45,6 +55,8 @@ impl ServerConfig {
             accept_rolled_back_store: false,
             drift: tenure_core::DriftBound::DEFAULT,
             clock_check: true,
+            cluster_id: DEFAULT_CLUSTER_ID.to_string(),
+            rewrite_cluster_identity: false,
         }
     }
 

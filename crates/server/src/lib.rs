@@ -9,11 +9,13 @@
 //! - [`wakeups`]: per-name wakeups that let waiters sleep instead of poll.
 //! - [`metrics`]: Prometheus text exposition.
 //! - [`config`] and [`server`]: what a node is told, and how it starts and
-//!   stops.
+//!   stops; [`identity`] and [`rollback`]: when it refuses to start on its
+//!   store.
 
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod node_loop;
 pub mod peer;

@@ -50,6 +50,10 @@ pub enum StartError {
     Address(#[source] std::io::Error),
     #[error(transparent)]
     RolledBack(#[from] crate::rollback::RollbackError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    ClusterId(#[from] crate::identity::ClusterIdError),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
@@ -115,6 +119,7 @@ impl Running {
 }
 
 pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running, StartError> {
+    crate::identity::check_cluster_id(&config.cluster_id)?;
     let members = config.members();
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
@@ -174,6 +179,10 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         drop(store);
         return Err(e.into());
     }
+    if let Err(e) = crate::identity::gate(&mut store, &config) {
+        drop(store);
+        return Err(e.into());
+    }
 
     let metrics = Arc::new(Metrics::new());
     let observed = metrics.clone();
@@ -196,6 +205,12 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         max_drift_ppm: config.drift.ppm(),
         clock,
         clock_check: config.clock_check,
+        identity: crate::identity::of(&config).into(),
+        incarnation,
+        boot: {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+        },
     };
     let (net, view) = peer::start(
         hello,

@@ -52,6 +52,8 @@ pub enum RecordError {
     Trailing { trailing: usize },
     #[error("key is not a valid lease name: {0}")]
     Name(InputError),
+    #[error("text is not UTF-8")]
+    NotText,
 }
 
 /// Encode the acceptor state of `name` as a checksummed value.
@@ -96,6 +98,16 @@ pub(crate) fn encode_u64(key: &str, n: u64) -> Vec<u8> {
 
 pub(crate) fn decode_u64(key: &str, value: &[u8]) -> Result<u64, RecordError> {
     verify_bytes(key, value).map(u64::from_le_bytes)
+}
+
+/// Encode a short text of the store's own (the cluster identity).
+pub(crate) fn encode_text(key: &str, text: &str) -> Vec<u8> {
+    seal_bytes(key, text.as_bytes())
+}
+
+pub(crate) fn decode_text(key: &str, value: &[u8]) -> Result<String, RecordError> {
+    let (_, payload) = verify_any(key, value, &[NUMBER_VERSION])?;
+    String::from_utf8(payload.to_vec()).map_err(|_| RecordError::NotText)
 }
 
 fn seal_bytes(key: &str, bytes: &[u8]) -> Vec<u8> {

@@ -38,6 +38,12 @@ const CLOSED_KEY: &str = "closed";
 /// in stores that never rolled back. (A build that does not know it
 /// starts anyway, as builds before it did.)
 const ROLLED_BACK_KEY: &str = "rolled-back";
+/// The cluster this store belongs to and its members, as the node that
+/// created it was told (`Store::record_identity`), so that a node started
+/// with other flags, or on another cluster's data, is refused rather than
+/// split the cluster. Absent in stores from before it; a build that does
+/// not know it starts anyway.
+const IDENTITY_KEY: &str = "identity";
 /// The layout of the whole file: which tables, which keys. Bump it, with a
 /// migration, when either changes. Format 2 added `horizon`: a build that
 /// knows only format 1 would ignore it and forget promises, so it must
@@ -101,6 +107,8 @@ pub struct Store {
     location: String,
     /// The id of the last write persisted in this life: ids only rise.
     last_write: WriteId,
+    /// The cluster identity recorded in the store, if any.
+    identity: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +192,36 @@ impl Store {
             )?;
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// The cluster identity this store was created for (see
+    /// [`Store::record_identity`]); `None` in a new store, or one from
+    /// before identities were kept.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+
+    /// Record, durably, the identity of the cluster this store belongs to:
+    /// an opaque text its node compares at every start.
+    pub fn record_identity(&mut self, identity: &str) -> Result<(), OpenError> {
+        let write = || -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate)?;
+            txn.set_two_phase_commit(self.two_phase_commit);
+            {
+                let mut meta = txn.open_table(META)?;
+                let value = record::encode_text(IDENTITY_KEY, identity);
+                meta.insert(IDENTITY_KEY, value.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        write().map_err(|source| OpenError::RecordIdentity {
+            store: self.location.clone(),
+            source,
+        })?;
+        self.identity = Some(identity.to_string());
         Ok(())
     }
 

@@ -183,3 +183,25 @@ fn two_phase_commit_stores_the_same_records() {
         .unwrap();
     assert_eq!(as_map(recovered), expected);
 }
+
+/// The cluster identity a node records comes back at every later open, and
+/// a new store has none: the node compares and refuses a mismatch.
+#[test]
+fn a_recorded_cluster_identity_comes_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), collect)
+            .unwrap();
+        assert_eq!(store.identity(), None);
+        store
+            .record_identity("cluster prod, members 1,2,3")
+            .unwrap();
+        assert_eq!(store.identity(), Some("cluster prod, members 1,2,3"));
+        persist_batches(&mut store, 2);
+    }
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::dir(dir.path()), collect)
+        .unwrap();
+    assert_eq!(store.identity(), Some("cluster prod, members 1,2,3"));
+}

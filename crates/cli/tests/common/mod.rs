@@ -246,7 +246,8 @@ impl Cluster {
         panic!("could not start a cluster: {last_error}");
     }
 
-    fn args(&self, id: u16) -> Vec<String> {
+    /// The command line of node `id`.
+    pub fn args(&self, id: u16) -> Vec<String> {
         let i = usize::from(id - 1);
         let peers: Vec<String> = (1..=3u16)
             .map(|j| {

@@ -8,7 +8,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -37,6 +37,20 @@ pub enum Body {
     /// so a node refuses a peer whose bound differs from its own.
     Hello {
         max_drift_ppm: u32,
+        /// The cluster id and member ids: a node of another cluster, or
+        /// one told other members, is refused (`crate::identity`).
+        identity: String,
+        /// The dialling node's life: a member's never goes back.
+        incarnation: u32,
+        /// Random for each process of the dialling node.
+        boot: u64,
+    },
+    /// The answer to an accepted hello: the link is up.
+    Welcome,
+    /// The answer to a refused hello, and why, before the connection
+    /// closes: for the dialling node's log.
+    Refused {
+        reason: String,
     },
     Message(Message),
     /// Nothing to say: sent on an idle link so that its clock can still be
@@ -171,6 +185,9 @@ mod tests {
             sent_at_us: 1,
             body: Body::Hello {
                 max_drift_ppm: 1_000,
+                identity: "cluster tenure, members 1,2,3".into(),
+                incarnation: 1,
+                boot: 1,
             },
         };
         let bytes = encode(&frame).unwrap();

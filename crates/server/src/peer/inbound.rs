@@ -13,7 +13,7 @@
 use super::frame::{self, Body};
 use super::PeerEvent;
 use super::PeerView;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tenure_core::NodeId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// Connections that have not said hello yet, at once.
 const MAX_WAITING_FOR_HELLO: usize = 16;
@@ -183,7 +183,9 @@ async fn connection(
     stream
         .set_nodelay(true)
         .map_err(|e| closed(&e.to_string()))?;
-    let mut frames = FramedRead::new(stream, frame::codec());
+    let (read, write) = stream.into_split();
+    let mut frames = FramedRead::new(read, frame::codec());
+    let mut answers = FramedWrite::new(write, frame::codec());
     let hello = tokio::select! {
         hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next()) => hello,
         _ = evicted.changed() => return Err(closed("made room for a newer connection before its hello")),
@@ -196,7 +198,13 @@ async fn connection(
     let hello =
         frame::decode(&hello).map_err(|e| Refusal::Refused("undecodable", e.to_string()))?;
     let from = hello.from;
-    let Body::Hello { max_drift_ppm } = hello.body else {
+    let Body::Hello {
+        max_drift_ppm,
+        identity,
+        incarnation,
+        boot,
+    } = hello.body
+    else {
         return Err(Refusal::Refused(
             "bad hello",
             format!("the first frame from {from} is not a hello"),
@@ -218,6 +226,12 @@ async fn connection(
         ));
     };
     if max_drift_ppm != view.max_drift_ppm {
+        let reason = format!(
+            "node {} runs with --max-drift-ppm {}, {from} with {max_drift_ppm}: every member \
+             must judge leases by the same bound",
+            view.me.0, view.max_drift_ppm
+        );
+        answer(&mut answers, view, Body::Refused { reason }).await;
         if link.refuse_once() {
             tracing::error!(
                 "peer {from} runs with --max-drift-ppm {max_drift_ppm}, this node with {}: \
@@ -228,9 +242,48 @@ async fn connection(
         }
         return Err(Refusal::Logged);
     }
+    if *identity != *view.identity {
+        let reason = format!(
+            "node {} is of {}, and {from} says it is of {identity}: members must share \
+             --cluster-id and --peers",
+            view.me.0, view.identity
+        );
+        answer(
+            &mut answers,
+            view,
+            Body::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(Refusal::Refused("another cluster", reason));
+    }
+    if let Err((seen, _)) = link.admit_life(incarnation, boot) {
+        let which = if incarnation == seen {
+            "another process in the same incarnation".to_string()
+        } else {
+            format!("incarnation {seen}")
+        };
+        let reason = format!(
+            "{from} says it is in incarnation {incarnation}, but node {} has seen {which} of \
+             it: a second node with id {}, or node {} started on a fresh data directory, which \
+             has forgotten what it promised",
+            view.me.0, from.0, from.0
+        );
+        answer(
+            &mut answers,
+            view,
+            Body::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(Refusal::Refused("incarnation went back", reason));
+    }
     if !admit(from) {
         return Err(closed("made room for a newer connection"));
     }
+    answer(&mut answers, view, Body::Welcome).await;
     // A new connection may come from a restarted process, whose clock
     // readings start afresh.
     view.rates.forget(from);
@@ -265,6 +318,25 @@ async fn connection(
     }
 }
 
+/// Answer a hello: the only frames this node writes on a connection a
+/// peer dialled. Best effort, within `HELLO_TIMEOUT`: a peer that does not
+/// read its answer learns nothing, and the link is judged as before.
+async fn answer(
+    answers: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+    view: &PeerView,
+    body: Body,
+) {
+    let frame = frame::Frame {
+        version: frame::PROTOCOL_VERSION,
+        from: view.me,
+        sent_at_us: view.clock.now().as_micros(),
+        body,
+    };
+    if let Ok(bytes) = frame::encode(&frame) {
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, answers.send(bytes)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +366,7 @@ mod tests {
             me: NodeId(1),
             members,
             max_drift_ppm: 1_000,
+            identity: IDENTITY.into(),
             rates: Arc::new(Rates::new(3, 1_000, true)),
             clock: Clock::new(),
         };
@@ -313,14 +386,42 @@ mod tests {
         .expect("encode")
     }
 
-    /// A member's hello, with this node's drift bound.
+    const IDENTITY: &str = "cluster test, members 1,2,3";
+
+    /// A member's hello, with this node's drift bound and identity.
     fn hello(from: u16) -> Bytes {
+        hello_as(from, IDENTITY, 1)
+    }
+
+    fn hello_as(from: u16, identity: &str, incarnation: u32) -> Bytes {
         frame(
             from,
             Body::Hello {
                 max_drift_ppm: 1_000,
+                identity: identity.into(),
+                incarnation,
+                boot: 7,
             },
         )
+    }
+
+    /// Read until the node closes `stream`, within `within`; the frames it
+    /// answered with.
+    async fn until_closed(stream: &mut TcpStream, within: Duration) -> Vec<Body> {
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(within, stream.read_to_end(&mut bytes)).await;
+        assert!(read.is_ok(), "not closed within {within:?}");
+        let mut frames = Vec::new();
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let Some(body) = rest.get(4..4 + len) else {
+                break;
+            };
+            frames.push(frame::decode(body).expect("a frame").body);
+            rest = &rest[4 + len..];
+        }
+        frames
     }
 
     /// A frame as the length-delimited codec puts it on the wire.
@@ -379,11 +480,8 @@ mod tests {
             .await
             .expect("write");
         let started = Instant::now();
-        let mut buf = [0u8; 8];
-        let read = tokio::time::timeout(READ_TIMEOUT * 2, stream.read(&mut buf))
-            .await
-            .expect("closed before twice the read timeout");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let answers = until_closed(&mut stream, READ_TIMEOUT * 2).await;
+        assert_eq!(answers, [Body::Welcome]);
         assert!(started.elapsed() >= READ_TIMEOUT - Duration::from_millis(100));
     }
 
@@ -402,10 +500,56 @@ mod tests {
             .expect("message")
             .expect("event");
         assert_eq!(event.from, NodeId(3));
-        let mut buf = [0u8; 8];
-        let read = tokio::time::timeout(Duration::from_secs(2), old.read(&mut buf))
+        let answers = until_closed(&mut old, Duration::from_secs(2)).await;
+        assert_eq!(answers, [Body::Welcome]);
+    }
+
+    /// A node of another cluster, or told other members, is told why and
+    /// closed; nothing it sends reaches the node.
+    #[tokio::test]
+    async fn a_hello_of_another_cluster_is_refused_with_the_reason() {
+        let (mut events, addr, _stop) = node_one().await;
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut bytes = on_the_wire(&hello_as(2, "cluster test, members 2", 1));
+        bytes.extend(on_the_wire(&frame(2, peek())));
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
             .await
-            .expect("the old connection is closed");
-        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+            .expect("write");
+        let answers = until_closed(&mut stream, Duration::from_secs(2)).await;
+        let [Body::Refused { reason }] = &answers[..] else {
+            panic!("{answers:?}")
+        };
+        assert!(reason.contains("members 2"), "{reason}");
+        assert!(
+            events.try_recv().is_err(),
+            "a refused link delivers nothing"
+        );
+    }
+
+    /// Once a member's hello named incarnation 5, one that names 4 is a
+    /// second node with its id, or the node on a fresh data directory.
+    #[tokio::test]
+    async fn a_member_whose_incarnation_goes_back_is_refused() {
+        let (_events, addr, _stop) = node_one().await;
+        let mut first = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut first, &on_the_wire(&hello_as(2, IDENTITY, 5)))
+            .await
+            .expect("write");
+        // Its welcome: the node has taken incarnation 5.
+        let mut length = [0u8; 4];
+        first.read_exact(&mut length).await.expect("an answer");
+        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+        first.read_exact(&mut body).await.expect("an answer");
+        assert_eq!(frame::decode(&body).expect("a frame").body, Body::Welcome);
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &on_the_wire(&hello_as(2, IDENTITY, 4)))
+            .await
+            .expect("write");
+        let answers = until_closed(&mut stream, Duration::from_secs(2)).await;
+        let [Body::Refused { reason }] = &answers[..] else {
+            panic!("{answers:?}")
+        };
+        assert!(reason.contains("fresh data directory"), "{reason}");
+        drop(first);
     }
 }

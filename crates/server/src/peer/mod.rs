@@ -42,6 +42,13 @@ pub struct LinkState {
     /// The peer's hello was refused for its drift bound, and the log has
     /// said so (once: it dials again and again).
     refusal_logged: AtomicBool,
+    /// The life (incarnation, boot id) the peer's latest admitted hello
+    /// named: a lower incarnation, or the same one from another process, is
+    /// a second node with its id, or the node on a fresh data directory.
+    life: Mutex<Option<(u32, u64)>>,
+    /// The last reason the peer gave for refusing this node's hello, so
+    /// that each new reason is logged once, not at every redial.
+    refused_for: Mutex<Option<String>>,
 }
 
 impl LinkState {
@@ -56,6 +63,33 @@ impl LinkState {
     /// Whether this is the first refusal of the peer's hello to be logged.
     fn refuse_once(&self) -> bool {
         !self.refusal_logged.swap(true, Ordering::Relaxed)
+    }
+
+    /// Take `(incarnation, boot)` as the peer's current life, unless an
+    /// earlier hello named a later incarnation, or the same one from
+    /// another process (every start takes a new incarnation); returns the
+    /// life seen then.
+    fn admit_life(&self, incarnation: u32, boot: u64) -> Result<(), (u32, u64)> {
+        let mut life = self.life.lock().unwrap_or_else(|e| e.into_inner());
+        match *life {
+            Some((seen, seen_boot))
+                if incarnation < seen || (incarnation == seen && boot != seen_boot) =>
+            {
+                Err((seen, seen_boot))
+            }
+            _ => {
+                *life = Some((incarnation, boot));
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `reason` differs from the last refusal the peer gave.
+    fn new_refusal(&self, reason: Option<&str>) -> bool {
+        let mut last = self.refused_for.lock().unwrap_or_else(|e| e.into_inner());
+        let new = last.as_deref() != reason;
+        *last = reason.map(str::to_string);
+        new
     }
 
     pub fn last_heard(&self) -> Option<Duration> {
@@ -75,6 +109,8 @@ pub struct PeerView {
     pub members: BTreeMap<NodeId, (String, Arc<LinkState>)>,
     /// This node's drift bound, which every peer's hello must match.
     pub max_drift_ppm: u32,
+    /// This node's cluster identity, which every peer's hello must match.
+    pub identity: Arc<str>,
     /// Every peer's clock rate against this node's, and whether this
     /// node's clock is the odd one out.
     pub rates: Arc<Rates>,
@@ -169,13 +205,21 @@ impl PeerNet {
 
 /// What a node says of itself when it dials a peer, and the clock it
 /// stamps its frames with.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Hello {
     pub me: NodeId,
     pub max_drift_ppm: u32,
     pub clock: Clock,
     /// Refuse requests while this node's clock disagrees with a majority.
     pub clock_check: bool,
+    /// The cluster id and member ids (`crate::identity`): every member's
+    /// must be the same.
+    pub identity: Arc<str>,
+    /// This life of the node: a member's never goes back.
+    pub incarnation: u32,
+    /// Random for each process: two processes that claim one id in one
+    /// incarnation are told apart by it.
+    pub boot: u64,
 }
 
 /// Start the transport: an accept loop on `listener`, one dialling task
@@ -195,6 +239,7 @@ pub fn start(
         max_drift_ppm,
         clock,
         clock_check,
+        ..
     } = hello;
     let mut links = BTreeMap::new();
     let mut members = BTreeMap::new();
@@ -207,7 +252,7 @@ pub fn start(
         let (tx, rx) = mpsc::channel(queue_bound.max(1));
         links.insert(id, Link { queue: tx });
         tokio::spawn(outbound::run(
-            hello,
+            hello.clone(),
             id,
             addr.clone(),
             rx,
@@ -222,6 +267,7 @@ pub fn start(
         me,
         members,
         max_drift_ppm,
+        identity: hello.identity.clone(),
         rates,
         clock,
     };

@@ -6,22 +6,23 @@ use super::LinkState;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{Message, NodeId};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::FramedWrite;
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Short: a restarted peer should be back in the quorum within a second.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a peer may take to answer this node's hello.
+const HELLO_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// A peer that stops reading must not hold messages forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Messages written before one flush.
@@ -41,6 +42,9 @@ pub(super) async fn run(
 ) {
     let hello = Body::Hello {
         max_drift_ppm: me.max_drift_ppm,
+        identity: me.identity.to_string(),
+        incarnation: me.incarnation,
+        boot: me.boot,
     };
     let stamp = Stamp {
         me: me.me,
@@ -48,6 +52,9 @@ pub(super) async fn run(
     };
     let mut backoff = FIRST_BACKOFF;
     let mut was_up = false;
+    // A link that never came up (a wrong address, a peer not started) is
+    // said once it has failed for a while, then at most every minute.
+    let mut quiet = Quiet::new();
     loop {
         // While not connected, whatever is queued is lost, as it would be on
         // the wire: fresh messages must not queue behind stale ones.
@@ -86,9 +93,17 @@ pub(super) async fn run(
             Ok(Err(e)) => {
                 if was_up {
                     tracing::debug!(%peer, %addr, error = %e, "peer connect failed");
+                } else if quiet.should_say() {
+                    tracing::warn!(%peer, %addr, error = %e, "cannot reach peer (still trying)");
                 }
             }
-            Err(_) => tracing::debug!(%peer, %addr, "peer connect timed out"),
+            Err(_) => {
+                if !was_up && quiet.should_say() {
+                    tracing::warn!(%peer, %addr, "cannot reach peer: connect timed out (still trying)");
+                } else {
+                    tracing::debug!(%peer, %addr, "peer connect timed out");
+                }
+            }
         }
         let pause = jittered(backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -97,6 +112,37 @@ pub(super) async fn run(
             () = discard(&mut queue, &metrics, peer) => return,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// When a link that never came up is worth a warning: after it has failed
+/// for `QUIET_FOR`, then every `SAY_EVERY`.
+struct Quiet {
+    since: tokio::time::Instant,
+    said: Option<tokio::time::Instant>,
+}
+
+const QUIET_FOR: Duration = Duration::from_secs(5);
+const SAY_EVERY: Duration = Duration::from_secs(60);
+
+impl Quiet {
+    fn new() -> Quiet {
+        Quiet {
+            since: tokio::time::Instant::now(),
+            said: None,
+        }
+    }
+
+    fn should_say(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let due = match self.said {
+            None => now.duration_since(self.since) >= QUIET_FOR,
+            Some(at) => now.duration_since(at) >= SAY_EVERY,
+        };
+        if due {
+            self.said = Some(now);
+        }
+        due
     }
 }
 
@@ -118,12 +164,13 @@ async fn session(
 ) -> io::Result<()> {
     // Paxos messages are small and latency-bound: never wait to coalesce.
     stream.set_nodelay(true)?;
-    let (mut read, write) = stream.into_split();
+    let (read, write) = stream.into_split();
     let mut sink = FramedWrite::new(write, frame::codec());
+    let mut answers = FramedRead::new(read, frame::codec());
     write_frames(&mut sink, [hello.clone()], me).await?;
+    welcomed(&mut answers, peer, link).await?;
     link.set_connected(true);
     tracing::info!(%peer, "peer link up");
-    let mut probe = [0u8; 64];
     let mut tick = tokio::time::interval(TICK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wrote = true;
@@ -147,15 +194,52 @@ async fn session(
                 write_frames(&mut sink, batch, me).await?;
                 wrote = true;
             }
-            // The peer never writes on this connection, so a read returns
-            // only when it closed or died: notice at once, not at the next
-            // write.
-            read = read.read(&mut probe) => {
-                read?;
+            // After its welcome the peer never writes on this connection,
+            // so a read returns only when it closed or died: notice at
+            // once, not at the next write.
+            _ = answers.next() => {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed the connection"));
             }
             _ = shutdown.changed() => return Ok(()),
         }
+    }
+}
+
+/// Wait for the peer's answer to this node's hello. A refusal says why,
+/// and is logged once for as long as the reason stays the same: the link
+/// redials with a growing pause meanwhile.
+async fn welcomed(
+    answers: &mut FramedRead<
+        tokio::net::tcp::OwnedReadHalf,
+        tokio_util::codec::LengthDelimitedCodec,
+    >,
+    peer: NodeId,
+    link: &LinkState,
+) -> io::Result<()> {
+    let answer = tokio::time::timeout(HELLO_ANSWER_TIMEOUT, answers.next())
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer to this node's hello"))?
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed without answering this node's hello (not a tenure node of this version?)",
+            )
+        })??;
+    match frame::decode(&answer).map_err(io::Error::other)?.body {
+        Body::Welcome => {
+            link.new_refusal(None);
+            Ok(())
+        }
+        Body::Refused { reason } => {
+            if link.new_refusal(Some(&reason)) {
+                tracing::error!(%peer, "peer refuses this node: {reason}");
+            }
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, reason))
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the answer to this node's hello is neither a welcome nor a refusal",
+        )),
     }
 }
 

@@ -154,7 +154,7 @@ impl StoreOptions {
             rolled_back_now,
             build,
         );
-        let (built, closed, marked) = match recovered {
+        let (built, closed, marked, identity) = match recovered {
             Ok(recovered) => recovered,
             Err(error) => {
                 // A panic inside redb may have poisoned its locks, and its
@@ -180,6 +180,7 @@ impl StoreOptions {
             recovery,
             location,
             last_write: WriteId(0),
+            identity,
         };
         Ok((store, built))
     }
@@ -262,14 +263,15 @@ pub fn collect(boot: Boot, records: &mut Records<'_>) -> Recovered {
 
 /// Read the meta table, stream every record into `build`, check that all
 /// were read and good, then durably take the next incarnation. Returns what
-/// `build` made, and whether the last life closed the store.
+/// `build` made, whether the last life closed the store, whether it is
+/// marked rolled back, and its cluster identity.
 fn recover<T>(
     db: &Database,
     location: &str,
     two_phase_commit: bool,
     rolled_back_now: bool,
     build: impl FnOnce(Boot, &mut Records<'_>) -> T,
-) -> Result<(T, bool, bool), OpenError> {
+) -> Result<(T, bool, bool, Option<String>), OpenError> {
     let txn = guarded(location, || db.begin_read())?.map_err(|e| unreadable(location, e.into()))?;
     let opened = guarded(location, || open_tables(&txn, location));
     let (meta, registers) = match opened {
@@ -329,7 +331,7 @@ fn recover<T>(
         store: location.to_string(),
         source,
     })?;
-    Ok((built, meta.closed, meta.rolled_back))
+    Ok((built, meta.closed, meta.rolled_back, meta.identity))
 }
 
 /// What the meta table says about the file before this open.
@@ -341,6 +343,7 @@ struct Meta {
     horizon: u64,
     /// An earlier open rolled back and nobody has accepted it yet.
     rolled_back: bool,
+    identity: Option<String>,
 }
 
 /// The registers table's record count, and a range over all its records.
@@ -372,6 +375,7 @@ fn open_tables(
                 incarnation: 0,
                 horizon: 0,
                 rolled_back: false,
+                identity: None,
             };
             return Ok((meta, None));
         }
@@ -413,6 +417,13 @@ fn open_tables(
         }
         None => false,
     };
+    let identity = match meta.get(IDENTITY_KEY).map_err(|e| unreadable(e.into()))? {
+        Some(value) => Some(
+            record::decode_text(IDENTITY_KEY, value.value())
+                .map_err(|e| bad_record(IDENTITY_KEY, e))?,
+        ),
+        None => None,
+    };
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
     // The table's own `range` keeps the transaction alive: it may outlive
     // `registers`.
@@ -425,6 +436,7 @@ fn open_tables(
         incarnation,
         horizon,
         rolled_back,
+        identity,
     };
     Ok((meta, Some((count, range))))
 }

@@ -1,0 +1,124 @@
+//! Which cluster a data directory belongs to, and who its members are.
+//!
+//! A store remembers what its node was told when it was created: the
+//! cluster id and the member ids. A node started with other flags on it
+//! (a wrong `--peers`, a one-node cluster on a member's data, another
+//! cluster's directory) would vote in a second cluster with the first one's
+//! promises and values, and could grant a name already held with a token
+//! already given. So it refuses to start, and says what differs. Peers
+//! check the same identity in every hello (`peer::inbound`).
+
+use crate::config::ServerConfig;
+use std::path::PathBuf;
+use tenure_storage::Store;
+
+/// A cluster id: what `--cluster-id` accepts.
+pub const MAX_CLUSTER_ID_BYTES: usize = 64;
+
+/// The identity text of `config`: `cluster <id>, members <ids>`, with the
+/// ids in order, so that equal identities have equal texts.
+pub fn of(config: &ServerConfig) -> String {
+    let members: Vec<String> = config.members().iter().map(|m| m.0.to_string()).collect();
+    format!(
+        "cluster {}, members {}",
+        config.cluster_id,
+        members.join(",")
+    )
+}
+
+/// Why a cluster id was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a cluster id is 1 to {MAX_CLUSTER_ID_BYTES} letters, digits, '.', '_' or '-', not {0:?}")]
+pub struct ClusterIdError(pub String);
+
+pub fn check_cluster_id(id: &str) -> Result<(), ClusterIdError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_CLUSTER_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ClusterIdError(id.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    #[error(
+        "the data directory {dir} belongs to {stored}, but this node was started as {given}. \
+         Start it with that cluster's --cluster-id and --peers; a node of another cluster needs \
+         a data directory of its own. To change a stopped cluster's members on purpose, see \
+         docs/operations.md (\"The cluster's identity\")"
+    )]
+    Mismatch {
+        dir: PathBuf,
+        stored: String,
+        given: String,
+    },
+    #[error("cannot record the cluster identity in {dir}")]
+    Record {
+        dir: PathBuf,
+        // Boxed: an open error is large, and this one is rare.
+        source: Box<tenure_storage::OpenError>,
+    },
+}
+
+/// Whether this node may start on `store` as `config` says: a new store (or
+/// one from before identities) takes the configured identity; a store of
+/// another identity is refused unless the operator asked to rewrite it.
+pub fn gate(store: &mut Store, config: &ServerConfig) -> Result<(), IdentityError> {
+    let given = of(config);
+    let dir = || config.data_dir.clone();
+    match store.identity() {
+        Some(stored) if stored == given => return Ok(()),
+        Some(stored) if !config.rewrite_cluster_identity => {
+            return Err(IdentityError::Mismatch {
+                dir: dir(),
+                stored: stored.to_string(),
+                given,
+            })
+        }
+        Some(stored) => tracing::warn!(
+            dir = %config.data_dir.display(),
+            "the data directory belonged to {stored}; it now belongs to {given}, as the operator asked"
+        ),
+        None => {
+            tracing::info!(dir = %config.data_dir.display(), "this data directory belongs to {given}")
+        }
+    }
+    store
+        .record_identity(&given)
+        .map_err(|source| IdentityError::Record {
+            dir: dir(),
+            source: Box::new(source),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tenure_core::NodeId;
+
+    #[test]
+    fn the_identity_names_the_cluster_and_its_members_in_order() {
+        let peers: BTreeMap<NodeId, String> = [(3, "c:1"), (1, "a:1"), (2, "b:1")]
+            .into_iter()
+            .map(|(id, addr)| (NodeId(id), addr.to_string()))
+            .collect();
+        let mut config = ServerConfig::new(NodeId(1), PathBuf::from("d"), peers);
+        config.cluster_id = "prod-eu".into();
+        assert_eq!(of(&config), "cluster prod-eu, members 1,2,3");
+    }
+
+    #[test]
+    fn cluster_ids_are_short_plain_words() {
+        assert!(check_cluster_id("prod-eu_1.a").is_ok());
+        for bad in ["", "a b", "x/y", &"x".repeat(65)] {
+            assert!(check_cluster_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}
