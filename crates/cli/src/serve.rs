@@ -59,6 +59,10 @@ pub struct ServerArgs {
     /// --max-connections, so that watchers leave room for lock clients.
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_watches: u32,
+    /// Acquires waiting (`?wait=`) at once; more are answered 503. Keep it
+    /// below --max-connections, for the same reason as --max-watches.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    max_waits: u32,
     #[command(flatten)]
     drift: DriftArg,
 }
@@ -109,6 +113,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.http.max_connections = args.max_connections as usize;
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;
+    config.http.max_waits = args.max_waits as usize;
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

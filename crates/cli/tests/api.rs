@@ -526,3 +526,39 @@ fn connections_and_watches_over_their_bounds_are_answered_and_counted() {
         assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     }
 }
+
+/// Waiting acquires are bounded per node like watches: one over the bound
+/// is answered 503 with its reason at once, and counted.
+#[test]
+fn waiting_acquires_over_their_bound_are_answered_and_counted() {
+    let mut c = Cluster::start();
+    c.kill9(1);
+    c.try_restart(1, &["--max-waits", "1"])
+        .expect("node 1 restarts");
+    let url = c.lock_url(1, "waited");
+    let r = acquire_when_ready(&url, "a", 30_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    let token = token(&r);
+    let waiting_url = format!("{url}?wait=20s");
+    let waiter = std::thread::spawn(move || put(&waiting_url, r#"{"holder":"b","ttl_ms":10000}"#));
+    // The first waiter holds the node's one place once it is queued.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&url).body["waiters"] != 1 {
+        assert!(Instant::now() < deadline, "b never queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let over = put(
+        &format!("{url}?wait=20s"),
+        r#"{"holder":"c","ttl_ms":10000}"#,
+    );
+    assert_eq!(over.status, 503, "{over:?}");
+    assert_eq!(over.retry_after.as_deref(), Some("1"), "{over:?}");
+    assert!(over.text.contains("waiting acquires at once"), "{over:?}");
+    let r = release(&url, "a", token);
+    assert_eq!(r.status, 204, "{r:?}");
+    let granted = waiter.join().expect("the waiter");
+    assert_eq!(granted.status, 201, "{granted:?}");
+    let metrics = get(&format!("{}/metrics", c.url(1))).text;
+    let line = "tenure_http_refused_total{reason=\"waits\"} 1";
+    assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+}

@@ -97,6 +97,9 @@ pub struct HttpLimits {
     /// Watches open at once on this node: below `max_connections`, so
     /// that watchers cannot take every connection from lock clients.
     pub max_watches: usize,
+    /// Acquires waiting (`?wait=`) at once on this node, for the same
+    /// reason.
+    pub max_waits: usize,
 }
 
 impl Default for HttpLimits {
@@ -111,6 +114,7 @@ impl Default for HttpLimits {
             drain_timeout: Duration::from_secs(5),
             watch_fallback: Duration::from_secs(2),
             max_watches: 512,
+            max_waits: 512,
         }
     }
 }

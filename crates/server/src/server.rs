@@ -244,6 +244,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         call_timeout: request_deadline + Duration::from_secs(2),
         stop: stop_http_rx.clone(),
         watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
+        waits: Arc::new(tokio::sync::Semaphore::new(config.http.max_waits)),
     };
     let http_task = tokio::spawn(http::serve(
         listeners.http,

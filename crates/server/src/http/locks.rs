@@ -92,7 +92,20 @@ async fn put_inner(
                 wait: Micros::ZERO,
             };
             let outcome = match wait {
-                Some(wait) => wait::acquire_waiting(app, &name, op, wait).await,
+                Some(wait) => {
+                    // A long poll holds a connection and a place in the
+                    // name's queue for as long as it waits: bounded.
+                    let Ok(_permit) = app.waits.clone().try_acquire_owned() else {
+                        app.metrics.http_refused("waits");
+                        let refused = ApiError::unavailable(format!(
+                            "this node holds {} waiting acquires at once and has none free; \
+                             wait through another node, or retry",
+                            app.limits.max_waits
+                        ));
+                        return ("acquire_wait", Err(refused));
+                    };
+                    wait::acquire_waiting(app, &name, op, wait).await
+                }
                 None => app.call(name, op).await,
             };
             let result = match outcome {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub stop: signal::Receiver<bool>,
     /// One permit per watch streaming (`limits.max_watches`).
     pub watches: Arc<tokio::sync::Semaphore>,
+    /// One permit per waiting acquire (`limits.max_waits`).
+    pub waits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
