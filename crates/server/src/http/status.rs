@@ -21,6 +21,9 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
                 "self": me,
                 "connected": me || link.connected(),
                 "last_heard_ms": if me { Some(0) } else { link.last_heard().map(|d| d.as_millis()) },
+                "round_trip_ms": if me { None } else {
+                    app.peers.rates.round_trip(*id).map(|d| (d.as_secs_f64() * 1e5).round() / 100.0)
+                },
                 "clock_rate_ppm": if me { Some(0) } else { rate.map(|r| r.ppm.round() as i64) },
                 "clock_rate_allowed_ppm": rate.map(|r| r.allowed_ppm.round() as i64),
             })

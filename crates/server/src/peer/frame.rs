@@ -8,7 +8,7 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -24,6 +24,10 @@ pub struct Frame {
     /// The sender's clock when it wrote the frame (µs of its core clock):
     /// what the receiver measures the sender's clock rate by (`rates.rs`).
     pub sent_at_us: u64,
+    /// The sender's recent lowest offset (its clock minus ours, plus the
+    /// delay) of the frames the receiver sent it: with the receiver's own
+    /// offset of this link, the round trip (`rates.rs`).
+    pub echo_offset_us: Option<i64>,
     pub body: Body,
 }
 
@@ -97,6 +101,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             from: NodeId(3),
             sent_at_us: 42,
+            echo_offset_us: None,
             body: Body::Message(Message::Prepare {
                 name: LeaseName::new("a/b").unwrap(),
                 ballot: Ballot {
@@ -160,6 +165,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             from: NodeId(u16::MAX),
             sent_at_us: u64::MAX,
+            echo_offset_us: Some(i64::MIN),
             body: Body::Message(Message::Accept {
                 name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
                 ballot,
@@ -183,6 +189,7 @@ mod tests {
             version: PROTOCOL_VERSION + 1,
             from: NodeId(1),
             sent_at_us: 1,
+            echo_offset_us: None,
             body: Body::Hello {
                 max_drift_ppm: 1_000,
                 identity: "cluster tenure, members 1,2,3".into(),
@@ -201,6 +208,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             from: NodeId(1),
             sent_at_us: 1,
+            echo_offset_us: None,
             body: Body::Message(Message::Peek {
                 name: LeaseName::new("ab").unwrap(),
                 id: 1,
@@ -229,6 +237,7 @@ mod fuzz {
             version: PROTOCOL_VERSION,
             from: NodeId(2),
             sent_at_us: 5,
+            echo_offset_us: None,
             body: Body::Message(Message::Peek {
                 name: LeaseName::new("jobs/a").expect("name"),
                 id: 3,

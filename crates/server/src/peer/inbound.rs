@@ -306,8 +306,11 @@ async fn connection(
             ));
         }
         link.heard();
-        view.rates
+        let echo = view
+            .rates
             .sample(from, view.clock.now().as_micros(), frame.sent_at_us);
+        link.set_echo(echo);
+        view.rates.echo(from, frame.echo_offset_us);
         if let Body::Message(message) = frame.body {
             // Waiting here pushes back on the peer through TCP when the node
             // loop is busy, instead of buffering without bound.
@@ -330,6 +333,7 @@ async fn answer(
         version: frame::PROTOCOL_VERSION,
         from: view.me,
         sent_at_us: view.clock.now().as_micros(),
+        echo_offset_us: None,
         body,
     };
     if let Ok(bytes) = frame::encode(&frame) {
@@ -381,6 +385,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             from: NodeId(from),
             sent_at_us: 1,
+            echo_offset_us: None,
             body,
         })
         .expect("encode")

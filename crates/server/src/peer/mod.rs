@@ -49,6 +49,9 @@ pub struct LinkState {
     /// The last reason the peer gave for refusing this node's hello, so
     /// that each new reason is logged once, not at every redial.
     refused_for: Mutex<Option<String>>,
+    /// This node's recent lowest offset of the peer's frames, echoed in
+    /// every frame this node sends it (`rates.rs`, round trips).
+    echo: Mutex<Option<i64>>,
 }
 
 impl LinkState {
@@ -90,6 +93,14 @@ impl LinkState {
         let new = last.as_deref() != reason;
         *last = reason.map(str::to_string);
         new
+    }
+
+    fn set_echo(&self, offset: Option<i64>) {
+        *self.echo.lock().unwrap_or_else(|e| e.into_inner()) = offset;
+    }
+
+    fn echo(&self) -> Option<i64> {
+        *self.echo.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn last_heard(&self) -> Option<Duration> {
@@ -150,6 +161,19 @@ impl PeerView {
                     "tenure_peer_last_heard_seconds{{peer=\"{}\"}} {:.3}\n",
                     id.0,
                     age.as_secs_f64()
+                ));
+            }
+        }
+        out.push_str(
+            "# HELP tenure_peer_round_trip_seconds The lowest round trip to a peer in the last 300 ms, from the clock stamps of frames both ways (queueing mostly excluded).\n\
+             # TYPE tenure_peer_round_trip_seconds gauge\n",
+        );
+        for id in self.members.keys().filter(|id| **id != self.me) {
+            if let Some(rtt) = self.rates.round_trip(*id) {
+                out.push_str(&format!(
+                    "tenure_peer_round_trip_seconds{{peer=\"{}\"}} {:.6}\n",
+                    id.0,
+                    rtt.as_secs_f64()
                 ));
             }
         }

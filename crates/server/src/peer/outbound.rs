@@ -167,7 +167,7 @@ async fn session(
     let (read, write) = stream.into_split();
     let mut sink = FramedWrite::new(write, frame::codec());
     let mut answers = FramedRead::new(read, frame::codec());
-    write_frames(&mut sink, [hello.clone()], me).await?;
+    write_frames(&mut sink, [hello.clone()], me, None).await?;
     welcomed(&mut answers, peer, link).await?;
     link.set_connected(true);
     tracing::info!(%peer, "peer link up");
@@ -178,7 +178,7 @@ async fn session(
         tokio::select! {
             _ = tick.tick() => {
                 if !wrote {
-                    write_frames(&mut sink, [Body::Tick], me).await?;
+                    write_frames(&mut sink, [Body::Tick], me, link.echo()).await?;
                 }
                 wrote = false;
             }
@@ -191,7 +191,7 @@ async fn session(
                         Err(_) => break,
                     }
                 }
-                write_frames(&mut sink, batch, me).await?;
+                write_frames(&mut sink, batch, me, link.echo()).await?;
                 wrote = true;
             }
             // After its welcome the peer never writes on this connection,
@@ -250,6 +250,7 @@ async fn write_frames(
     >,
     bodies: impl IntoIterator<Item = Body>,
     me: Stamp,
+    echo_offset_us: Option<i64>,
 ) -> io::Result<()> {
     let work = async {
         for body in bodies {
@@ -257,6 +258,7 @@ async fn write_frames(
                 version: PROTOCOL_VERSION,
                 from: me.me,
                 sent_at_us: me.clock.now().as_micros(),
+                echo_offset_us,
                 body,
             })
             .map_err(io::Error::other)?;

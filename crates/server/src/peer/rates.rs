@@ -36,6 +36,8 @@ pub const LONG_WINDOW: Duration = Duration::from_secs(30);
 pub const STALL: Duration = Duration::from_millis(40);
 /// Buckets taken together at each end of a window.
 const END_BUCKETS: usize = 2;
+/// Buckets whose lowest offset stands for each way of a round trip.
+const ROUND_TRIP_BUCKETS: usize = 3;
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -53,9 +55,31 @@ struct Bucket {
 #[derive(Debug, Default)]
 struct PeerClock {
     buckets: VecDeque<Bucket>,
+    /// The peer's own lowest offset of this node's frames, as it last
+    /// echoed it (`Frame::echo_offset_us`).
+    echo: Option<i64>,
 }
 
 impl PeerClock {
+    /// The lowest offset of the last `ROUND_TRIP_BUCKETS` buckets.
+    fn recent_best(&self) -> Option<i64> {
+        self.buckets
+            .iter()
+            .rev()
+            .take(ROUND_TRIP_BUCKETS)
+            .map(|b| b.best_offset)
+            .min()
+    }
+
+    /// The round trip, NTP-style: each way's lowest offset is that way's
+    /// delay plus or minus the clocks' difference, so their sum is the two
+    /// delays. Taken over the last few buckets, queueing mostly drops out;
+    /// drift between the two readings adds at most ρ of a few buckets.
+    fn round_trip(&self) -> Option<Duration> {
+        let sum = self.recent_best()?.checked_add(self.echo?)?;
+        Some(Duration::from_micros(u64::try_from(sum).unwrap_or(0)))
+    }
+
     fn sample(&mut self, local_us: u64, peer_us: u64) {
         let offset = i128::from(local_us) - i128::from(peer_us);
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
@@ -240,8 +264,24 @@ impl Rates {
 
     /// A frame from `peer`, sent at its reading `peer_us`, arrived at ours
     /// `local_us`.
-    pub fn sample(&self, peer: NodeId, local_us: u64, peer_us: u64) {
-        self.with(|p| p.entry(peer).or_default().sample(local_us, peer_us));
+    /// Returns this node's recent lowest offset of `peer`'s frames: what to
+    /// echo to it.
+    pub fn sample(&self, peer: NodeId, local_us: u64, peer_us: u64) -> Option<i64> {
+        self.with(|p| {
+            let clock = p.entry(peer).or_default();
+            clock.sample(local_us, peer_us);
+            clock.recent_best()
+        })
+    }
+
+    /// `peer`'s echo of its lowest offset of this node's frames.
+    pub fn echo(&self, peer: NodeId, offset: Option<i64>) {
+        self.with(|p| p.entry(peer).or_default().echo = offset);
+    }
+
+    /// The round trip to `peer`, from the stamps of frames both ways.
+    pub fn round_trip(&self, peer: NodeId) -> Option<Duration> {
+        self.with(|p| p.get(&peer).and_then(PeerClock::round_trip))
     }
 
     /// A new connection from `peer`: its clock may have restarted.
@@ -299,6 +339,28 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000;
+
+    /// Node 1's clock reads t, node 2's t + 1 ms; frames take 200 µs from
+    /// 1 to 2 and from 300 µs (up to 900 when queued) from 2 to 1. The
+    /// lowest offsets both ways sum to the round trip, 500 µs, whatever the
+    /// clocks' difference.
+    #[test]
+    fn round_trips_come_from_the_lowest_offsets_both_ways() {
+        let rates = Rates::new(3, 1_000, true);
+        let two = NodeId(2);
+        assert_eq!(rates.round_trip(two), None);
+        let mut echo = None;
+        for i in 0..10u64 {
+            let sent_by_two = 1_000_000 + i * 20 * MS + MS; // node 2's clock
+            let arrives = 1_000_000 + i * 20 * MS + 300 + (i % 3) * 300; // node 1's
+            echo = rates.sample(two, arrives, sent_by_two);
+        }
+        // What node 1 echoes to node 2: its lowest offset, −700 µs.
+        assert_eq!(echo, Some(-700));
+        // Node 2's own lowest offset of node 1's frames: 200 + 1000 µs.
+        rates.echo(two, Some(1_200));
+        assert_eq!(rates.round_trip(two), Some(Duration::from_micros(500)));
+    }
 
     /// Feed `peer` a frame every 100 ms for `secs`, with its clock at
     /// `rate` and a delay from `delay(i)`; returns the last local time.
