@@ -15,6 +15,15 @@ fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// A cluster that has granted a lease through node 1, so that every node
+/// has a store with the cluster's identity.
+fn serving() -> Cluster {
+    let c = Cluster::start();
+    let r = acquire_when_ready(&c.lock_url(1, "job"), "a", 60_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    c
+}
+
 /// Wait (bounded) until `log()` contains `text`.
 fn wait_for_log(log: impl Fn() -> String, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -33,9 +42,7 @@ fn wait_for_log(log: impl Fn() -> String, text: &str) {
 /// start instead, and says what differs.
 #[test]
 fn a_node_started_with_other_members_on_its_data_refuses_to_start() {
-    let mut c = Cluster::start();
-    let r = acquire_when_ready(&c.lock_url(1, "job"), "a", 60_000);
-    assert_eq!(r.status, 201, "{r:?}");
+    let mut c = serving();
     c.kill9(3);
     let args = c.args(3);
     let at = args.iter().position(|a| a == "--peers").expect("--peers");
@@ -65,9 +72,7 @@ fn a_node_started_with_other_members_on_its_data_refuses_to_start() {
 /// and why, once.
 #[test]
 fn a_node_of_another_cluster_is_refused_and_both_sides_say_why() {
-    let mut c = Cluster::start();
-    let r = acquire_when_ready(&c.lock_url(1, "job"), "a", 60_000);
-    assert_eq!(r.status, 201, "{r:?}");
+    let mut c = serving();
     c.kill9(3);
     let fresh = c.data_dir(3).with_extension("other");
     let mut args = with(c.args(3), "--data-dir", &fresh.display().to_string());
@@ -95,9 +100,7 @@ fn a_node_of_another_cluster_is_refused_and_both_sides_say_why() {
 /// node 1 runs is refused by the peers, loudly, and the cluster serves on.
 #[test]
 fn a_second_process_with_a_running_members_id_is_refused() {
-    let c = Cluster::start();
-    let r = acquire_when_ready(&c.lock_url(1, "job"), "a", 60_000);
-    assert_eq!(r.status, 201, "{r:?}");
+    let c = serving();
     let ports = free_ports(2);
     let fresh = c.data_dir(1).with_extension("twin");
     let args = with(c.args(1), "--data-dir", &fresh.display().to_string());

@@ -248,15 +248,7 @@ async fn connection(
              --cluster-id and --peers",
             view.me.0, view.identity
         );
-        answer(
-            &mut answers,
-            view,
-            Body::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(Refusal::Refused("another cluster", reason));
+        return Err(refuse(&mut answers, view, "another cluster", reason).await);
     }
     if let Err((seen, _)) = link.admit_life(incarnation, boot) {
         let which = if incarnation == seen {
@@ -270,15 +262,7 @@ async fn connection(
              has forgotten what it promised",
             view.me.0, from.0, from.0
         );
-        answer(
-            &mut answers,
-            view,
-            Body::Refused {
-                reason: reason.clone(),
-            },
-        )
-        .await;
-        return Err(Refusal::Refused("incarnation went back", reason));
+        return Err(refuse(&mut answers, view, "incarnation went back", reason).await);
     }
     if !admit(from) {
         return Err(closed("made room for a newer connection"));
@@ -319,6 +303,20 @@ async fn connection(
             }
         }
     }
+}
+
+/// Refuse a hello: tell the dialling node why, and log it (rate-limited).
+async fn refuse(
+    answers: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+    view: &PeerView,
+    kind: &'static str,
+    reason: String,
+) -> Refusal {
+    let refused = Body::Refused {
+        reason: reason.clone(),
+    };
+    answer(answers, view, refused).await;
+    Refusal::Refused(kind, reason)
 }
 
 /// Answer a hello: the only frames this node writes on a connection a
