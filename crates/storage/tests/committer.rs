@@ -8,12 +8,29 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tenure_core::{Write, WriteId};
-use tenure_storage::{Committer, PersistError, SimDisk};
+use tenure_storage::{Committer, PersistError, SimDisk, Store};
 
 /// Bounds every wait, so a bug shows as a failure rather than a hang.
 const WAIT: Duration = Duration::from_secs(20);
 
 type Answers = mpsc::Receiver<(u64, Result<WriteId, PersistError>)>;
+
+/// Submit every batch of `work`, each tagged with its index.
+fn submit_all(committer: &Committer, work: &[Vec<Write>]) -> Vec<Answers> {
+    work.iter()
+        .enumerate()
+        .map(|(i, b)| submit_tagged(committer, i as u64, b.clone()))
+        .collect()
+}
+
+/// A new store on a simulated disk, and the disk.
+fn simulated_store() -> (SimDisk, Store) {
+    let disk = SimDisk::new();
+    let (store, _) = StoreOptions::default()
+        .open(StoreAt::backend(disk.backend()), collect)
+        .unwrap();
+    (disk, store)
+}
 
 fn submit_tagged(committer: &Committer, tag: u64, writes: Vec<Write>) -> Answers {
     let (tx, rx) = mpsc::channel();
@@ -43,10 +60,7 @@ impl Gate {
 /// must all go out in the next transaction, with one fsync.
 #[test]
 fn batches_queued_during_an_fsync_share_the_next_one() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (disk, store) = simulated_store();
     let syncs_at_start = disk.stats().syncs;
     let gate = Gate::default();
     let entered = Arc::new((Mutex::new(false), Condvar::new()));
@@ -96,10 +110,7 @@ fn batches_queued_during_an_fsync_share_the_next_one() {
 fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
     const WRITERS: u64 = 8;
     const PER_WRITER: u64 = 25;
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (disk, store) = simulated_store();
     let syncs_at_start = disk.stats().syncs;
 
     // (writers still running, writers with a batch in the queue)
@@ -173,17 +184,10 @@ fn concurrent_writers_need_far_fewer_fsyncs_than_batches() {
 
 #[test]
 fn shutdown_commits_everything_queued_and_closes_the_store() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (disk, store) = simulated_store();
     let committer = Committer::spawn(store, 1000);
     let work = batches(50);
-    let answers: Vec<Answers> = work
-        .iter()
-        .enumerate()
-        .map(|(i, b)| submit_tagged(&committer, i as u64, b.clone()))
-        .collect();
+    let answers = submit_all(&committer, &work);
     committer.shutdown();
     for (answers, batch) in answers.iter().zip(&work) {
         let (_, result) = answers
@@ -203,10 +207,7 @@ fn shutdown_commits_everything_queued_and_closes_the_store() {
 
 #[test]
 fn an_empty_batch_is_answered_with_the_highest_durable_id() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (_disk, store) = simulated_store();
     let committer = Committer::spawn(store, 4);
     let (_, first) = submit_tagged(&committer, 0, Vec::new())
         .recv_timeout(WAIT)
@@ -227,10 +228,7 @@ fn an_empty_batch_is_answered_with_the_highest_durable_id() {
 /// A full queue blocks the submitter: that is the node's backpressure.
 #[test]
 fn a_full_queue_blocks_the_submitter_until_the_fsync_completes() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (disk, store) = simulated_store();
     let gate = Gate::default();
     {
         let gate = gate.clone();
@@ -271,10 +269,7 @@ fn a_full_queue_blocks_the_submitter_until_the_fsync_completes() {
 /// still be made durable and answered.
 #[test]
 fn a_panicking_callback_does_not_stop_the_committer() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (_disk, store) = simulated_store();
     let committer = Committer::spawn(store, 4);
     committer.submit(
         vec![write(1, name(1), state(1))],
@@ -289,10 +284,7 @@ fn a_panicking_callback_does_not_stop_the_committer() {
 
 #[test]
 fn the_observer_is_told_of_every_transaction_and_its_writes() {
-    let disk = SimDisk::new();
-    let (store, _) = StoreOptions::default()
-        .open(StoreAt::backend(disk.backend()), collect)
-        .unwrap();
+    let (_disk, store) = simulated_store();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     let committer = Committer::spawn_observed(
@@ -302,11 +294,7 @@ fn the_observer_is_told_of_every_transaction_and_its_writes() {
     );
     let work = batches(20);
     let total: usize = work.iter().map(Vec::len).sum();
-    let answers: Vec<Answers> = work
-        .iter()
-        .enumerate()
-        .map(|(i, b)| submit_tagged(&committer, i as u64, b.clone()))
-        .collect();
+    let answers = submit_all(&committer, &work);
     committer.shutdown();
     for a in &answers {
         assert!(a.try_recv().expect("answered").1.is_ok());

@@ -96,22 +96,23 @@ fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
 }
 
 fn boot_time() -> Option<f64> {
-    std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()
+    proc_number("/proc/stat", "btime ", 1)
 }
 
 fn max_fds() -> Option<f64> {
-    std::fs::read_to_string("/proc/self/limits")
+    // "Max open files  <soft>  <hard>  files"
+    proc_number("/proc/self/limits", "Max open files", 3)
+}
+
+/// The `field`th word (from 0) of the first line of `path` that starts
+/// with `prefix`, as a number.
+fn proc_number(path: &str, prefix: &str, field: usize) -> Option<f64> {
+    std::fs::read_to_string(path)
         .ok()?
         .lines()
-        .find(|l| l.starts_with("Max open files"))?
+        .find(|l| l.starts_with(prefix))?
         .split_whitespace()
-        .nth(3)?
+        .nth(field)?
         .parse()
         .ok()
 }

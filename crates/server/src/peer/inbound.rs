@@ -408,23 +408,37 @@ mod tests {
         )
     }
 
+    /// A raw connection to `addr` that has sent `bytes`.
+    async fn connect_and_send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, bytes)
+            .await
+            .expect("write");
+        stream
+    }
+
+    /// The next frame the node answers on `stream`; `None` once it closed.
+    async fn read_frame(stream: &mut TcpStream) -> Option<Body> {
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).await.ok()?;
+        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(frame::decode(&body).expect("a frame").body)
+    }
+
     /// Read until the node closes `stream`, within `within`; the frames it
     /// answered with.
     async fn until_closed(stream: &mut TcpStream, within: Duration) -> Vec<Body> {
-        let mut bytes = Vec::new();
-        let read = tokio::time::timeout(within, stream.read_to_end(&mut bytes)).await;
-        assert!(read.is_ok(), "not closed within {within:?}");
-        let mut frames = Vec::new();
-        let mut rest = &bytes[..];
-        while rest.len() >= 4 {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let Some(body) = rest.get(4..4 + len) else {
-                break;
-            };
-            frames.push(frame::decode(body).expect("a frame").body);
-            rest = &rest[4 + len..];
-        }
-        frames
+        let read_all = async {
+            let mut frames = Vec::new();
+            while let Some(body) = read_frame(stream).await {
+                frames.push(body);
+            }
+            frames
+        };
+        tokio::time::timeout(within, read_all)
+            .await
+            .unwrap_or_else(|_| panic!("not closed within {within:?}"))
     }
 
     /// A frame as the length-delimited codec puts it on the wire.
@@ -474,14 +488,11 @@ mod tests {
     #[tokio::test]
     async fn a_member_link_that_goes_silent_mid_frame_is_closed() {
         let (_events, addr, _stop) = node_one().await;
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let mut bytes = on_the_wire(&hello(2));
         // Then a frame cut in half, its length included.
         let next = on_the_wire(&frame(2, peek()));
         bytes.extend_from_slice(&next[..next.len() / 2]);
-        tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
-            .await
-            .expect("write");
+        let mut stream = connect_and_send(addr, &bytes).await;
         let started = Instant::now();
         let answers = until_closed(&mut stream, READ_TIMEOUT * 2).await;
         assert_eq!(answers, [Body::Welcome]);
@@ -491,10 +502,7 @@ mod tests {
     #[tokio::test]
     async fn a_newer_connection_of_a_member_replaces_the_older() {
         let (mut events, addr, _stop) = node_one().await;
-        let mut old = TcpStream::connect(addr).await.expect("connect");
-        tokio::io::AsyncWriteExt::write_all(&mut old, &on_the_wire(&hello(3)))
-            .await
-            .expect("hello");
+        let mut old = connect_and_send(addr, &on_the_wire(&hello(3))).await;
         let mut new = dial(addr).await;
         new.send(hello(3)).await.expect("hello");
         new.send(frame(3, peek())).await.expect("message");
@@ -512,12 +520,9 @@ mod tests {
     #[tokio::test]
     async fn a_hello_of_another_cluster_is_refused_with_the_reason() {
         let (mut events, addr, _stop) = node_one().await;
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
         let mut bytes = on_the_wire(&hello_as(2, "cluster test, members 2", 1));
         bytes.extend(on_the_wire(&frame(2, peek())));
-        tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
-            .await
-            .expect("write");
+        let mut stream = connect_and_send(addr, &bytes).await;
         let answers = until_closed(&mut stream, Duration::from_secs(2)).await;
         let [Body::Refused { reason }] = &answers[..] else {
             panic!("{answers:?}")
@@ -534,20 +539,10 @@ mod tests {
     #[tokio::test]
     async fn a_member_whose_incarnation_goes_back_is_refused() {
         let (_events, addr, _stop) = node_one().await;
-        let mut first = TcpStream::connect(addr).await.expect("connect");
-        tokio::io::AsyncWriteExt::write_all(&mut first, &on_the_wire(&hello_as(2, IDENTITY, 5)))
-            .await
-            .expect("write");
+        let mut first = connect_and_send(addr, &on_the_wire(&hello_as(2, IDENTITY, 5))).await;
         // Its welcome: the node has taken incarnation 5.
-        let mut length = [0u8; 4];
-        first.read_exact(&mut length).await.expect("an answer");
-        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
-        first.read_exact(&mut body).await.expect("an answer");
-        assert_eq!(frame::decode(&body).expect("a frame").body, Body::Welcome);
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        tokio::io::AsyncWriteExt::write_all(&mut stream, &on_the_wire(&hello_as(2, IDENTITY, 4)))
-            .await
-            .expect("write");
+        assert_eq!(read_frame(&mut first).await, Some(Body::Welcome));
+        let mut stream = connect_and_send(addr, &on_the_wire(&hello_as(2, IDENTITY, 4))).await;
         let answers = until_closed(&mut stream, Duration::from_secs(2)).await;
         let [Body::Refused { reason }] = &answers[..] else {
             panic!("{answers:?}")
