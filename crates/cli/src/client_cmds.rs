@@ -213,6 +213,56 @@ pub async fn status(args: StatusArgs) -> Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// The lease name.
+    pub name: String,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Print a name's last changes, newest first.
+pub async fn history(args: HistoryArgs) -> Result<()> {
+    let client = args.conn.one_shot_client()?;
+    let changes = client
+        .history(&args.name)
+        .await
+        .with_context(|| format!("could not read the history of {}", args.name))?;
+    if changes.is_empty() && !args.conn.json {
+        return print_line(&format!(
+            "{}: no changes known to this node (it keeps the last few per name, since it started)",
+            args.name
+        ));
+    }
+    for c in changes {
+        if args.conn.json {
+            print_json(&serde_json::to_value(&c)?)?;
+        } else {
+            print_line(&format!(
+                "{:>9} ago  {:<10} token {} of {} (ttl {} ms), by node {} in {:.1} ms",
+                format_ago(c.ago_ms),
+                c.change,
+                c.token,
+                c.holder,
+                c.ttl_ms,
+                c.proposer,
+                c.took_ms,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `950 ms`, `12.5 s`, `3 min`, `2.1 h`: how long ago, at a glance.
+fn format_ago(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..120_000 => format!("{:.1} s", ms as f64 / 1e3),
+        120_000..7_200_000 => format!("{} min", ms / 60_000),
+        _ => format!("{:.1} h", ms as f64 / 3.6e6),
+    }
+}
+
+#[derive(clap::Args, Debug)]
 pub struct WatchArgs {
     /// The lease name.
     pub name: String,

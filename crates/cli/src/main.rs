@@ -58,6 +58,9 @@ enum Command {
     Status(client_cmds::StatusArgs),
     /// Print every change of a lease's state until Ctrl-C.
     Watch(client_cmds::WatchArgs),
+    /// A lease's last changes (granted, renewed, released, expired,
+    /// superseded), newest first, as one node learnt them.
+    History(client_cmds::HistoryArgs),
     /// Campaign for leadership, print each change of leader, resign on Ctrl-C.
     Elect(elect::ElectArgs),
     /// Run a command only while holding a lease; stop it before the lease
@@ -98,6 +101,7 @@ impl Command {
             Command::Unlock(a) => a.conn.json,
             Command::Status(a) => a.conn.json,
             Command::Watch(a) => a.conn.json,
+            Command::History(a) => a.conn.json,
             Command::Elect(a) => a.conn.json,
             Command::Run(a) => a.conn.json,
             _ => false,
@@ -141,6 +145,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unlock(args) => runtime.block_on(client_cmds::unlock(args)),
         Command::Status(args) => runtime.block_on(client_cmds::status(args)),
         Command::Watch(args) => runtime.block_on(client_cmds::watch(args)),
+        Command::History(args) => runtime.block_on(client_cmds::history(args)),
         Command::Elect(args) => runtime.block_on(elect::elect(args)),
         // Exits with the command's status.
         Command::Run(args) => return runtime.block_on(run::run(args)),

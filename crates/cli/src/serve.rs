@@ -63,6 +63,10 @@ pub struct ServerArgs {
     /// below --max-connections, for the same reason as --max-watches.
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_waits: u32,
+    /// Changes kept in memory per name for `GET /v1/locks/{name}/history`
+    /// and `tenure history` (0: none).
+    #[arg(long, value_name = "N", default_value_t = tenure_server::history::DEFAULT_PER_NAME as u16)]
+    history: u16,
     #[command(flatten)]
     drift: DriftArg,
 }
@@ -114,6 +118,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;
     config.http.max_waits = args.max_waits as usize;
+    config.history_per_name = usize::from(args.history);
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await
         .with_context(|| {

@@ -8,6 +8,8 @@
 
 mod answers;
 mod causes;
+mod history;
+pub use history::HistoryChange;
 mod inputs;
 
 use crate::clock::{Clock, Stamp};

@@ -34,7 +34,9 @@ mod state;
 pub mod time;
 mod watch;
 
-pub use client::{Client, Granted, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS};
+pub use client::{
+    Client, Granted, HistoryChange, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS,
+};
 pub use clock::{BootTime, Clock, ClockSource, Stamp, SuspendableClock, LOOK_EVERY};
 pub use election::LeaderElection;
 pub use error::{Error, LostReason};

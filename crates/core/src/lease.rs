@@ -8,10 +8,13 @@
 //!
 //! - [`value`]: the register value, its token and its write log.
 //! - [`queue`]: the waiting acquires, first come first served.
+//! - [`history`]: what each operation did, in an operator's words.
 
+mod history;
 mod queue;
 mod value;
 
+pub use history::{transitions, Transition, TransitionKind};
 pub use queue::{Waiter, WaiterId, Waiters, MAX_WAITERS};
 pub use value::{Grant, LeaseValue, Token, WriteLog, REMEMBERED_WRITES};
 

@@ -32,9 +32,10 @@ pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
-    holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, WaiterId, MAX_WAITERS,
+    holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,
+    WaiterId, MAX_WAITERS,
 };
-pub use message::{Message, Report};
+pub use message::{Chosen, Message, Report};
 pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId};
 pub use proposer::{Failure, PhaseKind, Reply, RequestId, Timing};
 pub use time::{DriftBound, Instant, Micros};

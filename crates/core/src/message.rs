@@ -3,7 +3,7 @@
 
 use crate::ballot::Ballot;
 use crate::input::LeaseName;
-use crate::lease::LeaseValue;
+use crate::lease::{LeaseValue, Transition};
 use crate::time::Micros;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,19 @@ pub struct Report {
     pub value: LeaseValue,
     pub age: Micros,
     pub origin: Ballot,
+}
+
+/// A value chosen for `name` at `ballot`, and what it changed. Ballots of
+/// a name's chosen values only rise, so they order its changes the same
+/// way on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Chosen {
+    pub name: LeaseName,
+    pub ballot: Ballot,
+    /// From the start of the round to the value chosen, on the proposer's
+    /// clock.
+    pub took: Micros,
+    pub changes: Vec<Transition>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,6 +71,10 @@ pub enum Message {
         id: u64,
         accepted: Option<Report>,
     },
+    /// News, not protocol: a value this node proposed was chosen, and
+    /// what it changed, for the other nodes' histories. Acceptors ignore
+    /// it, and losing it loses only a line of history.
+    Chosen(Chosen),
 }
 
 impl Message {
@@ -71,6 +88,7 @@ impl Message {
             Message::Nack { .. } => "nack",
             Message::Peek { .. } => "peek",
             Message::Peeked { .. } => "peeked",
+            Message::Chosen(_) => "chosen",
         }
     }
 
@@ -82,7 +100,8 @@ impl Message {
             | Message::Accepted { name, .. }
             | Message::Nack { name, .. }
             | Message::Peek { name, .. }
-            | Message::Peeked { name, .. } => name,
+            | Message::Peeked { name, .. }
+            | Message::Chosen(Chosen { name, .. }) => name,
         }
     }
 }

@@ -26,13 +26,14 @@ use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::NodeId;
 use crate::bugs::Bug;
 use crate::input::LeaseName;
-use crate::lease::{LeaseValue, Op, Rules};
-use crate::message::{Message, Report};
+use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
+use crate::message::{Chosen, Message, Report};
 use crate::proposer::{
     Effects, Local, PhaseKind, Proposer, ProposerConfig, Reply, RequestId, Timing, To,
 };
-use crate::time::Instant;
-use std::collections::VecDeque;
+use crate::time::{Instant, Micros};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 /// The configuration of one node. Every node of a cluster must use the same
 /// members and rules.
@@ -94,6 +95,9 @@ pub enum Event {
     HolderChanged { name: LeaseName },
     /// A round for `name` began a phase.
     Phase { name: LeaseName, phase: PhaseKind },
+    /// A value `proposer` proposed was chosen: what it changed, for the
+    /// name's history. Renewals of one grant are told at most once a ttl.
+    Chosen { proposer: NodeId, chosen: Chosen },
 }
 
 // Messages are the common case; boxing them would allocate per message.
@@ -118,6 +122,7 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
+    renewals_told: RenewalsTold,
 }
 
 impl Local for Acceptor {
@@ -170,6 +175,7 @@ impl Node {
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
+            renewals_told: RenewalsTold::default(),
         })
     }
 
@@ -186,7 +192,7 @@ impl Node {
         let mut fx = Effects::default();
         self.proposer
             .submit(now, request, name, op, &self.acceptor, &mut fx);
-        self.absorb(fx);
+        self.absorb(now, fx);
         self.pump(now);
     }
 
@@ -196,7 +202,7 @@ impl Node {
     pub fn cancel(&mut self, now: Instant, request: RequestId) {
         let mut fx = Effects::default();
         self.proposer.cancel(now, request, &self.acceptor, &mut fx);
-        self.absorb(fx);
+        self.absorb(now, fx);
         self.pump(now);
     }
 
@@ -212,7 +218,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut fx = Effects::default();
         self.proposer.handle_timeout(now, &self.acceptor, &mut fx);
-        self.absorb(fx);
+        self.absorb(now, fx);
         self.pump(now);
     }
 
@@ -308,6 +314,7 @@ impl Node {
                 }
                 step
             }
+            Message::Chosen(chosen) => return self.tell_chosen(now, from, chosen),
             Message::Peek { name, id } => {
                 let reply = self.acceptor.handle_peek(now, &name, id);
                 self.hold(Outgoing::Send(from, reply));
@@ -317,7 +324,7 @@ impl Node {
                 let mut fx = Effects::default();
                 self.proposer
                     .handle_reply(now, from, reply, &self.acceptor, &mut fx);
-                self.absorb(fx);
+                self.absorb(now, fx);
                 return;
             }
         };
@@ -346,7 +353,7 @@ impl Node {
         let mut fx = Effects::default();
         self.proposer
             .handle_accepted(now, name, value, &self.acceptor, &mut fx);
-        self.absorb(fx);
+        self.absorb(now, fx);
     }
 
     /// Events are advice for a shell that may not drain them: the oldest
@@ -358,7 +365,27 @@ impl Node {
         self.events.push_back(event);
     }
 
-    fn absorb(&mut self, fx: Effects) {
+    /// Report a chosen value's changes, and send them on to the other
+    /// members when this node proposed it.
+    fn tell_chosen(&mut self, now: Instant, proposer: NodeId, chosen: Chosen) {
+        if !self.renewals_told.tell(now, &chosen) {
+            return;
+        }
+        if proposer == self.config.node {
+            for node in self.config.members.clone() {
+                if node != proposer {
+                    let message = Message::Chosen(chosen.clone());
+                    self.hold(Outgoing::Send(node, message));
+                }
+            }
+        }
+        self.event(Event::Chosen { proposer, chosen });
+    }
+
+    fn absorb(&mut self, now: Instant, fx: Effects) {
+        for chosen in fx.chosen {
+            self.tell_chosen(now, self.config.node, chosen);
+        }
         for (name, phase) in fx.phases {
             self.event(Event::Phase { name, phase });
         }
@@ -400,4 +427,54 @@ impl Node {
             }
         }
     }
+}
+
+/// When each name's current grant was last told renewed, so that the
+/// steady renewals of a lease cost no message and no history line each:
+/// at most one per ttl. Advice for histories only, so it is left out of
+/// the node's equality and hash, which are the protocol state that model
+/// checking explores.
+#[derive(Clone, Debug, Default)]
+struct RenewalsTold {
+    told: HashMap<LeaseName, (Token, Instant, Micros)>,
+    prune_above: usize,
+}
+
+impl RenewalsTold {
+    /// Whether `chosen` is worth telling: it changed more than the clock
+    /// of a grant already told renewed within its ttl.
+    fn tell(&mut self, now: Instant, chosen: &Chosen) -> bool {
+        let renewal = match chosen.changes.as_slice() {
+            [t] if t.kind == TransitionKind::Renewed => t,
+            _ => {
+                self.told.remove(&chosen.name);
+                return true;
+            }
+        };
+        if let Some((token, at, ttl)) = self.told.get(&chosen.name) {
+            if *token == renewal.token && now.since(*at) < *ttl {
+                return false;
+            }
+        }
+        if self.told.len() >= self.prune_above {
+            self.told.retain(|_, (_, at, ttl)| now.since(*at) < *ttl);
+            self.prune_above = (self.told.len() * 2).max(1_024);
+        }
+        let ttl = renewal.ttl.as_micros();
+        self.told
+            .insert(chosen.name.clone(), (renewal.token, now, ttl));
+        true
+    }
+}
+
+impl PartialEq for RenewalsTold {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RenewalsTold {}
+
+impl Hash for RenewalsTold {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
 }

@@ -41,7 +41,7 @@ mod waiting;
 use crate::ballot::{Ballot, NodeId};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, LeaseView, Op, Outcome, Rules, WaiterId};
-use crate::message::{Message, Report};
+use crate::message::{Chosen, Message, Report};
 use crate::time::{Instant, Micros};
 use backoff::Jitter;
 use fast::FastPaths;
@@ -117,6 +117,8 @@ pub struct Effects {
     pub replies: Vec<Reply>,
     /// Phases begun, by name: what a shell counts.
     pub phases: Vec<(LeaseName, PhaseKind)>,
+    /// Values this proposer saw chosen, with what they changed.
+    pub chosen: Vec<Chosen>,
 }
 
 /// Timing and sizing of rounds.

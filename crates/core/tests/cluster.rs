@@ -6,8 +6,8 @@ mod common;
 
 use std::collections::VecDeque;
 use tenure_core::{
-    Config, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node,
-    NodeId, Op, Outcome, Record, Reply, RequestId, Rules, Timing, Token, Ttl, HORIZON_STEP,
+    Config, Event, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros,
+    Node, NodeId, Op, Outcome, Record, Reply, RequestId, Rules, Timing, Token, Ttl, HORIZON_STEP,
 };
 
 struct Cluster {
@@ -175,9 +175,10 @@ fn a_renewal_through_the_last_winner_takes_one_round_trip() {
         }
     );
     assert!(
-        c.delivered
-            .iter()
-            .all(|m| matches!(m, Message::Accept { .. } | Message::Accepted { .. })),
+        c.delivered.iter().all(|m| matches!(
+            m,
+            Message::Accept { .. } | Message::Accepted { .. } | Message::Chosen(_)
+        )),
         "the fast path skips phase 1: {:?}",
         c.delivered
     );
@@ -197,9 +198,10 @@ fn a_read_through_the_last_winner_keeps_its_fast_path() {
         Outcome::Renewed { .. }
     ));
     assert!(
-        c.delivered
-            .iter()
-            .all(|m| matches!(m, Message::Accept { .. } | Message::Accepted { .. })),
+        c.delivered.iter().all(|m| matches!(
+            m,
+            Message::Accept { .. } | Message::Accepted { .. } | Message::Chosen(_)
+        )),
         "the renewal after a read still skips phase 1: {:?}",
         c.delivered
     );
@@ -483,4 +485,69 @@ fn a_retried_round_never_applies_its_operations_twice() {
 /// Acknowledgements are dropped only for the first attempt (ballot counter 1).
 fn c_has_prepared(m: &Message) -> bool {
     matches!(m, Message::Accepted { ballot, .. } if ballot.counter > 1)
+}
+
+/// Every node's changes of `name`, as its events told them, oldest first.
+fn changes_told(c: &mut Cluster, name: &str) -> Vec<Vec<(String, u64, u16)>> {
+    let name = LeaseName::new(name).unwrap();
+    c.nodes
+        .iter_mut()
+        .map(|node| {
+            let mut told = Vec::new();
+            while let Some(event) = node.poll_event() {
+                if let Event::Chosen { proposer, chosen } = event {
+                    if chosen.name == name {
+                        for t in chosen.changes {
+                            told.push((
+                                chosen.ballot,
+                                t.kind.kind().to_string(),
+                                t.token.0,
+                                proposer.0,
+                            ));
+                        }
+                    }
+                }
+            }
+            told.sort_by_key(|(ballot, ..)| *ballot);
+            told.into_iter()
+                .map(|(_, kind, token, p)| (kind, token, p))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_node_learns_each_change_in_the_same_order() {
+    let mut c = Cluster::new(3);
+    let token = granted(&c.run(1, "job", acquire("a", 10_000)));
+    c.run(1, "job", renew("a", token));
+    c.run(1, "job", renew("a", token));
+    c.run(
+        1,
+        "job",
+        Op::Release {
+            holder: holder("a"),
+            token,
+        },
+    );
+    let second = granted(&c.run(2, "job", acquire("b", 100)));
+    c.advance(Micros::from_millis(500));
+    assert!(matches!(
+        c.run(3, "job", Op::Read),
+        Outcome::Observed(LeaseView::Free { .. })
+    ));
+    let want: Vec<(String, u64, u16)> = [
+        ("granted", token.0, 1),
+        // The second renewal inside the ttl is not told again.
+        ("renewed", token.0, 1),
+        ("released", token.0, 1),
+        ("granted", second.0, 2),
+        ("expired", second.0, 3),
+    ]
+    .iter()
+    .map(|(k, t, p)| (k.to_string(), *t, *p))
+    .collect();
+    for (i, told) in changes_told(&mut c, "job").into_iter().enumerate() {
+        assert_eq!(told, want, "node {}", i + 1);
+    }
 }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// Record this configuration's identity in a data directory that holds
     /// another: the operator is changing a stopped cluster's members.
     pub rewrite_cluster_identity: bool,
+    /// Changes kept in memory per name for `GET /v1/locks/{name}/history`.
+    pub history_per_name: usize,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             clock_check: true,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
             rewrite_cluster_identity: false,
+            history_per_name: crate::history::DEFAULT_PER_NAME,
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod identity;
 pub mod metrics;

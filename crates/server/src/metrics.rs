@@ -78,6 +78,7 @@ struct Registry {
     requests: BTreeMap<(&'static str, u16), u64>,
     request_seconds: BTreeMap<&'static str, Histogram>,
     outcomes: BTreeMap<(&'static str, &'static str), u64>,
+    lease_changes: BTreeMap<&'static str, u64>,
     messages_sent: BTreeMap<&'static str, u64>,
     rounds: BTreeMap<&'static str, u64>,
     nacks_received: u64,
@@ -121,6 +122,11 @@ impl Metrics {
 
     pub fn outcome(&self, op: &'static str, outcome: &'static str) {
         self.with(|r| *r.outcomes.entry((op, outcome)).or_default() += 1);
+    }
+
+    /// A change of a name's grant that this node proposed.
+    pub fn lease_change(&self, change: &'static str) {
+        self.with(|r| *r.lease_changes.entry(change).or_default() += 1);
     }
 
     pub fn message_sent(&self, kind: &'static str) {
@@ -253,6 +259,12 @@ impl Metrics {
                     out,
                     "tenure_outcomes_total{{op=\"{op}\",outcome=\"{outcome}\"}} {n}"
                 );
+            }
+            out.push_str("# HELP tenure_lease_changes_total Changes of grants in values this node proposed and saw chosen, by change (renewals: tenure_outcomes_total).\n");
+            out.push_str("# TYPE tenure_lease_changes_total counter\n");
+            for change in ["granted", "released", "expired", "superseded"] {
+                let n = r.lease_changes.get(change).copied().unwrap_or(0);
+                let _ = writeln!(out, "tenure_lease_changes_total{{change=\"{change}\"}} {n}");
             }
             out.push_str("# HELP tenure_paxos_phases_total Paxos phases this node started as proposer (prepare: phase 1, i.e. no fast path or a retry; accept: phase 2; peek: a read).\n");
             out.push_str("# TYPE tenure_paxos_phases_total counter\n");

@@ -10,6 +10,7 @@
 //! loop cannot send one too early.
 
 use crate::clock::Clock;
+use crate::history::History;
 use crate::metrics::Metrics;
 use crate::peer::{PeerEvent, PeerNet};
 use crate::persist::{self, Ack, Persist};
@@ -133,7 +134,16 @@ pub struct NodeLoop {
     peers: PeerNet,
     wakeups: Wakeups,
     metrics: Arc<Metrics>,
+    history: Arc<History>,
     pending: HashMap<RequestId, Pending>,
+}
+
+/// What the loop tells of what happens: waiters and watchers, metrics,
+/// and the names' histories.
+pub struct Observers {
+    pub wakeups: Wakeups,
+    pub metrics: Arc<Metrics>,
+    pub history: Arc<History>,
 }
 
 /// The channels the loop reads.
@@ -154,9 +164,13 @@ impl NodeLoop {
         clock: Clock,
         persist: Persist,
         peers: PeerNet,
-        wakeups: Wakeups,
-        metrics: Arc<Metrics>,
+        observers: Observers,
     ) -> NodeLoop {
+        let Observers {
+            wakeups,
+            metrics,
+            history,
+        } = observers;
         NodeLoop {
             node,
             clock,
@@ -164,6 +178,7 @@ impl NodeLoop {
             peers,
             wakeups,
             metrics,
+            history,
             pending: HashMap::new(),
         }
     }
@@ -314,6 +329,16 @@ impl NodeLoop {
             match event {
                 Event::HolderChanged { name } => self.wakeups.notify(&name),
                 Event::Phase { phase, .. } => self.metrics.round_phase(phase.kind()),
+                Event::Chosen { proposer, chosen } => {
+                    if proposer == self.node.id() {
+                        for change in &chosen.changes {
+                            self.metrics.lease_change(change.kind.kind());
+                        }
+                    }
+                    self.history
+                        .record(proposer, &chosen, std::time::Instant::now());
+                    self.wakeups.notify(&chosen.name);
+                }
             }
         }
     }

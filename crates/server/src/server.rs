@@ -4,8 +4,10 @@
 
 use crate::clock::Clock;
 use crate::config::ServerConfig;
+use crate::history::History;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::node_loop::Observers;
 use crate::node_loop::{Inputs, NodeHandle, NodeLoop};
 use crate::peer;
 use crate::persist::Persist;
@@ -222,7 +224,13 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         stop_peers_rx,
     );
     let wakeups = Wakeups::new();
-    let node_loop = NodeLoop::new(node, clock, persist, net, wakeups.clone(), metrics.clone());
+    let history = Arc::new(History::new(config.history_per_name));
+    let observers = Observers {
+        wakeups: wakeups.clone(),
+        metrics: metrics.clone(),
+        history: history.clone(),
+    };
+    let node_loop = NodeLoop::new(node, clock, persist, net, observers);
     let node_task = tokio::spawn(node_loop.run(Inputs {
         calls: call_rx,
         cancels: cancel_rx,
@@ -237,6 +245,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         node: NodeHandle::new(call_tx, cancel_tx),
         wakeups,
         metrics: metrics.clone(),
+        history,
         peers: view,
         incarnation,
         drift: config.drift,

@@ -17,8 +17,8 @@ use super::{
 use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
 use crate::input::LeaseName;
-use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Waiting};
-use crate::message::{Message, Report};
+use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Transition, Waiting};
+use crate::message::{Chosen, Message, Report};
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,6 +59,8 @@ pub(super) struct Round {
     /// While this round lets another proposer write (it was pre-empted):
     /// the ballot it waits to see chosen, and until when it waits.
     deferring: Option<(Ballot, Instant)>,
+    /// When the round began: how long its changes took.
+    started: Instant,
 }
 
 // One phase at a time per running round: its size does not add up.
@@ -84,6 +86,8 @@ pub(super) enum Phase {
         age: Micros,
         origin: Ballot,
         verdicts: Vec<Verdict>,
+        /// What the value changed, reported once it is chosen.
+        changes: Vec<Transition>,
         acks: BTreeSet<NodeId>,
     },
     /// A pause; then the round looks or prepares. A round that waits for
@@ -105,12 +109,14 @@ struct Attempt {
     ballot: Ballot,
     number: u64,
     verdicts: Vec<Verdict>,
+    changes: Vec<Transition>,
 }
 
 /// Whether a retried round's earlier attempts took effect.
 enum Earlier {
     NotApplied,
-    Applied(Vec<Verdict>),
+    /// This attempt was chosen, though its round never heard so.
+    Applied(Attempt),
     Unknown,
 }
 
@@ -147,6 +153,7 @@ struct Applied {
     /// when nothing changes.
     written: Option<(LeaseValue, LeaseClock)>,
     verdicts: Vec<Verdict>,
+    changes: Vec<Transition>,
 }
 
 /// What a finished round leaves for the name's next round.
@@ -193,6 +200,7 @@ impl RoundCtx<'_> {
             seen: Ballot::ZERO,
             looks: 0,
             deferring: None,
+            started: self.now,
         });
         self.begin();
     }
@@ -238,12 +246,12 @@ impl RoundCtx<'_> {
         };
         if let Some(fast) = fast {
             let age = fast.age(self.now);
-            let applied = self.apply(&fast.value, age, fast.origin);
+            let mut applied = self.apply(&fast.value, age, fast.origin);
             let top = fast.ballot;
             if applied.written.is_some() && self.first_refusal_elsewhere(&fast.value, age, top) {
                 return self.wait_for_write(Micros(self.shared.timing.backoff_max.0 / 4));
             }
-            if let Some((value, clock)) = applied.written {
+            if let Some((value, clock)) = applied.written.take() {
                 // The fast path: a majority already promised `fast.ballot`
                 // and `fast.value` was the highest value accepted below it.
                 // A clock that goes on carries the reservation's age, not
@@ -253,7 +261,7 @@ impl RoundCtx<'_> {
                 } else {
                     clock.at_most(fast.age)
                 };
-                return self.propose(fast.ballot, value, clock, applied.verdicts);
+                return self.propose(fast.ballot, value, clock, applied);
             }
         } else {
             let (value, age, top) = report

@@ -328,6 +328,9 @@ impl LeaseModel {
             // none, and must not tell states apart by them.
             while machine.node.poll_event().is_some() {}
         }
+        // News of chosen values feeds histories only, never an acceptor or
+        // a round: the model leaves it out rather than explore its orders.
+        transmits.retain(|t| !matches!(t.message, tenure_core::Message::Chosen(_)));
         for t in transmits {
             s.network.send(
                 Envelope {

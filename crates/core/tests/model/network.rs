@@ -40,6 +40,7 @@ enum MessageKey {
     Nack(Ballot, Ballot),
     Peek(u64),
     Peeked(u64, ReportKey),
+    Chosen(Ballot),
 }
 
 fn value_key(value: &LeaseValue) -> ValueKey {
@@ -72,6 +73,8 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         } => MessageKey::Nack(*ballot, *promised),
         Message::Peek { id, .. } => MessageKey::Peek(*id),
         Message::Peeked { id, accepted, .. } => MessageKey::Peeked(*id, report_key(accepted)),
+        // The model never sends news of chosen values (cluster.rs).
+        Message::Chosen(c) => MessageKey::Chosen(c.ballot),
     };
     (message.name(), key)
 }
@@ -103,6 +106,7 @@ impl fmt::Debug for Envelope {
             Message::Peeked { id, accepted, .. } => {
                 write!(f, "Peeked #{id} ({})", report(accepted))
             }
+            Message::Chosen(c) => write!(f, "Chosen {}", c.ballot),
         }
     }
 }

@@ -10,6 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde_json::json;
 use tenure_core::{HolderId, LeaseName, LeaseView, Micros, Op, Outcome, Token, Ttl};
 
@@ -47,7 +48,7 @@ async fn put_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> (&'static str, Result<Response, ApiError>) {
     let parsed = (|| {
-        let name = LeaseName::new(name).map_err(|e| ApiError::input(&e))?;
+        let name = lock_name(name)?;
         let pairs = query_pairs(params)?;
         let params = input::query_params(&pairs, &["wait"])?;
         let wait = input::param(&params, "wait")
@@ -136,7 +137,7 @@ pub async fn delete_lock(
     params: Result<Params, ParamsRejection>,
 ) -> Response {
     let parsed = (|| {
-        let name = LeaseName::new(&name).map_err(|e| ApiError::input(&e))?;
+        let name = lock_name(&name)?;
         let pairs = query_pairs(params)?;
         let params = input::query_params(&pairs, &["holder", "token"])?;
         let holder = input::param(&params, "holder").ok_or_else(|| {
@@ -178,8 +179,11 @@ pub async fn get_lock(
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
 ) -> Response {
+    if let Some(name) = name.strip_suffix(HISTORY_SUFFIX) {
+        return labelled("history", history(&app, name, params));
+    }
     let parsed = (|| {
-        let name = LeaseName::new(&name).map_err(|e| ApiError::input(&e))?;
+        let name = lock_name(&name)?;
         let pairs = query_pairs(params)?;
         let params = input::query_params(&pairs, &["watch"])?;
         let watching = match input::param(&params, "watch") {
@@ -204,6 +208,35 @@ pub async fn get_lock(
         },
     };
     labelled("read", result)
+}
+
+/// `GET /v1/locks/{name}/history`: the name's last changes as this node
+/// learnt them, newest first.
+fn history(
+    app: &AppState,
+    name: &str,
+    params: Result<Params, ParamsRejection>,
+) -> Result<Response, ApiError> {
+    let name = LeaseName::new(name).map_err(|e| ApiError::input(&e))?;
+    input::query_params(&query_pairs(params)?, &[])?;
+    let changes = app.history.of(&name);
+    Ok(Json(json!({ "name": name.as_str(), "changes": changes })).into_response())
+}
+
+/// The path under a lock's own that shows its history.
+const HISTORY_SUFFIX: &str = "/history";
+
+/// A lock's name from its path. A name may not end in `/history`: that
+/// path shows the history of the name before it.
+fn lock_name(name: &str) -> Result<LeaseName, ApiError> {
+    let parsed = LeaseName::new(name).map_err(|e| ApiError::input(&e))?;
+    if name.ends_with(HISTORY_SUFFIX) {
+        return Err(ApiError::bad_request(
+            format!("a name may not end in {HISTORY_SUFFIX}: GET /v1/locks/{{name}}{HISTORY_SUFFIX} shows that name's history"),
+            Some("name"),
+        ));
+    }
+    Ok(parsed)
 }
 
 fn labelled(label: &'static str, result: Result<Response, ApiError>) -> Response {

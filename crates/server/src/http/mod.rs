@@ -42,6 +42,8 @@ pub struct AppState {
     pub node: NodeHandle,
     pub wakeups: Wakeups,
     pub metrics: Arc<Metrics>,
+    /// Each name's last changes, as this node learnt them.
+    pub history: Arc<crate::history::History>,
     pub peers: PeerView,
     pub incarnation: u32,
     /// The cluster's bound on clock drift, told to holders with each grant.

@@ -10,7 +10,7 @@ impl RoundCtx<'_> {
         let mut verdict = Earlier::NotApplied;
         for a in &round.attempts {
             match value.writes.wrote(a.number, a.ballot) {
-                Some(true) => return Earlier::Applied(a.verdicts.clone()),
+                Some(true) => return Earlier::Applied(a.clone()),
                 Some(false) => {}
                 None => verdict = Earlier::Unknown,
             }
@@ -33,6 +33,7 @@ impl RoundCtx<'_> {
         let mut clock = LeaseClock::going_on(age, origin);
         let mut changed = false;
         let mut verdicts = Vec::with_capacity(running(self.state).ops.len());
+        let mut changes = Vec::new();
         for p in &running(self.state).ops {
             let waiting = p.wait.map(|w| Waiting {
                 id: w.id,
@@ -56,9 +57,20 @@ impl RoundCtx<'_> {
                 }
             }
             let (change, answer) = lease::apply(&current, current_age, &p.op, waiting, &rules);
+            let outcome = match &answer {
+                Answer::Reply(outcome) => Some(outcome),
+                Answer::Wait(_) => None,
+            };
             match change {
                 Change::Unchanged => {}
                 Change::Fresh(next) => {
+                    changes.extend(lease::transitions(
+                        &current,
+                        current_age,
+                        &next,
+                        outcome,
+                        &rules,
+                    ));
                     current = next;
                     current_age = Micros::ZERO;
                     clock = LeaseClock {
@@ -68,6 +80,13 @@ impl RoundCtx<'_> {
                     changed = true;
                 }
                 Change::Kept(next) => {
+                    changes.extend(lease::transitions(
+                        &current,
+                        current_age,
+                        &next,
+                        outcome,
+                        &rules,
+                    ));
                     current = next;
                     changed = true;
                 }
@@ -84,9 +103,20 @@ impl RoundCtx<'_> {
                                 holder: holder.clone(),
                                 token: *token,
                             };
-                            if let (Change::Fresh(next), _) =
+                            if let (Change::Fresh(next), released) =
                                 lease::apply(&current, current_age, &release, None, &rules)
                             {
+                                let released = match &released {
+                                    Answer::Reply(outcome) => Some(outcome),
+                                    Answer::Wait(_) => None,
+                                };
+                                changes.extend(lease::transitions(
+                                    &current,
+                                    current_age,
+                                    &next,
+                                    released,
+                                    &rules,
+                                ));
                                 current = next;
                                 current_age = Micros::ZERO;
                                 clock = LeaseClock {
@@ -109,6 +139,7 @@ impl RoundCtx<'_> {
         Applied {
             written: changed.then_some((current, clock)),
             verdicts,
+            changes,
         }
     }
 }

@@ -135,7 +135,10 @@ impl RoundCtx<'_> {
                 running(self.state).attempts.clear();
                 self.apply(&value, age, origin)
             }
-            Earlier::Applied(verdicts) => return self.finish(verdicts, Reservation::Drop),
+            Earlier::Applied(attempt) => {
+                self.report_chosen(attempt.ballot, attempt.changes);
+                return self.finish(attempt.verdicts, Reservation::Drop);
+            }
             Earlier::Unknown => return self.fail(true),
         };
         if applied.written.is_none() {

@@ -35,16 +35,19 @@ impl RoundCtx<'_> {
         ballot: Ballot,
         mut value: LeaseValue,
         clock: LeaseClock,
-        verdicts: Vec<Verdict>,
+        Applied {
+            verdicts, changes, ..
+        }: Applied,
     ) {
         value.writes = value.writes.after(ballot);
         let attempt = Attempt {
             ballot,
             number: value.writes.count,
             verdicts: verdicts.clone(),
+            changes: changes.clone(),
         };
         running(self.state).attempts.push(attempt);
-        self.send_accept(ballot, value, clock, verdicts);
+        self.send_accept(ballot, value, clock, verdicts, changes);
     }
 
     /// Accept a value again, unchanged, to make sure it is chosen; it
@@ -56,15 +59,16 @@ impl RoundCtx<'_> {
         clock: LeaseClock,
         verdicts: Vec<Verdict>,
     ) {
-        self.send_accept(ballot, value, clock, verdicts);
+        self.send_accept(ballot, value, clock, verdicts, Vec::new());
     }
 
-    pub(super) fn send_accept(
+    fn send_accept(
         &mut self,
         ballot: Ballot,
         value: LeaseValue,
         clock: LeaseClock,
         verdicts: Vec<Verdict>,
+        changes: Vec<Transition>,
     ) {
         let (age, origin) = (clock.age, clock.origin.unwrap_or(ballot));
         // Ballots used in an accept are never handed out again.
@@ -87,6 +91,7 @@ impl RoundCtx<'_> {
                 age,
                 origin,
                 verdicts,
+                changes,
                 acks: BTreeSet::new(),
             },
             timeout,
@@ -109,17 +114,21 @@ impl RoundCtx<'_> {
         let unanimous = promises
             .values()
             .all(|r| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot) == top);
-        let applied = match self.earlier_attempts(&value) {
+        let mut applied = match self.earlier_attempts(&value) {
             Earlier::NotApplied => self.apply(&value, age, origin),
             // Already part of `value`: applying again would apply twice.
-            Earlier::Applied(verdicts) => Applied {
-                written: None,
-                verdicts,
-            },
+            Earlier::Applied(attempt) => {
+                self.report_chosen(attempt.ballot, attempt.changes);
+                Applied {
+                    written: None,
+                    verdicts: attempt.verdicts,
+                    changes: Vec::new(),
+                }
+            }
             Earlier::Unknown => return self.fail(true),
         };
-        match applied.written {
-            Some((next, clock)) => self.propose(ballot, next, clock, applied.verdicts),
+        match applied.written.take() {
+            Some((next, clock)) => self.propose(ballot, next, clock, applied),
             None if unanimous => {
                 // Chosen already and nothing to write: the majority's
                 // promises of `ballot` let the next round skip phase 1.
@@ -148,6 +157,7 @@ impl RoundCtx<'_> {
             age,
             origin,
             verdicts,
+            changes,
             ..
         } = std::mem::replace(
             &mut round.phase,
@@ -159,6 +169,7 @@ impl RoundCtx<'_> {
         else {
             unreachable!("a value is chosen while accepting")
         };
+        self.report_chosen(ballot, changes);
         let fast = FastPath {
             ballot: ballot.successor(),
             value,
@@ -167,5 +178,19 @@ impl RoundCtx<'_> {
             confirmed_at: self.now,
         };
         self.finish(verdicts, Reservation::Set(fast));
+    }
+
+    /// Tell the node what a value chosen at `ballot` changed.
+    pub(super) fn report_chosen(&mut self, ballot: Ballot, changes: Vec<Transition>) {
+        if changes.is_empty() {
+            return;
+        }
+        let took = self.now.since(running(self.state).started);
+        self.fx.chosen.push(Chosen {
+            name: self.name.clone(),
+            ballot,
+            took,
+            changes,
+        });
     }
 }
