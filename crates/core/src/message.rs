@@ -72,7 +72,8 @@ pub enum Message {
         accepted: Option<Report>,
     },
     /// News, not protocol: a value this node proposed was chosen, and
-    /// what it changed, for the other nodes' histories. Acceptors ignore
+    /// what it changed (nothing but the queue, when `changes` is empty),
+    /// for the other nodes' histories and live pages. Acceptors ignore
     /// it, and losing it loses only a line of history.
     Chosen(Chosen),
 }

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tenure_core::{Ballot, Chosen, LeaseName, NodeId, TransitionKind};
+use tokio::sync::broadcast;
 
 /// Changes kept per name unless configured otherwise.
 pub const DEFAULT_PER_NAME: usize = 32;
@@ -58,7 +59,13 @@ struct Names {
 pub struct History {
     per_name: usize,
     names: Mutex<Names>,
+    /// The name of every change learnt, for live pages.
+    news: broadcast::Sender<LeaseName>,
 }
+
+/// Names announced to live pages before a slow one falls behind (it then
+/// starts over from the recent names).
+const NEWS_BUFFERED: usize = 1_024;
 
 impl History {
     /// A history of `per_name` changes per name (0 keeps none).
@@ -66,6 +73,7 @@ impl History {
         History {
             per_name,
             names: Mutex::new(Names::default()),
+            news: broadcast::channel(NEWS_BUFFERED).0,
         }
     }
 
@@ -75,7 +83,9 @@ impl History {
 
     /// Record what a chosen value changed, learnt `now`.
     pub fn record(&self, proposer: NodeId, chosen: &Chosen, now: Instant) {
-        if self.per_name == 0 {
+        // Nobody listening is no error.
+        let _ = self.news.send(chosen.name.clone());
+        if self.per_name == 0 || chosen.changes.is_empty() {
             return;
         }
         let per_name = self.per_name;
@@ -138,6 +148,24 @@ impl History {
                         ago_ms: u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
                     }
                 })
+                .collect()
+        })
+    }
+
+    /// Each name whose change this node learns from now on.
+    pub fn news(&self) -> broadcast::Receiver<LeaseName> {
+        self.news.subscribe()
+    }
+
+    /// Up to `limit` names, the most recently changed first.
+    pub fn recent_names(&self, limit: usize) -> Vec<LeaseName> {
+        self.with(|names| {
+            let mut all: Vec<(u64, &LeaseName)> =
+                names.by_name.iter().map(|(n, (l, _))| (*l, n)).collect();
+            all.sort_unstable_by_key(|(learnt, _)| std::cmp::Reverse(*learnt));
+            all.into_iter()
+                .take(limit)
+                .map(|(_, n)| n.clone())
                 .collect()
         })
     }

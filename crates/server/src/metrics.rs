@@ -48,6 +48,20 @@ impl Histogram {
         self.count += 1;
     }
 
+    /// The upper bound of the bucket that holds the `q`-quantile, or
+    /// `None` before any observation (or beyond the last bound).
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&self.counts) {
+            cumulative += n;
+            if cumulative >= rank {
+                return Some(*bound);
+            }
+        }
+        None
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
@@ -127,6 +141,16 @@ impl Metrics {
     /// A change of a name's grant that this node proposed.
     pub fn lease_change(&self, change: &'static str) {
         self.with(|r| *r.lease_changes.entry(change).or_default() += 1);
+    }
+
+    /// The fsync time of this node's storage: at most how many seconds
+    /// the median and the 99th percentile commit took (bucket bounds), and
+    /// how many commits there were, since the node started.
+    pub fn fsync_summary(&self) -> (Option<f64>, Option<f64>, u64) {
+        self.with(|r| match &r.commit_seconds {
+            Some(h) => (h.quantile(0.5), h.quantile(0.99), h.count),
+            None => (None, None, 0),
+        })
     }
 
     pub fn message_sent(&self, kind: &'static str) {

@@ -400,6 +400,15 @@ pub fn put(url: &str, body: &str) -> Resp {
     )
 }
 
+pub fn post(url: &str, body: &str) -> Resp {
+    finish(
+        agent(TIMEOUT)
+            .post(url)
+            .header("content-type", "application/json")
+            .send(body),
+    )
+}
+
 pub fn get(url: &str) -> Resp {
     finish(agent(TIMEOUT).get(url).call())
 }

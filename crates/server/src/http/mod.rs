@@ -6,6 +6,7 @@
 //! - `view`: a lease's state as JSON, for answers and watch lines.
 //! - `watch`: `?watch=true` NDJSON streams.
 //! - `status`: `/v1/cluster`, `/metrics`, `/healthz`.
+//! - `ui`: the live page at `/ui`, its files and its event stream.
 //! - `input`, `error`: what clients send, and what refusals say.
 //! - `serve`: the accept loop and graceful shutdown.
 
@@ -15,6 +16,7 @@ mod locks;
 mod refusals;
 mod serve;
 mod status;
+mod ui;
 mod view;
 mod wait;
 mod watch;
@@ -99,6 +101,11 @@ pub fn router(state: AppState) -> Router {
                 .get(locks::get_lock),
         )
         .route("/v1/cluster", get(status::cluster))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/style.css", get(ui::style_css))
+        .route("/ui/events", get(ui::events))
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(status::healthz))
         .fallback(status::not_found)

@@ -7,6 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 pub async fn cluster(State(app): State<AppState>) -> Response {
+    let mut response = axum::Json(cluster_json(&app)).into_response();
+    response.extensions_mut().insert(OpLabel("cluster"));
+    response
+}
+
+/// This node, the members, and their reachability, as `/v1/cluster` and
+/// the live page show them.
+pub fn cluster_json(app: &AppState) -> serde_json::Value {
     let rates = app.peers.rates.last_rates();
     let members: Vec<_> = app
         .peers
@@ -29,18 +37,15 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
             })
         })
         .collect();
-    let mut response = axum::Json(json!({
+    json!({
         "node": app.peers.me.0,
         "incarnation": app.incarnation,
         "members": members,
         "reachable": app.peers.reachable(),
         "quorum": app.peers.members.len() / 2 + 1,
         "max_drift_ppm": app.drift.ppm(),
-        "clock": clock_status(&app),
-    }))
-    .into_response();
-    response.extensions_mut().insert(OpLabel("cluster"));
-    response
+        "clock": clock_status(app),
+    })
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {

@@ -180,11 +180,9 @@ impl RoundCtx<'_> {
         self.finish(verdicts, Reservation::Set(fast));
     }
 
-    /// Tell the node what a value chosen at `ballot` changed.
+    /// Tell the node what a value chosen at `ballot` changed: its grant,
+    /// or (no changes) only its queue of waiters.
     pub(super) fn report_chosen(&mut self, ballot: Ballot, changes: Vec<Transition>) {
-        if changes.is_empty() {
-            return;
-        }
         let took = self.now.since(running(self.state).started);
         self.fx.chosen.push(Chosen {
             name: self.name.clone(),

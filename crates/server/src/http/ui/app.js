@@ -1,0 +1,122 @@
+// The live page: everything it shows arrives on /ui/events (server-sent
+// events); the only timer counts leases down between two events.
+"use strict";
+
+const locks = new Map(); // name -> {el, view, at (ms, this page's clock)}
+const $ = (id) => document.getElementById(id);
+
+function text(el, value) {
+  el.textContent = value === undefined || value === null ? "–" : String(value);
+}
+
+function ms(n) {
+  if (n === null || n === undefined) return "–";
+  if (n < 1000) return `${Math.round(n)} ms`;
+  if (n < 120000) return `${(n / 1000).toFixed(1)} s`;
+  return `${Math.round(n / 60000)} min`;
+}
+
+function ago(n) {
+  return n < 1000 ? "just now" : `${ms(n)} ago`;
+}
+
+function showCluster(c) {
+  text($("node"), `node ${c.node} (incarnation ${c.incarnation})`);
+  const members = $("members");
+  members.replaceChildren();
+  for (const m of c.members) {
+    const tr = document.createElement("tr");
+    tr.dataset.testid = "member";
+    const cells = [
+      m.self ? `${m.id} (this node)` : String(m.id),
+      m.connected ? "up" : "down",
+      m.last_heard_ms === null ? "never" : ago(m.last_heard_ms),
+      m.round_trip_ms === null ? "–" : `${m.round_trip_ms} ms`,
+      m.clock_rate_ppm === null ? "–" : `${m.clock_rate_ppm} ppm`,
+    ];
+    for (const [i, value] of cells.entries()) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      if (i === 1) td.className = m.connected ? "up" : "down";
+      tr.append(td);
+    }
+    members.append(tr);
+  }
+  const enough = c.reachable >= c.quorum;
+  const q = $("quorum");
+  q.textContent = `${c.reachable} of ${c.members.length} nodes reachable (quorum ${c.quorum})` +
+    (c.clock && c.clock.refusing ? " · this node's clock disagrees with its peers: it refuses requests" : "");
+  q.className = enough && !(c.clock && c.clock.refusing) ? "up" : "down";
+  const f = c.fsync || {};
+  text($("fsync"), f.commits
+    ? `fsync: median ≤ ${f.p50_ms_at_most} ms, 99th percentile ≤ ${f.p99_ms_at_most} ms over ${f.commits} commits`
+    : "fsync: no commit yet");
+}
+
+function lockElement(name) {
+  const known = locks.get(name);
+  if (known) return known.el;
+  const el = $("lock-template").content.firstElementChild.cloneNode(true);
+  el.dataset.name = name;
+  el.querySelector("[data-testid=name]").textContent = name;
+  $("locks").prepend(el);
+  $("empty").hidden = true;
+  return el;
+}
+
+function showLock(data) {
+  const el = lockElement(data.name);
+  const v = data.view;
+  const field = (id) => el.querySelector(`[data-testid=${id}]`);
+  const state = field("state");
+  state.textContent = v.state.replace("_", "-");
+  state.className = `state badge state-${v.state}`;
+  text(field("holder"), v.holder);
+  text(field("token"), v.token);
+  text(field("waiters"), v.waiters);
+  const changes = field("changes");
+  changes.replaceChildren();
+  for (const c of data.changes) {
+    const li = document.createElement("li");
+    li.dataset.testid = "change";
+    li.textContent = `${ago(c.ago_ms)}: ${c.change} token ${c.token} of ${c.holder}` +
+      ` (ttl ${ms(c.ttl_ms)}), by node ${c.proposer} in ${c.took_ms} ms`;
+    changes.append(li);
+  }
+  // Newest change first in the list.
+  if (el !== $("locks").firstElementChild) $("locks").prepend(el);
+  locks.set(data.name, { el, view: v, at: performance.now() });
+  countDown();
+}
+
+function countDown() {
+  const now = performance.now();
+  for (const { el, view, at } of locks.values()) {
+    const left = el.querySelector("[data-testid=remaining]");
+    if (view.remaining_ms === undefined) {
+      text(left, undefined);
+    } else {
+      text(left, ms(Math.max(0, view.remaining_ms - (now - at))));
+    }
+  }
+}
+
+function connect() {
+  const live = $("live");
+  const events = new EventSource("/ui/events");
+  events.addEventListener("open", () => {
+    live.textContent = "live";
+    live.className = "badge up";
+  });
+  events.addEventListener("error", () => {
+    // EventSource reconnects by itself; say so meanwhile.
+    live.textContent = "reconnecting…";
+    live.className = "badge down";
+  });
+  events.addEventListener("cluster", (e) => showCluster(JSON.parse(e.data)));
+  events.addEventListener("lock", (e) => showLock(JSON.parse(e.data)));
+  events.addEventListener("ready", () => document.body.dataset.ready = "true");
+}
+
+connect();
+setInterval(countDown, 250);
