@@ -114,7 +114,8 @@ func (e *Election) Leader(ctx context.Context) (Leader, error) {
 // with the zero Leader when nobody leads (a handover by resignation may
 // show it in between). It follows the watch stream, reconnecting across
 // nodes by itself; a node's "unavailable" is not a change, and repeated
-// states are reported once. The channel is closed when ctx ends.
+// states are reported once. The channel is closed when ctx ends (at
+// once, if the election's name is not a valid lease name).
 func (e *Election) Observe(ctx context.Context) <-chan Leader {
 	out := make(chan Leader)
 	states, err := e.c.Watch(ctx, e.name)

@@ -353,3 +353,31 @@ func TestObserveReportsTheLeaderAndItsChanges(t *testing.T) {
 	for range changes {
 	}
 }
+
+func TestAGrantWonAfterALongWaitIsRenewedBeforeItIsHandedOut(t *testing.T) {
+	c := newClient(t, startDev(t))
+	ctx := testContext(t)
+	const ttl = 1500 * time.Millisecond
+	// A holder that never renews: its lease expires and passes to the
+	// waiter, whose poll was sent about a ttl before the grant came.
+	if _, state, err := c.acquireOnce(ctx, "expiring", "gone", ttl, 0, 0); err != nil || state != nil {
+		t.Fatalf("%v, %v", state, err)
+	}
+	polled := c.now()
+	l, err := c.Acquire(ctx, "expiring", TTL(ttl), Holder("web-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctx)
+	returned := c.now()
+	l.mu.Lock()
+	sent, deadline := l.lastSent, l.deadline
+	l.mu.Unlock()
+	if returned-polled < ttl/2 {
+		t.Fatalf("granted after %v, before the first lease could expire", returned-polled)
+	}
+	// Counted from the renewal sent after the grant, not from the poll.
+	if sent < polled+ttl/2 || deadline-returned < ttl/2 {
+		t.Fatalf("counted from %v after the poll; %v left on return", sent-polled, deadline-returned)
+	}
+}
