@@ -27,6 +27,7 @@ type Lease struct {
 	deadline time.Duration // act as holder only before this reading of c.clock
 	lastSent time.Duration // send time of the last successful grant or renewal
 	lost     *LostError
+	released bool // Release was called: later calls do nothing
 	done     chan struct{}
 
 	stop context.CancelFunc // ends the keepalive and the deadline watch
@@ -104,7 +105,8 @@ func (l *Lease) Err() error {
 // Releasing again does nothing.
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
-	already := l.lost != nil && l.lost.Reason == LostReleased
+	already := l.released
+	l.released = true
 	l.mu.Unlock()
 	if already {
 		return nil
