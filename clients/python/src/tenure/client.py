@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Generator, Optional, Sequence, Union
 
 import httpx
 
@@ -141,7 +141,7 @@ class Client:
         request = _wire.read_request(name, self.attempt_timeout)
         return _wire.read(self._send(request, Retry.ALWAYS, self.clock() + self.call_timeout))
 
-    def watch(self, name: str) -> Iterator[LeaseState]:
+    def watch(self, name: str) -> Generator[LeaseState, None, None]:
         """The states of ``name``: the current one at once, then one per
         change, reconnecting across nodes for as long as it is iterated (so
         a state may repeat). A ``"unavailable"`` state says that no node

@@ -8,7 +8,7 @@ linearizable read, ``observe()`` follows the watch stream.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Generator, Optional
 
 from . import _inputs
 from .errors import LeaseLost, LostReason
@@ -96,7 +96,7 @@ class Election:
         """Who leads, by a linearizable read; ``None`` when nobody does."""
         return self.client.read(self.name).leader()
 
-    def observe(self) -> Iterator[Optional[Leader]]:
+    def observe(self) -> Generator[Optional[Leader], None, None]:
         """The current leader at once, then each change (``None``: nobody
         leads; a handover by resignation may show it in between).
         Reconnects across nodes by itself; a node's "unavailable" is not a
@@ -111,7 +111,9 @@ class Election:
             lease.release()
 
 
-def _changes(states: Iterator[LeaseState]) -> Iterator[Optional[Leader]]:
+def _changes(
+    states: Generator[LeaseState, None, None],
+) -> Generator[Optional[Leader], None, None]:
     last: list[Optional[Leader]] = []
     try:
         for state in states:
@@ -122,6 +124,4 @@ def _changes(states: Iterator[LeaseState]) -> Iterator[Optional[Leader]]:
                 last[:] = [leader]
                 yield leader
     finally:
-        close = getattr(states, "close", None)
-        if close is not None:
-            close()
+        states.close()

@@ -262,8 +262,8 @@ def _in_background(client: Client, name: str, holder: str, token: int) -> None:
     def release() -> None:
         try:
             client.release(name, holder, token)
-        except Error:
-            pass  # best effort: the lease ends at its ttl anyway
+        except Exception:  # best effort (even on a closed client): the lease ends at its ttl
+            pass
 
     threading.Thread(target=release, name=f"tenure-release-{name}", daemon=True).start()
 

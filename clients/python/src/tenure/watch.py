@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Generator
 
 import httpx
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .client import Client
 
 
-def follow(client: Client, name: str) -> Iterator[LeaseState]:
+def follow(client: Client, name: str) -> Generator[LeaseState, None, None]:
     path = _wire.WATCH_PATH.format(name)
     node = client._nodes.preferred
     backoff = _wire.RECONNECT_FIRST

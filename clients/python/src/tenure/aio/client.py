@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Optional, Sequence, Union
 
 import httpx
 
@@ -126,7 +126,7 @@ class AsyncClient:
         until = self.clock() + self.call_timeout
         return _wire.read(await self._send(request, Retry.ALWAYS, until))
 
-    def watch(self, name: str) -> AsyncIterator[LeaseState]:
+    def watch(self, name: str) -> AsyncGenerator[LeaseState, None]:
         """As ``Client.watch``; end it with ``aclose()``."""
         from .watch import follow
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterator, Optional
+from typing import TYPE_CHECKING, AsyncGenerator, Optional
 
 from .. import _inputs
 from ..errors import LeaseLost, LostReason
@@ -80,7 +80,7 @@ class AsyncElection:
     async def leader(self) -> Optional[Leader]:
         return (await self.client.read(self.name)).leader()
 
-    def observe(self) -> AsyncIterator[Optional[Leader]]:
+    def observe(self) -> AsyncGenerator[Optional[Leader], None]:
         """As ``Election.observe``; end it with ``aclose()``."""
         return _changes(self.client.watch(self.name))
 
@@ -90,7 +90,9 @@ class AsyncElection:
             await lease.release()
 
 
-async def _changes(states: AsyncIterator[LeaseState]) -> AsyncIterator[Optional[Leader]]:
+async def _changes(
+    states: AsyncGenerator[LeaseState, None],
+) -> AsyncGenerator[Optional[Leader], None]:
     last: list[Optional[Leader]] = []
     try:
         async for state in states:
@@ -101,6 +103,4 @@ async def _changes(states: AsyncIterator[LeaseState]) -> AsyncIterator[Optional[
                 last[:] = [leader]
                 yield leader
     finally:
-        close = getattr(states, "aclose", None)
-        if close is not None:
-            await close()
+        await states.aclose()

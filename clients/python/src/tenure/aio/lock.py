@@ -229,8 +229,8 @@ class AsyncLease:
 async def _release_quietly(client: AsyncClient, name: str, holder: str, token: int) -> None:
     try:
         await client.release(name, holder, token)
-    except Error:
-        pass  # best effort: the lease ends at its ttl anyway
+    except Exception:  # best effort (even on a closed client): the lease ends at its ttl
+        pass
 
 
 def _abandon(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncGenerator
 
 import httpx
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .client import AsyncClient
 
 
-async def follow(client: AsyncClient, name: str) -> AsyncIterator[LeaseState]:
+async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, None]:
     path = _wire.WATCH_PATH.format(name)
     node = client._nodes.preferred
     backoff = _wire.RECONNECT_FIRST
