@@ -35,6 +35,10 @@ def endpoints(given: Union[str, Sequence[str], None]) -> list[str]:
         if not e:
             continue
         parts = urlsplit(e)
+        try:
+            parts.port  # parsed only when asked for
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme != "http" or not parts.hostname or parts.path or parts.query:
             raise Invalid(f"endpoint {e!r}: write it as http://host:port", "endpoints")
         out.append(e)

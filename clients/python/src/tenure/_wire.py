@@ -13,7 +13,7 @@ import enum
 import json
 import random
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, TypeGuard
 
 import httpx
 
@@ -224,8 +224,13 @@ def protocol(answer: Answer, message: str) -> ProtocolError:
 def granted(answer: Answer) -> Grant:
     body = answer.body if isinstance(answer.body, dict) else {}
     token, ttl_ms, holder = body.get("token"), body.get("ttl_ms"), body.get("holder")
-    if not (isinstance(token, int) and isinstance(ttl_ms, int) and isinstance(holder, str)):
-        raise protocol(answer, "a grant without token, ttl_ms or holder")
+    if not (
+        _count(token)
+        and _count(ttl_ms)
+        and _inputs.MIN_TTL_MS <= ttl_ms <= _inputs.MAX_TTL_MS
+        and isinstance(holder, str)
+    ):
+        raise protocol(answer, "a grant without a valid token, ttl_ms or holder")
     return Grant(
         token=token,
         holder=holder,
@@ -233,6 +238,10 @@ def granted(answer: Answer) -> Grant:
         max_drift_ppm=drift_ppm(body.get("max_drift_ppm")),
         sent=answer.sent,
     )
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def state(answer: Answer) -> LeaseState:

@@ -219,6 +219,8 @@ class Lease:
     def release(self) -> None:
         """Stop acting as holder, then end the grant: the lease is lost
         before the release is sent, as the safety argument asks."""
+        if self._released:
+            return  # once is enough
         self._finalizer.detach()
         self._released = True
         self._core.lose(LostReason.RELEASED)

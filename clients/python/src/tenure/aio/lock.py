@@ -185,6 +185,8 @@ class AsyncLease:
 
     async def release(self) -> None:
         """Stop acting as holder, then end the grant."""
+        if self._released:
+            return  # once is enough
         self._finalizer.detach()
         self._released = True
         self._core.lose(LostReason.RELEASED)
