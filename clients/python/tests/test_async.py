@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import tenure
-from servers import Dev
+from servers import Dev, free_ports
 
 
 def test_an_async_grant_carries_a_token_and_a_conflict_names_the_holder(dev: Dev) -> None:
@@ -86,5 +86,17 @@ def test_async_resign_hands_over_at_once(dev: Dev) -> None:
             assert seen == leader
             await changes.aclose()
             await second.resign()
+
+    asyncio.run(scenario())
+
+
+def test_an_async_watch_says_when_no_node_can_be_reached() -> None:
+    async def scenario() -> None:
+        async with tenure.AsyncClient([f"http://127.0.0.1:{free_ports(1)[0]}"]) as client:
+            states = client.watch("anything")
+            first = await asyncio.wait_for(states.__anext__(), timeout=5.0)
+            await states.aclose()
+            assert first.state == "unavailable"
+            assert first.error is not None and "connect" in first.error.lower()
 
     asyncio.run(scenario())

@@ -78,3 +78,20 @@ def test_check_raises_before_the_cluster_expires_a_lease_whose_node_stops_answer
             assert taken.token > lease.token
             assert taken.grant.sent >= stopped_at
             assert others.clock() > lease.sent + ttl
+
+
+def test_observing_goes_on_through_another_node_when_the_watched_node_is_killed(
+    cluster: Cluster,
+) -> None:
+    with tenure.Client(cluster.urls) as client:
+        election = client.election("watched", candidate="web-1", ttl=30.0)
+        changes = election.observe()
+        try:
+            assert next(changes) is None
+            watched = client.current_endpoint  # the watch started there
+            cluster.kill(cluster.index(watched))
+            me = election.campaign()
+            assert next(changes) == me  # reported by another node
+            election.resign()
+        finally:
+            changes.close()

@@ -184,3 +184,14 @@ def test_a_call_gives_up_by_its_deadline_when_no_node_listens(dev: Dev) -> None:
             client.read("anything")
         assert client.clock() - started < 2.0
         assert not e.value.outcome_unknown and e.value.attempts >= 1
+
+
+def test_a_watch_says_when_no_node_can_be_reached() -> None:
+    with tenure.Client([f"http://127.0.0.1:{free_ports(1)[0]}"]) as client:
+        states = client.watch("anything")
+        try:
+            first = next(states)
+        finally:
+            states.close()
+        assert first.state == "unavailable"
+        assert first.error is not None and "refused" in first.error.lower()

@@ -1,4 +1,6 @@
-"""Following a name's states from asyncio; see ``tenure.watch``."""
+"""Following a name's states from asyncio; see ``tenure.watch``. Unlike
+the blocking form, a node that does not answer the watch's head is left
+after one attempt's time (``attempt_timeout``), not after ``WATCH_IDLE``."""
 
 from __future__ import annotations
 
@@ -26,8 +28,13 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
         endpoint = endpoints[node % len(endpoints)]
         opened = False
         try:
-            async with client._http.stream("GET", endpoint + path, timeout=timeout) as response:
-                opened = True
+            # The head within one attempt's time, as for any request; then
+            # lines for as long as the node sends them.
+            request = client._http.build_request("GET", endpoint + path, timeout=timeout)
+            sending = client._http.send(request, stream=True)
+            response = await asyncio.wait_for(sending, client.attempt_timeout)
+            opened = True
+            try:
                 if 400 <= response.status_code < 500:
                     raise _wire.watch_refusal(response.status_code, await response.aread())
                 if response.status_code == 200:
@@ -36,10 +43,13 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
                         for state in lines.feed(data):
                             backoff, told = _wire.RECONNECT_FIRST, False
                             yield state
-        except (httpx.HTTPError, _wire.BadAnswer) as e:
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, _wire.BadAnswer, asyncio.TimeoutError) as e:
             if not opened and not told:
                 told = True
-                yield LeaseState(state="unavailable", error=f"{endpoint}: {e}; trying again")
+                why = str(e) or "no answer in time"
+                yield LeaseState(state="unavailable", error=f"{endpoint}: {why}; trying again")
         # The stream ended or never started: another node, after a pause.
         node += 1
         await asyncio.sleep(random.uniform(0, backoff))
