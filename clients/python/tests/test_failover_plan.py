@@ -3,7 +3,7 @@ servers elsewhere): which node next, when to pause, when to stop."""
 
 from __future__ import annotations
 
-from tenure._wire import Attempts, Nodes, Retry, unavailable_outcome
+from tenure._failover import Attempts, Nodes, Retry, unavailable_outcome
 
 
 class FakeClock:

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, Generator, Optional, Sequence, Union
 
 import httpx
 
-from . import _inputs, _wire
+from . import _failover, _inputs, _wire
 from ._clock import Clock, boottime
-from ._wire import Answer, Attempts, BadAnswer, Request, Retry
+from ._failover import Attempts, Retry
+from ._wire import Answer, BadAnswer, Request
 from .state import Grant, LeaseState
 
 if TYPE_CHECKING:
@@ -34,11 +35,11 @@ class Client:
         self,
         endpoints: Union[str, Sequence[str], None] = None,
         *,
-        attempt_timeout: float = _wire.DEFAULT_ATTEMPT_TIMEOUT,
-        call_timeout: float = _wire.DEFAULT_CALL_TIMEOUT,
+        attempt_timeout: float = _failover.DEFAULT_ATTEMPT_TIMEOUT,
+        call_timeout: float = _failover.DEFAULT_CALL_TIMEOUT,
         clock: Clock = boottime,
     ) -> None:
-        self._nodes = _wire.Nodes(_inputs.endpoints(endpoints))
+        self._nodes = _failover.Nodes(_inputs.endpoints(endpoints))
         self.attempt_timeout = attempt_timeout
         self.call_timeout = call_timeout
         self.clock = clock
@@ -163,13 +164,13 @@ class Client:
             try:
                 status, body = self._once(endpoint, request, limit)
             except (httpx.HTTPError, BadAnswer) as e:
-                maybe_applied, why = _wire.failure(e)
+                maybe_applied, why = _failover.failure(e)
                 pause = attempts.failed(index, maybe_applied, f"{endpoint}: {why}")
             else:
                 if status != 503:
                     attempts.answered(index)
                     return Answer(status, body, sent, endpoint)
-                unknown, why = _wire.unavailable_outcome(body)
+                unknown, why = _failover.unavailable_outcome(body)
                 pause = attempts.failed(index, unknown, f"{endpoint}: {why}")
             if pause is None:
                 raise attempts.unavailable()
@@ -183,7 +184,7 @@ class Client:
             endpoint + request.path,
             content=request.content(),
             headers=_wire.HEADERS,
-            timeout=_wire.timeout(limit),
+            timeout=_failover.timeout(limit),
         ) as response:
             for chunk in response.iter_bytes():
                 _wire.read_limited(chunks, chunk)

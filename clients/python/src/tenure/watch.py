@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Generator
 
 import httpx
 
-from . import _wire
+from . import _failover, _wire
 from .state import LeaseState
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def follow(client: Client, name: str) -> Generator[LeaseState, None, None]:
     # Whether the reader was told that no node could be reached since
     # lines last flowed: once per outage, not once per retry.
     told = False
-    timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_wire.CONNECT_TIMEOUT)
+    timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_failover.CONNECT_TIMEOUT)
     while True:
         endpoints = client._nodes.endpoints
         endpoint = endpoints[node % len(endpoints)]

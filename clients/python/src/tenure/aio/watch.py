@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, AsyncGenerator
 
 import httpx
 
-from .. import _wire
+from .. import _failover, _wire
 from ..state import LeaseState
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
     node = client._nodes.preferred
     backoff = _wire.RECONNECT_FIRST
     told = False  # told the reader no node could be reached, this outage
-    timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_wire.CONNECT_TIMEOUT)
+    timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_failover.CONNECT_TIMEOUT)
     while True:
         endpoints = client._nodes.endpoints
         endpoint = endpoints[node % len(endpoints)]
