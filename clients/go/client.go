@@ -1,0 +1,182 @@
+package tenure
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"math/rand"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// DefaultAttemptTimeout is how long one request to one node may take.
+	// The server answers within its own 3 s request deadline (503 after),
+	// so a node silent for longer is treated as down.
+	DefaultAttemptTimeout = 4 * time.Second
+	// DefaultCallTimeout is how long one call may take, across all its
+	// attempts and nodes.
+	DefaultCallTimeout = 10 * time.Second
+	// DevEndpoints are the endpoints of a local `tenure dev` cluster, used
+	// when neither WithEndpoints nor TENURE_ENDPOINTS gives any.
+	DevEndpoints = "http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402"
+
+	// connectTimeout: a node that does not accept a connection within
+	// this is treated as down.
+	connectTimeout = time.Second
+	// maxAnswerBytes bounds what is buffered of an answer; answers are a
+	// few hundred bytes.
+	maxAnswerBytes = 64 << 10
+	// maxAttempts bounds the attempts of one call, whatever its deadline.
+	maxAttempts  = 64
+	backoffFirst = 50 * time.Millisecond
+	backoffMax   = time.Second
+)
+
+// Client is a handle on a tenure cluster. It is safe for concurrent use;
+// make one per process and share it.
+type Client struct {
+	endpoints      []string
+	http           *http.Client
+	transport      *http.Transport
+	preferred      atomic.Uint32 // the node to try first: the last one that answered
+	attemptTimeout time.Duration
+	callTimeout    time.Duration
+	clock          Clock
+}
+
+// Option configures a Client (see New).
+type Option func(*options)
+
+type options struct {
+	endpoints      []string
+	attemptTimeout time.Duration
+	callTimeout    time.Duration
+	clock          Clock
+}
+
+// WithEndpoints sets the nodes to talk to, as http://host:port. Any node
+// serves any request.
+func WithEndpoints(endpoints ...string) Option {
+	return func(o *options) { o.endpoints = append([]string(nil), endpoints...) }
+}
+
+// WithTimeouts sets how long one request to one node may take (attempt)
+// and one call across retries and nodes (call). The defaults are
+// DefaultAttemptTimeout and DefaultCallTimeout. A long poll's attempt gets
+// its wait on top.
+func WithTimeouts(attempt, call time.Duration) Option {
+	return func(o *options) { o.attemptTimeout, o.callTimeout = attempt, call }
+}
+
+// WithClock counts send times and deadlines on clock instead of BootTime.
+func WithClock(clock Clock) Option {
+	return func(o *options) { o.clock = clock }
+}
+
+// New makes a Client. Endpoints come from WithEndpoints, else the
+// comma-separated TENURE_ENDPOINTS, else DevEndpoints. Nothing is sent
+// until the first call.
+func New(opts ...Option) (*Client, error) {
+	o := options{attemptTimeout: DefaultAttemptTimeout, callTimeout: DefaultCallTimeout, clock: BootTime{}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.endpoints == nil {
+		list := os.Getenv("TENURE_ENDPOINTS")
+		if strings.TrimSpace(list) == "" {
+			list = DevEndpoints
+		}
+		o.endpoints = strings.Split(list, ",")
+	}
+	var endpoints []string
+	for _, e := range o.endpoints {
+		e = strings.TrimRight(strings.TrimSpace(e), "/")
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || u.Scheme != "http" || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return nil, invalid("endpoints", "endpoint %q: write it as http://host:port", e)
+		}
+		endpoints = append(endpoints, e)
+	}
+	if len(endpoints) == 0 {
+		return nil, invalid("endpoints", "no endpoints given")
+	}
+	if o.attemptTimeout <= 0 || o.callTimeout <= 0 {
+		return nil, invalid("timeouts", "timeouts must be positive")
+	}
+	if o.clock == nil {
+		return nil, invalid("clock", "no clock given")
+	}
+	transport := &http.Transport{
+		// Talk to the nodes directly: a proxy would hide which node
+		// answered, and turn refused connections into 502s.
+		Proxy:       nil,
+		DialContext: (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		// A few idle connections per node; closed before the server's own
+		// 10 s idle limit, so a request rarely meets a connection the
+		// server is closing.
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     5 * time.Second,
+	}
+	return &Client{
+		endpoints:      endpoints,
+		http:           &http.Client{Transport: transport},
+		transport:      transport,
+		attemptTimeout: o.attemptTimeout,
+		callTimeout:    o.callTimeout,
+		clock:          o.clock,
+	}, nil
+}
+
+// Endpoints are the nodes this client talks to.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// Close closes idle connections. Leases and watches still running keep
+// working (they open new ones); release them first.
+func (c *Client) Close() error {
+	c.transport.CloseIdleConnections()
+	return nil
+}
+
+// now reads the client's clock.
+func (c *Client) now() time.Duration { return c.clock.Now() }
+
+var (
+	jitterMu sync.Mutex
+	jitterRG = rand.New(rand.NewSource(seed()))
+)
+
+// seed makes each process's jitter (and holder ids) differ, even for
+// processes started at the same nanosecond.
+func seed() int64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return time.Now().UnixNano() ^ int64(os.Getpid())
+	}
+	return int64(binary.LittleEndian.Uint64(b[:]))
+}
+
+// jittered is a pause uniformly in [0, ceiling] ("full jitter"), so that
+// clients that failed together do not retry together.
+func jittered(ceiling time.Duration) time.Duration {
+	if ceiling <= 0 {
+		return 0
+	}
+	jitterMu.Lock()
+	defer jitterMu.Unlock()
+	return time.Duration(jitterRG.Int63n(int64(ceiling) + 1))
+}
+
+func random32() uint32 {
+	jitterMu.Lock()
+	defer jitterMu.Unlock()
+	return jitterRG.Uint32()
+}
