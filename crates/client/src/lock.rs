@@ -363,11 +363,12 @@ async fn lost(clock: Clock, mut status: watch::Receiver<LeaseStatus>) -> LostRea
 /// Renew at about ttl/3 after each successful renewal's send time, retrying
 /// (inside `Client::renew`) until the deadline. Each success moves the
 /// deadline to that renewal's send time plus the usable ttl.
-async fn keepalive(shared: Arc<Shared>, mut last_sent: Stamp) {
+async fn keepalive(shared: Arc<Shared>, last_sent: Stamp) {
     let every = Duration::from_millis(shared.ttl.as_millis()) / 3;
     let clock = shared.client.clock().clone();
+    let mut next_try = last_sent + every;
     loop {
-        clock.sleep_until(last_sent + every).await;
+        clock.sleep_until(next_try).await;
         let deadline = shared.status.borrow().deadline;
         if clock.now() >= deadline {
             shared.lose(LostReason::Expired);
@@ -385,7 +386,7 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Stamp) {
                 return;
             }
             Ok(grant) => {
-                last_sent = grant.sent;
+                next_try = grant.sent + every;
                 let next = time::deadline(grant.sent, shared.ttl, grant.drift, shared.margin);
                 shared
                     .status
@@ -395,8 +396,10 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Stamp) {
                 shared.lose(LostReason::Refused(state));
                 return;
             }
+            // A call stops at its bound on attempts too, which a long ttl
+            // outlasts: go on until the deadline, not just that bound.
+            Err(Error::Unavailable { .. }) if clock.now() < deadline => next_try = clock.now(),
             Err(Error::Unavailable { .. }) => {
-                // Retried until the deadline: it has passed.
                 shared.lose(LostReason::Expired);
                 return;
             }
@@ -404,7 +407,7 @@ async fn keepalive(shared: Arc<Shared>, mut last_sent: Stamp) {
                 // A refusal that is not about the grant (should not happen):
                 // keep trying until the deadline, at a modest pace.
                 tracing::warn!(name = %shared.name, error = %e, "renewal failed");
-                last_sent = clock.now().min(deadline);
+                next_try = clock.now().min(deadline) + every;
             }
         }
     }

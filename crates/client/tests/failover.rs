@@ -210,6 +210,48 @@ async fn lost_fires_at_the_local_deadline_when_renewals_get_no_answer() {
 }
 
 #[tokio::test]
+async fn renewals_go_on_until_the_deadline_not_just_for_a_call_s_attempts() {
+    // One node grants and then answers 503; 31 others refuse connections.
+    // A call gives up after 64 attempts, two rounds here, long before the
+    // deadline: the lease must still be renewed until its deadline.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let node = stub(move |_| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            response("201 Created", r#"{"token":1,"holder":"me","ttl_ms":1500}"#)
+        } else {
+            response("503 Service Unavailable", KNOWN)
+        }
+    })
+    .await;
+    let mut endpoints = vec![node.url.clone()];
+    for _ in 0..31 {
+        endpoints.push(dead_endpoint().await);
+    }
+    let client = Client::new(&endpoints).expect("client");
+    let before = Instant::now();
+    let lease = Lock::new(&client, "x")
+        .holder("me")
+        .ttl(Duration::from_millis(1500))
+        .margin(Duration::from_millis(100))
+        .try_acquire()
+        .await
+        .expect("granted");
+    let reason = lease.lost().await;
+    let elapsed = before.elapsed();
+    assert_eq!(reason, LostReason::Expired);
+    // 1500 ms · 0.998 − 100 ms = 1397 ms after the send.
+    assert!(
+        elapsed >= Duration::from_millis(1_390),
+        "lost early: {elapsed:?}"
+    );
+    assert!(
+        calls.load(Ordering::SeqCst) > 3,
+        "renewals went on after a call's attempts ran out"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_renewal_loses_the_lease_at_once() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);

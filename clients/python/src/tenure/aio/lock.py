@@ -277,7 +277,12 @@ async def _keepalive(client: AsyncClient, holder: str, core: LeaseCore) -> None:
             core.lose(LostReason.REFUSED, e.state)
             return
         except Unavailable:
-            core.lose(LostReason.EXPIRED)  # retried until the deadline: passed
+            if core.clock() < deadline:
+                # A call also stops at its bound on attempts, which a long
+                # ttl outlasts: go on until the deadline itself.
+                last_sent = core.clock() - every
+                continue
+            core.lose(LostReason.EXPIRED)
             return
         except Error:
             last_sent = min(core.clock(), deadline)  # not about the grant: retry
