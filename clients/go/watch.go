@@ -17,11 +17,15 @@ const (
 	maxLineBytes   = 64 << 10
 	reconnectFirst = 50 * time.Millisecond
 	reconnectMax   = 2 * time.Second
+	// silenceLimit: three heartbeats missed.
+	silenceLimit = 15 * time.Second
 )
 
 // Watch follows the states of name (GET /v1/locks/{name}?watch=true): the
 // current state at once, then one at every change of state, holder or
-// token (renewals change neither). When a node's stream ends, it
+// token (renewals change neither), and the same state again after 5 s of
+// quiet (the node's heartbeat). When a node's stream ends, or stays silent
+// for 15 s, it
 // reconnects to the next node, and the first state after a reconnection is
 // the current one again, so a reader may see one state twice in a row. A
 // State of StateUnavailable says that a node lost its quorum, or that no
@@ -121,9 +125,15 @@ func (c *Client) stream(ctx context.Context, endpoint, name string, send func(St
 	if resp.StatusCode != http.StatusOK {
 		return false, nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
+	// A node repeats the state at least every 5 s (a heartbeat): a stream
+	// silent for longer than silenceLimit is from a node that froze or was
+	// cut off, and is left for the next node.
+	silence := time.AfterFunc(silenceLimit, cancel)
+	defer silence.Stop()
 	lines := bufio.NewScanner(resp.Body)
 	lines.Buffer(make([]byte, 0, 1024), maxLineBytes)
 	for lines.Scan() {
+		silence.Reset(silenceLimit)
 		a := answer{status: resp.StatusCode, endpoint: endpoint}
 		if json.Unmarshal(lines.Bytes(), &a.body) != nil {
 			continue

@@ -283,7 +283,7 @@ pub async fn watch(args: WatchArgs) -> Result<()> {
         let Some(state) = next else { return Ok(()) };
         let state = state?;
         // A reconnection repeats the current state: not a change.
-        if last.as_ref().is_some_and(|l| same(l, &state)) {
+        if last.as_ref().is_some_and(|l| l.same_as(&state)) {
             continue;
         }
         if args.conn.json {
@@ -293,12 +293,6 @@ pub async fn watch(args: WatchArgs) -> Result<()> {
         }
         last = Some(state);
     }
-}
-
-fn same(a: &LeaseState, b: &LeaseState) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
-        && a.holder() == b.holder()
-        && a.token() == b.token()
 }
 
 pub fn print_json(v: &serde_json::Value) -> Result<()> {

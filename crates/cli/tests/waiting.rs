@@ -81,7 +81,8 @@ fn a_watch_streams_every_change_of_holder() {
     );
     assert_eq!(line["token"], a);
 
-    // A renewal changes neither holder nor token: no line.
+    // A renewal changes neither holder nor token: no line (the heartbeat
+    // comes only after 5 s of quiet).
     assert_eq!(renew(&c.lock_url(1, "watched"), "a", a).status, 200);
 
     assert_eq!(release(&c.lock_url(2, "watched"), "a", a).status, 204);
@@ -113,6 +114,30 @@ fn a_watch_streams_every_change_of_holder() {
 /// write took effect: the long poll answered 503 (outcome unknown). A wait
 /// with time left now acquires again instead, which is safe because a
 /// retried acquire by the same holder supersedes its own earlier grant.
+/// A quiet name's stream repeats its state at least every 5 s, so that a
+/// client can tell it from a node that froze with the connection open.
+#[test]
+fn a_quiet_watch_repeats_its_state_as_a_heartbeat() {
+    let c = Cluster::start();
+    acquire_when_ready(&c.lock_url(1, "quiet"), "a", 60_000);
+    let lines = stream_lines(&format!("{}?watch=true", c.lock_url(2, "quiet")));
+    let first = lines.recv_timeout(Duration::from_secs(10)).expect("a line");
+    let started = Instant::now();
+    let again = lines
+        .recv_timeout(Duration::from_secs(8))
+        .expect("a heartbeat within 8 s");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_secs(4),
+        "a repeat after {after:?} is no heartbeat"
+    );
+    assert_eq!(
+        (&again["state"], &again["holder"], &again["token"]),
+        (&first["state"], &first["holder"], &first["token"]),
+        "{again}"
+    );
+}
+
 #[test]
 fn candidates_taking_turns_never_see_an_unknown_outcome_while_they_wait() {
     const TURNS: usize = 25;

@@ -35,6 +35,14 @@ pub enum LeaseState {
 }
 
 impl LeaseState {
+    /// Whether `other` is the same state with the same holder and token:
+    /// only the time left may differ.
+    pub fn same_as(&self, other: &LeaseState) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.holder() == other.holder()
+            && self.token() == other.token()
+    }
+
     /// The holder, when someone holds the name.
     pub fn holder(&self) -> Option<&str> {
         match self {

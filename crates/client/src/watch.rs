@@ -20,6 +20,10 @@ const STATES_BUFFERED: usize = 16;
 const MAX_LINE_BYTES: usize = 64 * 1024;
 const RECONNECT_FIRST: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// A node repeats a watch's state at least every 5 s: a stream silent for
+/// this long is from a node that froze or was cut off, and the watch
+/// moves to another.
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 /// A stream of states of one name. Each reconnection starts with the
 /// current state, so a reader may see the same state twice in a row.
@@ -64,9 +68,12 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
             Ok((_, response)) if response.status() == StatusCode::OK => {
                 let mut body = response.into_body();
                 let mut line = Vec::new();
+                // The last state sent on: a node's heartbeat repeats it.
+                let mut last: Option<LeaseState> = None;
                 loop {
                     let frame = tokio::select! {
                         f = body.frame() => f,
+                        () = tokio::time::sleep(SILENCE_LIMIT) => break,
                         () = tx.closed() => return,
                     };
                     let Some(Ok(frame)) = frame else { break };
@@ -85,8 +92,12 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
                             // Lines flowed: the next failure starts a fresh backoff.
                             backoff = RECONNECT_FIRST;
                             told_unreachable = false;
-                            if tx.send(Ok(state)).await.is_err() {
-                                return;
+                            let repeated = last.as_ref().is_some_and(|l| l.same_as(&state));
+                            if !repeated {
+                                last = Some(state.clone());
+                                if tx.send(Ok(state)).await.is_err() {
+                                    return;
+                                }
                             }
                         }
                         line.clear();

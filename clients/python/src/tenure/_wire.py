@@ -188,10 +188,10 @@ WATCH_PATH = "/v1/locks/{}?watch=true"
 MAX_LINE_BYTES = 64 * 1024
 RECONNECT_FIRST = 0.05
 RECONNECT_MAX = 2.0
-#: A watch sends a line only on a change, so silence is normal; but a node
-#: frozen mid-stream is silent too. After this long without a line the
-#: watch reconnects (to the next node), which costs one repeated state.
-WATCH_IDLE = 30.0
+#: A node repeats a watch's state at least every 5 s (a heartbeat), so a
+#: stream silent for this long is from a node that froze or was cut off:
+#: the watch reconnects (to the next node), which costs one repeated state.
+WATCH_IDLE = 15.0
 
 
 class Lines:

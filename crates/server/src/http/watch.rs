@@ -5,7 +5,9 @@
 //! node sees the name change, when the current lease's remaining time runs
 //! out (an expiry changes nothing on disk, so nothing else would wake it),
 //! and every `watch_fallback` for changes made by rounds this node took no
-//! part in.
+//! part in. A stream with nothing new repeats its last line every
+//! `HEARTBEAT`, so that a client can tell a quiet name from a node that
+//! froze with the connection open, and go elsewhere.
 
 use super::error::ApiError;
 use super::view::view_json;
@@ -25,6 +27,8 @@ const LINES_BUFFERED: usize = 16;
 /// After a failed read, wait this long before trying again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const EXPIRY_SLACK: Duration = Duration::from_millis(5);
+/// The longest a stream goes without a line.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub fn stream(app: AppState, name: LeaseName) -> Response {
     // A watch holds a connection for as long as it lasts: bounded, so that
@@ -59,6 +63,7 @@ type Key = (&'static str, Option<String>, u64);
 async fn watch(app: AppState, name: LeaseName, lines: mpsc::Sender<Bytes>) {
     let mut stop = app.stop.clone();
     let mut last: Option<Key> = None;
+    let mut last_sent = Instant::now();
     loop {
         if *stop.borrow() {
             return; // Shutting down: end the stream so the drain can finish.
@@ -90,15 +95,17 @@ async fn watch(app: AppState, name: LeaseName, lines: mpsc::Sender<Bytes>) {
                 RETRY_AFTER_FAILURE,
             ),
         };
-        if last.as_ref() != Some(&key) {
+        if last.as_ref() != Some(&key) || last_sent.elapsed() >= HEARTBEAT {
             let mut bytes = line.to_string().into_bytes();
             bytes.push(b'\n');
             if lines.send(Bytes::from(bytes)).await.is_err() {
                 return; // The client went away.
             }
             last = Some(key);
+            last_sent = Instant::now();
         }
-        let wake_at = Instant::now() + recheck.min(app.limits.watch_fallback);
+        let heartbeat_due = (last_sent + HEARTBEAT).saturating_duration_since(Instant::now());
+        let wake_at = Instant::now() + recheck.min(app.limits.watch_fallback).min(heartbeat_due);
         tokio::select! {
             () = &mut woken => {}
             () = tokio::time::sleep_until(wake_at) => {}
