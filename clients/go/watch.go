@@ -142,9 +142,12 @@ func (c *Client) stream(ctx context.Context, endpoint, name string, send func(St
 		if perr != nil && a.body.State != StateUnavailable {
 			continue
 		}
+		// A slow reader is no silent node: no limit while it reads.
+		silence.Stop()
 		if !send(s) {
 			return flowed, nil, nil
 		}
+		silence.Reset(silenceLimit)
 		flowed = true
 	}
 	return flowed, nil, lines.Err()

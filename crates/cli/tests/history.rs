@@ -160,10 +160,21 @@ fn history_paths_refuse_what_they_cannot_mean() {
     let unknown = get(&history_url(&c, 1, "never-used"));
     assert_eq!(unknown.status, 200, "{unknown:?}");
     assert_eq!(unknown.body["changes"], Value::Array(Vec::new()));
-    // A lock may not be named like a history path.
+    // A history is only read; a lock may not be named like one.
     let reserved = acquire(&c.lock_url(1, "jobs/history"), "a", 10_000);
-    assert_eq!(reserved.status, 400, "{reserved:?}");
-    assert_eq!(reserved.body["field"], "name");
+    assert_eq!(reserved.status, 405, "{reserved:?}");
+    assert!(
+        reserved.body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only be read"),
+        "{reserved:?}"
+    );
+    let deleted = delete(&format!(
+        "{}?holder=a&token=1",
+        c.lock_url(1, "jobs/history")
+    ));
+    assert_eq!(deleted.status, 405, "{deleted:?}");
     let bad = get(&history_url(&c, 1, "bad!name"));
     assert_eq!(bad.status, 400, "{bad:?}");
     let query = get(&format!("{}?watch=true", history_url(&c, 1, "warm")));

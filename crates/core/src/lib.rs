@@ -36,6 +36,6 @@ pub use lease::{
     WaiterId, MAX_WAITERS,
 };
 pub use message::{Chosen, Message, Report};
-pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId};
+pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId, MAX_CHANGES_TOLD};
 pub use proposer::{Failure, PhaseKind, Reply, RequestId, Timing};
 pub use time::{DriftBound, Instant, Micros};

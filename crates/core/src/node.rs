@@ -372,10 +372,10 @@ impl Node {
             return;
         }
         if proposer == self.config.node {
+            let news = Message::Chosen(news_of(&chosen));
             for node in self.config.members.clone() {
                 if node != proposer {
-                    let message = Message::Chosen(chosen.clone());
-                    self.hold(Outgoing::Send(node, message));
+                    self.hold(Outgoing::Send(node, news.clone()));
                 }
             }
         }
@@ -429,6 +429,20 @@ impl Node {
     }
 }
 
+/// Changes told to peers in one message: the most recent this many, so
+/// that a round of many operations still fits a peer frame (a change is
+/// at most about 160 bytes).
+pub const MAX_CHANGES_TOLD: usize = 32;
+
+/// What peers are told of `chosen`: its last [`MAX_CHANGES_TOLD`] changes.
+fn news_of(chosen: &Chosen) -> Chosen {
+    let skip = chosen.changes.len().saturating_sub(MAX_CHANGES_TOLD);
+    Chosen {
+        changes: chosen.changes[skip..].to_vec(),
+        ..chosen.clone()
+    }
+}
+
 /// When each name's current grant was last told renewed, so that the
 /// steady renewals of a lease cost no message and no history line each:
 /// at most one per ttl. Advice for histories only, so it is left out of
@@ -446,6 +460,8 @@ impl RenewalsTold {
     fn tell(&mut self, now: Instant, chosen: &Chosen) -> bool {
         let renewal = match chosen.changes.as_slice() {
             [t] if t.kind == TransitionKind::Renewed => t,
+            // Only the queue changed: the grant's renewals stay as told.
+            [] => return true,
             _ => {
                 self.told.remove(&chosen.name);
                 return true;

@@ -24,6 +24,11 @@ impl ApiError {
         }
     }
 
+    /// A path that serves only reads.
+    pub fn read_only(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, error, None)
+    }
+
     /// Unparseable input, or a value out of its allowed range.
     pub fn bad_request(error: impl Into<String>, field: Option<&str>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error, field)
@@ -107,6 +112,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
         }
         response
     }

@@ -8,7 +8,8 @@ use super::{wait, watch, AppState, OpLabel};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -226,17 +227,27 @@ fn history(
 /// The path under a lock's own that shows its history.
 const HISTORY_SUFFIX: &str = "/history";
 
-/// A lock's name from its path. A name may not end in `/history`: that
-/// path shows the history of the name before it.
 fn lock_name(name: &str) -> Result<LeaseName, ApiError> {
-    let parsed = LeaseName::new(name).map_err(|e| ApiError::input(&e))?;
-    if name.ends_with(HISTORY_SUFFIX) {
-        return Err(ApiError::bad_request(
-            format!("a name may not end in {HISTORY_SUFFIX}: GET /v1/locks/{{name}}{HISTORY_SUFFIX} shows that name's history"),
-            Some("name"),
+    LeaseName::new(name).map_err(|e| ApiError::input(&e))
+}
+
+/// `/v1/locks/{name}/history` is only read, so a lock's own name may not
+/// end in `/history`. Said before routing: the lock routes would take the
+/// path for a name.
+pub async fn history_is_read_only(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if let Some(of) = path
+        .strip_prefix("/v1/locks/")
+        .and_then(|name| name.strip_suffix(HISTORY_SUFFIX))
+        .filter(|_| !read)
+    {
+        let e = ApiError::read_only(format!(
+            "{path} is the history of {of}, which can only be read (GET); a lock's name may not end in {HISTORY_SUFFIX}"
         ));
+        return labelled("history", Err(e));
     }
-    Ok(parsed)
+    next.run(request).await
 }
 
 fn labelled(label: &'static str, result: Result<Response, ApiError>) -> Response {

@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(status::healthz))
         .fallback(status::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(locks::history_is_read_only))
         .layer(middleware::from_fn(refusals::json_refusals))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)

@@ -6,8 +6,8 @@
 //! the same machinery as watches: each change this node learns of (its own
 //! rounds, and the news its peers send once a value is chosen) makes it
 //! read the name (linearizably) and send it with its last changes; a lease
-//! is read again when its remaining time runs out; the cluster is sent
-//! every second. The page never polls.
+//! shown is read again when its remaining time runs out; the cluster is
+//! sent every second. The page never polls.
 
 use super::error::ApiError;
 use super::status::cluster_json;
@@ -18,11 +18,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenure_core::{LeaseName, LeaseView, Op, Outcome};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::time::Instant;
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
@@ -109,89 +110,136 @@ fn event(kind: &str, data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
-/// Feed one page until it goes away or the node stops.
+/// Feed one page until it goes away or the node stops. The cluster is
+/// sent every second from here; the names are read by a task of their
+/// own (`read_names`), so that slow reads (no quorum) never hold up the
+/// cluster view the operator opened the page to see.
 async fn feed(app: AppState, events: mpsc::Sender<Bytes>) {
     let mut stop = app.stop.clone();
     // Subscribed before the first reads, so no change falls in between.
     let mut news = app.history.news();
-    // When each lease shown runs out, to read it again then.
-    let mut expiries: HashMap<LeaseName, Instant> = HashMap::new();
-    if events.send(event("cluster", &cluster(&app))).await.is_err() {
-        return;
-    }
-    if !send_recent(&app, &events, &mut expiries).await {
-        return;
-    }
-    let mut tick = tokio::time::interval_at(Instant::now() + CLUSTER_EVERY, CLUSTER_EVERY);
+    let wanted = Arc::new(Wanted::default());
+    let reader = tokio::spawn(read_names(app.clone(), events.clone(), wanted.clone()));
+    wanted.recent(&app);
+    let mut tick = tokio::time::interval(CLUSTER_EVERY);
     loop {
+        tokio::select! {
+            heard = news.recv() => match heard {
+                Ok(name) => wanted.add(name),
+                // Too slow to keep up: start over from the recent names.
+                Err(broadcast::error::RecvError::Lagged(_)) => wanted.recent(&app),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                if events.send(event("cluster", &cluster(&app))).await.is_err() {
+                    break;
+                }
+            }
+            () = events.closed() => break,
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    reader.abort();
+}
+
+/// Names waiting to be read for a page, each once however often it
+/// changed meanwhile.
+#[derive(Default)]
+struct Wanted {
+    names: Mutex<(VecDeque<LeaseName>, HashSet<LeaseName>)>,
+    added: Notify,
+}
+
+impl Wanted {
+    fn add(&self, name: LeaseName) {
+        {
+            let mut guard = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            let (queue, queued) = &mut *guard;
+            if queued.insert(name.clone()) {
+                queue.push_back(name);
+            }
+        }
+        self.added.notify_one();
+    }
+
+    /// The recent names, oldest first: the page puts each name it hears
+    /// of at the top.
+    fn recent(&self, app: &AppState) {
+        for name in app.history.recent_names(MAX_NAMES).into_iter().rev() {
+            self.add(name);
+        }
+    }
+
+    fn take(&self) -> Option<LeaseName> {
+        let mut guard = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let (queue, queued) = &mut *guard;
+        let name = queue.pop_front()?;
+        queued.remove(&name);
+        Some(name)
+    }
+}
+
+/// Read each wanted name and send it with its last changes, and read a
+/// shown lease again when its time runs out. Only the `MAX_NAMES` names
+/// sent most recently are read again: a page shows no more.
+async fn read_names(app: AppState, events: mpsc::Sender<Bytes>, wanted: Arc<Wanted>) {
+    let mut shown: VecDeque<LeaseName> = VecDeque::new();
+    let mut expiries: HashMap<LeaseName, Instant> = HashMap::new();
+    loop {
+        while let Some(name) = wanted.take() {
+            let Some(expiry) = send_lock(&app, &events, &name).await else {
+                return;
+            };
+            if let Some(at) = shown.iter().position(|n| *n == name) {
+                shown.remove(at);
+            }
+            shown.push_front(name.clone());
+            if shown.len() > MAX_NAMES {
+                if let Some(old) = shown.pop_back() {
+                    expiries.remove(&old);
+                }
+            }
+            match expiry {
+                Some(at) => expiries.insert(name, at),
+                None => expiries.remove(&name),
+            };
+        }
         let next_expiry = expiries.values().min().copied();
         let far = Instant::now() + Duration::from_secs(3_600);
-        let sent = tokio::select! {
-            heard = news.recv() => match heard {
-                Ok(name) => send_lock(&app, &events, &name, &mut expiries).await,
-                // Too slow to keep up: start over from the recent names.
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    send_recent(&app, &events, &mut expiries).await
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = tick.tick() => events.send(event("cluster", &cluster(&app))).await.is_ok(),
+        tokio::select! {
+            () = wanted.added.notified() => {}
             () = tokio::time::sleep_until(next_expiry.unwrap_or(far)), if next_expiry.is_some() => {
                 let now = Instant::now();
-                let due: Vec<LeaseName> = expiries
-                    .iter()
-                    .filter(|(_, at)| **at <= now)
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                let mut ok = true;
-                for name in due {
-                    expiries.remove(&name);
-                    ok = ok && send_lock(&app, &events, &name, &mut expiries).await;
-                }
-                ok
+                expiries.retain(|name, at| {
+                    let due = *at <= now;
+                    if due {
+                        wanted.add(name.clone());
+                    }
+                    !due
+                });
             }
             () = events.closed() => return,
-            _ = stop.changed() => return,
-        };
-        if !sent || *stop.borrow() {
-            return;
         }
     }
 }
 
-/// The recent names, each with its state. False when the page has gone.
-async fn send_recent(
-    app: &AppState,
-    events: &mpsc::Sender<Bytes>,
-    expiries: &mut HashMap<LeaseName, Instant>,
-) -> bool {
-    // Oldest first: the page puts each name it hears of at the top.
-    for name in app.history.recent_names(MAX_NAMES).iter().rev() {
-        if !send_lock(app, events, name, expiries).await {
-            return false;
-        }
-    }
-    events.send(event("ready", &json!({}))).await.is_ok()
-}
-
-/// Read `name` and send it with its last changes. False when the page
-/// has gone.
+/// Read `name` and send it with its last changes: when its time runs
+/// out, if held, or `None` when the page has gone.
 async fn send_lock(
     app: &AppState,
     events: &mpsc::Sender<Bytes>,
     name: &LeaseName,
-    expiries: &mut HashMap<LeaseName, Instant>,
-) -> bool {
+) -> Option<Option<Instant>> {
+    let mut expiry = None;
     let view = match app.call(name.clone(), Op::Read).await {
         Ok(Outcome::Observed(view)) => {
-            match &view {
-                LeaseView::Held { remaining, .. } | LeaseView::LockDelayed { remaining, .. } => {
-                    let at = Instant::now() + Duration::from_micros(remaining.0) + EXPIRY_SLACK;
-                    expiries.insert(name.clone(), at);
-                }
-                LeaseView::Free { .. } => {
-                    expiries.remove(name);
-                }
+            if let LeaseView::Held { remaining, .. } | LeaseView::LockDelayed { remaining, .. } =
+                &view
+            {
+                expiry = Some(Instant::now() + Duration::from_micros(remaining.0) + EXPIRY_SLACK);
             }
             view_json(&view)
         }
@@ -201,7 +249,8 @@ async fn send_lock(
     let mut changes = app.history.of(name);
     changes.truncate(CHANGES_SHOWN);
     let data = json!({ "name": name.as_str(), "view": view, "changes": changes });
-    events.send(event("lock", &data)).await.is_ok()
+    events.send(event("lock", &data)).await.ok()?;
+    Some(expiry)
 }
 
 /// The cluster as `/v1/cluster` shows it, with this node's fsync times.

@@ -116,6 +116,45 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), frame);
     }
 
+    /// The largest news of a chosen value a node sends: as many changes
+    /// as it tells, each with the longest holder and the largest numbers.
+    #[test]
+    fn the_largest_news_of_a_chosen_value_fits_a_frame() {
+        use tenure_core::{Chosen, HolderId, Micros, Token, Transition, TransitionKind, Ttl};
+        let holder = HolderId::new(&"h".repeat(tenure_core::input::MAX_HOLDER_BYTES)).unwrap();
+        let change = Transition {
+            kind: TransitionKind::Superseded,
+            holder,
+            token: Token(u64::MAX),
+            ttl: Ttl::from_millis(tenure_core::input::MAX_TTL_MS).unwrap(),
+            ago: Micros(u64::MAX),
+        };
+        let ballot = Ballot {
+            counter: u64::MAX,
+            node: u16::MAX,
+            incarnation: u32::MAX,
+        };
+        let frame = Frame {
+            version: PROTOCOL_VERSION,
+            from: NodeId(u16::MAX),
+            sent_at_us: u64::MAX,
+            echo_offset_us: Some(i64::MIN),
+            body: Body::Message(Message::Chosen(Chosen {
+                name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
+                ballot,
+                took: Micros(u64::MAX),
+                changes: vec![change; tenure_core::MAX_CHANGES_TOLD],
+            })),
+        };
+        let bytes = encode(&frame).unwrap();
+        assert!(
+            bytes.len() < MAX_FRAME_BYTES,
+            "{} bytes do not fit a frame",
+            bytes.len()
+        );
+        assert_eq!(decode(&bytes).unwrap(), frame);
+    }
+
     /// The largest message a correct node sends: an accept of a value
     /// whose queue is full and whose every name and holder is as long as
     /// allowed. It must fit a frame, or that name could never be written.

@@ -52,14 +52,18 @@ impl RoundCtx<'_> {
 
     /// Accept a value again, unchanged, to make sure it is chosen; it
     /// carries its observed age, so re-proposing never extends a lease.
+    /// An earlier attempt of this round's that the value already holds
+    /// brings its `changes`, told once the value is chosen.
     pub(super) fn settle(
         &mut self,
         ballot: Ballot,
         value: LeaseValue,
         clock: LeaseClock,
-        verdicts: Vec<Verdict>,
+        Applied {
+            verdicts, changes, ..
+        }: Applied,
     ) {
-        self.send_accept(ballot, value, clock, verdicts, Vec::new());
+        self.send_accept(ballot, value, clock, verdicts, changes);
     }
 
     fn send_accept(
@@ -117,14 +121,12 @@ impl RoundCtx<'_> {
         let mut applied = match self.earlier_attempts(&value) {
             Earlier::NotApplied => self.apply(&value, age, origin),
             // Already part of `value`: applying again would apply twice.
-            Earlier::Applied(attempt) => {
-                self.report_chosen(attempt.ballot, attempt.changes);
-                Applied {
-                    written: None,
-                    verdicts: attempt.verdicts,
-                    changes: Vec::new(),
-                }
-            }
+            // What it changed is told once the value is known chosen.
+            Earlier::Applied(attempt) => Applied {
+                written: None,
+                verdicts: attempt.verdicts,
+                changes: attempt.changes,
+            },
             Earlier::Unknown => return self.fail(true),
         };
         match applied.written.take() {
@@ -132,6 +134,9 @@ impl RoundCtx<'_> {
             None if unanimous => {
                 // Chosen already and nothing to write: the majority's
                 // promises of `ballot` let the next round skip phase 1.
+                if !applied.changes.is_empty() {
+                    self.report_chosen(top, applied.changes);
+                }
                 let fast = FastPath {
                     ballot,
                     value,
@@ -144,7 +149,7 @@ impl RoundCtx<'_> {
             // Maybe not chosen yet: propose it again, unchanged.
             None => {
                 let clock = LeaseClock::going_on(age, origin);
-                self.settle(ballot, value, clock, applied.verdicts);
+                self.settle(ballot, value, clock, applied);
             }
         }
     }

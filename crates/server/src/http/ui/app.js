@@ -3,6 +3,8 @@
 "use strict";
 
 const locks = new Map(); // name -> {el, view, at (ms, this page's clock)}
+// As many names as the node sends: the most recently changed.
+const MAX_NAMES = 200;
 const $ = (id) => document.getElementById(id);
 
 function text(el, value) {
@@ -83,9 +85,15 @@ function showLock(data) {
       ` (ttl ${ms(c.ttl_ms)}), by node ${c.proposer} in ${c.took_ms} ms`;
     changes.append(li);
   }
-  // Newest change first in the list.
-  if (el !== $("locks").firstElementChild) $("locks").prepend(el);
+  // Newest change first in the list; the oldest beyond the bound go.
+  const list = $("locks");
+  if (el !== list.firstElementChild) list.prepend(el);
   locks.set(data.name, { el, view: v, at: performance.now() });
+  while (list.children.length > MAX_NAMES) {
+    const oldest = list.lastElementChild;
+    locks.delete(oldest.dataset.name);
+    oldest.remove();
+  }
   countDown();
 }
 
@@ -109,13 +117,14 @@ function connect() {
     live.className = "badge up";
   });
   events.addEventListener("error", () => {
-    // EventSource reconnects by itself; say so meanwhile.
+    // EventSource reconnects by itself after a dropped stream, but not
+    // after a refusal (the node's bound on streams): then try again here.
     live.textContent = "reconnecting…";
     live.className = "badge down";
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
   });
   events.addEventListener("cluster", (e) => showCluster(JSON.parse(e.data)));
   events.addEventListener("lock", (e) => showLock(JSON.parse(e.data)));
-  events.addEventListener("ready", () => document.body.dataset.ready = "true");
 }
 
 connect();
