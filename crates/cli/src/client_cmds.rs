@@ -15,6 +15,10 @@ pub struct Conn {
     /// `tenure dev` ports (http://127.0.0.1:7400,7401,7402).
     #[arg(long, value_name = "URLS")]
     pub endpoints: Option<String>,
+    /// A file holding the token to send, for a cluster started with
+    /// --tokens. Default: $TENURE_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Print JSON (one object per line) instead of sentences.
     #[arg(long)]
     pub json: bool,
@@ -29,7 +33,18 @@ impl Conn {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| tenure_client::DEV_ENDPOINTS.to_string()),
         };
-        Client::from_list(&list).context("--endpoints")
+        let client = Client::from_list(&list).context("--endpoints")?;
+        let file = self.token_file.clone().or_else(|| {
+            std::env::var_os("TENURE_TOKEN_FILE")
+                .filter(|f| !f.is_empty())
+                .map(std::path::PathBuf::from)
+        });
+        let Some(file) = file else {
+            return Ok(client);
+        };
+        let token = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read the token file {}", file.display()))?;
+        client.with_token(token.trim()).context("the token file")
     }
 
     /// For a command that makes one call and exits: when every node

@@ -10,7 +10,12 @@ use tenure_server::{server, Listeners, ServerConfig};
 
 const NODES: u16 = 3;
 
-pub async fn run(data_dir: PathBuf, http_port: u16, drift: DriftBound) -> Result<()> {
+pub async fn run(
+    data_dir: PathBuf,
+    http_port: u16,
+    tokens: Option<PathBuf>,
+    drift: DriftBound,
+) -> Result<()> {
     let mut bound = Vec::new();
     for i in 0..NODES {
         // Port 0: the OS chooses each node's port (printed below).
@@ -39,6 +44,7 @@ pub async fn run(data_dir: PathBuf, http_port: u16, drift: DriftBound) -> Result
         let dir = data_dir.join(format!("node-{}", id.0));
         let mut config = ServerConfig::new(id, dir, peers.clone());
         config.drift = drift;
+        config.tokens = tokens.clone();
         let running = server::start(config, listeners)
             .await
             .with_context(|| format!("cannot start node {}", id.0))?;

@@ -38,6 +38,10 @@ enum Command {
         /// OS chooses each).
         #[arg(long, value_name = "P", default_value_t = 7400)]
         http_port: u16,
+        /// Require the bearer tokens listed in FILE (one `TOKEN
+        /// read|lock|admin PREFIX` a line; SIGHUP reads it again).
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
         #[command(flatten)]
         drift: serve::DriftArg,
     },
@@ -134,8 +138,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dev {
             data_dir,
             http_port,
+            tokens,
             drift,
-        } => runtime.block_on(dev::run(data_dir, http_port, drift.bound())),
+        } => runtime.block_on(dev::run(data_dir, http_port, tokens, drift.bound())),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
         Command::Sim(_) | Command::RunWatchdog { .. } => {

@@ -36,6 +36,11 @@ pub struct ServerArgs {
     /// restarted with the same new list (docs/operations.md).
     #[arg(long)]
     rewrite_cluster_identity: bool,
+    /// Require the bearer tokens listed in FILE: one `TOKEN read|lock|admin
+    /// PREFIX` a line (`*`: every name), `#` comments. SIGHUP reads it
+    /// again. Without it, every request is served.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
     /// Start although this node's store rolled back its newest commit (a
     /// power cut mid-commit, or bit rot), and clear that verdict: only
     /// after checking, see docs/operations.md.
@@ -114,6 +119,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.clock_check = !args.no_clock_check;
     config.cluster_id = args.cluster_id;
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
+    config.tokens = args.tokens;
     config.http.max_connections = args.max_connections as usize;
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;

@@ -20,6 +20,7 @@ use answers::{conflict_error, conflict_state, granted, parse_state, refusal};
 use bytes::Bytes;
 use causes::{deepest_cause, refused, OnceError};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -70,6 +71,8 @@ struct Inner {
     give_up_when_refused: bool,
     /// The clock send times and deadlines are read on.
     clock: Clock,
+    /// Sent as `Authorization: Bearer` when the cluster asks for tokens.
+    token: Option<HeaderValue>,
 }
 
 /// Which failures a call may retry, on the same node or another.
@@ -188,6 +191,7 @@ impl Client {
                 attempt_timeout: attempt,
                 call_timeout: call,
                 give_up_when_refused: false,
+                token: None,
                 clock: Clock::default(),
             }),
         })
@@ -210,6 +214,15 @@ impl Client {
         self.rebuilt(|inner| inner.clock = clock)
     }
 
+    /// A client that sends `token` with every request (`Authorization:
+    /// Bearer`), for a cluster started with `--tokens`.
+    pub fn with_token(&self, token: &str) -> Result<Client, Error> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| Error::invalid("a token is printable ASCII", Some("token")))?;
+        value.set_sensitive(true);
+        Ok(self.rebuilt(|inner| inner.token = Some(value)))
+    }
+
     /// The clock this client's deadlines are counted on.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
@@ -225,6 +238,7 @@ impl Client {
             call_timeout: self.inner.call_timeout,
             give_up_when_refused: self.inner.give_up_when_refused,
             clock: self.inner.clock.clone(),
+            token: self.inner.token.clone(),
         };
         change(&mut inner);
         Client {
@@ -353,10 +367,14 @@ impl Client {
             Some(v) => Full::new(Bytes::from(v.to_string())),
             None => Full::new(Bytes::new()),
         };
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(request.method.clone())
             .uri(uri)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = &self.inner.token {
+            req = req.header(hyper::header::AUTHORIZATION, token.clone());
+        }
+        let req = req
             .body(body)
             .map_err(|e| OnceError::NotSent(e.to_string()))?;
         let response = self.inner.http.request(req).await.map_err(|e| {
@@ -533,9 +551,13 @@ impl Client {
         start: usize,
     ) -> Result<(usize, hyper::Response<hyper::body::Incoming>), String> {
         let endpoint = &self.inner.endpoints[start % self.inner.endpoints.len()];
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(Method::GET)
-            .uri(format!("{endpoint}{path}"))
+            .uri(format!("{endpoint}{path}"));
+        if let Some(token) = &self.inner.token {
+            req = req.header(hyper::header::AUTHORIZATION, token.clone());
+        }
+        let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(self.inner.attempt_timeout, self.inner.http.request(req)).await {

@@ -32,6 +32,11 @@ pub enum Error {
         message: String,
         field: Option<String>,
     },
+    /// The cluster wants a token (`401`: none was sent, or it is not
+    /// known) or the token does not allow this (`403`): see
+    /// `Client::with_token`.
+    #[error("refused ({status}): {message}")]
+    Denied { status: u16, message: String },
     /// A node answered something this client does not understand.
     #[error("unexpected answer from {endpoint}: {message}")]
     Protocol { endpoint: String, message: String },

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub rewrite_cluster_identity: bool,
     /// Changes kept in memory per name for `GET /v1/locks/{name}/history`.
     pub history_per_name: usize,
+    /// The bearer tokens clients must send (`http/auth.rs`); `None`: no
+    /// authentication.
+    pub tokens: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -60,6 +63,7 @@ impl ServerConfig {
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
             rewrite_cluster_identity: false,
             history_per_name: crate::history::DEFAULT_PER_NAME,
+            tokens: None,
         }
     }
 

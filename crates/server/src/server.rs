@@ -5,6 +5,7 @@
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::history::History;
+use crate::http::auth::Auth;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::node_loop::Observers;
@@ -56,6 +57,8 @@ pub enum StartError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     ClusterId(#[from] crate::identity::ClusterIdError),
+    #[error("cannot use the tokens file")]
+    Tokens(#[from] crate::http::auth::TokensError),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
@@ -122,6 +125,10 @@ impl Running {
 
 pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running, StartError> {
     crate::identity::check_cluster_id(&config.cluster_id)?;
+    let auth = match &config.tokens {
+        Some(path) => Some(Arc::new(Auth::load(path)?)),
+        None => None,
+    };
     let members = config.members();
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
@@ -246,6 +253,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         wakeups,
         metrics: metrics.clone(),
         history,
+        auth: auth.clone(),
         peers: view,
         incarnation,
         drift: config.drift,
@@ -255,6 +263,9 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
         waits: Arc::new(tokio::sync::Semaphore::new(config.http.max_waits)),
     };
+    if let Some(auth) = auth {
+        tokio::spawn(reload_on_hangup(auth, config.id, stop_http_rx.clone()));
+    }
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http::router(state),
@@ -294,5 +305,25 @@ fn core_config(
         timing: config.timing,
         // Only the backoff jitter depends on it: any per-process randomness.
         seed: RandomState::new().hash_one(std::process::id()),
+    }
+}
+
+/// Read the tokens file again at each SIGHUP, as an operator rotating a
+/// token expects; a file that does not parse keeps the tokens in use.
+async fn reload_on_hangup(auth: Arc<Auth>, node: NodeId, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!(node = node.0, "cannot listen for SIGHUP: the tokens file is read only at start");
+        return;
+    };
+    loop {
+        tokio::select! {
+            heard = hangups.recv() => if heard.is_none() { return },
+            _ = stop.changed() => return,
+        }
+        match auth.reload() {
+            Ok(()) => tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again"),
+            Err(e) => tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay"),
+        }
     }
 }

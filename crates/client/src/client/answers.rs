@@ -46,6 +46,18 @@ pub(super) fn conflict_error(answer: &Answer) -> Error {
 }
 
 pub(super) fn refusal(answer: &Answer) -> Error {
+    if matches!(
+        answer.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        return Error::Denied {
+            status: answer.status.as_u16(),
+            message: answer.body["error"]
+                .as_str()
+                .unwrap_or("refused")
+                .to_string(),
+        };
+    }
     if answer.status.is_client_error() {
         Error::Invalid {
             message: answer.body["error"]

@@ -24,6 +24,16 @@ impl ApiError {
         }
     }
 
+    /// No token, or one this node does not know.
+    pub fn unauthorized(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, error, None)
+    }
+
+    /// A known token without the permission the request needs.
+    pub fn forbidden(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, error, None)
+    }
+
     /// A path that serves only reads.
     pub fn read_only(error: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, error, None)
@@ -112,6 +122,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             response

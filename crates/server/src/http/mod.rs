@@ -10,6 +10,7 @@
 //! - `input`, `error`: what clients send, and what refusals say.
 //! - `serve`: the accept loop and graceful shutdown.
 
+pub mod auth;
 mod error;
 mod input;
 mod locks;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Each name's last changes, as this node learnt them.
     pub history: Arc<crate::history::History>,
+    /// The tokens requests must carry, when the node was given some.
+    pub auth: Option<Arc<auth::Auth>>,
     pub peers: PeerView,
     pub incarnation: u32,
     /// The cluster's bound on clock drift, told to holders with each grant.
@@ -111,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(status::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(locks::history_is_read_only))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn(refusals::json_refusals))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)

@@ -109,22 +109,76 @@ function countDown() {
   }
 }
 
-function connect() {
+const handlers = {
+  cluster: (data) => showCluster(JSON.parse(data)),
+  lock: (data) => showLock(JSON.parse(data)),
+};
+
+function setLive(text, up) {
   const live = $("live");
+  live.textContent = text;
+  live.className = up ? "badge up" : "badge down";
+}
+
+// A node started with --tokens wants one: the page takes it from its
+// address (/ui#token=...), which the browser never sends to a server.
+function token() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function connect() {
+  if (token()) return connectWithToken(token());
   const events = new EventSource("/ui/events");
-  events.addEventListener("open", () => {
-    live.textContent = "live";
-    live.className = "badge up";
-  });
+  events.addEventListener("open", () => setLive("live", true));
   events.addEventListener("error", () => {
     // EventSource reconnects by itself after a dropped stream, but not
-    // after a refusal (the node's bound on streams): then try again here.
-    live.textContent = "reconnecting…";
-    live.className = "badge down";
-    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+    // after a refusal (a bound on streams, or a token wanted).
+    setLive("reconnecting…", false);
+    if (events.readyState === EventSource.CLOSED) {
+      fetch("/ui/events").then((r) => {
+        if (r.status === 401) setLive("this node wants a token: open /ui#token=TOKEN", false);
+        r.body && r.body.cancel();
+      }).catch(() => {});
+      setTimeout(connect, 5000);
+    }
   });
-  events.addEventListener("cluster", (e) => showCluster(JSON.parse(e.data)));
-  events.addEventListener("lock", (e) => showLock(JSON.parse(e.data)));
+  for (const [kind, show] of Object.entries(handlers)) {
+    events.addEventListener(kind, (e) => show(e.data));
+  }
+}
+
+// The same stream read with fetch, which can send the token.
+async function connectWithToken(secret) {
+  try {
+    const r = await fetch("/ui/events", { headers: { Authorization: `Bearer ${secret}` } });
+    if (!r.ok) {
+      setLive(r.status === 401 || r.status === 403 ? `token refused (${r.status})` : `refused (${r.status})`, false);
+      setTimeout(connect, 5000);
+      return;
+    }
+    setLive("live", true);
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const kind = /^event: (.*)$/m.exec(block);
+        const data = /^data: (.*)$/m.exec(block);
+        const show = kind && data && handlers[kind[1]];
+        if (show) show(data[1]);
+      }
+    }
+  } catch (e) {
+    // The node went away: try again, as EventSource would.
+  }
+  setLive("reconnecting…", false);
+  setTimeout(connect, 2000);
 }
 
 connect();

@@ -1,0 +1,297 @@
+//! Bearer tokens scoped by name prefix (`--tokens FILE`). Without the flag
+//! every request is served, as before.
+//!
+//! The file has one grant per line, `TOKEN PERMISSION PREFIX`; `#` starts
+//! a comment. `read` reads, watches and shows the history of names under
+//! the prefix; `lock` also acquires, renews and releases them; `admin`
+//! does everything. A prefix of `*` is every name, and the cluster-wide
+//! paths (`/v1/cluster`, `/metrics`, the page's event stream) need a
+//! grant on every name. `/healthz` and the page's own files (which hold no
+//! data) are always served. SIGHUP reads the file again; a file that does
+//! not parse leaves the tokens as they were.
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// What a grant allows; each includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    Read,
+    Lock,
+    Admin,
+}
+
+impl Permission {
+    fn word(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Lock => "lock",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+/// One line of the file: a permission on the names under a prefix
+/// (`None`: every name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Grant {
+    permission: Permission,
+    prefix: Option<String>,
+}
+
+/// Why a tokens file was refused; names the line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokensError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("line {line}: {problem} (write: TOKEN read|lock|admin PREFIX, with * for every name)")]
+    Line { line: usize, problem: String },
+    #[error("no token in the file: every request would be refused")]
+    Empty,
+}
+
+/// Tokens, each with its grants.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tokens {
+    grants: HashMap<String, Vec<Grant>>,
+}
+
+/// The shortest token accepted: anything shorter is guessable.
+const MIN_TOKEN_CHARS: usize = 16;
+
+impl Tokens {
+    pub fn parse(text: &str) -> Result<Tokens, TokensError> {
+        let mut tokens = Tokens::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |problem: String| TokensError::Line {
+                line: i + 1,
+                problem,
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [token, permission, prefix] = fields[..] else {
+                return Err(bad(format!("{} fields, not 3", fields.len())));
+            };
+            if token.len() < MIN_TOKEN_CHARS
+                || !token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~+/=".contains(c))
+            {
+                return Err(bad(format!(
+                    "a token is at least {MIN_TOKEN_CHARS} characters of letters, digits and - . _ ~ + / ="
+                )));
+            }
+            let permission = match permission {
+                "read" => Permission::Read,
+                "lock" => Permission::Lock,
+                "admin" => Permission::Admin,
+                other => return Err(bad(format!("unknown permission {other:?}"))),
+            };
+            let prefix = (prefix != "*").then(|| prefix.to_string());
+            tokens
+                .grants
+                .entry(token.to_string())
+                .or_default()
+                .push(Grant { permission, prefix });
+        }
+        if tokens.grants.is_empty() {
+            return Err(TokensError::Empty);
+        }
+        Ok(tokens)
+    }
+
+    pub fn load(path: &Path) -> Result<Tokens, TokensError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Tokens::parse(&text)
+    }
+
+    /// Whether `token` may do `need` on `name` (`None`: on every name).
+    fn check(&self, token: &str, need: Permission, name: Option<&str>) -> Result<(), Denied> {
+        let grants = self.grants.get(token).ok_or(Denied::Unknown)?;
+        let covers = |g: &Grant| match (&g.prefix, name) {
+            (None, _) => true,
+            (Some(prefix), Some(name)) => name.starts_with(prefix.as_str()),
+            (Some(_), None) => false,
+        };
+        if grants.iter().any(|g| g.permission >= need && covers(g)) {
+            Ok(())
+        } else {
+            Err(Denied::NotAllowed)
+        }
+    }
+}
+
+enum Denied {
+    Unknown,
+    NotAllowed,
+}
+
+/// The tokens a node checks, from the file it was started with.
+pub struct Auth {
+    path: PathBuf,
+    tokens: RwLock<Arc<Tokens>>,
+}
+
+impl Auth {
+    pub fn load(path: &Path) -> Result<Auth, TokensError> {
+        Ok(Auth {
+            path: path.to_path_buf(),
+            tokens: RwLock::new(Arc::new(Tokens::load(path)?)),
+        })
+    }
+
+    /// Read the file again; on error the tokens stay as they were.
+    pub fn reload(&self) -> Result<(), TokensError> {
+        let fresh = Arc::new(Tokens::load(&self.path)?);
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn current(&self) -> Arc<Tokens> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a request needs: a permission, on one name or on every name;
+/// `None` when it is served to anyone.
+fn needs(method: &Method, path: &str) -> Option<(Permission, Option<String>)> {
+    if matches!(path, "/healthz" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css") {
+        return None;
+    }
+    let Some(name) = path.strip_prefix("/v1/locks/") else {
+        return Some((Permission::Read, None));
+    };
+    if matches!(*method, Method::GET | Method::HEAD) {
+        let name = name.strip_suffix("/history").unwrap_or(name);
+        Some((Permission::Read, Some(name.to_string())))
+    } else {
+        Some((Permission::Lock, Some(name.to_string())))
+    }
+}
+
+/// Refuse a request whose token does not allow it: `401` without a known
+/// token, `403` with one that lacks the permission.
+pub async fn authenticate(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(auth) = &app.auth else {
+        return next.run(request).await;
+    };
+    let Some((need, name)) = needs(request.method(), request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError::unauthorized(
+            "this node requires a token: send Authorization: Bearer TOKEN".to_string(),
+        )
+        .into_response();
+    };
+    let what = match &name {
+        Some(name) => format!("{} {name}", need.word()),
+        None => format!("{} every name (*), which this path needs", need.word()),
+    };
+    match auth.current().check(token, need, name.as_deref()) {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unknown) => {
+            ApiError::unauthorized("this token is not known to this node".to_string())
+                .into_response()
+        }
+        Err(Denied::NotAllowed) => {
+            ApiError::forbidden(format!("this token may not {what}")).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "\
+# ci jobs take their own locks
+ci-token-0123456789abcdef   lock  jobs/
+ci-token-0123456789abcdef   read  *      # and may look at every name
+viewer-token-0123456789ab   read  *
+admin-token-0123456789abc   admin *
+";
+
+    #[test]
+    fn each_permission_allows_what_it_says_under_its_prefix() {
+        let t = Tokens::parse(FILE).expect("parses");
+        let ok = |token: &str, need, name: Option<&str>| t.check(token, need, name).is_ok();
+        let ci = "ci-token-0123456789abcdef";
+        assert!(ok(ci, Permission::Lock, Some("jobs/nightly")));
+        assert!(!ok(ci, Permission::Lock, Some("scheduler")));
+        assert!(ok(ci, Permission::Read, Some("scheduler")));
+        assert!(ok(ci, Permission::Read, None));
+        let viewer = "viewer-token-0123456789ab";
+        assert!(!ok(viewer, Permission::Lock, Some("jobs/nightly")));
+        assert!(ok("admin-token-0123456789abc", Permission::Admin, None));
+        assert!(matches!(
+            t.check("nobody-0123456789abcdef", Permission::Read, None),
+            Err(Denied::Unknown)
+        ));
+    }
+
+    #[test]
+    fn a_bad_line_is_refused_naming_it() {
+        for (text, line) in [
+            ("short read *", 1),
+            ("\n\nlong-enough-token-123 write *", 3),
+            ("long-enough-token-123 read", 1),
+            ("long-enough-token-123 read * extra", 1),
+        ] {
+            match Tokens::parse(text) {
+                Err(TokensError::Line { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(Tokens::parse("# nothing\n"), Err(TokensError::Empty)));
+    }
+
+    #[test]
+    fn requests_need_what_they_touch() {
+        assert_eq!(needs(&Method::GET, "/healthz"), None);
+        assert_eq!(needs(&Method::GET, "/ui"), None);
+        assert_eq!(
+            needs(&Method::GET, "/ui/events"),
+            Some((Permission::Read, None))
+        );
+        assert_eq!(
+            needs(&Method::GET, "/v1/locks/jobs/a/history"),
+            Some((Permission::Read, Some("jobs/a".into())))
+        );
+        assert_eq!(
+            needs(&Method::DELETE, "/v1/locks/jobs/a"),
+            Some((Permission::Lock, Some("jobs/a".into())))
+        );
+        assert_eq!(needs(&Method::GET, "/metrics"), Some((Permission::Read, None)));
+    }
+}
