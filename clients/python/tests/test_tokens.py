@@ -12,9 +12,9 @@ import pytest
 import tenure
 from servers import Dev
 
-LOCK_JOBS = "lock-jobs-5b1c"
-READ_ALL = "read-all-93de"
-ADMIN = "admin-0a4f"
+LOCK_JOBS = "lock-jobs-5b1c9e0d7a33"
+READ_ALL = "read-all-93de41f6b2c8"
+ADMIN = "admin-0a4f7c19e5d2b6"
 TOKENS = [
     "# token          permission  prefix",
     f"{LOCK_JOBS}     lock        jobs/",
@@ -49,7 +49,7 @@ def test_a_lock_token_locks_under_its_prefix_and_is_denied_elsewhere(secured: De
 
 
 def test_no_token_or_an_unknown_one_is_denied_with_401(secured: Dev) -> None:
-    for token in (None, "not-a-token"):
+    for token in (None, "unknown-token-4e8a1b7c"):
         with tenure.Client(secured.urls, token=token) as client:
             with pytest.raises(tenure.Denied) as denied:
                 client.lock("jobs/x", ttl=5.0).acquire()
