@@ -272,3 +272,102 @@ func TestADeniedWatchEndsWithTheDenial(t *testing.T) {
 		t.Fatalf("the watch moved on to the other node: %q", got)
 	}
 }
+
+// The same against `tenure dev --tokens FILE`: one cluster for every case,
+// so the tests stay fast.
+func TestTokensAgainstARealCluster(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	grants := `# token permission prefix
+jobs-lock   lock  jobs/
+reader      read  *
+
+admin-token admin *  # everything
+`
+	if err := os.WriteFile(file, []byte(grants), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	urls := startDev(t, "--tokens", file)
+	ctx := testContext(t)
+	denied := func(t *testing.T, err error, status int) {
+		t.Helper()
+		var d *DeniedError
+		if !errors.As(err, &d) || d.Status != status || !errors.Is(err, ErrDenied) {
+			t.Fatalf("%v, want a *DeniedError %d", err, status)
+		}
+		if d.Message == "" {
+			t.Errorf("a %d without the node's message", status)
+		}
+	}
+
+	t.Run("a lock token acquires and releases under its prefix only", func(t *testing.T) {
+		c := newClient(t, urls, WithToken("jobs-lock"))
+		l, err := c.TryAcquire(ctx, "jobs/x", TTL(5*time.Second), Holder("worker-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c.Get(ctx, "jobs/x"); err != nil || s.Holder != "worker-1" || s.Token != l.Token() {
+			t.Fatalf("read %+v, %v", s, err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.TryAcquire(ctx, "other", TTL(5*time.Second), Holder("worker-1"))
+		denied(t, err, http.StatusForbidden)
+		_, err = c.Get(ctx, "other")
+		denied(t, err, http.StatusForbidden)
+	})
+
+	t.Run("no token or an unknown one is a 401", func(t *testing.T) {
+		for _, opt := range []Option{WithToken(""), WithToken("not-a-token")} {
+			c := newClient(t, urls, opt)
+			_, err := c.Get(ctx, "jobs/x")
+			denied(t, err, http.StatusUnauthorized)
+			_, err = c.TryAcquire(ctx, "jobs/x", Holder("worker-1"))
+			denied(t, err, http.StatusUnauthorized)
+		}
+	})
+
+	t.Run("a read token reads and watches but does not acquire", func(t *testing.T) {
+		c := newClient(t, urls, WithToken("reader"))
+		if _, err := c.Get(ctx, "jobs/x"); err != nil {
+			t.Fatal(err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		states, err := c.Watch(wctx, "jobs/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := <-states; s.State != StateFree || s.Err != nil {
+			t.Fatalf("first watch state %+v, want free", s)
+		}
+		_, err = c.TryAcquire(ctx, "jobs/x", Holder("worker-1"))
+		denied(t, err, http.StatusForbidden)
+		err = c.Release(ctx, "jobs/x", "worker-1", 1)
+		denied(t, err, http.StatusForbidden)
+	})
+
+	t.Run("a watch without a token ends with the denial", func(t *testing.T) {
+		c := newClient(t, urls, WithToken(""))
+		states, err := c.Watch(ctx, "jobs/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last State
+		for s := range states {
+			last = s
+		}
+		denied(t, last.Err, http.StatusUnauthorized)
+	})
+
+	t.Run("an admin token may do anything", func(t *testing.T) {
+		c := newClient(t, urls, WithToken("admin-token"))
+		l, err := c.TryAcquire(ctx, "other", TTL(5*time.Second), Holder("worker-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
