@@ -108,7 +108,9 @@ func WithToken(token string) Option {
 const TokenFileEnv = "TENURE_TOKEN_FILE"
 
 // New makes a Client. Endpoints come from WithEndpoints, else the
-// comma-separated TENURE_ENDPOINTS, else DevEndpoints. Nothing is sent
+// comma-separated TENURE_ENDPOINTS, else DevEndpoints; the token from
+// WithToken, else TENURE_TOKEN_FILE (an *InvalidError for the field
+// "token" when that file cannot be read or is empty). Nothing is sent
 // until the first call.
 func New(opts ...Option) (*Client, error) {
 	o := options{attemptTimeout: DefaultAttemptTimeout, callTimeout: DefaultCallTimeout, clock: BootTime{}}
