@@ -278,10 +278,10 @@ func TestADeniedWatchEndsWithTheDenial(t *testing.T) {
 func TestTokensAgainstARealCluster(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tokens")
 	grants := `# token permission prefix
-jobs-lock   lock  jobs/
-reader      read  *
+jobs-lock-0123456789   lock  jobs/
+reader-0123456789      read  *
 
-admin-token admin *  # everything
+admin-token-0123456789 admin *  # everything
 `
 	if err := os.WriteFile(file, []byte(grants), 0o600); err != nil {
 		t.Fatal(err)
@@ -300,7 +300,7 @@ admin-token admin *  # everything
 	}
 
 	t.Run("a lock token acquires and releases under its prefix only", func(t *testing.T) {
-		c := newClient(t, urls, WithToken("jobs-lock"))
+		c := newClient(t, urls, WithToken("jobs-lock-0123456789"))
 		l, err := c.TryAcquire(ctx, "jobs/x", TTL(5*time.Second), Holder("worker-1"))
 		if err != nil {
 			t.Fatal(err)
@@ -318,7 +318,7 @@ admin-token admin *  # everything
 	})
 
 	t.Run("no token or an unknown one is a 401", func(t *testing.T) {
-		for _, opt := range []Option{WithToken(""), WithToken("not-a-token")} {
+		for _, opt := range []Option{WithToken(""), WithToken("not-a-token-0123456789")} {
 			c := newClient(t, urls, opt)
 			_, err := c.Get(ctx, "jobs/x")
 			denied(t, err, http.StatusUnauthorized)
@@ -328,7 +328,7 @@ admin-token admin *  # everything
 	})
 
 	t.Run("a read token reads and watches but does not acquire", func(t *testing.T) {
-		c := newClient(t, urls, WithToken("reader"))
+		c := newClient(t, urls, WithToken("reader-0123456789"))
 		if _, err := c.Get(ctx, "jobs/x"); err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +361,7 @@ admin-token admin *  # everything
 	})
 
 	t.Run("an admin token may do anything", func(t *testing.T) {
-		c := newClient(t, urls, WithToken("admin-token"))
+		c := newClient(t, urls, WithToken("admin-token-0123456789"))
 		l, err := c.TryAcquire(ctx, "other", TTL(5*time.Second), Holder("worker-1"))
 		if err != nil {
 			t.Fatal(err)
