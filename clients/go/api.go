@@ -108,8 +108,12 @@ func toState(a *answer) (State, error) {
 }
 
 // refusal is the error for an answer that is neither what was asked nor a
-// 409: a 4xx refusal of the input, or something unexpected.
+// 409: a 401 or 403 (a *DeniedError), another 4xx refusal of the input, or
+// something unexpected.
 func refusal(a *answer) error {
+	if a.status == http.StatusUnauthorized || a.status == http.StatusForbidden {
+		return &DeniedError{Status: a.status, Message: a.body.Error}
+	}
 	if a.status >= 400 && a.status < 500 {
 		msg := a.body.Error
 		if msg == "" {

@@ -3,6 +3,7 @@ package tenure
 import (
 	crand "crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"math/rand"
 	"net"
 	"net/http"
@@ -48,7 +49,18 @@ type Client struct {
 	attemptTimeout time.Duration
 	callTimeout    time.Duration
 	clock          Clock
+	// auth is the Authorization header, nil without a token. Behind a
+	// pointer so that printing a Client with %+v shows an address, never
+	// the token.
+	auth *credential
 }
+
+// credential is a bearer token, as the Authorization header sends it.
+type credential struct{ header string }
+
+// String and GoString keep the token out of anything that prints it.
+func (*credential) String() string   { return "[token]" }
+func (*credential) GoString() string { return "[token]" }
 
 // Option configures a Client (see New).
 type Option func(*options)
@@ -58,6 +70,8 @@ type options struct {
 	attemptTimeout time.Duration
 	callTimeout    time.Duration
 	clock          Clock
+	token          string
+	hasToken       bool
 }
 
 // WithEndpoints sets the nodes to talk to, as http://host:port. Any node
@@ -79,8 +93,24 @@ func WithClock(clock Clock) Option {
 	return func(o *options) { o.clock = clock }
 }
 
+// WithToken sets the bearer token that every request (watches included)
+// sends as "Authorization: Bearer TOKEN", for a cluster started with
+// --tokens. Surrounding whitespace is trimmed; WithToken("") sends no
+// token, whatever TENURE_TOKEN_FILE says. Without WithToken the token is
+// the trimmed contents of the file named by TENURE_TOKEN_FILE, when that
+// is set. The token is never printed: not in errors, not by String.
+func WithToken(token string) Option {
+	return func(o *options) { o.token, o.hasToken = token, true }
+}
+
+// TokenFileEnv names the file that holds the default token (see
+// WithToken).
+const TokenFileEnv = "TENURE_TOKEN_FILE"
+
 // New makes a Client. Endpoints come from WithEndpoints, else the
-// comma-separated TENURE_ENDPOINTS, else DevEndpoints. Nothing is sent
+// comma-separated TENURE_ENDPOINTS, else DevEndpoints; the token from
+// WithToken, else TENURE_TOKEN_FILE (an *InvalidError for the field
+// "token" when that file cannot be read or is empty). Nothing is sent
 // until the first call.
 func New(opts ...Option) (*Client, error) {
 	o := options{attemptTimeout: DefaultAttemptTimeout, callTimeout: DefaultCallTimeout, clock: BootTime{}}
@@ -115,6 +145,10 @@ func New(opts ...Option) (*Client, error) {
 	if o.clock == nil {
 		return nil, invalid("clock", "no clock given")
 	}
+	auth, err := credentialFor(o)
+	if err != nil {
+		return nil, err
+	}
 	transport := &http.Transport{
 		// Talk to the nodes directly: a proxy would hide which node
 		// answered, and turn refused connections into 502s.
@@ -133,7 +167,67 @@ func New(opts ...Option) (*Client, error) {
 		attemptTimeout: o.attemptTimeout,
 		callTimeout:    o.callTimeout,
 		clock:          o.clock,
+		auth:           auth,
 	}, nil
+}
+
+// credentialFor is the token of WithToken, else of TENURE_TOKEN_FILE; nil
+// when there is none. Errors name the file, never the token.
+func credentialFor(o options) (*credential, error) {
+	token := o.token
+	if !o.hasToken {
+		file := os.Getenv(TokenFileEnv)
+		if file == "" {
+			return nil, nil
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, invalid("token", "%s: cannot read the token file: %v", TokenFileEnv, err)
+		}
+		token = strings.TrimSpace(string(data))
+		if token == "" {
+			return nil, invalid("token", "%s: the token file %s is empty", TokenFileEnv, file)
+		}
+	}
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return nil, nil
+	}
+	for i := 0; i < len(token); i++ {
+		// The server's token file separates fields with whitespace, and a
+		// header cannot carry control characters: printable ASCII only.
+		if b := token[i]; b <= ' ' || b > '~' {
+			return nil, invalid("token", "the token has a space, a control character or a non-ASCII byte at offset %d; use printable ASCII without spaces", i)
+		}
+	}
+	return &credential{header: "Bearer " + token}, nil
+}
+
+// String names the endpoints and says whether a token is set, without
+// showing it.
+func (c *Client) String() string {
+	token := "no token"
+	if c.auth != nil {
+		token = "with a token"
+	}
+	return fmt.Sprintf("tenure.Client(%s, %s)", strings.Join(c.endpoints, ","), token)
+}
+
+// authorize adds the Authorization header to req, when a token is set.
+func (c *Client) authorize(req *http.Request) {
+	if c.auth != nil {
+		req.Header.Set("Authorization", c.auth.header)
+	}
+}
+
+// redact takes the token out of text from a node (an error message that
+// quotes the request, say), so that no error carries it.
+func (c *Client) redact(text string) string {
+	if c.auth == nil || text == "" {
+		return text
+	}
+	token := strings.TrimPrefix(c.auth.header, "Bearer ")
+	return strings.ReplaceAll(text, token, "[token]")
 }
 
 // Endpoints are the nodes this client talks to.

@@ -55,11 +55,20 @@
 // connection, or a 503 with outcome_unknown false), so that its 409 always
 // tells the truth about the caller's grant.
 //
+// # Authentication
+//
+// A cluster started with --tokens wants a bearer token: WithToken sets it
+// (by default, the trimmed contents of the file named by
+// TENURE_TOKEN_FILE), and every request, watches included, sends it as
+// "Authorization: Bearer TOKEN". A 401 or 403 is a *DeniedError, matching
+// ErrDenied, returned at once and never retried on any node. The token is
+// never printed.
+//
 // # Errors
 //
 // Match errors with errors.Is against ErrHeld, ErrUnavailable, ErrInvalid,
-// ErrLost and ErrProtocol, and take details with errors.As: *HeldError
-// (who holds the name, its token, how long), *UnavailableError (whether
-// the outcome is unknown), *InvalidError (the field to fix), *LostError
-// (why) and *ProtocolError.
+// ErrDenied, ErrLost and ErrProtocol, and take details with errors.As:
+// *HeldError (who holds the name, its token, how long), *UnavailableError
+// (whether the outcome is unknown), *InvalidError (the field to fix),
+// *DeniedError (401 or 403), *LostError (why) and *ProtocolError.
 package tenure

@@ -115,7 +115,9 @@ func (e *Election) Leader(ctx context.Context) (Leader, error) {
 // show it in between). It follows the watch stream, reconnecting across
 // nodes by itself; a node's "unavailable" is not a change, and repeated
 // states are reported once. The channel is closed when ctx ends (at
-// once, if the election's name is not a valid lease name).
+// once, if the election's name is not a valid lease name), or when a node
+// refuses the watch (a token without read permission, say: Leader then
+// returns the error).
 func (e *Election) Observe(ctx context.Context) <-chan Leader {
 	out := make(chan Leader)
 	states, err := e.c.Watch(ctx, e.name)

@@ -3,6 +3,7 @@ package tenure
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -20,13 +21,19 @@ var (
 	// whether a write may still take effect.
 	ErrUnavailable = errors.New("tenure: no node answered")
 	// ErrInvalid: a value was refused, by the client before sending or by
-	// a node (a 4xx other than 409). See *InvalidError for the field.
+	// a node (a 4xx other than 401, 403 and 409). See *InvalidError for
+	// the field.
 	ErrInvalid = errors.New("tenure: invalid request")
 	// ErrLost: the lease can no longer be trusted. See *LostError.
 	ErrLost = errors.New("tenure: lease lost")
 	// ErrProtocol: a node answered something this client does not
 	// understand. See *ProtocolError.
 	ErrProtocol = errors.New("tenure: unexpected answer")
+	// ErrDenied: the cluster requires a token and refused this one: none
+	// or an unknown one was sent (401), or it lacks the permission for
+	// that name or path (403). Never retried, on that node or another.
+	// See *DeniedError.
+	ErrDenied = errors.New("tenure: denied")
 	// ErrNoLeader: Election.Leader found nobody leading.
 	ErrNoLeader = errors.New("tenure: no leader")
 )
@@ -99,8 +106,8 @@ func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailab
 // Unwrap gives the context's error, if the context ended the call.
 func (e *UnavailableError) Unwrap() error { return e.Cause }
 
-// InvalidError is a value refused before sending, or a 4xx (other than 409)
-// from a node. It matches ErrInvalid.
+// InvalidError is a value refused before sending, or a 4xx (other than
+// 401, 403 and 409) from a node. It matches ErrInvalid.
 type InvalidError struct {
 	// Field is what to fix ("name", "holder", "ttl", "endpoints", ...),
 	// empty when the request as a whole was refused.
@@ -116,6 +123,32 @@ func (e *InvalidError) Unwrap() error { return ErrInvalid }
 func invalid(field, format string, args ...interface{}) *InvalidError {
 	return &InvalidError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
+
+// DeniedError is a 401 or 403: the cluster checks tokens (it was started
+// with --tokens) and refused the request. It matches ErrDenied. It never
+// holds the token.
+type DeniedError struct {
+	// Status is 401 (no token, or an unknown one; see WithToken) or 403
+	// (the token lacks the permission for the name, or for the path).
+	Status int
+	// Message is the node's explanation.
+	Message string
+}
+
+func (e *DeniedError) Error() string {
+	what := "no valid token"
+	if e.Status == http.StatusForbidden {
+		what = "the token lacks the permission"
+	}
+	s := fmt.Sprintf("tenure: denied (%d, %s)", e.Status, what)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Unwrap makes errors.Is(err, ErrDenied) true.
+func (e *DeniedError) Unwrap() error { return ErrDenied }
 
 // ProtocolError is an answer this client does not understand. It matches
 // ErrProtocol.

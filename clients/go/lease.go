@@ -199,8 +199,9 @@ func (l *Lease) keepalive(ctx context.Context, lastSent time.Duration) {
 			}
 			lastSent = l.c.now() - every
 		default:
-			// A refusal that is not about the grant (should not happen):
-			// keep trying until the deadline, at a modest pace.
+			// A refusal that is not about the grant (a token the cluster
+			// no longer accepts, say): keep trying until the deadline, at
+			// a modest pace.
 			lastSent = l.c.now()
 			if lastSent > deadline {
 				lastSent = deadline

@@ -161,6 +161,7 @@ func (c *Client) once(ctx context.Context, endpoint string, req request, limit t
 	if req.body != nil {
 		hreq.Header.Set("Content-Type", "application/json")
 	}
+	c.authorize(hreq)
 	resp, err := c.http.Do(hreq)
 	if err != nil {
 		return 0, body, classify(err, actx, limit)
@@ -173,11 +174,16 @@ func (c *Client) once(ctx context.Context, endpoint string, req request, limit t
 	if len(data) > maxAnswerBytes {
 		return 0, body, &attemptError{message: "answer too long", maybeApplied: true}
 	}
+	denied := resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden
 	if len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, &body); err != nil {
+		if err := json.Unmarshal(data, &body); err != nil && denied {
+			// A refusal is final whatever its body says: not retried.
+			body = wire{}
+		} else if err != nil {
 			return 0, body, &attemptError{message: fmt.Sprintf("answer (status %d) is not JSON: %v", resp.StatusCode, err), maybeApplied: true}
 		}
 	}
+	body.Error = c.redact(body.Error)
 	return resp.StatusCode, body, nil
 }
 

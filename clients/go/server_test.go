@@ -187,10 +187,12 @@ func tryCluster(t *testing.T) (*cluster, error) {
 
 // startDev starts `tenure dev` (three nodes in one process, on ports the
 // OS chooses) and returns its nodes' URLs, read from its first lines.
-func startDev(t *testing.T) []string {
+// extra are more arguments (--tokens FILE, say).
+func startDev(t *testing.T, extra ...string) []string {
 	t.Helper()
 	dir := t.TempDir()
-	p, err := spawn(t, []string{"dev", "--http-port", "0", "--data-dir", dir}, filepath.Join(dir, "dev.log"))
+	args := append([]string{"dev", "--http-port", "0", "--data-dir", dir}, extra...)
+	p, err := spawn(t, args, filepath.Join(dir, "dev.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

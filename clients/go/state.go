@@ -43,6 +43,10 @@ type State struct {
 	Waiters int
 	// Error is the node's explanation (409 bodies and unavailable lines).
 	Error string
+	// Err is set only on the last state of a watch that a node refused,
+	// before the channel closes: a *DeniedError (ErrDenied) for a 401 or
+	// 403, else an *InvalidError.
+	Err error
 }
 
 // String says the state in a sentence.

@@ -32,7 +32,9 @@ const (
 // node could be reached; the watch keeps trying.
 //
 // The channel is closed when ctx ends, or after a node refuses the watch
-// (a 4xx; the last State is then StateUnavailable with the node's reason).
+// (a 4xx, not retried on any node; the last State is then
+// StateUnavailable with the node's reason, and its Err is a *DeniedError
+// for a 401 or 403, an *InvalidError otherwise).
 func (c *Client) Watch(ctx context.Context, name string) (<-chan State, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -101,6 +103,7 @@ func (c *Client) stream(ctx context.Context, endpoint, name string, send func(St
 	if err != nil {
 		return false, nil, err
 	}
+	c.authorize(req)
 	// The head must come within an attempt's time; the body may then
 	// stream for as long as the watch lasts.
 	headTimer := time.AfterFunc(c.attemptTimeout, cancel)
@@ -116,11 +119,13 @@ func (c *Client) stream(ctx context.Context, endpoint, name string, send func(St
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		var body wire
 		_ = json.NewDecoder(http.MaxBytesReader(nil, resp.Body, maxAnswerBytes)).Decode(&body)
+		body.Error = c.redact(body.Error)
+		refusal := refusal(&answer{status: resp.StatusCode, body: body, endpoint: endpoint})
 		msg := body.Error
 		if msg == "" {
 			msg = fmt.Sprintf("refused with status %d", resp.StatusCode)
 		}
-		return false, &State{State: StateUnavailable, Error: msg}, nil
+		return false, &State{State: StateUnavailable, Error: msg, Err: refusal}, nil
 	}
 	if resp.StatusCode != http.StatusOK {
 		return false, nil, fmt.Errorf("status %d", resp.StatusCode)

@@ -10,6 +10,12 @@ import pytest
 from servers import Cluster, Dev
 
 
+@pytest.fixture(autouse=True)
+def no_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients get a token only where a test gives one."""
+    monkeypatch.delenv("TENURE_TOKEN_FILE", raising=False)
+
+
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     """One ``tenure dev`` shared by a module's tests (each uses its own

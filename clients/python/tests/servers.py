@@ -124,10 +124,16 @@ def ready(url: str) -> bool:
 
 
 class Dev:
-    """``tenure dev --http-port 0``: three nodes in one process."""
+    """``tenure dev --http-port 0``: three nodes in one process; with
+    ``tokens`` (the lines of a tokens file), ``--tokens`` turns
+    authentication on."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tokens: Optional[list[str]] = None) -> None:
         args = ["dev", "--http-port", "0", "--data-dir", str(folder / "data")]
+        if tokens is not None:
+            path = folder / "tokens"
+            path.write_text("".join(line + "\n" for line in tokens))
+            args += ["--tokens", str(path)]
         self.proc = Proc(args, folder / "dev.log")
         self.urls: list[str] = []
         try:

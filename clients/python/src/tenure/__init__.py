@@ -19,6 +19,7 @@ from .client import Client
 from .deadline import holder_deadline, most_of_the_lease_left
 from .election import Election
 from .errors import (
+    Denied,
     Error,
     Held,
     Invalid,
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncLease",
     "AsyncLock",
     "Client",
+    "Denied",
     "Election",
     "Error",
     "Grant",

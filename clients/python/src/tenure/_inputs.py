@@ -20,6 +20,8 @@ _NAME = re.compile(r"[A-Za-z0-9._\-/:]{1,128}")
 MIN_TTL_MS = 10
 MAX_TTL_MS = 86_400_000
 MAX_WAIT = 300.0
+#: Names the file holding the bearer token when none is given.
+TOKEN_FILE_ENV = "TENURE_TOKEN_FILE"
 
 
 def endpoints(given: Union[str, Sequence[str], None]) -> list[str]:
@@ -45,6 +47,35 @@ def endpoints(given: Union[str, Sequence[str], None]) -> list[str]:
     if not out:
         raise Invalid("no endpoints given", "endpoints")
     return out
+
+
+def token(given: Optional[str]) -> Optional[str]:
+    """The bearer token given, else the contents (stripped) of the file
+    ``TENURE_TOKEN_FILE`` names, else ``None`` (no token is sent). Errors
+    name the file, never the token."""
+    where = "token"
+    if given is None:
+        path = os.environ.get(TOKEN_FILE_ENV)
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+            raise Invalid(f"{TOKEN_FILE_ENV}={path!r}: cannot read it: {why}", "token") from None
+        # Decoded by hand: a decoding error would quote the token's bytes.
+        given = "".join(map(chr, raw))
+        where = f"the token in {path!r} (from {TOKEN_FILE_ENV})"
+    value = given.strip()
+    if not value:
+        raise Invalid(f"{where} is empty", "token")
+    if not all("!" <= c <= "~" for c in value):
+        raise Invalid(
+            f"{where}: a token is one word of printable ASCII characters, no spaces",
+            "token",
+        )
+    return value
 
 
 def name(value: str) -> str:

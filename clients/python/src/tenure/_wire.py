@@ -9,7 +9,7 @@ from typing import Any, Optional, TypeGuard
 
 from . import _inputs
 from .deadline import drift_ppm
-from .errors import Held, Invalid, ProtocolError
+from .errors import Denied, Error, Held, Invalid, ProtocolError
 from .state import Grant, LeaseState
 
 #: Answers are a few hundred bytes; refuse to buffer more than this.
@@ -51,6 +51,16 @@ class BadAnswer(Exception):
 
 
 HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
+
+def auth_headers(token: Optional[str]) -> dict[str, str]:
+    """What every request carries (watches too) to be let in. Kept in the
+    HTTP client's own headers, which httpx never shows (``[secure]``)."""
+    return {} if token is None else {"authorization": f"Bearer {token}"}
+
+
+#: The answers of a node that refuses the credentials (``Denied``).
+DENIED = (401, 403)
 
 
 def decode(status: int, data: bytes) -> Any:
@@ -140,6 +150,8 @@ def conflict(answer: Answer) -> Held:
 
 def refusal(answer: Answer) -> Exception:
     body = answer.body if isinstance(answer.body, dict) else {}
+    if answer.status in DENIED:
+        return denied(answer.status, body.get("error"))
     if 400 <= answer.status < 500:
         message = body.get("error")
         field = body.get("field")
@@ -214,9 +226,15 @@ class Lines:
         return out
 
 
-def watch_refusal(status: int, data: bytes) -> Invalid:
+def denied(status: int, message: object) -> Denied:
+    return Denied(status, message if isinstance(message, str) else f"refused with {status}")
+
+
+def watch_refusal(status: int, data: bytes) -> Error:
     try:
         message = json.loads(data).get("error")
     except (ValueError, AttributeError):
         message = None
+    if status in DENIED:
+        return denied(status, message)
     return Invalid(message if isinstance(message, str) else f"refused with {status}", None)

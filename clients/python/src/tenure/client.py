@@ -29,6 +29,10 @@ class Client:
     take. ``call_timeout``: the most one call may take across retries and
     nodes. ``clock``: where send times and deadlines are read (by default
     ``CLOCK_BOOTTIME``); another is for a program's own tests.
+    ``token``: the bearer token sent with every request, watches included,
+    to a cluster that requires one; by default the contents (stripped) of
+    the file ``TENURE_TOKEN_FILE`` names, else none. A refusal of it
+    raises ``Denied``.
     """
 
     def __init__(
@@ -38,14 +42,18 @@ class Client:
         attempt_timeout: float = _failover.DEFAULT_ATTEMPT_TIMEOUT,
         call_timeout: float = _failover.DEFAULT_CALL_TIMEOUT,
         clock: Clock = boottime,
+        token: Optional[str] = None,
     ) -> None:
         self._nodes = _failover.Nodes(_inputs.endpoints(endpoints))
+        # Only in the HTTP client's headers: never an attribute, a repr or
+        # a log line of this package.
+        auth = _wire.auth_headers(_inputs.token(token))
         self.attempt_timeout = attempt_timeout
         self.call_timeout = call_timeout
         self.clock = clock
         # No proxies from the environment: the nodes are reached directly.
         self._http = httpx.Client(
-            trust_env=False, limits=httpx.Limits(max_keepalive_connections=8)
+            trust_env=False, headers=auth, limits=httpx.Limits(max_keepalive_connections=8)
         )
 
     @property

@@ -56,14 +56,27 @@ class Unavailable(Error):
 
 
 class Invalid(Error):
-    """The request was refused as malformed (a ``4xx`` other than ``409``),
-    or a value was out of range before anything was sent. ``field`` names
-    what to fix, when one field is at fault."""
+    """The request was refused as malformed (a ``4xx`` other than ``401``,
+    ``403`` and ``409``), or a value was out of range before anything was
+    sent. ``field`` names what to fix, when one field is at fault."""
 
     def __init__(self, message: str, field: Optional[str] = None) -> None:
         super().__init__(f"invalid request: {message}")
         self.message = message
         self.field = field
+
+
+class Denied(Error):
+    """The cluster refused the credentials: ``401`` when no token was sent
+    or the token is unknown, ``403`` when the token does not allow this
+    request on this name. A question of configuration, not of a node: it
+    is neither retried nor sent to another node. ``message`` is the
+    node's reason; the token itself is never part of the error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"denied ({status}): {message}")
+        self.status = status
+        self.message = message
 
 
 class ProtocolError(Error):

@@ -309,8 +309,9 @@ def _keepalive(client: Client, holder: str, core: LeaseCore) -> None:
             core.lose(LostReason.EXPIRED)
             return
         except Error:
-            # A refusal that is not about the grant (should not happen):
-            # keep trying until the deadline, at a modest pace.
+            # A refusal that is not about the grant (``Denied``: the token
+            # was withdrawn mid-lease): keep trying until the deadline, at
+            # a modest pace; the grant is still this holder's.
             last_sent = min(core.clock(), deadline)
             continue
         if not core.renewed(grant):

@@ -32,13 +32,17 @@ class AsyncClient:
         attempt_timeout: float = _failover.DEFAULT_ATTEMPT_TIMEOUT,
         call_timeout: float = _failover.DEFAULT_CALL_TIMEOUT,
         clock: Clock = boottime,
+        token: Optional[str] = None,
     ) -> None:
         self._nodes = _failover.Nodes(_inputs.endpoints(endpoints))
+        # Only in the HTTP client's headers: never an attribute, a repr or
+        # a log line of this package.
+        auth = _wire.auth_headers(_inputs.token(token))
         self.attempt_timeout = attempt_timeout
         self.call_timeout = call_timeout
         self.clock = clock
         self._http = httpx.AsyncClient(
-            trust_env=False, limits=httpx.Limits(max_keepalive_connections=8)
+            trust_env=False, headers=auth, limits=httpx.Limits(max_keepalive_connections=8)
         )
 
     @property

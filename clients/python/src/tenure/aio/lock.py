@@ -285,7 +285,8 @@ async def _keepalive(client: AsyncClient, holder: str, core: LeaseCore) -> None:
             core.lose(LostReason.EXPIRED)
             return
         except Error:
-            last_sent = min(core.clock(), deadline)  # not about the grant: retry
+            # Not about the grant (``Denied``: a token withdrawn): retry.
+            last_sent = min(core.clock(), deadline)
             continue
         if not core.renewed(grant):
             return
