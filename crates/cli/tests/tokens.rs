@@ -19,7 +19,12 @@ fn tokens_file(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
 }
 
 /// A request with `token`, as (status, JSON body, WWW-Authenticate).
-fn call(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value, String) {
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(TIMEOUT))
@@ -61,27 +66,73 @@ fn tokens_allow_what_their_grants_say_and_nothing_else() {
 
     let (status, body, challenge) = call("PUT", &lock, None, acquire);
     assert_eq!((status, challenge.as_str()), (401, "Bearer"), "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("Authorization: Bearer"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
     let (status, _, _) = call("PUT", &lock, Some("unknown-token-0123456789"), acquire);
     assert_eq!(status, 401);
 
-    until(Duration::from_secs(20), "a grant with the lock token", || {
-        call("PUT", &lock, Some(LOCKER), acquire).0 == 201
-    });
-    let (status, body, _) = call("PUT", &format!("{}/v1/locks/scheduler", dev.url()), Some(LOCKER), acquire);
+    until(
+        Duration::from_secs(20),
+        "a grant with the lock token",
+        || call("PUT", &lock, Some(LOCKER), acquire).0 == 201,
+    );
+    let (status, body, _) = call(
+        "PUT",
+        &format!("{}/v1/locks/scheduler", dev.url()),
+        Some(LOCKER),
+        acquire,
+    );
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("may not lock scheduler"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("may not lock scheduler"),
+        "{body}"
+    );
 
     // The viewer reads its names and their history, and nothing more.
     assert_eq!(call("GET", &lock, Some(VIEWER), "").0, 200);
-    assert_eq!(call("GET", &format!("{lock}/history"), Some(VIEWER), "").0, 200);
+    assert_eq!(
+        call("GET", &format!("{lock}/history"), Some(VIEWER), "").0,
+        200
+    );
     assert_eq!(call("PUT", &lock, Some(VIEWER), acquire).0, 403);
-    assert_eq!(call("GET", &format!("{}/v1/cluster", dev.url()), Some(VIEWER), "").0, 403);
-    assert_eq!(call("GET", &format!("{}/v1/cluster", dev.url()), Some(LOCKER), "").0, 200);
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/v1/cluster", dev.url()),
+            Some(VIEWER),
+            ""
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            "GET",
+            &format!("{}/v1/cluster", dev.url()),
+            Some(LOCKER),
+            ""
+        )
+        .0,
+        200
+    );
     // Liveness and the page's own files need no token.
-    assert_eq!(call("GET", &format!("{}/healthz", dev.url()), None, "").0, 200);
+    assert_eq!(
+        call("GET", &format!("{}/healthz", dev.url()), None, "").0,
+        200
+    );
     assert_eq!(call("GET", &format!("{}/ui", dev.url()), None, "").0, 200);
-    assert_eq!(call("GET", &format!("{}/ui/events", dev.url()), None, "").0, 401);
+    assert_eq!(
+        call("GET", &format!("{}/ui/events", dev.url()), None, "").0,
+        401
+    );
 
     // The CLI sends the token of its token file.
     let token_file = dir.path().join("my-token");
@@ -93,7 +144,10 @@ fn tokens_allow_what_their_grants_say_and_nothing_else() {
         .output()
         .expect("run tenure status");
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("held by cron-1"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("held by cron-1"),
+        "{out:?}"
+    );
     let refused = Command::new(BIN)
         .args(["status", "jobs/nightly", "--endpoints", &dev.url()])
         .env_remove("TENURE_TOKEN_FILE")
@@ -101,7 +155,10 @@ fn tokens_allow_what_their_grants_say_and_nothing_else() {
         .output()
         .expect("run tenure status");
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -115,7 +172,10 @@ fn sighup_reads_the_tokens_file_again_and_a_bad_one_changes_nothing() {
     });
     let pid = dev.child.id().to_string();
     let hup = || {
-        let status = Command::new("kill").args(["-HUP", &pid]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill");
         assert!(status.success());
     };
     // A file that does not parse: the old tokens stay.
@@ -124,7 +184,11 @@ fn sighup_reads_the_tokens_file_again_and_a_bad_one_changes_nothing() {
     // A refused file changes nothing a client can see, so there is no
     // event to wait for: give the node a moment to have read it.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(call("GET", &url, Some(VIEWER), "").0, 404, "the old tokens stay");
+    assert_eq!(
+        call("GET", &url, Some(VIEWER), "").0,
+        404,
+        "the old tokens stay"
+    );
     // The viewer's token rotated out, a new one in.
     std::fs::write(&file, format!("{LOCKER} lock *\n")).expect("write");
     hup();
@@ -132,5 +196,8 @@ fn sighup_reads_the_tokens_file_again_and_a_bad_one_changes_nothing() {
         call("GET", &url, Some(VIEWER), "").0 == 401
     });
     assert_eq!(call("GET", &url, Some(LOCKER), "").0, 404);
-    assert!(dev.child.try_wait().expect("try_wait").is_none(), "SIGHUP does not stop the node");
+    assert!(
+        dev.child.try_wait().expect("try_wait").is_none(),
+        "SIGHUP does not stop the node"
+    );
 }

@@ -175,6 +175,53 @@ fn the_page_shows_a_lock_and_its_release_without_a_reload() {
     assert!(first.contains("released token 1 of cron-1"), "{changes}");
 }
 
+/// With tokens on, the page takes one from its address (never sent to
+/// the node as such) and streams with it.
+#[test]
+fn the_page_streams_with_a_token_from_its_address() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "viewer-token-0123456789 read *\nlocker-token-0123456789 lock *\n",
+    )
+    .expect("write tokens");
+    let dev = Dev::start(&["--tokens", tokens.to_str().expect("utf-8")]);
+    let lock = format!("{}/v1/locks/guarded", dev.url());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    until(
+        Duration::from_secs(20),
+        "a grant with the lock token",
+        || {
+            agent
+                .put(&lock)
+                .header("authorization", "Bearer locker-token-0123456789")
+                .send(r#"{"holder":"cron-2","ttl_ms":30000}"#)
+                .is_ok_and(|r| r.status() == 201)
+        },
+    );
+    browser.open(&format!("{}/ui#token=viewer-token-0123456789", dev.url()));
+    until(Duration::from_secs(10), "the page to show the lock", || {
+        shown(&browser, "guarded")["holder"] == "cron-2"
+    });
+    // Another path than before, so that the browser loads the page again.
+    browser.open(&format!("{}/ui/#token=wrong-token-0123456789", dev.url()));
+    until(
+        Duration::from_secs(10),
+        "the page to say the token was refused",
+        || {
+            browser.run("return document.querySelector('[data-testid=live]').textContent;")
+                == "token refused (401)"
+        },
+    );
+}
+
 #[test]
 fn the_page_and_its_files_carry_a_strict_content_security_policy() {
     let dev = Dev::start(&[]);

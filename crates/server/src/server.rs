@@ -313,7 +313,10 @@ fn core_config(
 async fn reload_on_hangup(auth: Arc<Auth>, node: NodeId, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!(node = node.0, "cannot listen for SIGHUP: the tokens file is read only at start");
+        tracing::warn!(
+            node = node.0,
+            "cannot listen for SIGHUP: the tokens file is read only at start"
+        );
         return;
     };
     loop {
@@ -322,8 +325,12 @@ async fn reload_on_hangup(auth: Arc<Auth>, node: NodeId, mut stop: watch::Receiv
             _ = stop.changed() => return,
         }
         match auth.reload() {
-            Ok(()) => tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again"),
-            Err(e) => tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay"),
+            Ok(()) => {
+                tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again")
+            }
+            Err(e) => {
+                tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay")
+            }
         }
     }
 }

@@ -179,7 +179,10 @@ impl Auth {
 /// What a request needs: a permission, on one name or on every name;
 /// `None` when it is served to anyone.
 fn needs(method: &Method, path: &str) -> Option<(Permission, Option<String>)> {
-    if matches!(path, "/healthz" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css") {
+    if matches!(
+        path,
+        "/healthz" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css"
+    ) {
         return None;
     }
     let Some(name) = path.strip_prefix("/v1/locks/") else {
@@ -273,7 +276,10 @@ admin-token-0123456789abc   admin *
                 other => panic!("{text:?}: {other:?}"),
             }
         }
-        assert!(matches!(Tokens::parse("# nothing\n"), Err(TokensError::Empty)));
+        assert!(matches!(
+            Tokens::parse("# nothing\n"),
+            Err(TokensError::Empty)
+        ));
     }
 
     #[test]
@@ -292,6 +298,9 @@ admin-token-0123456789abc   admin *
             needs(&Method::DELETE, "/v1/locks/jobs/a"),
             Some((Permission::Lock, Some("jobs/a".into())))
         );
-        assert_eq!(needs(&Method::GET, "/metrics"), Some((Permission::Read, None)));
+        assert_eq!(
+            needs(&Method::GET, "/metrics"),
+            Some((Permission::Read, None))
+        );
     }
 }
