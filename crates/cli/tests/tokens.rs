@@ -134,6 +134,28 @@ fn tokens_allow_what_their_grants_say_and_nothing_else() {
         401
     );
 
+    // Each refusal is counted, by why.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let metrics = agent
+        .get(format!("{}/metrics", dev.url()))
+        .header("authorization", format!("Bearer {LOCKER}"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    for reason in ["no_token", "unknown_token", "not_allowed"] {
+        let line = format!("tenure_http_refused_total{{reason=\"{reason}\"}} ");
+        let count = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        assert!(count.is_some_and(|n| n >= 1), "{reason}: {count:?}");
+    }
+
     // The CLI sends the token of its token file.
     let token_file = dir.path().join("my-token");
     std::fs::write(&token_file, format!("{LOCKER}\n")).expect("write token");

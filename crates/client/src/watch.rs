@@ -114,12 +114,17 @@ async fn follow(client: Client, name: LeaseName, tx: mpsc::Sender<Result<LeaseSt
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.to_bytes()).ok())
                     .and_then(|v| v["error"].as_str().map(str::to_string))
                     .unwrap_or_else(|| format!("refused with {status}"));
-                let _ = tx
-                    .send(Err(Error::Invalid {
+                let refused = match status {
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Denied {
+                        status: status.as_u16(),
+                        message,
+                    },
+                    _ => Error::Invalid {
                         message,
                         field: None,
-                    }))
-                    .await;
+                    },
+                };
+                let _ = tx.send(Err(refused)).await;
                 return;
             }
             Err(error) if !told_unreachable => {

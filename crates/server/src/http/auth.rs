@@ -212,6 +212,7 @@ pub async fn authenticate(State(app): State<AppState>, request: Request, next: N
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(token) = token else {
+        app.metrics.http_refused("no_token");
         return ApiError::unauthorized(
             "this node requires a token: send Authorization: Bearer TOKEN".to_string(),
         )
@@ -224,10 +225,12 @@ pub async fn authenticate(State(app): State<AppState>, request: Request, next: N
     match auth.current().check(token, need, name.as_deref()) {
         Ok(()) => next.run(request).await,
         Err(Denied::Unknown) => {
+            app.metrics.http_refused("unknown_token");
             ApiError::unauthorized("this token is not known to this node".to_string())
                 .into_response()
         }
         Err(Denied::NotAllowed) => {
+            app.metrics.http_refused("not_allowed");
             ApiError::forbidden(format!("this token may not {what}")).into_response()
         }
     }
