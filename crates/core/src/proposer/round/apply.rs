@@ -57,20 +57,17 @@ impl RoundCtx<'_> {
                 }
             }
             let (change, answer) = lease::apply(&current, current_age, &p.op, waiting, &rules);
-            let outcome = match &answer {
-                Answer::Reply(outcome) => Some(outcome),
-                Answer::Wait(_) => None,
-            };
+            if let Change::Fresh(next) | Change::Kept(next) = &change {
+                let outcome = match &answer {
+                    Answer::Reply(outcome) => Some(outcome),
+                    Answer::Wait(_) => None,
+                };
+                let did = lease::transitions(&current, current_age, next, outcome, &rules);
+                changes.extend(did);
+            }
             match change {
                 Change::Unchanged => {}
                 Change::Fresh(next) => {
-                    changes.extend(lease::transitions(
-                        &current,
-                        current_age,
-                        &next,
-                        outcome,
-                        &rules,
-                    ));
                     current = next;
                     current_age = Micros::ZERO;
                     clock = LeaseClock {
@@ -80,13 +77,6 @@ impl RoundCtx<'_> {
                     changed = true;
                 }
                 Change::Kept(next) => {
-                    changes.extend(lease::transitions(
-                        &current,
-                        current_age,
-                        &next,
-                        outcome,
-                        &rules,
-                    ));
                     current = next;
                     changed = true;
                 }
