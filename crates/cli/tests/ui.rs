@@ -164,6 +164,7 @@ fn the_page_shows_a_lock_and_its_release_without_a_reload() {
         || shown(&browser, "nightly")["state"] == "free",
     );
     let took = released.elapsed();
+    eprintln!("the release showed on the page {took:?} after its answer");
     assert!(
         took < Duration::from_secs(1),
         "the release showed after {took:?}"
