@@ -89,6 +89,8 @@ fn print_banner(nodes: &[server::Running], data_dir: &std::path::Path) -> std::i
         "  curl -i -X PUT http://{first}/v1/locks/scheduler -d '{{\"holder\": \"web-1\", \"ttl_ms\": 10000}}'"
     )?;
     writeln!(out, "  curl -i http://{first}/v1/locks/scheduler")?;
+    writeln!(out, "  tenure history scheduler --endpoints http://{first}")?;
+    writeln!(out, "and watch it live at http://{first}/ui")?;
     writeln!(out)?;
     writeln!(out, "Ctrl-C stops the cluster.")?;
     out.flush()
