@@ -371,11 +371,14 @@ impl Node {
         if !self.renewals_told.tell(now, &chosen) {
             return;
         }
+        // Sent at once, not held for this node's writes: a majority has
+        // made the value durable, or it would not be chosen.
         if proposer == self.config.node {
             let news = Message::Chosen(news_of(&chosen));
-            for node in self.config.members.clone() {
-                if node != proposer {
-                    self.hold(Outgoing::Send(node, news.clone()));
+            for to in self.config.members.clone() {
+                if to != proposer {
+                    let message = news.clone();
+                    self.transmits.push_back(Transmit { to, message });
                 }
             }
         }

@@ -188,7 +188,7 @@ impl RoundCtx<'_> {
     /// Tell the node what a value chosen at `ballot` changed: its grant,
     /// or (no changes) only its queue of waiters.
     pub(super) fn report_chosen(&mut self, ballot: Ballot, changes: Vec<Transition>) {
-        let took = self.now.since(running(self.state).started);
+        let took = self.now.since(running(self.state).started.0);
         self.fx.chosen.push(Chosen {
             name: self.name.clone(),
             ballot,
