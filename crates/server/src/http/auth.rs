@@ -11,6 +11,7 @@
 //! not parse leaves the tokens as they were.
 
 use super::error::ApiError;
+use super::locks::{HISTORY_SUFFIX, LOCKS_PREFIX};
 use super::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
@@ -185,11 +186,11 @@ fn needs(method: &Method, path: &str) -> Option<(Permission, Option<String>)> {
     ) {
         return None;
     }
-    let Some(name) = path.strip_prefix("/v1/locks/") else {
+    let Some(name) = path.strip_prefix(LOCKS_PREFIX) else {
         return Some((Permission::Read, None));
     };
     if matches!(*method, Method::GET | Method::HEAD) {
-        let name = name.strip_suffix("/history").unwrap_or(name);
+        let name = name.strip_suffix(HISTORY_SUFFIX).unwrap_or(name);
         Some((Permission::Read, Some(name.to_string())))
     } else {
         Some((Permission::Lock, Some(name.to_string())))

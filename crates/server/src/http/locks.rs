@@ -225,7 +225,9 @@ fn history(
 }
 
 /// The path under a lock's own that shows its history.
-const HISTORY_SUFFIX: &str = "/history";
+pub(super) const HISTORY_SUFFIX: &str = "/history";
+/// Where the lock paths begin; the name follows.
+pub(super) const LOCKS_PREFIX: &str = "/v1/locks/";
 
 fn lock_name(name: &str) -> Result<LeaseName, ApiError> {
     LeaseName::new(name).map_err(|e| ApiError::input(&e))
@@ -238,7 +240,7 @@ pub async fn history_is_read_only(request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
     if let Some(of) = path
-        .strip_prefix("/v1/locks/")
+        .strip_prefix(LOCKS_PREFIX)
         .and_then(|name| name.strip_suffix(HISTORY_SUFFIX))
         .filter(|_| !read)
     {

@@ -9,17 +9,16 @@
 //! shown is read again when its remaining time runs out; the cluster is
 //! sent every second. The page never polls.
 
-use super::error::ApiError;
 use super::status::cluster_json;
 use super::view::view_json;
+use super::watch::{streamed, Slot};
 use super::{AppState, OpLabel};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenure_core::{LeaseName, LeaseView, Op, Outcome};
@@ -77,30 +76,13 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
 /// `GET /ui/events`: the page's event stream. It holds a connection as a
 /// watch does, and counts against the same bound.
 pub async fn events(State(app): State<AppState>) -> Response {
-    let Ok(permit) = app.watches.clone().try_acquire_owned() else {
-        app.metrics.http_refused("watches");
-        let refused = ApiError::unavailable(format!(
-            "this node serves {} watches and live pages at once and has none free; open the page on another node",
-            app.limits.max_watches
-        ));
-        return refused.into_response();
+    let slot = Slot {
+        serves: "watches and live pages",
+        elsewhere: "open the page on another node",
+        content_type: "text/event-stream",
+        buffered: EVENTS_BUFFERED,
     };
-    let (events, rx) = mpsc::channel::<Bytes>(EVENTS_BUFFERED);
-    tokio::spawn(async move {
-        feed(app, events).await;
-        drop(permit);
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|event| (Ok::<_, Infallible>(event), rx))
-    });
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(body))
-        .unwrap_or_else(|_| Response::new(Body::empty()));
+    let mut response = streamed(app, slot, feed);
     response.extensions_mut().insert(OpLabel("ui"));
     response
 }

@@ -31,27 +31,59 @@ const EXPIRY_SLACK: Duration = Duration::from_millis(5);
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 pub fn stream(app: AppState, name: LeaseName) -> Response {
-    // A watch holds a connection for as long as it lasts: bounded, so that
-    // watchers cannot take every connection from lock clients.
+    let slot = Slot {
+        serves: "watches",
+        elsewhere: "watch through another node",
+        content_type: "application/x-ndjson",
+        buffered: LINES_BUFFERED,
+    };
+    streamed(app, slot, move |app, lines| watch(app, name, lines))
+}
+
+/// What a long-lived stream is, for [`streamed`].
+pub(super) struct Slot {
+    /// What the node's bound counts, and where to go when it is reached.
+    pub serves: &'static str,
+    pub elsewhere: &'static str,
+    pub content_type: &'static str,
+    /// Chunks buffered for a slow reader before `feed` waits on it.
+    pub buffered: usize,
+}
+
+/// A response streamed from `feed`, which writes until the client goes.
+/// It holds a connection for as long as it lasts, so it takes one of the
+/// node's watch slots: bounded, so that streams cannot take every
+/// connection from lock clients; with none free, `503`.
+pub(super) fn streamed<Feed>(
+    app: AppState,
+    slot: Slot,
+    feed: impl FnOnce(AppState, mpsc::Sender<Bytes>) -> Feed,
+) -> Response
+where
+    Feed: std::future::Future<Output = ()> + Send + 'static,
+{
     let Ok(permit) = app.watches.clone().try_acquire_owned() else {
         app.metrics.http_refused("watches");
         return ApiError::unavailable(format!(
-            "this node serves {} watches at once and has none free; watch through another node",
-            app.limits.max_watches
+            "this node serves {} {} at once and has none free; {}",
+            app.limits.max_watches, slot.serves, slot.elsewhere
         ))
         .into_response();
     };
-    let (lines, rx) = mpsc::channel::<Bytes>(LINES_BUFFERED);
+    let (chunks, rx) = mpsc::channel::<Bytes>(slot.buffered);
+    let fed = feed(app, chunks);
     tokio::spawn(async move {
-        watch(app, name, lines).await;
+        fed.await;
         drop(permit);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok::<_, Infallible>(line), rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
     });
     Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CONTENT_TYPE, slot.content_type)
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
