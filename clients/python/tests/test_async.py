@@ -29,13 +29,13 @@ def test_an_async_grant_carries_a_token_and_a_conflict_names_the_holder(dev: Dev
 def test_an_async_lease_is_renewed_and_a_waiter_gets_it_on_release(dev: Dev) -> None:
     async def scenario() -> None:
         async with tenure.AsyncClient(dev.urls) as client:
-            first = await client.lock("async-wait", ttl=0.6, holder="first").acquire()
+            first = await client.lock("async-wait", ttl=1.5, holder="first").acquire()
             second = asyncio.ensure_future(
                 client.lock("async-wait", ttl=10.0, holder="second", wait=10.0).acquire()
             )
             # Past the ttl, renewed in the background while the other waits.
             with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(first.lost.wait(), timeout=1.5)
+                await asyncio.wait_for(first.lost.wait(), timeout=3.0)
             first.check()
             await first.release()
             lease = await asyncio.wait_for(second, timeout=5.0)
