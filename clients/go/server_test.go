@@ -170,6 +170,8 @@ func tryCluster(t *testing.T) (*cluster, error) {
 			"--http", fmt.Sprintf("127.0.0.1:%d", ports[id-1]),
 			"--peer-listen", fmt.Sprintf("127.0.0.1:%d", ports[2+id]),
 			"--peers", strings.Join(peers, ","),
+			// These tests are of the client: loopback peers in plain TCP.
+			"--insecure-peers",
 		}
 		p, err := spawn(t, args, filepath.Join(dir, fmt.Sprintf("node-%d.log", id)))
 		if err != nil {

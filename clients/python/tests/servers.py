@@ -172,6 +172,8 @@ class Cluster:
                         "server", "--id", str(i + 1), "--data-dir", str(node),
                         "--http", f"127.0.0.1:{http[i]}",
                         "--peer-listen", f"127.0.0.1:{peer[i]}", "--peers", peers,
+                        # These tests are of the client: loopback peers in plain TCP.
+                        "--insecure-peers",
                     ]
                     self.nodes.append(Proc(args, node.with_suffix(".log")))
                     self.nodes[-1].next_line()

@@ -323,8 +323,10 @@ pub struct TenureCluster {
     _dir: tempfile::TempDir,
 }
 
-/// The arguments of node `id` (1-based) of a 3-node cluster.
-pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path) -> Vec<String> {
+/// The arguments of node `id` (1-based) of a 3-node cluster, its peer
+/// links in mutual TLS with the certificates `tenure certs` made in `tls`.
+pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path, tls: &Path) -> Vec<String> {
+    let file = |name: String| tls.join(name).display().to_string();
     let peers: Vec<String> = (0..3)
         .map(|j| format!("{}=127.0.0.1:{}", j + 1, peer[j]))
         .collect();
@@ -340,6 +342,12 @@ pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path) -> Vec<St
         format!("127.0.0.1:{}", peer[id - 1]),
         "--peers".into(),
         peers.join(","),
+        "--ca".into(),
+        file("ca.pem".into()),
+        "--cert".into(),
+        file(format!("node-{id}.pem")),
+        "--key".into(),
+        file(format!("node-{id}-key.pem")),
     ]
 }
 
@@ -364,12 +372,22 @@ impl TenureCluster {
             .tempdir_in(root)?;
         let ports = free_ports(6)?;
         let (http, peer) = ports.split_at(3);
+        let tls = dir.path().join("tls");
+        let made = Command::new(bin)
+            .args(["certs", "--nodes", "1,2,3", "--dir"])
+            .arg(&tls)
+            .stdout(Stdio::null())
+            .status()
+            .context("run tenure certs")?;
+        if !made.success() {
+            bail!("tenure certs failed: {made}");
+        }
         let mut nodes = Vec::new();
         for id in 1..=3 {
             let data = dir.path().join(format!("node-{id}"));
             let log = dir.path().join(format!("node-{id}.log"));
             let mut cmd = Command::new(bin);
-            cmd.args(tenure_args(id, http, peer, &data))
+            cmd.args(tenure_args(id, http, peer, &data, &tls))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped());
             let mut p = Proc::spawn(format!("tenure node {id}"), &mut cmd, log)?;
@@ -457,12 +475,13 @@ mod tests {
             at(&etcd, "--initial-cluster"),
             "n1=http://127.0.0.1:4,n2=http://127.0.0.1:5,n3=http://127.0.0.1:6"
         );
-        let tenure = tenure_args(3, &[1, 2, 3], &[4, 5, 6], data);
+        let tenure = tenure_args(3, &[1, 2, 3], &[4, 5, 6], data, Path::new("/tls"));
         assert_eq!(at(&tenure, "--id"), "3");
         assert_eq!(at(&tenure, "--http"), "127.0.0.1:3");
         assert_eq!(
             at(&tenure, "--peers"),
             "1=127.0.0.1:4,2=127.0.0.1:5,3=127.0.0.1:6"
         );
+        assert_eq!(at(&tenure, "--cert"), "/tls/node-3.pem");
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use tenure_core::{DriftBound, NodeId};
+use tenure_server::tls::issue::Ca;
 use tenure_server::{server, Listeners, ServerConfig};
 
 const NODES: u16 = 3;
@@ -38,6 +39,13 @@ pub async fn run(
         let addr = listeners.peer.local_addr()?;
         peers.insert(NodeId(i as u16 + 1), addr.to_string());
     }
+    // Peer links in mutual TLS, as in production: the CA is made at the
+    // first start and kept in the data folder; node certificates are made
+    // afresh at every start, so they never expire under a long-lived one.
+    let tls_dir = data_dir.join("tls");
+    let ca = Ca::open_or_create(&tls_dir)
+        .with_context(|| format!("cannot make the dev CA in {}", tls_dir.display()))?;
+    let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
     let mut nodes = Vec::new();
     for (i, listeners) in bound.into_iter().enumerate() {
         let id = NodeId(i as u16 + 1);
@@ -45,6 +53,10 @@ pub async fn run(
         let mut config = ServerConfig::new(id, dir, peers.clone());
         config.drift = drift;
         config.tokens = tokens.clone();
+        config.peer_tls = Some(
+            ca.issue_node(id, &hosts)
+                .with_context(|| format!("cannot make node {}'s certificate", id.0))?,
+        );
         let running = server::start(config, listeners)
             .await
             .with_context(|| format!("cannot start node {}", id.0))?;
@@ -75,7 +87,7 @@ fn print_banner(nodes: &[server::Running], data_dir: &std::path::Path) -> std::i
     writeln!(out)?;
     writeln!(
         out,
-        "tenure dev: a 3-node cluster, data in {}",
+        "tenure dev: a 3-node cluster, data in {}, peer links in mutual TLS",
         data_dir.display()
     )?;
     for node in nodes {

@@ -3,6 +3,7 @@
 //! cluster (`lock`, `unlock`, `status`, `watch`, `elect`, `run`).
 
 mod bench;
+mod certs;
 mod client_cmds;
 mod dev;
 mod elect;
@@ -47,6 +48,9 @@ enum Command {
     },
     /// Run one node of a cluster.
     Server(serve::ServerArgs),
+    /// Make a cluster's CA and its members' certificates, for peer links
+    /// in mutual TLS.
+    Certs(certs::CertsArgs),
     /// Measure a running cluster's latencies.
     Bench {
         #[command(subcommand)]
@@ -126,6 +130,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // Tiny and single-threaded: no runtime, no logs.
         return Ok(run::watchdog::watch(first_kill_at));
     }
+    if let Command::Certs(args) = cli.command {
+        return certs::run(args).map(|()| ExitCode::SUCCESS);
+    }
     if let Command::Sim(args) = cli.command {
         // Single-threaded and deterministic: no runtime, no logs.
         return sim::run_sim(args);
@@ -143,7 +150,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => runtime.block_on(dev::run(data_dir, http_port, tokens, drift.bound())),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
-        Command::Sim(_) | Command::RunWatchdog { .. } => {
+        Command::Sim(_) | Command::RunWatchdog { .. } | Command::Certs(_) => {
             unreachable!("handled before the runtime starts")
         }
         Command::Lock(args) => runtime.block_on(client_cmds::lock(args)),

@@ -74,6 +74,48 @@ pub struct ServerArgs {
     history: u16,
     #[command(flatten)]
     drift: DriftArg,
+    #[command(flatten)]
+    peer_tls: PeerTlsArgs,
+}
+
+/// How members prove their ids to each other.
+#[derive(Args)]
+pub struct PeerTlsArgs {
+    /// The CA certificates (PEM) that sign members' certificates. With
+    /// --cert and --key, peer links run in mutual TLS and each member's id
+    /// is proven by its certificate. `tenure certs` makes all three. SIGHUP
+    /// reads them again.
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
+    ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the CA and naming
+    /// node-ID.tenure among its DNS names.
+    #[arg(long, value_name = "FILE", requires_all = ["ca", "key"])]
+    cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["ca", "cert"])]
+    key: Option<PathBuf>,
+    /// Run peer links in plain TCP, taking ids on trust: whoever can reach
+    /// a peer port can forge any member's messages and break every lease.
+    /// Only where nobody else can reach the peer ports.
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
+    insecure_peers: bool,
+}
+
+impl PeerTlsArgs {
+    /// The files to use; `None` only when `--insecure-peers` says so.
+    fn files(self) -> Result<Option<tenure_server::tls::TlsFiles>> {
+        match (self.ca, self.cert, self.key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Ok(Some(tenure_server::tls::TlsFiles { ca, cert, key }))
+            }
+            _ if self.insecure_peers => Ok(None),
+            _ => anyhow::bail!(
+                "peer links need TLS: give --ca, --cert and --key (`tenure certs --dir DIR \
+                 --nodes 1,2,3` makes them), or --insecure-peers where nobody else can reach \
+                 the peer ports"
+            ),
+        }
+    }
 }
 
 /// ρ, shared by `server` and `dev`.
@@ -112,6 +154,13 @@ fn parse_drift_ppm(s: &str) -> Result<u32, String> {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    let peer_tls = args.peer_tls.files()?;
+    if peer_tls.is_none() {
+        tracing::warn!(
+            "--insecure-peers: peer links in plain TCP; anyone who reaches the peer port can \
+             forge members' messages"
+        );
+    }
     let peers = parse_peers(&args.peers).context("--peers")?;
     let mut config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
     config.accept_rolled_back_store = args.accept_rolled_back_store;
@@ -120,6 +169,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.cluster_id = args.cluster_id;
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.tokens = args.tokens;
+    config.peer_tls = peer_tls;
     config.http.max_connections = args.max_connections as usize;
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;

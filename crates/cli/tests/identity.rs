@@ -6,14 +6,7 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
-
-/// `args` with the value after `flag` replaced by `value`.
-fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
-    let at = args.iter().position(|a| a == flag).expect("flag present");
-    args[at + 1] = value.to_string();
-    args
-}
+use std::time::Duration;
 
 /// A cluster that has granted a lease through node 1, so that every node
 /// has a store with the cluster's identity.
@@ -22,19 +15,6 @@ fn serving() -> Cluster {
     let r = acquire_when_ready(&c.lock_url(1, "job"), "a", 60_000);
     assert_eq!(r.status, 201, "{r:?}");
     c
-}
-
-/// Wait (bounded) until `log()` contains `text`.
-fn wait_for_log(log: impl Fn() -> String, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "the log never said {text:?}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Node 3, restarted on its own data as a one-node cluster, would grant a
@@ -141,6 +121,7 @@ fn a_peer_address_where_nothing_answers_is_said_once() {
             "1=127.0.0.1:{},2=127.0.0.1:{},3=127.0.0.1:{}",
             ports[1], ports[2], ports[3]
         ),
+        "--insecure-peers",
     ]
     .iter()
     .map(|a| a.to_string())

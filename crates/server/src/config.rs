@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// The bearer tokens clients must send (`http/auth.rs`); `None`: no
     /// authentication.
     pub tokens: Option<PathBuf>,
+    /// The CA, certificate and key that prove this node's id to its peers
+    /// (`tls/`); `None`: peer links in plain TCP, ids taken on trust.
+    pub peer_tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             rewrite_cluster_identity: false,
             history_per_name: crate::history::DEFAULT_PER_NAME,
             tokens: None,
+            peer_tls: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod peer;
 pub mod persist;
 pub mod rollback;
 pub mod server;
+pub mod tls;
 pub mod wakeups;
 
 pub use config::{parse_peers, HttpLimits, PeersError, ServerConfig};

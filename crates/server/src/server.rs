@@ -59,6 +59,8 @@ pub enum StartError {
     ClusterId(#[from] crate::identity::ClusterIdError),
     #[error("cannot use the tokens file")]
     Tokens(#[from] crate::http::auth::TokensError),
+    #[error("cannot use the peer TLS files")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
@@ -127,6 +129,13 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     crate::identity::check_cluster_id(&config.cluster_id)?;
     let auth = match &config.tokens {
         Some(path) => Some(Arc::new(Auth::load(path)?)),
+        None => None,
+    };
+    let tls = match &config.peer_tls {
+        Some(files) => Some(Arc::new(crate::tls::PeerTls::load(
+            config.id,
+            files.clone(),
+        )?)),
         None => None,
     };
     let members = config.members();
@@ -220,6 +229,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             use std::hash::BuildHasher;
             std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
         },
+        tls: tls.clone(),
     };
     let (net, view) = peer::start(
         hello,
@@ -263,8 +273,9 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
         waits: Arc::new(tokio::sync::Semaphore::new(config.http.max_waits)),
     };
-    if let Some(auth) = auth {
-        tokio::spawn(reload_on_hangup(auth, config.id, stop_http_rx.clone()));
+    if auth.is_some() || tls.is_some() {
+        let reloads = Reloads { auth, tls };
+        tokio::spawn(reload_on_hangup(reloads, config.id, stop_http_rx.clone()));
     }
     let http_task = tokio::spawn(http::serve(
         listeners.http,
@@ -308,14 +319,21 @@ fn core_config(
     }
 }
 
-/// Read the tokens file again at each SIGHUP, as an operator rotating a
-/// token expects; a file that does not parse keeps the tokens in use.
-async fn reload_on_hangup(auth: Arc<Auth>, node: NodeId, mut stop: watch::Receiver<bool>) {
+/// What SIGHUP reads again.
+struct Reloads {
+    auth: Option<Arc<Auth>>,
+    tls: Option<Arc<crate::tls::PeerTls>>,
+}
+
+/// Read the tokens and TLS files again at each SIGHUP, as an operator
+/// rotating a token or a certificate expects; a file that does not parse
+/// keeps what is in use.
+async fn reload_on_hangup(reloads: Reloads, node: NodeId, mut stop: watch::Receiver<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!(
             node = node.0,
-            "cannot listen for SIGHUP: the tokens file is read only at start"
+            "cannot listen for SIGHUP: the tokens and TLS files are read only at start"
         );
         return;
     };
@@ -324,12 +342,28 @@ async fn reload_on_hangup(auth: Arc<Auth>, node: NodeId, mut stop: watch::Receiv
             heard = hangups.recv() => if heard.is_none() { return },
             _ = stop.changed() => return,
         }
-        match auth.reload() {
-            Ok(()) => {
-                tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again")
+        if let Some(auth) = &reloads.auth {
+            match auth.reload() {
+                Ok(()) => {
+                    tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again")
+                }
+                Err(e) => {
+                    tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay")
+                }
             }
-            Err(e) => {
-                tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay")
+        }
+        if let Some(tls) = &reloads.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    node = node.0,
+                    cert = %tls.files().cert.display(),
+                    "peer TLS files read again; new links use them"
+                ),
+                Err(e) => tracing::error!(
+                    node = node.0,
+                    error = %e,
+                    "peer TLS files refused; the ones in use stay"
+                ),
             }
         }
     }

@@ -228,6 +228,11 @@ impl Cluster {
                 dir: tempfile::tempdir().expect("tempdir"),
                 links: partitionable.then(|| links::Links::start(&ports[3..])),
             };
+            let ca = tenure_server::tls::issue::Ca::open_or_create(&cluster.tls_dir()).expect("CA");
+            for id in 1..=3 {
+                ca.issue_node(tenure_core::NodeId(id), &[])
+                    .expect("certificate");
+            }
             let mut ok = true;
             for id in 1..=3 {
                 match cluster.spawn_node(id) {
@@ -270,7 +275,25 @@ impl Cluster {
             format!("127.0.0.1:{}", self.peer_ports[i]),
             "--peers".into(),
             peers.join(","),
+            // Peer links in mutual TLS, as an operator runs them.
+            "--ca".into(),
+            self.tls_dir().join("ca.pem").display().to_string(),
+            "--cert".into(),
+            self.tls_dir()
+                .join(format!("node-{id}.pem"))
+                .display()
+                .to_string(),
+            "--key".into(),
+            self.tls_dir()
+                .join(format!("node-{id}-key.pem"))
+                .display()
+                .to_string(),
         ]
+    }
+
+    /// The cluster's CA and its members' certificates (`tenure certs`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
     }
 
     pub fn data_dir(&self, id: u16) -> PathBuf {
@@ -493,5 +516,25 @@ pub fn wait_for_metric(url: &str, line: &str) {
             metrics.text
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `args` with the value after `flag` replaced by `value`.
+pub fn with(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).expect("flag present");
+    args[at + 1] = value.to_string();
+    args
+}
+
+/// Wait (bounded) until `log()` contains `text`.
+pub fn wait_for_log(log: impl Fn() -> String, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "the log never said {text:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

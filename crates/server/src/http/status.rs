@@ -44,6 +44,7 @@ pub fn cluster_json(app: &AppState) -> serde_json::Value {
         "reachable": app.peers.reachable(),
         "quorum": app.peers.members.len() / 2 + 1,
         "max_drift_ppm": app.drift.ppm(),
+        "peer_tls": app.peers.tls.is_some(),
         "clock": clock_status(app),
     })
 }

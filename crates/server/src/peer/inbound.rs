@@ -11,8 +11,7 @@
 //! 50 ms when idle, so silence means a dead or half-open link.
 
 use super::frame::{self, Body};
-use super::PeerEvent;
-use super::PeerView;
+use super::{framed, Conn, FrameWriter, PeerEvent, PeerView};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,7 +20,6 @@ use std::time::{Duration, Instant};
 use tenure_core::NodeId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 /// Connections that have not said hello yet, at once.
 const MAX_WAITING_FOR_HELLO: usize = 16;
@@ -183,9 +181,27 @@ async fn connection(
     stream
         .set_nodelay(true)
         .map_err(|e| closed(&e.to_string()))?;
-    let (read, write) = stream.into_split();
-    let mut frames = FramedRead::new(read, frame::codec());
-    let mut answers = FramedWrite::new(write, frame::codec());
+    let (conn, certificates): (Conn, _) = match &view.tls {
+        None => (Box::new(stream), None),
+        Some(tls) => {
+            let secured = tokio::select! {
+                s = tokio::time::timeout(HELLO_TIMEOUT, tls.acceptor().accept(stream)) => s,
+                _ = evicted.changed() => return Err(closed("made room for a newer connection before its TLS handshake")),
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let secured = secured
+                .map_err(|_| {
+                    Refusal::Refused(
+                        "no hello",
+                        format!("no TLS handshake within {HELLO_TIMEOUT:?}"),
+                    )
+                })?
+                .map_err(|e| Refusal::Refused("TLS refused", format!("TLS refused: {e}")))?;
+            let certificates = secured.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+            (Box::new(secured), Some(certificates.unwrap_or_default()))
+        }
+    };
+    let (mut frames, mut answers) = framed(conn);
     let hello = tokio::select! {
         hello = tokio::time::timeout(HELLO_TIMEOUT, frames.next()) => hello,
         _ = evicted.changed() => return Err(closed("made room for a newer connection before its hello")),
@@ -216,15 +232,21 @@ async fn connection(
             format!("a hello in this node's own name, {from}"),
         ));
     }
-    // Ids are not authenticated: the peer network must be private (see
-    // docs/operations.md). Membership is still checked, so a stray client
-    // cannot inject messages under an id the core does not know.
     let Some((_, link)) = view.members.get(&from) else {
         return Err(Refusal::Refused(
             "not a member",
             format!("{from} is not a member"),
         ));
     };
+    // With TLS the certificate proves the id the hello claims. Without
+    // (`--insecure-peers`) ids are taken on trust, and the peer network
+    // must be private (docs/operations.md).
+    if let (Some(tls), Some(certificates)) = (&view.tls, &certificates) {
+        if let Err(why) = tls.proves(certificates, from) {
+            let reason = format!("node {} refuses a hello as {from}: {why}", view.me.0);
+            return Err(refuse(&mut answers, view, "not certified", reason).await);
+        }
+    }
     if max_drift_ppm != view.max_drift_ppm {
         let reason = format!(
             "node {} runs with --max-drift-ppm {}, {from} with {max_drift_ppm}: every member \
@@ -307,7 +329,7 @@ async fn connection(
 
 /// Refuse a hello: tell the dialling node why, and log it (rate-limited).
 async fn refuse(
-    answers: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
+    answers: &mut FrameWriter,
     view: &PeerView,
     kind: &'static str,
     reason: String,
@@ -322,11 +344,7 @@ async fn refuse(
 /// Answer a hello: the only frames this node writes on a connection a
 /// peer dialled. Best effort, within `HELLO_TIMEOUT`: a peer that does not
 /// read its answer learns nothing, and the link is judged as before.
-async fn answer(
-    answers: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, LengthDelimitedCodec>,
-    view: &PeerView,
-    body: Body,
-) {
+async fn answer(answers: &mut FrameWriter, view: &PeerView, body: Body) {
     let frame = frame::Frame {
         version: frame::PROTOCOL_VERSION,
         from: view.me,
@@ -354,6 +372,12 @@ mod tests {
 
     /// Node 1's accept loop, with members 1 to 3; its events, its address.
     async fn node_one() -> (mpsc::Receiver<PeerEvent>, SocketAddr, watch::Sender<bool>) {
+        node_one_with(None).await
+    }
+
+    async fn node_one_with(
+        tls: Option<Arc<crate::tls::PeerTls>>,
+    ) -> (mpsc::Receiver<PeerEvent>, SocketAddr, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let members = (1..=3)
@@ -369,6 +393,7 @@ mod tests {
             members,
             max_drift_ppm: 1_000,
             identity: IDENTITY.into(),
+            tls,
             rates: Arc::new(Rates::new(3, 1_000, true)),
             clock: Clock::new(),
         };
@@ -549,5 +574,172 @@ mod tests {
         };
         assert!(reason.contains("fresh data directory"), "{reason}");
         drop(first);
+    }
+
+    mod tls {
+        use super::*;
+        use crate::peer::{framed, Conn, FrameReader, FrameWriter};
+        use crate::tls::issue::Ca;
+        use crate::tls::PeerTls;
+
+        /// A CA in a fresh directory, and node `id`'s TLS under it.
+        fn member(ca: &Ca, id: u16) -> Arc<PeerTls> {
+            let files = ca.issue_node(NodeId(id), &[]).expect("issue");
+            Arc::new(PeerTls::load(NodeId(id), files).expect("load"))
+        }
+
+        /// Dial node 1 as the holder of `tls`, and say hello as `claims`.
+        async fn dial_as(
+            addr: SocketAddr,
+            tls: &PeerTls,
+            claims: u16,
+        ) -> (FrameReader, FrameWriter) {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let secured = tls.connect(NodeId(1), tcp).await.expect("TLS");
+            let (answers, mut sink) = framed(Box::new(secured) as Conn);
+            sink.send(hello(claims)).await.expect("hello");
+            sink.send(frame(claims, peek())).await.expect("message");
+            (answers, sink)
+        }
+
+        async fn answer(answers: &mut FrameReader) -> Option<Body> {
+            let bytes = tokio::time::timeout(Duration::from_secs(2), answers.next())
+                .await
+                .expect("an answer or a close")?
+                .ok()?;
+            Some(frame::decode(&bytes).expect("a frame").body)
+        }
+
+        #[tokio::test]
+        async fn a_member_proves_its_id_and_its_messages_arrive() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ca = Ca::open_or_create(dir.path()).expect("CA");
+            let (mut events, addr, _stop) = node_one_with(Some(member(&ca, 1))).await;
+            let (mut answers, _sink) = dial_as(addr, &member(&ca, 2), 2).await;
+            assert_eq!(answer(&mut answers).await, Some(Body::Welcome));
+            let event = tokio::time::timeout(Duration::from_secs(2), events.recv())
+                .await
+                .expect("the member's message arrives")
+                .expect("event");
+            assert_eq!(event.from, NodeId(2));
+        }
+
+        /// Node 2's certificate does not make its holder node 3: the forged
+        /// hello is refused with the reason, and nothing it sent arrives.
+        #[tokio::test]
+        async fn a_member_cannot_speak_in_another_members_name() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ca = Ca::open_or_create(dir.path()).expect("CA");
+            let (mut events, addr, _stop) = node_one_with(Some(member(&ca, 1))).await;
+            let (mut answers, _sink) = dial_as(addr, &member(&ca, 2), 3).await;
+            let Some(Body::Refused { reason }) = answer(&mut answers).await else {
+                panic!("not refused")
+            };
+            assert!(reason.contains("not node 3's"), "{reason}");
+            assert_eq!(answer(&mut answers).await, None, "closed after the refusal");
+            assert!(
+                events.try_recv().is_err(),
+                "a refused link delivers nothing"
+            );
+        }
+
+        /// A hello in plain TCP, as a script forging peer frames sends it,
+        /// never reaches the node.
+        #[tokio::test]
+        async fn a_plain_connection_delivers_nothing() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ca = Ca::open_or_create(dir.path()).expect("CA");
+            let (mut events, addr, _stop) = node_one_with(Some(member(&ca, 1))).await;
+            let mut bytes = on_the_wire(&hello(2));
+            bytes.extend(on_the_wire(&frame(2, peek())));
+            let mut stream = connect_and_send(addr, &bytes).await;
+            let mut rest = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
+            assert!(read.is_ok(), "closed within the hello timeout");
+            assert!(events.try_recv().is_err(), "nothing delivered");
+        }
+
+        /// A certificate for node 2 from another CA (another cluster, or a
+        /// forger's own) does not get through the handshake.
+        #[tokio::test]
+        async fn a_certificate_from_another_ca_is_refused() {
+            let (ours, theirs) = (
+                tempfile::tempdir().expect("tempdir"),
+                tempfile::tempdir().expect("tempdir"),
+            );
+            let ca = Ca::open_or_create(ours.path()).expect("CA");
+            let forged = Ca::open_or_create(theirs.path())
+                .expect("CA")
+                .issue_node(NodeId(2), &[])
+                .expect("issue");
+            let (mut events, addr, _stop) = node_one_with(Some(member(&ca, 1))).await;
+            // It trusts our CA, so it would accept node 1; node 1 must not
+            // accept it.
+            let dialler = crate::tls::TlsFiles {
+                ca: ca.issue_node(NodeId(1), &[]).expect("issue").ca,
+                ..forged
+            };
+            let client = client_config(&dialler);
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            let name = rustls::pki_types::ServerName::try_from("node-1.tenure").expect("name");
+            let delivered = async {
+                let secured = tokio_rustls::TlsConnector::from(client)
+                    .connect(name, tcp)
+                    .await?;
+                let (mut answers, mut sink) = framed(Box::new(secured) as Conn);
+                sink.send(hello(2)).await?;
+                sink.send(frame(2, peek())).await?;
+                match answers.next().await {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e),
+                    None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                }
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(3), delivered)
+                .await
+                .expect("ends");
+            assert!(outcome.is_err(), "the handshake or the link fails");
+            assert!(events.try_recv().is_err(), "nothing delivered");
+        }
+
+        /// A client config that trusts `files.ca` and presents `files.cert`,
+        /// with no check of its own certificate.
+        fn client_config(files: &crate::tls::TlsFiles) -> Arc<rustls::ClientConfig> {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_file_iter(&files.ca).expect("ca") {
+                roots.add(ca.expect("pem")).expect("root");
+            }
+            let chain: Vec<_> = CertificateDer::pem_file_iter(&files.cert)
+                .expect("cert")
+                .map(|c| c.expect("pem"))
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(&files.key).expect("key");
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("versions")
+                    .with_root_certificates(roots)
+                    .with_client_auth_cert(chain, key)
+                    .expect("client auth"),
+            )
+        }
+
+        #[test]
+        fn a_node_refuses_to_start_on_another_nodes_certificate() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ca = Ca::open_or_create(dir.path()).expect("CA");
+            let files = ca.issue_node(NodeId(2), &[]).expect("issue");
+            let error = PeerTls::load(NodeId(1), files)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                error.contains("node-1.tenure") && error.contains("node-2.pem"),
+                "{error}"
+            );
+        }
     }
 }

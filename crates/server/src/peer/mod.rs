@@ -22,8 +22,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tenure_core::{Message, NodeId};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// A peer connection: TCP, or TLS over it.
+trait Wire: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Wire for T {}
+type Conn = Box<dyn Wire>;
+type FrameReader = FramedRead<ReadHalf<Conn>, LengthDelimitedCodec>;
+type FrameWriter = FramedWrite<WriteHalf<Conn>, LengthDelimitedCodec>;
+
+/// Frames both ways over `conn`.
+fn framed(conn: Conn) -> (FrameReader, FrameWriter) {
+    let (read, write) = tokio::io::split(conn);
+    (
+        FramedRead::new(read, frame::codec()),
+        FramedWrite::new(write, frame::codec()),
+    )
+}
 
 /// A message from a peer, as the transport delivers it to the node loop.
 #[derive(Debug)]
@@ -122,6 +140,9 @@ pub struct PeerView {
     pub max_drift_ppm: u32,
     /// This node's cluster identity, which every peer's hello must match.
     pub identity: Arc<str>,
+    /// Peer TLS: a hello's id must be the one its certificate proves.
+    /// None with `--insecure-peers`, where ids are taken on trust.
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
     /// Every peer's clock rate against this node's, and whether this
     /// node's clock is the odd one out.
     pub rates: Arc<Rates>,
@@ -244,6 +265,9 @@ pub struct Hello {
     /// Random for each process: two processes that claim one id in one
     /// incarnation are told apart by it.
     pub boot: u64,
+    /// How the node proves its id, and checks its peers': mutual TLS, or
+    /// nothing with `--insecure-peers`.
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
 }
 
 /// Start the transport: an accept loop on `listener`, one dialling task
@@ -292,6 +316,7 @@ pub fn start(
         members,
         max_drift_ppm,
         identity: hello.identity.clone(),
+        tls: hello.tls.clone(),
         rates,
         clock,
     };

@@ -2,7 +2,7 @@
 //! error, reconnect after a jittered, growing pause.
 
 use super::frame::{self, Body, Frame, PROTOCOL_VERSION};
-use super::LinkState;
+use super::{framed, Conn, FrameReader, FrameWriter, LinkState};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use bytes::Bytes;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use tenure_core::{Message, NodeId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{FramedRead, FramedWrite};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// Short: a restarted peer should be back in the quorum within a second.
@@ -46,9 +45,13 @@ pub(super) async fn run(
         incarnation: me.incarnation,
         boot: me.boot,
     };
-    let stamp = Stamp {
-        me: me.me,
-        clock: me.clock,
+    let dialer = Dialer {
+        stamp: Stamp {
+            me: me.me,
+            clock: me.clock,
+        },
+        hello,
+        tls: me.tls.clone(),
     };
     let mut backoff = FIRST_BACKOFF;
     let mut was_up = false;
@@ -66,16 +69,7 @@ pub(super) async fn run(
         match stream {
             Ok(Ok(stream)) => {
                 let began = tokio::time::Instant::now();
-                let result = session(
-                    stamp,
-                    &hello,
-                    peer,
-                    stream,
-                    &mut queue,
-                    &link,
-                    &mut shutdown,
-                )
-                .await;
+                let result = session(&dialer, peer, stream, &mut queue, &link, &mut shutdown).await;
                 link.set_connected(false);
                 // A link that lasted is redialled at once; one that the
                 // peer closes as soon as it opens (it refuses this node's
@@ -153,9 +147,15 @@ struct Stamp {
     clock: Clock,
 }
 
+/// What this node sends first on every link, and how it opens one.
+struct Dialer {
+    stamp: Stamp,
+    hello: Body,
+    tls: Option<Arc<crate::tls::PeerTls>>,
+}
+
 async fn session(
-    me: Stamp,
-    hello: &Body,
+    dialer: &Dialer,
     peer: NodeId,
     stream: TcpStream,
     queue: &mut mpsc::Receiver<Message>,
@@ -164,10 +164,13 @@ async fn session(
 ) -> io::Result<()> {
     // Paxos messages are small and latency-bound: never wait to coalesce.
     stream.set_nodelay(true)?;
-    let (read, write) = stream.into_split();
-    let mut sink = FramedWrite::new(write, frame::codec());
-    let mut answers = FramedRead::new(read, frame::codec());
-    write_frames(&mut sink, [hello.clone()], me, None).await?;
+    let conn: Conn = match &dialer.tls {
+        None => Box::new(stream),
+        Some(tls) => Box::new(secure(tls, peer, stream, link).await?),
+    };
+    let me = dialer.stamp;
+    let (mut answers, mut sink) = framed(conn);
+    write_frames(&mut sink, [dialer.hello.clone()], me, None).await?;
     welcomed(&mut answers, peer, link).await?;
     link.set_connected(true);
     tracing::info!(%peer, "peer link up");
@@ -208,14 +211,7 @@ async fn session(
 /// Wait for the peer's answer to this node's hello. A refusal says why,
 /// and is logged once for as long as the reason stays the same: the link
 /// redials with a growing pause meanwhile.
-async fn welcomed(
-    answers: &mut FramedRead<
-        tokio::net::tcp::OwnedReadHalf,
-        tokio_util::codec::LengthDelimitedCodec,
-    >,
-    peer: NodeId,
-    link: &LinkState,
-) -> io::Result<()> {
+async fn welcomed(answers: &mut FrameReader, peer: NodeId, link: &LinkState) -> io::Result<()> {
     let answer = tokio::time::timeout(HELLO_ANSWER_TIMEOUT, answers.next())
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer to this node's hello"))?
@@ -243,11 +239,29 @@ async fn welcomed(
     }
 }
 
+/// Open TLS on `stream` to `peer`, which must prove its id. A failure is
+/// logged once for as long as its reason stays the same, as a refused
+/// hello is.
+async fn secure(
+    tls: &crate::tls::PeerTls,
+    peer: NodeId,
+    stream: TcpStream,
+    link: &LinkState,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let opened = tokio::time::timeout(HELLO_ANSWER_TIMEOUT, tls.connect(peer, stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake with the peer"))?;
+    opened.map_err(|e| {
+        let reason = format!("TLS with the peer failed: {e}");
+        if link.new_refusal(Some(&reason)) {
+            tracing::error!(%peer, "{reason}");
+        }
+        io::Error::new(io::ErrorKind::PermissionDenied, reason)
+    })
+}
+
 async fn write_frames(
-    sink: &mut FramedWrite<
-        tokio::net::tcp::OwnedWriteHalf,
-        tokio_util::codec::LengthDelimitedCodec,
-    >,
+    sink: &mut FrameWriter,
     bodies: impl IntoIterator<Item = Body>,
     me: Stamp,
     echo_offset_us: Option<i64>,
