@@ -19,9 +19,28 @@ pub struct Conn {
     /// --tokens. Default: $TENURE_TOKEN_FILE.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// The CA (PEM) to trust for https:// endpoints. Default: $TENURE_CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), for a cluster started with
+    /// --client-ca. Default: $TENURE_CERT.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM). Default: $TENURE_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
     /// Print JSON (one object per line) instead of sentences.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A file given as a flag, else in the environment variable `var`.
+fn flag_or_env(flag: &Option<std::path::PathBuf>, var: &str) -> Option<std::path::PathBuf> {
+    flag.clone().or_else(|| {
+        std::env::var_os(var)
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from)
+    })
 }
 
 impl Conn {
@@ -33,12 +52,16 @@ impl Conn {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(|| tenure_client::DEV_ENDPOINTS.to_string()),
         };
-        let client = Client::from_list(&list).context("--endpoints")?;
-        let file = self.token_file.clone().or_else(|| {
-            std::env::var_os("TENURE_TOKEN_FILE")
-                .filter(|f| !f.is_empty())
-                .map(std::path::PathBuf::from)
-        });
+        let mut client = Client::from_list(&list).context("--endpoints")?;
+        let tls = tenure_client::TlsOptions {
+            ca: flag_or_env(&self.ca, "TENURE_CA"),
+            cert: flag_or_env(&self.cert, "TENURE_CERT"),
+            key: flag_or_env(&self.key, "TENURE_KEY"),
+        };
+        if tls != tenure_client::TlsOptions::default() {
+            client = client.with_tls(&tls).context("--ca, --cert, --key")?;
+        }
+        let file = flag_or_env(&self.token_file, "TENURE_TOKEN_FILE");
         let Some(file) = file else {
             return Ok(client);
         };

@@ -11,12 +11,22 @@ use tenure_server::{server, Listeners, ServerConfig};
 
 const NODES: u16 = 3;
 
-pub async fn run(
-    data_dir: PathBuf,
-    http_port: u16,
-    tokens: Option<PathBuf>,
-    drift: DriftBound,
-) -> Result<()> {
+pub struct DevArgs {
+    pub data_dir: PathBuf,
+    pub http_port: u16,
+    pub tokens: Option<PathBuf>,
+    pub https: bool,
+    pub drift: DriftBound,
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let DevArgs {
+        data_dir,
+        http_port,
+        tokens,
+        https,
+        drift,
+    } = args;
     let mut bound = Vec::new();
     for i in 0..NODES {
         // Port 0: the OS chooses each node's port (printed below).
@@ -53,10 +63,15 @@ pub async fn run(
         let mut config = ServerConfig::new(id, dir, peers.clone());
         config.drift = drift;
         config.tokens = tokens.clone();
-        config.peer_tls = Some(
-            ca.issue_node(id, &hosts)
-                .with_context(|| format!("cannot make node {}'s certificate", id.0))?,
-        );
+        let files = ca
+            .issue_node(id, &hosts)
+            .with_context(|| format!("cannot make node {}'s certificate", id.0))?;
+        config.https = https.then(|| tenure_server::tls::HttpsFiles {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            client_ca: None,
+        });
+        config.peer_tls = Some(files);
         let running = server::start(config, listeners)
             .await
             .with_context(|| format!("cannot start node {}", id.0))?;
@@ -64,7 +79,8 @@ pub async fn run(
     }
     // Nobody may be reading (`tenure dev | head -1`): the cluster serves
     // on whether or not this text arrives.
-    let _ = print_banner(&nodes, &data_dir);
+    let scheme = if https { "https" } else { "http" };
+    let _ = print_banner(&nodes, &data_dir, scheme);
 
     crate::signal::stop_requested().await;
     eprintln!("stopping the cluster");
@@ -79,7 +95,11 @@ pub async fn run(
     Ok(())
 }
 
-fn print_banner(nodes: &[server::Running], data_dir: &std::path::Path) -> std::io::Result<()> {
+fn print_banner(
+    nodes: &[server::Running],
+    data_dir: &std::path::Path,
+    scheme: &str,
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for node in nodes {
         writeln!(out, "{}", node.banner())?;
@@ -91,18 +111,28 @@ fn print_banner(nodes: &[server::Running], data_dir: &std::path::Path) -> std::i
         data_dir.display()
     )?;
     for node in nodes {
-        writeln!(out, "  node {}: http://{}", node.id.0, node.http_addr)?;
+        writeln!(out, "  node {}: {scheme}://{}", node.id.0, node.http_addr)?;
     }
-    let first = nodes[0].http_addr;
+    let first = format!("{scheme}://{}", nodes[0].http_addr);
+    // curl and tenure must trust the dev CA.
+    let ca = data_dir.join("tls").join("ca.pem");
+    let (curl, trust) = if scheme == "https" {
+        (
+            format!("curl --cacert {}", ca.display()),
+            format!(" --ca {}", ca.display()),
+        )
+    } else {
+        ("curl".to_string(), String::new())
+    };
     writeln!(out)?;
     writeln!(out, "Try:")?;
     writeln!(
         out,
-        "  curl -i -X PUT http://{first}/v1/locks/scheduler -d '{{\"holder\": \"web-1\", \"ttl_ms\": 10000}}'"
+        "  {curl} -i -X PUT {first}/v1/locks/scheduler -d '{{\"holder\": \"web-1\", \"ttl_ms\": 10000}}'"
     )?;
-    writeln!(out, "  curl -i http://{first}/v1/locks/scheduler")?;
-    writeln!(out, "  tenure history scheduler --endpoints http://{first}")?;
-    writeln!(out, "and watch it live at http://{first}/ui")?;
+    writeln!(out, "  {curl} -i {first}/v1/locks/scheduler")?;
+    writeln!(out, "  tenure history scheduler --endpoints {first}{trust}")?;
+    writeln!(out, "and watch it live at {first}/ui")?;
     writeln!(out)?;
     writeln!(out, "Ctrl-C stops the cluster.")?;
     out.flush()

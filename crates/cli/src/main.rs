@@ -43,6 +43,10 @@ enum Command {
         /// read|lock|admin PREFIX` a line; SIGHUP reads it again).
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
+        /// Serve the API over HTTPS, with certificates from the dev CA
+        /// (DIR/tls/ca.pem is the CA clients trust).
+        #[arg(long)]
+        https: bool,
         #[command(flatten)]
         drift: serve::DriftArg,
     },
@@ -146,8 +150,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             http_port,
             tokens,
+            https,
             drift,
-        } => runtime.block_on(dev::run(data_dir, http_port, tokens, drift.bound())),
+        } => runtime.block_on(dev::run(dev::DevArgs {
+            data_dir,
+            http_port,
+            tokens,
+            https,
+            drift: drift.bound(),
+        })),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
         Command::Sim(_) | Command::RunWatchdog { .. } | Command::Certs(_) => {

@@ -99,9 +99,30 @@ pub struct PeerTlsArgs {
     /// Only where nobody else can reach the peer ports.
     #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
     insecure_peers: bool,
+    /// Serve the client API over TLS with --cert and --key (whose names
+    /// must include the host clients reach the node by: `tenure certs
+    /// --host`). SIGHUP reads them again.
+    #[arg(long, requires_all = ["cert", "key"])]
+    https: bool,
+    /// With --https: admit only clients that present a certificate signed
+    /// by the CAs in FILE (PEM).
+    #[arg(long, value_name = "FILE", requires = "https")]
+    client_ca: Option<PathBuf>,
 }
 
 impl PeerTlsArgs {
+    /// The client API's TLS files, if `--https`.
+    fn https(&self) -> Option<tenure_server::tls::HttpsFiles> {
+        match (self.https, &self.cert, &self.key) {
+            (true, Some(cert), Some(key)) => Some(tenure_server::tls::HttpsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The files to use; `None` only when `--insecure-peers` says so.
     fn files(self) -> Result<Option<tenure_server::tls::TlsFiles>> {
         match (self.ca, self.cert, self.key) {
@@ -154,6 +175,7 @@ fn parse_drift_ppm(s: &str) -> Result<u32, String> {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    let https = args.peer_tls.https();
     let peer_tls = args.peer_tls.files()?;
     if peer_tls.is_none() {
         tracing::warn!(
@@ -170,6 +192,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.tokens = args.tokens;
     config.peer_tls = peer_tls;
+    config.https = https;
     config.http.max_connections = args.max_connections as usize;
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;

@@ -16,6 +16,7 @@ use crate::clock::{Clock, Stamp};
 use crate::error::Error;
 use crate::state::LeaseState;
 use crate::time;
+use crate::tls::TlsOptions;
 use answers::{conflict_error, conflict_state, granted, parse_state, refusal};
 use bytes::Bytes;
 use causes::{deepest_cause, refused, OnceError};
@@ -51,7 +52,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The endpoints of `tenure dev`.
 pub const DEV_ENDPOINTS: &str = "http://127.0.0.1:7400,http://127.0.0.1:7401,http://127.0.0.1:7402";
 
-type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+type Http = hyper_util::client::legacy::Client<crate::tls::Connector, Full<Bytes>>;
+
+fn http_client(tls: &TlsOptions) -> Result<Http, Error> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    tcp.set_nodelay(true);
+    // The TLS connector above it takes https:// URIs.
+    tcp.enforce_http(false);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            // Bounded: a client keeps at most a few idle connections a node.
+            .pool_max_idle_per_host(8)
+            .build(crate::tls::connector(tcp, tls)?),
+    )
+}
 
 /// A handle on a tenure cluster. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -168,21 +183,16 @@ impl Client {
             let uri: Uri = e.parse().map_err(|err| {
                 Error::invalid(format!("endpoint {e:?}: {err}"), Some("endpoints"))
             })?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            let scheme = uri.scheme_str();
+            if !matches!(scheme, Some("http" | "https")) || uri.authority().is_none() {
                 return Err(Error::invalid(
-                    format!("endpoint {e:?}: write it as http://host:port"),
+                    format!("endpoint {e:?}: write it as http://host:port or https://host:port"),
                     Some("endpoints"),
                 ));
             }
             parsed.push(e.to_string());
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            // Bounded: a client keeps at most a few idle connections a node.
-            .pool_max_idle_per_host(8)
-            .build(connector);
+        let http = http_client(&TlsOptions::default())?;
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints: parsed,
@@ -221,6 +231,14 @@ impl Client {
             .map_err(|_| Error::invalid("a token is printable ASCII", Some("token")))?;
         value.set_sensitive(true);
         Ok(self.rebuilt(|inner| inner.token = Some(value)))
+    }
+
+    /// A client that trusts `tls.ca` for `https://` endpoints and presents
+    /// `tls.cert` to a cluster that requires client certificates. Its
+    /// connections are its own.
+    pub fn with_tls(&self, tls: &TlsOptions) -> Result<Client, Error> {
+        let http = http_client(tls)?;
+        Ok(self.rebuilt(|inner| inner.http = http))
     }
 
     /// The clock this client's deadlines are counted on.

@@ -32,6 +32,7 @@ mod holder;
 mod lock;
 mod state;
 pub mod time;
+mod tls;
 mod watch;
 
 pub use client::{
@@ -43,6 +44,7 @@ pub use error::{Error, LostReason};
 pub use holder::default_holder_id;
 pub use lock::{Lease, LeaseStatus, Lock, DEFAULT_MARGIN, DEFAULT_TTL};
 pub use state::{Leader, LeaseState};
+pub use tls::TlsOptions;
 pub use watch::Watch;
 
 impl Client {

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// The CA, certificate and key that prove this node's id to its peers
     /// (`tls/`); `None`: peer links in plain TCP, ids taken on trust.
     pub peer_tls: Option<crate::tls::TlsFiles>,
+    /// Serve the client API over TLS (`--https`); `None`: plain HTTP.
+    pub https: Option<crate::tls::HttpsFiles>,
 }
 
 impl ServerConfig {
@@ -68,6 +70,7 @@ impl ServerConfig {
             history_per_name: crate::history::DEFAULT_PER_NAME,
             tokens: None,
             peer_tls: None,
+            https: None,
         }
     }
 

@@ -138,6 +138,10 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         )?)),
         None => None,
     };
+    let https = match &config.https {
+        Some(files) => Some(Arc::new(crate::tls::HttpsTls::load(files.clone())?)),
+        None => None,
+    };
     let members = config.members();
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
@@ -273,14 +277,19 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
         waits: Arc::new(tokio::sync::Semaphore::new(config.http.max_waits)),
     };
-    if auth.is_some() || tls.is_some() {
-        let reloads = Reloads { auth, tls };
+    if auth.is_some() || tls.is_some() || https.is_some() {
+        let reloads = Reloads {
+            auth,
+            tls,
+            https: https.clone(),
+        };
         tokio::spawn(reload_on_hangup(reloads, config.id, stop_http_rx.clone()));
     }
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         http::router(state),
         config.http,
+        https,
         metrics.clone(),
         stop_http_rx,
     ));
@@ -323,6 +332,7 @@ fn core_config(
 struct Reloads {
     auth: Option<Arc<Auth>>,
     tls: Option<Arc<crate::tls::PeerTls>>,
+    https: Option<Arc<crate::tls::HttpsTls>>,
 }
 
 /// Read the tokens and TLS files again at each SIGHUP, as an operator
@@ -363,6 +373,20 @@ async fn reload_on_hangup(reloads: Reloads, node: NodeId, mut stop: watch::Recei
                     node = node.0,
                     error = %e,
                     "peer TLS files refused; the ones in use stay"
+                ),
+            }
+        }
+        if let Some(https) = &reloads.https {
+            match https.reload() {
+                Ok(()) => tracing::info!(
+                    node = node.0,
+                    cert = %https.files().cert.display(),
+                    "HTTPS files read again; new connections use them"
+                ),
+                Err(e) => tracing::error!(
+                    node = node.0,
+                    error = %e,
+                    "HTTPS files refused; the ones in use stay"
                 ),
             }
         }

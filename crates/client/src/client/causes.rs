@@ -23,8 +23,21 @@ pub(super) fn deepest_cause(e: &(dyn std::error::Error + 'static)) -> String {
 pub(super) fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
     while let Some(c) = cause {
+        // A TLS failure (an untrusted certificate, a client certificate
+        // refused) is as final as a closed port for a one-shot call.
+        if c.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+            // An io::Error's source skips the error it wraps: look inside.
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner as &(dyn std::error::Error + 'static));
+                continue;
+            }
+            return false;
         }
         cause = c.source();
     }

@@ -29,6 +29,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<Arc<crate::tls::HttpsTls>>,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -64,7 +65,7 @@ pub async fn serve(
                 limits.max_connections
             );
             let error = refused("connections", error, &mut last_logged);
-            refuse(stream, &error, &lingering);
+            refuse(stream, acceptor(&tls), &error, &lingering);
             continue;
         };
         let Some(per_client) =
@@ -77,7 +78,7 @@ pub async fn serve(
                 limits.max_connections_per_client
             );
             let error = refused("connections_per_client", error, &mut last_logged);
-            refuse(stream, &error, &lingering);
+            refuse(stream, acceptor(&tls), &error, &lingering);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -85,17 +86,33 @@ pub async fn serve(
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             router.clone().call(request)
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             // Above the refusals middleware's own count, so that a request
             // with too many headers hears why in JSON rather than get
             // hyper's bare 431 (which starts past 100 by default).
-            .max_headers(super::refusals::HYPER_MAX_HEADERS)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .max_headers(super::refusals::HYPER_MAX_HEADERS);
+        let watcher = graceful.watcher();
+        let tls = acceptor(&tls);
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let connection = http.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                }
+                // The handshake counts against the header read timeout: a
+                // client that opens and says nothing holds its slot no
+                // longer over TLS than without.
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection).await;
+                    }
+                }
+            }
             drop((slot, per_client));
         });
     }
@@ -106,6 +123,10 @@ pub async fn serve(
     {
         tracing::warn!("http requests still in flight after the drain timeout; closing them");
     }
+}
+
+fn acceptor(tls: &Option<Arc<crate::tls::HttpsTls>>) -> Option<tokio_rustls::TlsAcceptor> {
+    tls.as_ref().map(|tls| tls.acceptor())
 }
 
 /// Refusals of connections are logged at most this often.
@@ -119,7 +140,12 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// At most `MAX_LINGERING` refused connections linger at once: a flood
 /// past that is closed bare, rather than spend this process's descriptors
 /// on answering it.
-fn refuse(stream: TcpStream, error: &str, lingering: &Arc<Semaphore>) {
+fn refuse(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    error: &str,
+    lingering: &Arc<Semaphore>,
+) {
     let Ok(permit) = lingering.clone().try_acquire_owned() else {
         return;
     };
@@ -131,18 +157,27 @@ fn refuse(stream: TcpStream, error: &str, lingering: &Arc<Semaphore>) {
         body.len()
     );
     tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = stream;
         let answer = async {
-            stream.write_all(response.as_bytes()).await?;
-            stream.shutdown().await?;
-            let mut sink = [0u8; 1024];
-            while stream.read(&mut sink).await? > 0 {}
-            Ok::<(), std::io::Error>(())
+            match tls {
+                None => answer_and_close(stream, &response).await,
+                Some(tls) => answer_and_close(tls.accept(stream).await?, &response).await,
+            }
         };
         let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
         drop(permit);
     });
+}
+
+async fn answer_and_close<S>(mut stream: S, response: &str) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut sink = [0u8; 1024];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 /// How long a refused connection is given to take its answer.

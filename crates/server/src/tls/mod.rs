@@ -166,6 +166,94 @@ impl PeerTls {
     }
 }
 
+/// Where the client API's TLS material lives (`--https`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsFiles {
+    /// The node's certificate, naming the hosts clients reach it by.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require client certificates signed by these CAs (`--client-ca`).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The client API's TLS, read again on SIGHUP like the peers'.
+pub struct HttpsTls {
+    files: HttpsFiles,
+    acceptor: RwLock<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for HttpsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpsTls {
+    pub fn load(files: HttpsFiles) -> Result<HttpsTls, TlsError> {
+        let acceptor = RwLock::new(load_https(&files)?);
+        Ok(HttpsTls { files, acceptor })
+    }
+
+    pub fn files(&self) -> &HttpsFiles {
+        &self.files
+    }
+
+    /// Read the files again; on an error the material in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let acceptor = load_https(&self.files)?;
+        *self.acceptor.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+        Ok(())
+    }
+
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn load_https(files: &HttpsFiles) -> Result<TlsAcceptor, TlsError> {
+    let chain = read_certificates(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError::Read {
+        path: files.key.clone(),
+        reason: e.to_string(),
+    })?;
+    let bad_key = |reason: String| TlsError::Key {
+        path: files.key.clone(),
+        cert: files.cert.clone(),
+        reason,
+    };
+    // TLS 1.2 too: clients are of every kind and age.
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad_key(e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let bad_ca = |reason: String| TlsError::BadCa {
+                path: ca.clone(),
+                reason,
+            };
+            let mut roots = RootCertStore::empty();
+            for certificate in read_certificates(ca)? {
+                roots.add(certificate).map_err(|e| bad_ca(e.to_string()))?;
+            }
+            let clients = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| bad_ca(e.to_string()))?;
+            builder.with_client_cert_verifier(clients)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| bad_key(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -1,0 +1,129 @@
+//! The client API over HTTPS (`--https`), with and without client
+//! certificates (`--client-ca`), used through the CLI and the client
+//! library as a new user would.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+use tenure_core::NodeId;
+use tenure_server::tls::issue::Ca;
+
+/// A one-node cluster serving HTTPS; its URL, the CA's directory.
+fn https_node(extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = dir.path().join("tls");
+    let ca = Ca::open_or_create(&tls).expect("CA");
+    let files = ca
+        .issue_node(NodeId(1), &["127.0.0.1".to_string()])
+        .expect("certificate");
+    let ports = free_ports(2);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--id".into(),
+        "1".into(),
+        "--data-dir".into(),
+        path(&dir.path().join("node-1")),
+        "--http".into(),
+        format!("127.0.0.1:{}", ports[0]),
+        "--peer-listen".into(),
+        format!("127.0.0.1:{}", ports[1]),
+        "--peers".into(),
+        format!("1=127.0.0.1:{}", ports[1]),
+        "--ca".into(),
+        path(&files.ca),
+        "--cert".into(),
+        path(&files.cert),
+        "--key".into(),
+        path(&files.key),
+        "--https".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let node = spawn(&args, &dir.path().join("node-1.log")).expect("starts");
+    (node, format!("https://127.0.0.1:{}", ports[0]), dir)
+}
+
+fn tenure(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run tenure")
+}
+
+fn said(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_client_that_trusts_the_ca_locks_over_https() {
+    let (_node, url, dir) = https_node(&[]);
+    let ca = dir.path().join("tls/ca.pem").display().to_string();
+    let locked = tenure(&[
+        "lock",
+        "job",
+        "--holder",
+        "a",
+        "--endpoints",
+        &url,
+        "--ca",
+        &ca,
+    ]);
+    assert!(locked.status.success(), "{}", said(&locked));
+    let status = tenure(&["status", "job", "--endpoints", &url, "--ca", &ca]);
+    assert!(said(&status).contains("held by a"), "{}", said(&status));
+    // Without the CA the node's certificate is not trusted, and the user
+    // hears why.
+    let untrusted = tenure(&["status", "job", "--endpoints", &url]);
+    assert!(!untrusted.status.success());
+    assert!(
+        said(&untrusted).contains("UnknownIssuer"),
+        "{}",
+        said(&untrusted)
+    );
+}
+
+#[test]
+fn with_client_ca_only_clients_with_a_certificate_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clients = Ca::open_or_create(dir.path()).expect("client CA");
+    let ops = clients.issue_client("ops").expect("client certificate");
+    let client_ca = ops.ca.display().to_string();
+    let (_node, url, node_dir) = https_node(&["--client-ca", &client_ca]);
+    let ca = node_dir.path().join("tls/ca.pem").display().to_string();
+    let (cert, key) = (
+        ops.cert.display().to_string(),
+        ops.key.display().to_string(),
+    );
+    let served = tenure(&[
+        "status",
+        "job",
+        "--endpoints",
+        &url,
+        "--ca",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
+    assert!(served.status.success(), "{}", said(&served));
+    let refused = tenure(&["status", "job", "--endpoints", &url, "--ca", &ca]);
+    assert!(!refused.status.success(), "{}", said(&refused));
+    // The node's own certificate is from another CA than --client-ca.
+    let tls = node_dir.path().join("tls");
+    let stranger = tenure(&[
+        "status",
+        "job",
+        "--endpoints",
+        &url,
+        "--ca",
+        &ca,
+        "--cert",
+        &tls.join("node-1.pem").display().to_string(),
+        "--key",
+        &tls.join("node-1-key.pem").display().to_string(),
+    ]);
+    assert!(!stranger.status.success(), "{}", said(&stranger));
+}
