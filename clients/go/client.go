@@ -2,6 +2,8 @@ package tenure
 
 import (
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"math/rand"
@@ -72,6 +74,47 @@ type options struct {
 	clock          Clock
 	token          string
 	hasToken       bool
+	tls            *tls.Config
+}
+
+// WithTLS sets how https:// endpoints are verified, and the client
+// certificate to present to a cluster started with --client-ca. Without
+// it, the CA and client certificate come from the PEM files named by
+// TENURE_CA, TENURE_CERT and TENURE_KEY when those are set, else the
+// system's CAs are trusted.
+func WithTLS(config *tls.Config) Option {
+	return func(o *options) { o.tls = config }
+}
+
+// tlsFromEnv is the TLS configuration TENURE_CA, TENURE_CERT and
+// TENURE_KEY describe; nil when none is set.
+func tlsFromEnv() (*tls.Config, error) {
+	ca, cert, key := os.Getenv("TENURE_CA"), os.Getenv("TENURE_CERT"), os.Getenv("TENURE_KEY")
+	if ca == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	config := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, invalid("ca", "cannot read TENURE_CA: %v", err)
+		}
+		config.RootCAs = x509.NewCertPool()
+		if !config.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, invalid("ca", "TENURE_CA file %s holds no PEM certificate", ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, invalid("cert", "a client certificate needs both TENURE_CERT and TENURE_KEY")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, invalid("cert", "cannot use TENURE_CERT and TENURE_KEY: %v", err)
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+	return config, nil
 }
 
 // WithEndpoints sets the nodes to talk to, as http://host:port. Any node
@@ -131,8 +174,8 @@ func New(opts ...Option) (*Client, error) {
 			continue
 		}
 		u, err := url.Parse(e)
-		if err != nil || u.Scheme != "http" || u.Host == "" || u.Path != "" || u.RawQuery != "" {
-			return nil, invalid("endpoints", "endpoint %q: write it as http://host:port", e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			return nil, invalid("endpoints", "endpoint %q: write it as http://host:port or https://host:port", e)
 		}
 		endpoints = append(endpoints, e)
 	}
@@ -149,6 +192,11 @@ func New(opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.tls == nil {
+		if o.tls, err = tlsFromEnv(); err != nil {
+			return nil, err
+		}
+	}
 	transport := &http.Transport{
 		// Talk to the nodes directly: a proxy would hide which node
 		// answered, and turn refused connections into 502s.
@@ -159,6 +207,7 @@ func New(opts ...Option) (*Client, error) {
 		// server is closing.
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     5 * time.Second,
+		TLSClientConfig:     o.tls,
 	}
 	return &Client{
 		endpoints:      endpoints,

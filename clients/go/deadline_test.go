@@ -128,7 +128,7 @@ func TestValuesAreCheckedBeforeSending(t *testing.T) {
 }
 
 func TestEndpointsMustBePlainHTTPURLs(t *testing.T) {
-	for _, e := range []string{"127.0.0.1:7400", "https://a:1", "http://a:1/v1", ""} {
+	for _, e := range []string{"127.0.0.1:7400", "ftp://a:1", "http://a:1/v1", ""} {
 		if _, err := New(WithEndpoints(e)); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("%q: %v", e, err)
 		}

@@ -192,7 +192,12 @@ func tryCluster(t *testing.T) (*cluster, error) {
 // extra are more arguments (--tokens FILE, say).
 func startDev(t *testing.T, extra ...string) []string {
 	t.Helper()
-	dir := t.TempDir()
+	return startDevIn(t, t.TempDir(), extra...)
+}
+
+// startDevIn is startDev with its data in dir (dir/tls holds the dev CA).
+func startDevIn(t *testing.T, dir string, extra ...string) []string {
+	t.Helper()
 	args := append([]string{"dev", "--http-port", "0", "--data-dir", dir}, extra...)
 	p, err := spawn(t, args, filepath.Join(dir, "dev.log"))
 	if err != nil {
@@ -200,9 +205,15 @@ func startDev(t *testing.T, extra ...string) []string {
 	}
 	// The banner names node 1; dev prints one line per node, but node 1
 	// is enough: every node serves the whole API.
+	scheme := "http://"
+	for _, a := range extra {
+		if a == "--https" {
+			scheme = "https://"
+		}
+	}
 	for _, w := range strings.Fields(p.banner) {
 		if strings.HasPrefix(w, "http=") {
-			return []string{"http://" + strings.TrimPrefix(w, "http=")}
+			return []string{scheme + strings.TrimPrefix(w, "http=")}
 		}
 	}
 	t.Fatalf("tenure dev printed no address: %q", p.banner)

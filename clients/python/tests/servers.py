@@ -10,6 +10,7 @@ import os
 import queue
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -41,10 +42,13 @@ def wait_until(what: str, done: Callable[[], bool], within: float, every: float 
         time.sleep(every)
 
 
-def get_json(url: str, timeout: float = 2.0) -> Optional[dict[str, object]]:
+def get_json(
+    url: str, timeout: float = 2.0, ca: Optional[Path] = None
+) -> Optional[dict[str, object]]:
     """A GET of a JSON object, or None when no answer came."""
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
             body = json.loads(r.read())
     except (OSError, ValueError):
         return None
@@ -118,18 +122,25 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def ready(url: str) -> bool:
-    health = get_json(url + "/healthz", timeout=1.0)
+def ready(url: str, ca: Optional[Path] = None) -> bool:
+    health = get_json(url + "/healthz", timeout=1.0, ca=ca)
     return bool(health and health.get("quorum_reachable"))
 
 
 class Dev:
     """``tenure dev --http-port 0``: three nodes in one process; with
     ``tokens`` (the lines of a tokens file), ``--tokens`` turns
-    authentication on."""
+    authentication on; with ``https``, the nodes serve HTTPS and ``ca`` is
+    the dev CA to trust."""
 
-    def __init__(self, folder: Path, tokens: Optional[list[str]] = None) -> None:
+    def __init__(
+        self, folder: Path, tokens: Optional[list[str]] = None, https: bool = False
+    ) -> None:
         args = ["dev", "--http-port", "0", "--data-dir", str(folder / "data")]
+        self.ca: Optional[Path] = None
+        if https:
+            args.append("--https")
+            self.ca = folder / "data" / "tls" / "ca.pem"
         if tokens is not None:
             path = folder / "tokens"
             path.write_text("".join(line + "\n" for line in tokens))
@@ -139,8 +150,13 @@ class Dev:
         try:
             while len(self.urls) < 3:
                 words = self.proc.next_line().split()
-                self.urls += ["http://" + w[5:] for w in words if w.startswith("http=")]
-            wait_until("the dev cluster's quorum", lambda: all(map(ready, self.urls)), READY_TIMEOUT)
+                scheme = "https://" if https else "http://"
+                self.urls += [scheme + w[5:] for w in words if w.startswith("http=")]
+            wait_until(
+                "the dev cluster's quorum",
+                lambda: all(ready(url, self.ca) for url in self.urls),
+                READY_TIMEOUT,
+            )
         except BaseException:
             self.stop()
             raise

@@ -96,7 +96,7 @@ def test_names_holders_and_endpoints_are_checked_before_anything_is_sent() -> No
     with pytest.raises(tenure.Invalid):
         tenure.Client(["127.0.0.1:7400"])
     with pytest.raises(tenure.Invalid):
-        tenure.Client(["https://a:1"])
+        tenure.Client(["ftp://a:1"])
     with pytest.raises(tenure.Invalid):
         tenure.Client([])
     assert tenure.Client("http://a:1, http://b:2/").endpoints == ["http://a:1", "http://b:2"]

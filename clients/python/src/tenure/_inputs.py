@@ -8,6 +8,7 @@ import os
 import random
 import re
 import socket
+import ssl
 from typing import Optional, Sequence, Union
 from urllib.parse import quote, urlsplit
 
@@ -26,7 +27,7 @@ TOKEN_FILE_ENV = "TENURE_TOKEN_FILE"
 
 def endpoints(given: Union[str, Sequence[str], None]) -> list[str]:
     """The endpoints given, else ``TENURE_ENDPOINTS``, else the dev ports;
-    each written as ``http://host:port``."""
+    each written as ``http://host:port`` or ``https://host:port``."""
     if given is None:
         given = os.environ.get("TENURE_ENDPOINTS") or ",".join(DEV_ENDPOINTS)
     if isinstance(given, str):
@@ -41,8 +42,10 @@ def endpoints(given: Union[str, Sequence[str], None]) -> list[str]:
             parts.port  # parsed only when asked for
         except ValueError:
             parts = urlsplit("")
-        if parts.scheme != "http" or not parts.hostname or parts.path or parts.query:
-            raise Invalid(f"endpoint {e!r}: write it as http://host:port", "endpoints")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise Invalid(
+                f"endpoint {e!r}: write it as http://host:port or https://host:port", "endpoints"
+            )
         out.append(e)
     if not out:
         raise Invalid("no endpoints given", "endpoints")
@@ -133,3 +136,24 @@ def default_holder_id() -> str:
     host = os.environ.get("HOSTNAME", "").strip() or socket.gethostname()
     host = "".join(c for c in host if "!" <= c <= "~")[:64] or "host"
     return f"{host}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+def tls(ca: Optional[str], cert: Optional[str], key: Optional[str]) -> Union[ssl.SSLContext, bool]:
+    """What httpx verifies ``https://`` nodes with: the CA file given, else
+    ``TENURE_CA``, else the system's CAs; and the client certificate and
+    key given, else ``TENURE_CERT`` and ``TENURE_KEY``, for a cluster
+    started with ``--client-ca``."""
+    ca = ca or os.environ.get("TENURE_CA") or None
+    cert = cert or os.environ.get("TENURE_CERT") or None
+    key = key or os.environ.get("TENURE_KEY") or None
+    if ca is None and cert is None and key is None:
+        return True
+    if (cert is None) != (key is None):
+        raise Invalid("a client certificate needs both cert and key", "cert")
+    try:
+        context = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise Invalid(f"cannot use the TLS files: {e}", "ca") from None
+    return context

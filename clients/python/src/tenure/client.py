@@ -32,7 +32,11 @@ class Client:
     ``token``: the bearer token sent with every request, watches included,
     to a cluster that requires one; by default the contents (stripped) of
     the file ``TENURE_TOKEN_FILE`` names, else none. A refusal of it
-    raises ``Denied``.
+    raises ``Denied``. ``ca``: the CA file (PEM) that signs the nodes'
+    certificates, for ``https://`` endpoints; by default ``TENURE_CA``,
+    else the system's CAs. ``cert`` and ``key``: a client certificate and
+    its key, for a cluster started with ``--client-ca``; by default
+    ``TENURE_CERT`` and ``TENURE_KEY``.
     """
 
     def __init__(
@@ -43,6 +47,9 @@ class Client:
         call_timeout: float = _failover.DEFAULT_CALL_TIMEOUT,
         clock: Clock = boottime,
         token: Optional[str] = None,
+        ca: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
     ) -> None:
         self._nodes = _failover.Nodes(_inputs.endpoints(endpoints))
         # Only in the HTTP client's headers: never an attribute, a repr or
@@ -53,7 +60,10 @@ class Client:
         self.clock = clock
         # No proxies from the environment: the nodes are reached directly.
         self._http = httpx.Client(
-            trust_env=False, headers=auth, limits=httpx.Limits(max_keepalive_connections=8)
+            trust_env=False,
+            headers=auth,
+            limits=httpx.Limits(max_keepalive_connections=8),
+            verify=_inputs.tls(ca, cert, key),
         )
 
     @property

@@ -33,6 +33,9 @@ class AsyncClient:
         call_timeout: float = _failover.DEFAULT_CALL_TIMEOUT,
         clock: Clock = boottime,
         token: Optional[str] = None,
+        ca: Optional[str] = None,
+        cert: Optional[str] = None,
+        key: Optional[str] = None,
     ) -> None:
         self._nodes = _failover.Nodes(_inputs.endpoints(endpoints))
         # Only in the HTTP client's headers: never an attribute, a repr or
@@ -42,7 +45,10 @@ class AsyncClient:
         self.call_timeout = call_timeout
         self.clock = clock
         self._http = httpx.AsyncClient(
-            trust_env=False, headers=auth, limits=httpx.Limits(max_keepalive_connections=8)
+            trust_env=False,
+            headers=auth,
+            limits=httpx.Limits(max_keepalive_connections=8),
+            verify=_inputs.tls(ca, cert, key),
         )
 
     @property

@@ -1,0 +1,36 @@
+package tenure
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A client that trusts the dev CA locks over HTTPS; one that does not
+// cannot.
+func TestAClientThatTrustsTheCALocksOverHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	urls := startDevIn(t, dir, "--https")
+	pem, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatal("no CA certificate")
+	}
+	c := newClient(t, urls, WithTLS(&tls.Config{RootCAs: roots}))
+	l, err := c.TryAcquire(testContext(t), "over-tls", Holder("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(testContext(t))
+	untrusting := newClient(t, urls, WithTLS(&tls.Config{}), WithTimeouts(DefaultAttemptTimeout, 500*time.Millisecond))
+	if _, err := untrusting.Get(testContext(t), "over-tls"); err == nil || errors.Is(err, ErrHeld) {
+		t.Fatalf("an untrusted node answered: %v", err)
+	}
+}
