@@ -19,27 +19,11 @@ fn https_node(extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
         .expect("certificate");
     let ports = free_ports(2);
     let path = |p: &std::path::Path| p.display().to_string();
-    let mut args: Vec<String> = vec![
-        "server".into(),
-        "--id".into(),
-        "1".into(),
-        "--data-dir".into(),
-        path(&dir.path().join("node-1")),
-        "--http".into(),
-        format!("127.0.0.1:{}", ports[0]),
-        "--peer-listen".into(),
-        format!("127.0.0.1:{}", ports[1]),
-        "--peers".into(),
-        format!("1=127.0.0.1:{}", ports[1]),
-        "--ca".into(),
-        path(&files.ca),
-        "--cert".into(),
-        path(&files.cert),
-        "--key".into(),
-        path(&files.key),
-        "--https".into(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
+    let (ca, cert, key) = (path(&files.ca), path(&files.cert), path(&files.key));
+    let mut tls = vec!["--ca", &ca, "--cert", &cert, "--key", &key, "--https"];
+    tls.extend(extra);
+    let peers = format!("1=127.0.0.1:{}", ports[1]);
+    let args = node_one_args(dir.path(), ports[0], ports[1], &peers, &tls);
     let node = spawn(&args, &dir.path().join("node-1.log")).expect("starts");
     (node, format!("https://127.0.0.1:{}", ports[0]), dir)
 }

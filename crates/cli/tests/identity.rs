@@ -106,26 +106,17 @@ fn a_second_process_with_a_running_members_id_is_refused() {
 fn a_peer_address_where_nothing_answers_is_said_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = free_ports(4);
-    let args: Vec<String> = [
-        "server",
-        "--id",
-        "1",
-        "--data-dir",
-        &dir.path().join("node-1").display().to_string(),
-        "--http",
-        &format!("127.0.0.1:{}", ports[0]),
-        "--peer-listen",
-        &format!("127.0.0.1:{}", ports[1]),
-        "--peers",
-        &format!(
-            "1=127.0.0.1:{},2=127.0.0.1:{},3=127.0.0.1:{}",
-            ports[1], ports[2], ports[3]
-        ),
-        "--insecure-peers",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    let peers = format!(
+        "1=127.0.0.1:{},2=127.0.0.1:{},3=127.0.0.1:{}",
+        ports[1], ports[2], ports[3]
+    );
+    let args = node_one_args(
+        dir.path(),
+        ports[0],
+        ports[1],
+        &peers,
+        &["--insecure-peers"],
+    );
     let log = dir.path().join("node-1.log");
     let mut node = spawn(&args, &log).expect("node 1 starts alone");
     let read = || std::fs::read_to_string(&log).unwrap_or_default();

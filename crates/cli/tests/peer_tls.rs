@@ -14,26 +14,8 @@ use tenure_server::tls::issue::Ca;
 fn a_node_without_peer_tls_refuses_to_start_unless_told_insecure() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = free_ports(2);
-    let args = |extra: &[&str]| {
-        let mut args: Vec<String> = [
-            "server",
-            "--id",
-            "1",
-            "--data-dir",
-            &dir.path().join("node-1").display().to_string(),
-            "--http",
-            &format!("127.0.0.1:{}", ports[0]),
-            "--peer-listen",
-            &format!("127.0.0.1:{}", ports[1]),
-            "--peers",
-            &format!("1=127.0.0.1:{}", ports[1]),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        args.extend(extra.iter().map(|a| a.to_string()));
-        args
-    };
+    let peers = format!("1=127.0.0.1:{}", ports[1]);
+    let args = |extra: &[&str]| node_one_args(dir.path(), ports[0], ports[1], &peers, extra);
     let log = dir.path().join("node-1.log");
     let refused = spawn(&args(&[]), &log).err().expect("refused");
     assert!(refused.contains("peer links need TLS"), "{refused}");

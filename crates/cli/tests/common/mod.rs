@@ -538,3 +538,30 @@ pub fn wait_for_log(log: impl Fn() -> String, text: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `tenure server` as node 1, its data in `dir/node-1`, HTTP on
+/// `http_port`, peers as `peers` lists them (node 1 on `peer_port`), then
+/// `extra`.
+pub fn node_one_args(
+    dir: &Path,
+    http_port: u16,
+    peer_port: u16,
+    peers: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--id".into(),
+        "1".into(),
+        "--data-dir".into(),
+        dir.join("node-1").display().to_string(),
+        "--http".into(),
+        format!("127.0.0.1:{http_port}"),
+        "--peer-listen".into(),
+        format!("127.0.0.1:{peer_port}"),
+        "--peers".into(),
+        peers.into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
