@@ -29,6 +29,10 @@ pub enum Bench {
         /// Bench a running node instead of an in-process cluster.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+        /// Run the in-process cluster's peer links in plain TCP rather
+        /// than mutual TLS, to measure what TLS costs.
+        #[arg(long, conflicts_with = "url")]
+        insecure_peers: bool,
     },
     /// Start a 3-node etcd cluster and a 3-node tenure cluster on loopback
     /// and run the same lock workloads against both; writes
@@ -74,12 +78,13 @@ pub struct CompareArgs {
 }
 
 pub async fn run(bench: Bench) -> Result<()> {
-    let (count, data_dir, url) = match bench {
+    let (count, data_dir, url, insecure_peers) = match bench {
         Bench::Renew {
             count,
             data_dir,
             url,
-        } => (count, data_dir, url),
+            insecure_peers,
+        } => (count, data_dir, url, insecure_peers),
         Bench::Compare(args) => return tokio::task::spawn_blocking(|| compare(args)).await?,
     };
     let count = count.max(10);
@@ -98,12 +103,24 @@ pub async fn run(bench: Bench) -> Result<()> {
     for (i, l) in bound.iter().enumerate() {
         peers.insert(NodeId(i as u16 + 1), l.peer.local_addr()?.to_string());
     }
+    let ca = tenure_server::tls::issue::Ca::open_or_create(&dir.join("tls"))?;
     let mut nodes = Vec::new();
     for (i, listeners) in bound.into_iter().enumerate() {
         let id = NodeId(i as u16 + 1);
-        let config = ServerConfig::new(id, dir.join(format!("node-{}", id.0)), peers.clone());
+        let mut config = ServerConfig::new(id, dir.join(format!("node-{}", id.0)), peers.clone());
+        if !insecure_peers {
+            config.peer_tls = Some(ca.issue_node(id, &[])?);
+        }
         nodes.push(server::start(config, listeners).await?);
     }
+    println!(
+        "peer links: {}",
+        if insecure_peers {
+            "plain TCP (--insecure-peers)"
+        } else {
+            "mutual TLS"
+        }
+    );
     let url = format!("http://{}", nodes[0].http_addr);
     let fsync_dir = dir.clone();
     let result =
