@@ -28,6 +28,7 @@ type grant struct {
 	holder   string
 	sent     time.Duration // when the winning request was sent, on the client's clock
 	driftPPM uint32        // the cluster's ρ, as the answering node gave it
+	key      string        // the grant's key, from a cluster started with --grant-secret
 }
 
 func (g grant) deadline(margin time.Duration) time.Duration {
@@ -80,7 +81,7 @@ func toGrant(a *answer) (grant, error) {
 	if b.MaxDriftPPM != nil && *b.MaxDriftPPM <= maxDriftPPM {
 		drift = uint32(*b.MaxDriftPPM)
 	}
-	return grant{token: *b.Token, ttl: ttl, holder: *b.Holder, sent: a.sent, driftPPM: drift}, nil
+	return grant{token: *b.Token, ttl: ttl, holder: *b.Holder, sent: a.sent, driftPPM: drift, key: b.Key}, nil
 }
 
 func toState(a *answer) (State, error) {
@@ -185,8 +186,12 @@ func (c *Client) acquireOnce(ctx context.Context, name, holder string, ttl, wait
 
 // renew is PUT /v1/locks/{name} with the token: renew grant token,
 // retrying until until. A 409 is a *HeldError: the grant is gone.
-func (c *Client) renew(ctx context.Context, name, holder string, token uint64, until time.Duration) (grant, error) {
-	body, _ := json.Marshal(map[string]interface{}{"holder": holder, "token": token})
+func (c *Client) renew(ctx context.Context, name, holder string, token uint64, key string, until time.Duration) (grant, error) {
+	fields := map[string]interface{}{"holder": holder, "token": token}
+	if key != "" {
+		fields["key"] = key
+	}
+	body, _ := json.Marshal(fields)
 	req := request{method: http.MethodPut, path: "/v1/locks/" + name, body: body, attemptTimeout: c.attemptTimeout}
 	a, err := c.send(ctx, req, retryAlways, until)
 	if err != nil {
@@ -208,6 +213,14 @@ func (c *Client) renew(ctx context.Context, name, holder string, token uint64, u
 // current: it had expired, or was released or superseded already. It is
 // retried only when the first attempt certainly did nothing.
 func (c *Client) Release(ctx context.Context, name, holder string, token uint64) error {
+	return c.ReleaseWithKey(ctx, name, holder, token, "")
+}
+
+// ReleaseWithKey is Release for a cluster started with --grant-secret,
+// which gives every grant a secret key (Lease.Key) and ends a grant only
+// for whoever sends it; without the key such a cluster answers 403
+// (ErrDenied).
+func (c *Client) ReleaseWithKey(ctx context.Context, name, holder string, token uint64, key string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
@@ -215,6 +228,9 @@ func (c *Client) Release(ctx context.Context, name, holder string, token uint64)
 		return err
 	}
 	path := fmt.Sprintf("/v1/locks/%s?holder=%s&token=%d", name, url.QueryEscape(holder), token)
+	if key != "" {
+		path += "&key=" + url.QueryEscape(key)
+	}
 	req := request{method: http.MethodDelete, path: path, attemptTimeout: c.attemptTimeout}
 	a, err := c.send(ctx, req, retryIfNotApplied, c.now()+c.callTimeout)
 	if err != nil {

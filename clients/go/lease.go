@@ -20,6 +20,7 @@ type Lease struct {
 	name   string
 	holder string
 	token  uint64
+	key    string
 	ttl    time.Duration
 	margin time.Duration
 
@@ -36,7 +37,7 @@ type Lease struct {
 func newLease(c *Client, name string, o lockOptions, g grant) *Lease {
 	ctx, stop := context.WithCancel(context.Background())
 	l := &Lease{
-		c: c, name: name, holder: o.holder, token: g.token, ttl: g.ttl, margin: o.margin,
+		c: c, name: name, holder: o.holder, token: g.token, key: g.key, ttl: g.ttl, margin: o.margin,
 		deadline: g.deadline(o.margin),
 		lastSent: g.sent,
 		done:     make(chan struct{}),
@@ -51,6 +52,11 @@ func newLease(c *Client, name string, o lockOptions, g grant) *Lease {
 // writes to, and have that refuse tokens lower than the highest it has
 // seen.
 func (l *Lease) Token() uint64 { return l.token }
+
+// Key is the grant's secret key, from a cluster started with
+// --grant-secret ("" otherwise): renewing or releasing the grant needs it,
+// and only the holder ever sees it. Keep it out of logs.
+func (l *Lease) Key() string { return l.key }
 
 // Name is the lock's name.
 func (l *Lease) Name() string { return l.name }
@@ -112,7 +118,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		return nil
 	}
 	l.lose(LostReleased, nil)
-	return l.c.Release(ctx, l.name, l.holder, l.token)
+	return l.c.ReleaseWithKey(ctx, l.name, l.holder, l.token, l.key)
 }
 
 // lose marks the lease lost for reason, unless it already is: the first
@@ -164,7 +170,7 @@ func (l *Lease) keepalive(ctx context.Context, lastSent time.Duration) {
 			l.lose(LostExpired, nil)
 			return
 		}
-		g, err := l.c.renew(ctx, l.name, l.holder, l.token, deadline)
+		g, err := l.c.renew(ctx, l.name, l.holder, l.token, l.key, deadline)
 		var held *HeldError
 		switch {
 		case ctx.Err() != nil:

@@ -197,7 +197,7 @@ func pause(ctx context.Context, d time.Duration) bool {
 func (c *Client) start(ctx context.Context, name string, o lockOptions, g grant, fromLongPoll bool) (*Lease, error) {
 	if fromLongPoll && !mostOfTheLeaseLeft(g.sent, c.now(), g.ttl, g.driftPPM, o.margin) {
 		pollDeadline := g.deadline(o.margin)
-		renewed, err := c.renew(ctx, name, o.holder, g.token, c.now()+c.callTimeout)
+		renewed, err := c.renew(ctx, name, o.holder, g.token, g.key, c.now()+c.callTimeout)
 		switch {
 		case err == nil:
 			g = renewed
@@ -208,7 +208,7 @@ func (c *Client) start(ctx context.Context, name string, o lockOptions, g grant,
 			// give the grant back (in the background; it is bound to its
 			// token, so a late release can only end this grant).
 			go func() {
-				_ = c.Release(context.Background(), name, o.holder, g.token)
+				_ = c.ReleaseWithKey(context.Background(), name, o.holder, g.token, g.key)
 			}()
 			return nil, err
 		}

@@ -50,6 +50,7 @@ type wire struct {
 	Error          string  `json:"error"`
 	Field          *string `json:"field"`
 	OutcomeUnknown *bool   `json:"outcome_unknown"`
+	Key            string  `json:"key"`
 }
 
 // answer is a node's answer, and when the request that got it was sent.

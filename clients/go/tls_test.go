@@ -34,3 +34,23 @@ func TestAClientThatTrustsTheCALocksOverHTTPS(t *testing.T) {
 		t.Fatalf("an untrusted node answered: %v", err)
 	}
 }
+
+// tenure dev gives grant keys: a release needs the grant's key, which
+// only the holder has.
+func TestAGrantKeyIsTheHoldersAlone(t *testing.T) {
+	c := newClient(t, startDev(t))
+	ctx := testContext(t)
+	l, err := c.TryAcquire(ctx, "keyed", Holder("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Key()) != 32 {
+		t.Fatalf("key %q", l.Key())
+	}
+	if err := c.Release(ctx, "keyed", "me", l.Token()); !errors.Is(err, ErrDenied) {
+		t.Fatalf("released without the key: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

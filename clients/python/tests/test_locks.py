@@ -149,7 +149,7 @@ def test_a_lease_is_renewed_in_the_background_past_its_ttl(client: tenure.Client
 def test_a_refused_renewal_loses_the_lease_at_once(client: tenure.Client) -> None:
     lease = client.lock("refused", ttl=3.0).acquire()
     # Someone with the token ends the grant: the next renewal gets 409.
-    client.release("refused", lease.holder, lease.token)
+    client.release("refused", lease.holder, lease.token, key=lease.grant.key)
     lost = lease.wait_lost(timeout=3.0)
     assert lost is not None and lost.reason is tenure.LostReason.REFUSED
     # At the first renewal (ttl/3 = 1 s), long before the deadline.
@@ -197,3 +197,20 @@ def test_a_watch_says_when_no_node_can_be_reached() -> None:
             states.close()
         assert first.state == "unavailable"
         assert first.error is not None and "refused" in first.error.lower()
+
+
+def test_a_grant_key_is_the_holders_alone(client: tenure.Client) -> None:
+    """tenure dev gives grant keys: renewing or releasing needs the key,
+    which reads never show."""
+    lease = client.lock("keyed", ttl=5.0).acquire()
+    try:
+        assert lease.grant.key is not None and len(lease.grant.key) == 32
+        assert "key" not in repr(lease.grant)
+        with pytest.raises(tenure.Denied):
+            client.release("keyed", lease.holder, lease.token)
+        with pytest.raises(tenure.Denied):
+            client.release("keyed", lease.holder, lease.token, key="0" * 32)
+        assert client.read("keyed").token == lease.token
+    finally:
+        lease.release()
+    assert client.read("keyed").holder is None

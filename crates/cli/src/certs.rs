@@ -1,5 +1,6 @@
 //! `tenure certs`: a cluster's CA and its members' certificates, for peer
-//! links in mutual TLS (docs/operations.md, "Peer TLS").
+//! links in mutual TLS (docs/operations.md, "Peer TLS"), and the secret
+//! grant keys are made from.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -28,6 +29,8 @@ pub struct CertsArgs {
 pub fn run(args: CertsArgs) -> Result<()> {
     let ca = Ca::open_or_create(&args.dir)
         .with_context(|| format!("cannot use the CA in {}", args.dir.display()))?;
+    let secret = args.dir.join(tenure_server::tls::issue::GRANT_SECRET);
+    tenure_server::grant_key::make_secret(&secret)?;
     let mut out = std::io::stdout().lock();
     for id in args.nodes {
         let files = ca
@@ -35,16 +38,19 @@ pub fn run(args: CertsArgs) -> Result<()> {
             .with_context(|| format!("cannot make node {id}'s certificate"))?;
         writeln!(
             out,
-            "node {id}: tenure server --id {id} --ca {} --cert {} --key {} ...",
+            "node {id}: tenure server --id {id} --ca {} --cert {} --key {} --grant-secret {} ...",
             files.ca.display(),
             files.cert.display(),
-            files.key.display()
+            files.key.display(),
+            secret.display()
         )?;
     }
     writeln!(
         out,
-        "Keep {} secret: whoever holds it can make members.",
-        args.dir.join(tenure_server::tls::issue::CA_KEY).display()
+        "Keep {} secret: whoever holds it can make members; and {}: whoever holds it can \
+         renew or release any grant.",
+        args.dir.join(tenure_server::tls::issue::CA_KEY).display(),
+        secret.display()
     )?;
     Ok(())
 }

@@ -139,7 +139,13 @@ pub async fn lock(args: LockArgs) -> Result<()> {
             if !grant.most_of_the_lease_left(now, Duration::ZERO) {
                 let until = now + client.call_timeout();
                 grant = client
-                    .renew(&args.name, &holder, grant.token, until)
+                    .renew(
+                        &args.name,
+                        &holder,
+                        grant.token,
+                        grant.key.as_deref(),
+                        until,
+                    )
                     .await
                     .with_context(|| format!("renewing {} after the wait", args.name))?;
             }
@@ -152,13 +158,24 @@ pub async fn lock(args: LockArgs) -> Result<()> {
                 .saturating_duration_since(client.clock().now())
                 .as_millis();
             if args.conn.json {
-                print_json(&json!({
+                let mut out = json!({
                     "name": args.name, "holder": grant.holder, "token": grant.token,
                     "ttl_ms": ttl_ms, "valid_ms": valid_ms,
-                }))
+                });
+                if let Some(key) = &grant.key {
+                    out["key"] = key.clone().into();
+                }
+                print_json(&out)
             } else {
+                // `unlock` needs the key: said on its own line, for scripts.
+                let key = match &grant.key {
+                    Some(key) => {
+                        format!("\nkey {key} (unlock --grant-key needs it; keep it to yourself)")
+                    }
+                    None => String::new(),
+                };
                 print_line(&format!(
-                    "{}: granted to {} with token {}, valid for {valid_ms} ms more (ttl {ttl_ms} ms, counted from when the request was sent)",
+                    "{}: granted to {} with token {}, valid for {valid_ms} ms more (ttl {ttl_ms} ms, counted from when the request was sent){key}",
                     args.name, grant.holder, grant.token
                 ))
             }
@@ -177,6 +194,10 @@ pub struct UnlockArgs {
     /// The token of the grant to end.
     #[arg(long)]
     pub token: u64,
+    /// The grant's key, as `lock` printed it, for a cluster that gives
+    /// keys (--grant-secret).
+    #[arg(long, value_name = "KEY")]
+    pub grant_key: Option<String>,
     #[command(flatten)]
     pub conn: Conn,
 }
@@ -184,7 +205,12 @@ pub struct UnlockArgs {
 pub async fn unlock(args: UnlockArgs) -> Result<()> {
     let client = args.conn.one_shot_client()?;
     client
-        .release(&args.name, &args.holder, args.token)
+        .release(
+            &args.name,
+            &args.holder,
+            args.token,
+            args.grant_key.as_deref(),
+        )
         .await
         .with_context(|| format!("could not release {}", args.name))?;
     if args.conn.json {

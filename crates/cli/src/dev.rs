@@ -56,6 +56,9 @@ pub async fn run(args: DevArgs) -> Result<()> {
     let ca = Ca::open_or_create(&tls_dir)
         .with_context(|| format!("cannot make the dev CA in {}", tls_dir.display()))?;
     let hosts = ["localhost".to_string(), "127.0.0.1".to_string()];
+    // Grants carry secret keys, as in production.
+    let grant_secret = tls_dir.join(tenure_server::tls::issue::GRANT_SECRET);
+    tenure_server::grant_key::make_secret(&grant_secret)?;
     let mut nodes = Vec::new();
     for (i, listeners) in bound.into_iter().enumerate() {
         let id = NodeId(i as u16 + 1);
@@ -63,6 +66,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         let mut config = ServerConfig::new(id, dir, peers.clone());
         config.drift = drift;
         config.tokens = tokens.clone();
+        config.grant_secret = Some(grant_secret.clone());
         let files = ca
             .issue_node(id, &hosts)
             .with_context(|| format!("cannot make node {}'s certificate", id.0))?;

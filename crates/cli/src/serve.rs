@@ -41,6 +41,12 @@ pub struct ServerArgs {
     /// again. Without it, every request is served.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// Give every grant a secret key, made from the secret in FILE (the
+    /// same file on every node; `tenure certs` makes one): only the holder
+    /// sees it, and renewing or releasing needs it. Without it, holder and
+    /// token, which reads and conflicts show, are enough.
+    #[arg(long, value_name = "FILE")]
+    grant_secret: Option<PathBuf>,
     /// Start although this node's store rolled back its newest commit (a
     /// power cut mid-commit, or bit rot), and clear that verdict: only
     /// after checking, see docs/operations.md.
@@ -191,6 +197,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.cluster_id = args.cluster_id;
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.tokens = args.tokens;
+    if args.grant_secret.is_none() {
+        tracing::warn!(
+            "no --grant-secret: whoever sees a grant's holder and token (reads, conflicts, \
+             watches show them) can renew or release it"
+        );
+    }
+    config.grant_secret = args.grant_secret;
     config.peer_tls = peer_tls;
     config.https = https;
     config.http.max_connections = args.max_connections as usize;

@@ -137,7 +137,8 @@ fn the_page_shows_a_lock_and_its_release_without_a_reload() {
     };
     let dev = Dev::start(&[]);
     let lock = format!("{}/v1/locks/nightly", dev.url());
-    let t = token(&acquire_when_ready(&lock, "cron-1", 30_000));
+    let granted = acquire_when_ready(&lock, "cron-1", 30_000);
+    let t = token(&granted);
 
     let page = get(&format!("{}/ui", dev.url()));
     assert_eq!(page.status, 200);
@@ -156,7 +157,7 @@ fn the_page_shows_a_lock_and_its_release_without_a_reload() {
     let members = browser.run("return document.querySelectorAll('[data-testid=member]').length;");
     assert_eq!(members, 3, "the cluster panel lists every node");
 
-    assert_eq!(release(&lock, "cron-1", t).status, 204);
+    assert_eq!(release_granted(&lock, &granted).status, 204);
     let released = Instant::now();
     until(
         Duration::from_secs(5),

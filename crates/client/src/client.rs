@@ -135,6 +135,10 @@ pub struct Granted {
     /// (the default when it gave none): the holder's deadline shrinks the
     /// ttl by twice it.
     pub drift: DriftBound,
+    /// The grant's secret key, from a cluster started with
+    /// `--grant-secret`: renewing or releasing the grant needs it, and
+    /// only the holder ever sees it.
+    pub key: Option<String>,
 }
 
 impl Granted {
@@ -472,19 +476,25 @@ impl Client {
 
     /// `PUT /v1/locks/{name}` with the token: renew grant `token`, retrying
     /// until `until`. A `409` is `Error::Conflict`: the grant is gone.
+    /// `key`: the grant's key, where the cluster gives keys.
     pub async fn renew(
         &self,
         name: &str,
         holder: &str,
         token: u64,
+        key: Option<&str>,
         until: Stamp,
     ) -> Result<Granted, Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
         let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
+        let mut body = json!({ "holder": holder.as_str(), "token": token });
+        if let Some(key) = key {
+            body["key"] = key.into();
+        }
         let request = Request {
             method: Method::PUT,
             path: format!("/v1/locks/{}", name.as_str()),
-            body: Some(json!({ "holder": holder.as_str(), "token": token })),
+            body: Some(body),
             attempt_timeout: self.inner.attempt_timeout,
         };
         let answer = self.send(&request, Retry::Always, until).await?;
@@ -495,17 +505,28 @@ impl Client {
         }
     }
 
-    /// `DELETE /v1/locks/{name}`: end grant `token` of `holder`.
-    pub async fn release(&self, name: &str, holder: &str, token: u64) -> Result<(), Error> {
+    /// `DELETE /v1/locks/{name}`: end grant `token` of `holder`; `key`:
+    /// the grant's key, where the cluster gives keys.
+    pub async fn release(
+        &self,
+        name: &str,
+        holder: &str,
+        token: u64,
+        key: Option<&str>,
+    ) -> Result<(), Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
         let holder = HolderId::new(holder).map_err(|e| Error::invalid(e, Some("holder")))?;
+        let mut path = format!(
+            "/v1/locks/{}?holder={}&token={token}",
+            name.as_str(),
+            query_escape(holder.as_str())
+        );
+        if let Some(key) = key {
+            path.push_str(&format!("&key={}", query_escape(key)));
+        }
         let request = Request {
             method: Method::DELETE,
-            path: format!(
-                "/v1/locks/{}?holder={}&token={token}",
-                name.as_str(),
-                query_escape(holder.as_str())
-            ),
+            path,
             body: None,
             attempt_timeout: self.inner.attempt_timeout,
         };

@@ -160,7 +160,13 @@ impl Lock {
             let until = clock.now() + self.client.call_timeout();
             match self
                 .client
-                .renew(&self.name, &self.holder, grant.token, until)
+                .renew(
+                    &self.name,
+                    &self.holder,
+                    grant.token,
+                    grant.key.as_deref(),
+                    until,
+                )
                 .await
             {
                 Ok(renewed) => grant = renewed,
@@ -170,9 +176,9 @@ impl Lock {
                     if clock.now() >= poll_deadline {
                         let (client, name, holder) =
                             (self.client.clone(), self.name.clone(), self.holder.clone());
-                        let token = grant.token;
+                        let (token, key) = (grant.token, grant.key.clone());
                         tokio::spawn(async move {
-                            let _ = client.release(&name, &holder, token).await;
+                            let _ = client.release(&name, &holder, token, key.as_deref()).await;
                         });
                         return Err(e);
                     }
@@ -194,6 +200,9 @@ struct Shared {
     name: String,
     holder: String,
     token: u64,
+    /// The grant's key, where the cluster gives keys; the same for every
+    /// renewal of one grant.
+    key: Option<String>,
     ttl: Ttl,
     margin: Duration,
     status: watch::Sender<LeaseStatus>,
@@ -237,6 +246,7 @@ impl Lease {
             name,
             holder,
             token: grant.token,
+            key: grant.key.clone(),
             ttl: grant.ttl,
             margin,
             status,
@@ -308,7 +318,9 @@ impl Lease {
         self.keepalive.abort();
         self.shared.lose(LostReason::Released);
         let s = &self.shared;
-        s.client.release(&s.name, &s.holder, s.token).await
+        s.client
+            .release(&s.name, &s.holder, s.token, s.key.as_deref())
+            .await
     }
 }
 
@@ -327,7 +339,12 @@ impl Drop for Lease {
             runtime.spawn(async move {
                 let _ = shared
                     .client
-                    .release(&shared.name, &shared.holder, shared.token)
+                    .release(
+                        &shared.name,
+                        &shared.holder,
+                        shared.token,
+                        shared.key.as_deref(),
+                    )
                     .await;
             });
         }
@@ -376,7 +393,13 @@ async fn keepalive(shared: Arc<Shared>, last_sent: Stamp) {
         }
         let renewed = shared
             .client
-            .renew(&shared.name, &shared.holder, shared.token, deadline)
+            .renew(
+                &shared.name,
+                &shared.holder,
+                shared.token,
+                shared.key.as_deref(),
+                deadline,
+            )
             .await;
         match renewed {
             // A reply after the deadline cannot revive the lease: `lost()`

@@ -124,7 +124,7 @@ async fn a_release_with_an_unknown_outcome_is_not_retried() {
     let failing = stub(|_| response("503 Service Unavailable", UNKNOWN)).await;
     let other = stub(|_| response("204 No Content", "")).await;
     let client = Client::new(&[failing.url.clone(), other.url.clone()]).expect("client");
-    let result = client.release("x", "me", 7).await;
+    let result = client.release("x", "me", 7, None).await;
     assert!(
         matches!(
             result,
@@ -143,7 +143,7 @@ async fn a_release_that_certainly_did_nothing_is_retried_on_another_node() {
     let failing = stub(|_| response("503 Service Unavailable", KNOWN)).await;
     let other = stub(|_| response("204 No Content", "")).await;
     let client = Client::new(&[failing.url.clone(), other.url.clone()]).expect("client");
-    client.release("x", "me", 7).await.expect("released");
+    client.release("x", "me", 7, None).await.expect("released");
     assert_eq!(other.requests.load(Ordering::SeqCst), 1);
 }
 
@@ -359,15 +359,16 @@ async fn a_short_suspend_within_the_deadline_keeps_the_lease() {
 }
 
 #[tokio::test]
-async fn endpoints_must_be_plain_http_urls() {
+async fn endpoints_must_be_http_or_https_urls() {
     assert!(matches!(
         Client::new(&["127.0.0.1:7400"]),
         Err(Error::Invalid { .. })
     ));
     assert!(matches!(
-        Client::new(&["https://a:1"]),
+        Client::new(&["ftp://a:1"]),
         Err(Error::Invalid { .. })
     ));
+    assert!(Client::new(&["https://a:1"]).is_ok());
     assert!(matches!(
         Client::new::<&str>(&[]),
         Err(Error::Invalid { .. })

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub peer_tls: Option<crate::tls::TlsFiles>,
     /// Serve the client API over TLS (`--https`); `None`: plain HTTP.
     pub https: Option<crate::tls::HttpsFiles>,
+    /// The secret grant keys are made from (`grant_key.rs`); `None`: no
+    /// keys, and holder and token alone renew or release a grant.
+    pub grant_secret: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -71,6 +74,7 @@ impl ServerConfig {
             tokens: None,
             peer_tls: None,
             https: None,
+            grant_secret: None,
         }
     }
 

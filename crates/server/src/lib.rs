@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod grant_key;
 pub mod history;
 pub mod http;
 pub mod identity;

@@ -61,6 +61,8 @@ pub enum StartError {
     Tokens(#[from] crate::http::auth::TokensError),
     #[error("cannot use the peer TLS files")]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    GrantSecret(#[from] crate::grant_key::GrantSecretError),
 }
 
 /// The two sockets a node listens on, bound before start so that callers
@@ -136,6 +138,10 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             config.id,
             files.clone(),
         )?)),
+        None => None,
+    };
+    let grant_keys = match &config.grant_secret {
+        Some(path) => Some(Arc::new(crate::grant_key::GrantKeys::load(path)?)),
         None => None,
     };
     let https = match &config.https {
@@ -268,6 +274,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         metrics: metrics.clone(),
         history,
         auth: auth.clone(),
+        grant_keys,
         peers: view,
         incarnation,
         drift: config.drift,

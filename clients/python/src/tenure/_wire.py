@@ -92,13 +92,21 @@ def acquire_request(
     return Request("PUT", path, body, attempt_timeout)
 
 
-def renew_request(name: str, holder: str, token: int, attempt_timeout: float) -> Request:
-    body = {"holder": _inputs.holder(holder), "token": token}
+def renew_request(
+    name: str, holder: str, token: int, key: Optional[str], attempt_timeout: float
+) -> Request:
+    body: dict[str, object] = {"holder": _inputs.holder(holder), "token": token}
+    if key is not None:
+        body["key"] = key
     return Request("PUT", f"/v1/locks/{_inputs.name(name)}", body, attempt_timeout)
 
 
-def release_request(name: str, holder: str, token: int, attempt_timeout: float) -> Request:
+def release_request(
+    name: str, holder: str, token: int, key: Optional[str], attempt_timeout: float
+) -> Request:
     query = f"holder={_inputs.query(_inputs.holder(holder))}&token={token}"
+    if key is not None:
+        query += f"&key={_inputs.query(key)}"
     return Request("DELETE", f"/v1/locks/{_inputs.name(name)}?{query}", None, attempt_timeout)
 
 
@@ -129,6 +137,7 @@ def granted(answer: Answer) -> Grant:
         ttl_ms=ttl_ms,
         max_drift_ppm=drift_ppm(body.get("max_drift_ppm")),
         sent=answer.sent,
+        key=key if isinstance(key := body.get("key"), str) else None,
     )
 
 

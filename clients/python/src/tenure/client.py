@@ -140,18 +140,27 @@ class Client:
             until = min(until, give_up + _wire.LONG_POLL_ANSWER_GRACE)
         return _wire.acquired(self._send(request, Retry.ALWAYS, until))
 
-    def renew(self, name: str, holder: str, token: int, until: Optional[float] = None) -> Grant:
+    def renew(
+        self,
+        name: str,
+        holder: str,
+        token: int,
+        until: Optional[float] = None,
+        key: Optional[str] = None,
+    ) -> Grant:
         """Renew grant ``token``, retrying until ``until`` (a reading of
         ``clock``; by default the call timeout). ``Held`` if it is gone."""
-        request = _wire.renew_request(name, holder, token, self.attempt_timeout)
+        request = _wire.renew_request(name, holder, token, key, self.attempt_timeout)
         if until is None:
             until = self.clock() + self.call_timeout
         return _wire.renewed(self._send(request, Retry.ALWAYS, until))
 
-    def release(self, name: str, holder: str, token: int) -> None:
+    def release(
+        self, name: str, holder: str, token: int, key: Optional[str] = None
+    ) -> None:
         """``DELETE``: end grant ``token`` of ``holder``. Retried only when
         the first attempt certainly did nothing."""
-        request = _wire.release_request(name, holder, token, self.attempt_timeout)
+        request = _wire.release_request(name, holder, token, key, self.attempt_timeout)
         until = self.clock() + self.call_timeout
         _wire.released(self._send(request, Retry.IF_NOT_APPLIED, until))
 

@@ -117,13 +117,13 @@ class Lock:
         if from_long_poll and not grant.most_of_the_lease_left(clock(), self.margin):
             poll_deadline = grant.deadline(self.margin)
             try:
-                grant = self.client.renew(self.name, self.holder, grant.token)
+                grant = self.client.renew(self.name, self.holder, grant.token, key=grant.key)
             except Held:
                 raise
             except Error:
                 # Could not renew; the poll's own deadline may still do.
                 if clock() >= poll_deadline:
-                    _in_background(self.client, self.name, self.holder, grant.token)
+                    _in_background(self.client, self.name, self.holder, grant.token, grant.key)
                     raise
         return Lease(self.client, self.name, self.holder, grant, self.margin)
 
@@ -224,7 +224,7 @@ class Lease:
         self._finalizer.detach()
         self._released = True
         self._core.lose(LostReason.RELEASED)
-        self.client.release(self.name, self.holder, self.token)
+        self.client.release(self.name, self.holder, self.token, key=self.grant.key)
 
     def _exit(self, failing: bool) -> None:
         """The end of a ``with`` block: release. A lease lost during the
@@ -260,10 +260,12 @@ class Lease:
         self._exit(error is not None)
 
 
-def _in_background(client: Client, name: str, holder: str, token: int) -> None:
+def _in_background(
+    client: Client, name: str, holder: str, token: int, key: Optional[str]
+) -> None:
     def release() -> None:
         try:
-            client.release(name, holder, token)
+            client.release(name, holder, token, key=key)
         except Exception:  # best effort (even on a closed client): the lease ends at its ttl
             pass
 
@@ -272,7 +274,7 @@ def _in_background(client: Client, name: str, holder: str, token: int) -> None:
 
 def _abandon(client: Client, holder: str, core: LeaseCore) -> None:
     core.lose(LostReason.RELEASED)
-    _in_background(client, core.name, holder, core.grant.token)
+    _in_background(client, core.name, holder, core.grant.token, core.grant.key)
 
 
 def _watchdog(client: Client, holder: str, core: LeaseCore) -> None:
@@ -296,7 +298,9 @@ def _keepalive(client: Client, holder: str, core: LeaseCore) -> None:
                 return
             deadline = core.deadline
         try:
-            grant = client.renew(core.name, holder, core.grant.token, until=deadline)
+            grant = client.renew(
+                core.name, holder, core.grant.token, until=deadline, key=core.grant.key
+            )
         except Held as e:
             core.lose(LostReason.REFUSED, e.state)
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .deadline import holder_deadline, most_of_the_lease_left
@@ -122,6 +122,10 @@ class Grant:
     max_drift_ppm: int
     #: When the winning request was sent, on the client's clock.
     sent: float
+    #: The grant's secret key, from a cluster started with
+    #: ``--grant-secret``: renewing or releasing the grant needs it, and only
+    #: the holder ever sees it. Not shown by ``repr``.
+    key: Optional[str] = field(default=None, repr=False)
 
     @property
     def ttl(self) -> float:

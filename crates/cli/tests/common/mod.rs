@@ -455,6 +455,16 @@ pub fn release(url: &str, holder: &str, token: u64) -> Resp {
     delete(&format!("{url}?holder={holder}&token={token}"))
 }
 
+/// Release the grant a `201` answered, with its key when it has one.
+pub fn release_granted(url: &str, granted: &Resp) -> Resp {
+    let holder = granted.body["holder"].as_str().expect("a holder");
+    let mut query = format!("holder={holder}&token={}", token(granted));
+    if let Some(key) = granted.body["key"].as_str() {
+        query.push_str(&format!("&key={key}"));
+    }
+    delete(&format!("{url}?{query}"))
+}
+
 pub fn token(r: &Resp) -> u64 {
     r.body["token"]
         .as_u64()

@@ -19,6 +19,7 @@ pub(super) fn granted(answer: &Answer) -> Result<Granted, Error> {
                 .and_then(|ppm| u32::try_from(ppm).ok())
                 .and_then(DriftBound::from_ppm)
                 .unwrap_or_default(),
+            key: answer.body["key"].as_str().map(str::to_string),
         }),
         _ => Err(protocol(answer, "a grant without token, ttl_ms or holder")),
     }

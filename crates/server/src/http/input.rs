@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 use tenure_core::{HolderId, LockDelay, Token, Ttl};
 
-pub const BODY_SHAPE: &str =
-    r#"{"holder": "...", "ttl_ms": N, "token": T (to renew), "lock_delay_ms": N (optional)}"#;
+pub const BODY_SHAPE: &str = r#"{"holder": "...", "ttl_ms": N, "token": T and "key": K (to renew), "lock_delay_ms": N (optional)}"#;
 
 /// A validated `PUT /v1/locks/{name}` body.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +23,8 @@ pub enum LockRequest {
     Renew {
         holder: HolderId,
         token: Token,
+        /// The grant's key, where the cluster gives keys.
+        key: Option<String>,
     },
 }
 
@@ -53,7 +54,7 @@ pub fn parse_lock_request(body: &[u8]) -> Result<LockRequest, ApiError> {
     }
     if let Some(unknown) = fields
         .keys()
-        .find(|k| !["holder", "ttl_ms", "token", "lock_delay_ms"].contains(&k.as_str()))
+        .find(|k| !["holder", "ttl_ms", "token", "key", "lock_delay_ms"].contains(&k.as_str()))
     {
         return Err(ApiError::unprocessable(
             format!("unknown field {unknown:?}; expected {BODY_SHAPE}"),
@@ -91,12 +92,29 @@ pub fn parse_lock_request(body: &[u8]) -> Result<LockRequest, ApiError> {
             if let Some(ttl_ms) = ttl_ms {
                 Ttl::from_millis(ttl_ms).map_err(|e| ApiError::input(&e))?;
             }
+            let key = match fields.get("key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) => Some(k.clone()),
+                Some(_) => {
+                    return Err(ApiError::unprocessable(
+                        "\"key\" must be a string: the key of the 201 that granted the lease",
+                        Some("key"),
+                    ))
+                }
+            };
             Ok(LockRequest::Renew {
                 holder,
                 token: Token(token),
+                key,
             })
         }
         None => {
+            if fields.contains_key("key") {
+                return Err(ApiError::unprocessable(
+                    "\"key\" goes with \"token\", to renew a grant; an acquire has no key yet",
+                    Some("key"),
+                ));
+            }
             let Some(ttl_ms) = ttl_ms else {
                 return Err(ApiError::unprocessable(
                     "missing field \"ttl_ms\": how long the lease lasts without renewal, in milliseconds",
@@ -272,6 +290,7 @@ mod tests {
             LockRequest::Renew {
                 holder: HolderId::new("a").unwrap(),
                 token: Token(7),
+                key: None,
             }
         );
     }

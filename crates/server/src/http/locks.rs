@@ -5,6 +5,7 @@ use super::error::ApiError;
 use super::input::{self, LockRequest};
 use super::view::view_json;
 use super::{wait, watch, AppState, OpLabel};
+use crate::grant_key::KeyRefusal;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
@@ -64,7 +65,10 @@ async fn put_inner(
         Err(e) => return ("acquire", Err(e)),
     };
     match request {
-        LockRequest::Renew { holder, token } => {
+        LockRequest::Renew { holder, token, key } => {
+            if let Err(refused) = check_key(app, &name, &holder, token, key.as_deref()) {
+                return ("renew", Err(refused));
+            }
             // A renewal answers at once: a `wait` (checked above) has
             // nothing to wait for, as a `ttl_ms` has nothing to change, so
             // a client may send one request shape for both.
@@ -72,9 +76,9 @@ async fn put_inner(
                 holder: holder.clone(),
                 token,
             };
-            let result = match app.call(name, op).await {
+            let result = match app.call(name.clone(), op).await {
                 Ok(Outcome::Renewed { token, ttl }) => {
-                    Ok(grant(app, StatusCode::OK, &holder, token, ttl))
+                    Ok(grant(app, StatusCode::OK, &name, &holder, token, ttl))
                 }
                 Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
                 Ok(other) => Err(unexpected(&other)),
@@ -108,11 +112,11 @@ async fn put_inner(
                     };
                     wait::acquire_waiting(app, &name, op, wait).await
                 }
-                None => app.call(name, op).await,
+                None => app.call(name.clone(), op).await,
             };
             let result = match outcome {
                 Ok(Outcome::Granted { token, ttl }) => {
-                    Ok(grant(app, StatusCode::CREATED, &holder, token, ttl))
+                    Ok(grant(app, StatusCode::CREATED, &name, &holder, token, ttl))
                 }
                 Ok(Outcome::Conflict(view)) => Ok(conflict(&view, None)),
                 Ok(other) => Err(unexpected(&other)),
@@ -140,7 +144,7 @@ pub async fn delete_lock(
     let parsed = (|| {
         let name = lock_name(&name)?;
         let pairs = query_pairs(params)?;
-        let params = input::query_params(&pairs, &["holder", "token"])?;
+        let params = input::query_params(&pairs, &["holder", "token", "key"])?;
         let holder = input::param(&params, "holder").ok_or_else(|| {
             ApiError::bad_request(
                 "missing query parameter holder: DELETE /v1/locks/{name}?holder=H&token=T",
@@ -155,6 +159,7 @@ pub async fn delete_lock(
             )
         })?;
         let token = input::parse_token(token)?;
+        check_key(&app, &name, &holder, token, input::param(&params, "key"))?;
         Ok::<_, ApiError>((name, holder, token))
     })();
     let result = match parsed {
@@ -281,20 +286,47 @@ fn unexpected(outcome: &Outcome) -> ApiError {
 fn grant(
     app: &AppState,
     status: StatusCode,
+    name: &LeaseName,
     holder: &HolderId,
     token: Token,
     ttl: Ttl,
 ) -> Response {
-    (
-        status,
-        axum::Json(json!({
-            "token": token.0,
-            "holder": holder.as_str(),
-            "ttl_ms": ttl.as_millis(),
-            "max_drift_ppm": app.drift.ppm(),
-        })),
-    )
-        .into_response()
+    let mut body = json!({
+        "token": token.0,
+        "holder": holder.as_str(),
+        "ttl_ms": ttl.as_millis(),
+        "max_drift_ppm": app.drift.ppm(),
+    });
+    // Only in answers to the holder's own acquire or renewal: never stored,
+    // so never in a read, a conflict or a watch.
+    if let Some(keys) = &app.grant_keys {
+        body["key"] = keys.key_of(name, holder, token).into();
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// With grant keys, a renewal or release must carry its grant's key: holder
+/// and token are public. Checked before the node loop sees the request.
+fn check_key(
+    app: &AppState,
+    name: &LeaseName,
+    holder: &HolderId,
+    token: Token,
+    key: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(keys) = &app.grant_keys else {
+        return Ok(());
+    };
+    keys.check(name, holder, token, key).map_err(|refusal| {
+        app.metrics.http_refused("grant_key");
+        ApiError::forbidden(match refusal {
+            KeyRefusal::Missing => format!(
+                "this cluster needs grant {token}'s key to renew or release it: the \"key\" of \
+                 the answer that granted it (in the body to renew, ?key= to release)"
+            ),
+            KeyRefusal::Wrong => format!("that is not the key of grant {token} of {holder}"),
+        })
+    })
 }
 
 /// `409`: who holds the name, with which token, for how long; and, for a

@@ -49,6 +49,9 @@ pub struct AppState {
     pub history: Arc<crate::history::History>,
     /// The tokens requests must carry, when the node was given some.
     pub auth: Option<Arc<auth::Auth>>,
+    /// Grant keys, with `--grant-secret`: told with every grant, required
+    /// to renew or release it.
+    pub grant_keys: Option<Arc<crate::grant_key::GrantKeys>>,
     pub peers: PeerView,
     pub incarnation: u32,
     /// The cluster's bound on clock drift, told to holders with each grant.

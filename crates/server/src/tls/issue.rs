@@ -19,6 +19,9 @@ use tenure_core::NodeId;
 pub const CA_CERT: &str = "ca.pem";
 /// The CA's private key: only `tenure certs` reads it.
 pub const CA_KEY: &str = "ca-key.pem";
+/// The secret grant keys are made from (`crate::grant_key`), kept beside
+/// the CA: both go to every node.
+pub const GRANT_SECRET: &str = "grant-secret";
 const CA_NAME: &str = "tenure cluster CA";
 const CA_DAYS: i64 = 3_650;
 const LEAF_DAYS: i64 = 825;

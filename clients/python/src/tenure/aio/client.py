@@ -117,17 +117,24 @@ class AsyncClient:
         return _wire.acquired(await self._send(request, Retry.ALWAYS, until))
 
     async def renew(
-        self, name: str, holder: str, token: int, until: Optional[float] = None
+        self,
+        name: str,
+        holder: str,
+        token: int,
+        until: Optional[float] = None,
+        key: Optional[str] = None,
     ) -> Grant:
         """As ``Client.renew``."""
-        request = _wire.renew_request(name, holder, token, self.attempt_timeout)
+        request = _wire.renew_request(name, holder, token, key, self.attempt_timeout)
         if until is None:
             until = self.clock() + self.call_timeout
         return _wire.renewed(await self._send(request, Retry.ALWAYS, until))
 
-    async def release(self, name: str, holder: str, token: int) -> None:
+    async def release(
+        self, name: str, holder: str, token: int, key: Optional[str] = None
+    ) -> None:
         """As ``Client.release``: retried only when certainly not applied."""
-        request = _wire.release_request(name, holder, token, self.attempt_timeout)
+        request = _wire.release_request(name, holder, token, key, self.attempt_timeout)
         until = self.clock() + self.call_timeout
         _wire.released(await self._send(request, Retry.IF_NOT_APPLIED, until))
 

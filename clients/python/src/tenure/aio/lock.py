@@ -95,12 +95,14 @@ class AsyncLock:
         if from_long_poll and not grant.most_of_the_lease_left(clock(), self.margin):
             poll_deadline = grant.deadline(self.margin)
             try:
-                grant = await self.client.renew(self.name, self.holder, grant.token)
+                grant = await self.client.renew(self.name, self.holder, grant.token, key=grant.key)
             except Held:
                 raise
             except Error:
                 if clock() >= poll_deadline:
-                    _spawn(_release_quietly(self.client, self.name, self.holder, grant.token))
+                    _spawn(
+                        _release_quietly(self.client, self.name, self.holder, grant.token, grant.key)
+                    )
                     raise
         return AsyncLease(self.client, self.name, self.holder, grant, self.margin)
 
@@ -192,7 +194,7 @@ class AsyncLease:
         self._core.lose(LostReason.RELEASED)
         for task in self._tasks:
             task.cancel()
-        await self.client.release(self.name, self.holder, self.token)
+        await self.client.release(self.name, self.holder, self.token, key=self.grant.key)
 
     async def _exit(self, failing: bool) -> None:
         """As ``Lease._exit``."""
@@ -228,9 +230,11 @@ class AsyncLease:
         await self._exit(error is not None)
 
 
-async def _release_quietly(client: AsyncClient, name: str, holder: str, token: int) -> None:
+async def _release_quietly(
+    client: AsyncClient, name: str, holder: str, token: int, key: Optional[str]
+) -> None:
     try:
-        await client.release(name, holder, token)
+        await client.release(name, holder, token, key=key)
     except Exception:  # best effort (even on a closed client): the lease ends at its ttl
         pass
 
@@ -248,7 +252,7 @@ def _abandon(
         core.lose(LostReason.RELEASED)
         for task in tasks:
             task.cancel()
-        _spawn(_release_quietly(client, core.name, holder, core.grant.token))
+        _spawn(_release_quietly(client, core.name, holder, core.grant.token, core.grant.key))
 
     if not loop.is_closed():
         loop.call_soon_threadsafe(stop)
@@ -272,7 +276,9 @@ async def _keepalive(client: AsyncClient, holder: str, core: LeaseCore) -> None:
             return
         deadline = core.deadline
         try:
-            grant = await client.renew(core.name, holder, core.grant.token, until=deadline)
+            grant = await client.renew(
+                core.name, holder, core.grant.token, until=deadline, key=core.grant.key
+            )
         except Held as e:
             core.lose(LostReason.REFUSED, e.state)
             return
