@@ -24,6 +24,25 @@ pub struct CertsArgs {
     /// node certificate for HTTPS (repeatable).
     #[arg(long, value_name = "NAME")]
     host: Vec<String>,
+    /// Make a client certificate named NAME too, for nodes started with
+    /// --https --client-ca DIR/ca.pem (repeatable): client-NAME.pem and
+    /// client-NAME-key.pem.
+    #[arg(long, value_name = "NAME", value_parser = parse_client_name)]
+    client: Vec<String>,
+}
+
+fn parse_client_name(s: &str) -> Result<String, String> {
+    let fine = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?}: a client name is 1 to 64 letters, digits, '-', '_' or '.' (it names files)"
+        ))
+    }
 }
 
 pub fn run(args: CertsArgs) -> Result<()> {
@@ -43,6 +62,18 @@ pub fn run(args: CertsArgs) -> Result<()> {
             files.cert.display(),
             files.key.display(),
             secret.display()
+        )?;
+    }
+    for client in args.client {
+        let files = ca
+            .issue_client(&client)
+            .with_context(|| format!("cannot make client {client}'s certificate"))?;
+        writeln!(
+            out,
+            "client {client}: --ca {} --cert {} --key {}",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
         )?;
     }
     writeln!(
