@@ -142,6 +142,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return sim::run_sim(args);
     }
     init_logging();
+    if matches!(cli.command, Command::Server(_) | Command::Dev { .. }) {
+        raise_open_file_limit();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -174,6 +177,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => return runtime.block_on(run::run(args)),
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+/// Raise this process's soft limit on open files to its hard limit, as Go
+/// programs (etcd among them) do at start: a node holds a descriptor per
+/// client connection (up to 1,024 by default) besides its peers and its
+/// store, and the usual soft limit of 1,024 would refuse connections
+/// before `--max-connections` does.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`, which
+    // lives on this stack frame for both calls.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < limit.rlim_max
+            && {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+            }
+    };
+    if raised {
+        tracing::debug!(open_files = limit.rlim_cur, "raised the open-file limit");
+    }
 }
 
 /// Logs go to stderr (stdout carries the lines scripts wait for);

@@ -142,6 +142,102 @@ async fn one_client_cannot_hold_more_than_its_share_of_connections() {
     node.shutdown().await;
 }
 
+/// Connections that never send a request (a port scan, a flood of idle
+/// sockets) cannot keep out a client that asks: it takes the slot of the
+/// oldest of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_give_their_slots_to_a_client_that_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_with(dir.path(), |c| {
+        c.http.max_connections = 4;
+        c.http.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(node.http_addr).await.expect("connect"));
+    }
+    for round in 0..3 {
+        let answer = exchange(
+            &node,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "round {round}: {answer}"
+        );
+    }
+    // The oldest idle connections were closed to make room.
+    let closed = read_until_closed(&mut idle[0], Duration::from_secs(5)).await;
+    assert!(closed.is_empty(), "{closed}");
+    node.shutdown().await;
+}
+
+/// Only when every slot is busy with a request is a newcomer refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_connection_is_busy_a_newcomer_hears_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_with(dir.path(), |c| c.http.max_connections = 3).await;
+    let body = r#"{"holder":"a","ttl_ms":60000}"#;
+    let held = exchange(
+        &node,
+        format!(
+            "PUT /v1/locks/busy HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(held.starts_with("HTTP/1.1 201"), "{held}");
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        let mut s = TcpStream::connect(node.http_addr).await.expect("connect");
+        let body = format!(r#"{{"holder":"w{i}","ttl_ms":60000}}"#);
+        // `100 Continue` comes once the handler reads the body: the request
+        // is then in flight, so its connection is busy.
+        s.write_all(
+            format!(
+                "PUT /v1/locks/busy?wait=20s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut head = [0u8; 25];
+        s.read_exact(&mut head).await.expect("100 Continue");
+        assert!(
+            head.starts_with(b"HTTP/1.1 100"),
+            "{:?}",
+            String::from_utf8_lossy(&head)
+        );
+        s.write_all(body.as_bytes()).await.expect("write");
+        waiting.push(s);
+    }
+    // Only the acquire's own connection may still be closing: at most one
+    // probe takes its slot.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = TcpStream::connect(node.http_addr).await.expect("connect");
+        again
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_until_closed(&mut again, Duration::from_secs(5)).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("each busy with a request"), "{answer}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never full: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(waiting);
+    node.shutdown().await;
+}
+
 /// Send one raw request and read the whole answer (`Connection: close`).
 async fn exchange(node: &Running, head_and_body: String) -> String {
     let mut stream = TcpStream::connect(node.http_addr).await.expect("connect");

@@ -16,6 +16,7 @@ mod input;
 mod locks;
 mod refusals;
 mod serve;
+mod slots;
 mod status;
 mod ui;
 mod view;

@@ -8,6 +8,7 @@
 //! `Retry-After`, so the client knows to go to another node rather than
 //! wait or see a bare close; each is counted, and logged now and then.
 
+use super::slots::{Slots, Taken};
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
 use axum::Router;
@@ -34,7 +35,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Slots::new(limits.max_connections);
     let clients: Clients = Arc::default();
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let mut last_logged: Option<Instant> = None;
@@ -59,14 +60,22 @@ pub async fn serve(
             }
             error
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let error = format!(
-                "this node serves {} connections at once and has none free; retry through another node",
-                limits.max_connections
-            );
-            let error = refused("connections", error, &mut last_logged);
-            refuse(stream, acceptor(&tls), &error, &lingering);
-            continue;
+        let slot = match slots.take() {
+            Taken::Free(slot) => slot,
+            Taken::Evicted(slot) => {
+                metrics.http_refused("idle_evicted");
+                slot
+            }
+            Taken::Full => {
+                let error = format!(
+                    "this node serves {} connections at once, each busy with a request; \
+                     retry through another node",
+                    limits.max_connections
+                );
+                let error = refused("connections", error, &mut last_logged);
+                refuse(stream, acceptor(&tls), &error, &lingering);
+                continue;
+            }
         };
         let Some(per_client) =
             PerClient::take(&clients, client.ip(), limits.max_connections_per_client)
@@ -83,8 +92,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = app.clone();
+        let activity = Arc::clone(&slot.activity);
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            router.clone().call(request)
+            // Busy until the answer's head is out: an idle connection's
+            // slot may go to a newcomer (`slots.rs`).
+            let busy = activity.begin();
+            let answer = router.clone().call(request);
+            async move {
+                let answer = answer.await;
+                drop(busy);
+                answer
+            }
         });
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -96,22 +114,30 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = acceptor(&tls);
         tokio::spawn(async move {
-            match tls {
-                None => {
-                    let connection = http.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(connection).await;
-                }
-                // The handshake counts against the header read timeout: a
-                // client that opens and says nothing holds its slot no
-                // longer over TLS than without.
-                Some(tls) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
-                    if let Ok(Ok(stream)) = handshake.await {
+            let mut slot = slot;
+            let served = async {
+                match tls {
+                    None => {
                         let connection = http.serve_connection(TokioIo::new(stream), service);
                         let _ = watcher.watch(connection).await;
                     }
+                    // The handshake counts against the header read timeout:
+                    // a client that opens and says nothing holds its slot
+                    // no longer over TLS than without.
+                    Some(tls) => {
+                        let handshake =
+                            tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            let connection = http.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(connection).await;
+                        }
+                    }
                 }
+            };
+            // Evicted for a newcomer: dropping the connection closes it.
+            tokio::select! {
+                () = served => {}
+                _ = &mut slot.evicted => {}
             }
             drop((slot, per_client));
         });
