@@ -246,6 +246,31 @@ func (c *Client) ReleaseWithKey(ctx context.Context, name, holder string, token 
 	}
 }
 
+// ForceRelease ends grant token of name whoever holds it: an operator's
+// act, which needs a token with admin on the name where the cluster checks
+// tokens. The name stays in its lock-delay for the grant's ttl and
+// lock-delay, so the forced-out holder, whose renewals are refused from
+// now on, has stopped before anyone else holds it.
+func (c *Client) ForceRelease(ctx context.Context, name string, token uint64) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/v1/locks/%s?token=%d&force=true", name, token)
+	req := request{method: http.MethodDelete, path: path, attemptTimeout: c.attemptTimeout}
+	a, err := c.send(ctx, req, retryIfNotApplied, c.now()+c.callTimeout)
+	if err != nil {
+		return err
+	}
+	switch a.status {
+	case http.StatusNoContent:
+		return nil
+	case http.StatusConflict:
+		return conflict(name, a)
+	default:
+		return refusal(a)
+	}
+}
+
 // Get reads who holds name: a linearizable read, reflecting every operation
 // that completed before it began, whichever node serves it. It never
 // extends a lease.

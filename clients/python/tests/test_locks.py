@@ -214,3 +214,12 @@ def test_a_grant_key_is_the_holders_alone(client: tenure.Client) -> None:
     finally:
         lease.release()
     assert client.read("keyed").holder is None
+
+
+def test_an_operator_can_force_a_grant_to_end(client: tenure.Client) -> None:
+    """The holder loses the lease at its next renewal; the name stays in
+    its lock-delay meanwhile."""
+    lease = client.lock("forced", ttl=1.0).acquire()
+    client.force_release("forced", lease.token)
+    assert lease.lost.wait(timeout=3.0)
+    assert client.read("forced").state == "lock_delayed"

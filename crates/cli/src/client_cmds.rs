@@ -189,11 +189,17 @@ pub struct UnlockArgs {
     /// The lease name.
     pub name: String,
     /// The holder the grant was made to (as `lock` printed it).
-    #[arg(long)]
-    pub holder: String,
+    #[arg(long, required_unless_present = "force")]
+    pub holder: Option<String>,
     /// The token of the grant to end.
     #[arg(long)]
     pub token: u64,
+    /// End the grant whoever holds it, as an operator (an `admin` token
+    /// where the cluster checks tokens). The name then stays in its
+    /// lock-delay for the grant's ttl and lock-delay, so that the holder
+    /// has stopped before anyone else holds it.
+    #[arg(long, conflicts_with_all = ["holder", "grant_key"])]
+    pub force: bool,
     /// The grant's key, as `lock` printed it, for a cluster that gives
     /// keys (--grant-secret).
     #[arg(long, value_name = "KEY")]
@@ -204,21 +210,31 @@ pub struct UnlockArgs {
 
 pub async fn unlock(args: UnlockArgs) -> Result<()> {
     let client = args.conn.one_shot_client()?;
-    client
-        .release(
-            &args.name,
-            &args.holder,
-            args.token,
-            args.grant_key.as_deref(),
-        )
-        .await
-        .with_context(|| format!("could not release {}", args.name))?;
+    let how = match &args.holder {
+        Some(holder) if !args.force => {
+            client
+                .release(&args.name, holder, args.token, args.grant_key.as_deref())
+                .await
+                .with_context(|| format!("could not release {}", args.name))?;
+            format!("of {holder}")
+        }
+        _ => {
+            client
+                .force_release(&args.name, args.token)
+                .await
+                .with_context(|| format!("could not force the release of {}", args.name))?;
+            "by force (the name stays in its lock-delay for the grant's ttl and lock-delay)"
+                .to_string()
+        }
+    };
     if args.conn.json {
-        print_json(&json!({ "name": args.name, "released": true, "token": args.token }))
+        print_json(&json!({
+            "name": args.name, "released": true, "token": args.token, "forced": args.force,
+        }))
     } else {
         print_line(&format!(
-            "{}: released grant {} of {}",
-            args.name, args.token, args.holder
+            "{}: released grant {} {how}",
+            args.name, args.token
         ))
     }
 }

@@ -539,6 +539,28 @@ impl Client {
         }
     }
 
+    /// `DELETE /v1/locks/{name}?token=T&force=true`: end grant `token`,
+    /// whoever holds it, as an operator (a token with `admin` on the name,
+    /// where the cluster checks tokens). The name stays in its lock-delay
+    /// for the grant's ttl and lock-delay: the forced-out holder's renewals
+    /// are refused, and it stops by its own clock before anyone else holds.
+    pub async fn force_release(&self, name: &str, token: u64) -> Result<(), Error> {
+        let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+        let request = Request {
+            method: Method::DELETE,
+            path: format!("/v1/locks/{}?token={token}&force=true", name.as_str()),
+            body: None,
+            attempt_timeout: self.inner.attempt_timeout,
+        };
+        let until = self.inner.clock.now() + self.inner.call_timeout;
+        let answer = self.send(&request, Retry::IfNotApplied, until).await?;
+        match answer.status {
+            StatusCode::NO_CONTENT => Ok(()),
+            StatusCode::CONFLICT => Err(conflict_error(&answer)),
+            _ => Err(refusal(&answer)),
+        }
+    }
+
     /// `GET /v1/locks/{name}`: a linearizable read.
     pub async fn read(&self, name: &str) -> Result<LeaseState, Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;

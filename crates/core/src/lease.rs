@@ -41,6 +41,11 @@ pub enum Op {
     Renew { holder: HolderId, token: Token },
     /// End grant `token`, held by `holder`.
     Release { holder: HolderId, token: Token },
+    /// An operator ends grant `token`, whoever holds it, as if it had
+    /// expired now: the name stays in its lock-delay until ttl + lock-delay
+    /// from now, by when the forced-out holder has stopped by its own
+    /// clock (its renewals are refused from now on).
+    Force { token: Token },
     /// Observe the register.
     Read,
 }
@@ -61,6 +66,7 @@ impl Op {
             Op::Acquire { .. } => "acquire",
             Op::Renew { .. } => "renew",
             Op::Release { .. } => "release",
+            Op::Force { .. } => "force",
             Op::Read => "read",
         }
     }
@@ -290,6 +296,25 @@ pub fn apply(
                 let next = hand_off(&freed, Micros::ZERO, rules).unwrap_or(freed);
                 let outcome = Outcome::Released { token: *token };
                 (Change::Fresh(next), Answer::Reply(outcome))
+            }
+            _ => refused(current),
+        },
+        // Marked expired and restarted (age zero), the grant keeps the name
+        // from everyone but its holder for stretch(ttl + lock-delay): the
+        // holder's own validity, counted from a renewal sent before now,
+        // ends sooner. So a forced release never lets two hold at once.
+        Op::Force { token } => match &current {
+            LeaseView::Held { token: t, .. } if t == token => {
+                let forced = LeaseValue {
+                    grant: value.grant.as_ref().map(|g| Grant {
+                        expired: true,
+                        ..g.clone()
+                    }),
+                    waiters: value.waiters.rebased(age),
+                    ..value.clone()
+                };
+                let outcome = Outcome::Released { token: *token };
+                (Change::Fresh(forced), Answer::Reply(outcome))
             }
             _ => refused(current),
         },

@@ -110,6 +110,11 @@ def release_request(
     return Request("DELETE", f"/v1/locks/{_inputs.name(name)}?{query}", None, attempt_timeout)
 
 
+def force_release_request(name: str, token: int, attempt_timeout: float) -> Request:
+    path = f"/v1/locks/{_inputs.name(name)}?token={token}&force=true"
+    return Request("DELETE", path, None, attempt_timeout)
+
+
 def read_request(name: str, attempt_timeout: float) -> Request:
     return Request("GET", f"/v1/locks/{_inputs.name(name)}", None, attempt_timeout)
 

@@ -164,6 +164,15 @@ class Client:
         until = self.clock() + self.call_timeout
         _wire.released(self._send(request, Retry.IF_NOT_APPLIED, until))
 
+    def force_release(self, name: str, token: int) -> None:
+        """End grant ``token`` whoever holds it, as an operator (an ``admin``
+        token where the cluster checks tokens). The name stays in its
+        lock-delay for the grant's ttl and lock-delay, so the forced-out
+        holder has stopped before anyone else holds it."""
+        request = _wire.force_release_request(name, token, self.attempt_timeout)
+        until = self.clock() + self.call_timeout
+        _wire.released(self._send(request, Retry.IF_NOT_APPLIED, until))
+
     def read(self, name: str) -> LeaseState:
         """``GET /v1/locks/{name}``: a linearizable read."""
         request = _wire.read_request(name, self.attempt_timeout)

@@ -23,6 +23,9 @@ pub enum TransitionKind {
     /// Its holder acquired the name again while holding it (a retried
     /// acquire): the old grant gave way to a new token.
     Superseded,
+    /// An operator ended the grant (`tenure unlock --force`); the name
+    /// stays in its lock-delay for the grant's ttl and lock-delay.
+    Forced,
 }
 
 impl TransitionKind {
@@ -34,15 +37,17 @@ impl TransitionKind {
             TransitionKind::Released => "released",
             TransitionKind::Expired => "expired",
             TransitionKind::Superseded => "superseded",
+            TransitionKind::Forced => "forced",
         }
     }
 
-    pub const ALL: [TransitionKind; 5] = [
+    pub const ALL: [TransitionKind; 6] = [
         TransitionKind::Granted,
         TransitionKind::Renewed,
         TransitionKind::Released,
         TransitionKind::Expired,
         TransitionKind::Superseded,
+        TransitionKind::Forced,
     ];
 }
 
@@ -95,7 +100,14 @@ pub fn transitions(
         }
         out.extend(of(TransitionKind::Granted, after, Micros::ZERO));
     } else if held && released {
-        out.extend(of(TransitionKind::Released, before, Micros::ZERO));
+        // A release takes the grant away; a forced one leaves it, expired.
+        let forced = after.grant.as_ref().is_some_and(|g| g.expired);
+        let kind = if forced {
+            TransitionKind::Forced
+        } else {
+            TransitionKind::Released
+        };
+        out.extend(of(kind, before, Micros::ZERO));
     } else if matches!(outcome, Some(Outcome::Renewed { .. })) {
         out.extend(of(TransitionKind::Renewed, after, Micros::ZERO));
     }

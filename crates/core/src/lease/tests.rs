@@ -325,6 +325,70 @@ fn a_release_after_expiry_leaves_the_lock_delay_in_place() {
     assert!(matches!(outcome, Outcome::Conflict(LeaseView::Free { .. })));
 }
 
+/// An operator's forced release ends the grant as an expiry would, now:
+/// the holder's renewals are refused at once, and nobody else gets the
+/// name until its ttl and lock-delay have passed from the force, by when
+/// the forced-out holder has stopped by its own clock.
+#[test]
+fn a_forced_release_keeps_everyone_else_out_for_the_ttl_and_lock_delay() {
+    let mut value = held_by("a", 3, 1000);
+    if let Some(g) = value.grant.as_mut() {
+        g.lock_delay = LockDelay::from_millis(500).unwrap();
+    }
+    let force = Op::Force { token: Token(3) };
+    let (change, outcome) = apply(&value, ms(900), &force, RHO);
+    assert_eq!(outcome, Outcome::Released { token: Token(3) });
+    let Change::Fresh(forced) = change else {
+        panic!("a forced release restarts the clock: {change:?}")
+    };
+    assert_eq!(forced, marked_expired(value.clone()));
+    let renew = Op::Renew {
+        holder: h("a"),
+        token: Token(3),
+    };
+    assert!(matches!(
+        apply(&forced, ms(1), &renew, RHO).1,
+        Outcome::Conflict(LeaseView::LockDelayed { .. })
+    ));
+    // ttl + lock-delay, stretched for drift, from the force: not a moment less.
+    let kept_out = RHO.drift.stretch(ms(1500));
+    assert!(matches!(
+        apply(
+            &forced,
+            kept_out.saturating_sub(ms(1)),
+            &acquire("b", 1000),
+            RHO
+        )
+        .1,
+        Outcome::Conflict(LeaseView::LockDelayed { .. })
+    ));
+    assert!(matches!(
+        apply(&forced, kept_out, &acquire("b", 1000), RHO).1,
+        Outcome::Granted {
+            token: Token(4),
+            ..
+        }
+    ));
+    // Another grant's token forces nothing.
+    let stale = Op::Force { token: Token(2) };
+    assert!(matches!(
+        apply(&value, ms(1), &stale, RHO),
+        (Change::Unchanged, Outcome::Conflict(_))
+    ));
+    // The history says forced, not released.
+    let kinds: Vec<_> = transitions(&value, ms(900), &forced, Some(&outcome_released(3)), RHO)
+        .iter()
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(kinds, [TransitionKind::Forced]);
+}
+
+fn outcome_released(token: u64) -> Outcome {
+    Outcome::Released {
+        token: Token(token),
+    }
+}
+
 #[test]
 fn release_keeps_the_token_so_the_next_grant_is_higher() {
     let (change, outcome) = apply(

@@ -179,7 +179,7 @@ impl Auth {
 
 /// What a request needs: a permission, on one name or on every name;
 /// `None` when it is served to anyone.
-fn needs(method: &Method, path: &str) -> Option<(Permission, Option<String>)> {
+fn needs(method: &Method, path: &str, query: Option<&str>) -> Option<(Permission, Option<String>)> {
     if matches!(
         path,
         "/healthz" | "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css"
@@ -192,8 +192,42 @@ fn needs(method: &Method, path: &str) -> Option<(Permission, Option<String>)> {
     if matches!(*method, Method::GET | Method::HEAD) {
         let name = name.strip_suffix(HISTORY_SUFFIX).unwrap_or(name);
         Some((Permission::Read, Some(name.to_string())))
+    } else if *method == Method::DELETE && forced(query) {
+        // Ending someone else's grant is an operator's act.
+        Some((Permission::Admin, Some(name.to_string())))
     } else {
         Some((Permission::Lock, Some(name.to_string())))
+    }
+}
+
+/// Whether a query asks for a forced release (`force=` in any form: the
+/// handler refuses a value other than `true`, after this has asked for
+/// `admin`).
+fn forced(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("force"))
+    })
+}
+
+/// Who sent a request, for the log of a forced release: a fingerprint of
+/// its token (never the token), or that the node takes none.
+pub fn who(headers: &axum::http::HeaderMap) -> String {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+            let hex: String = digest.as_ref()[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("the token with SHA-256 {hex}…")
+        }
+        None => "a client without a token".to_string(),
     }
 }
 
@@ -203,7 +237,11 @@ pub async fn authenticate(State(app): State<AppState>, request: Request, next: N
     let Some(auth) = &app.auth else {
         return next.run(request).await;
     };
-    let Some((need, name)) = needs(request.method(), request.uri().path()) else {
+    let Some((need, name)) = needs(
+        request.method(),
+        request.uri().path(),
+        request.uri().query(),
+    ) else {
         return next.run(request).await;
     };
     let token = request
@@ -288,22 +326,34 @@ admin-token-0123456789abc   admin *
 
     #[test]
     fn requests_need_what_they_touch() {
-        assert_eq!(needs(&Method::GET, "/healthz"), None);
-        assert_eq!(needs(&Method::GET, "/ui"), None);
+        assert_eq!(needs(&Method::GET, "/healthz", None), None);
+        assert_eq!(needs(&Method::GET, "/ui", None), None);
         assert_eq!(
-            needs(&Method::GET, "/ui/events"),
+            needs(&Method::GET, "/ui/events", None),
             Some((Permission::Read, None))
         );
         assert_eq!(
-            needs(&Method::GET, "/v1/locks/jobs/a/history"),
+            needs(&Method::GET, "/v1/locks/jobs/a/history", None),
             Some((Permission::Read, Some("jobs/a".into())))
         );
         assert_eq!(
-            needs(&Method::DELETE, "/v1/locks/jobs/a"),
+            needs(
+                &Method::DELETE,
+                "/v1/locks/jobs/a",
+                Some("holder=h&token=1")
+            ),
             Some((Permission::Lock, Some("jobs/a".into())))
         );
         assert_eq!(
-            needs(&Method::GET, "/metrics"),
+            needs(
+                &Method::DELETE,
+                "/v1/locks/jobs/a",
+                Some("token=1&force=true")
+            ),
+            Some((Permission::Admin, Some("jobs/a".into())))
+        );
+        assert_eq!(
+            needs(&Method::GET, "/metrics", None),
             Some((Permission::Read, None))
         );
     }

@@ -140,18 +140,12 @@ pub async fn delete_lock(
     State(app): State<AppState>,
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let parsed = (|| {
         let name = lock_name(&name)?;
         let pairs = query_pairs(params)?;
-        let params = input::query_params(&pairs, &["holder", "token", "key"])?;
-        let holder = input::param(&params, "holder").ok_or_else(|| {
-            ApiError::bad_request(
-                "missing query parameter holder: DELETE /v1/locks/{name}?holder=H&token=T",
-                Some("holder"),
-            )
-        })?;
-        let holder = HolderId::new(holder).map_err(|e| ApiError::input(&e))?;
+        let params = input::query_params(&pairs, &["holder", "token", "key", "force"])?;
         let token = input::param(&params, "token").ok_or_else(|| {
             ApiError::bad_request(
                 "missing query parameter token: the token of the grant to release",
@@ -159,25 +153,77 @@ pub async fn delete_lock(
             )
         })?;
         let token = input::parse_token(token)?;
-        check_key(&app, &name, &holder, token, input::param(&params, "key"))?;
-        Ok::<_, ApiError>((name, holder, token))
-    })();
-    let result = match parsed {
-        Err(e) => Err(e),
-        Ok((name, holder, token)) => {
-            let op = Op::Release {
-                holder: holder.clone(),
-                token,
-            };
-            match app.call(name, op).await {
-                Ok(Outcome::Released { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
-                Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
-                Ok(other) => Err(unexpected(&other)),
-                Err(e) => Err(ApiError::call(e)),
+        match input::param(&params, "force") {
+            None => {}
+            Some("true") => return Ok::<_, ApiError>((name, None, token)),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "force={other:?}: write force=true to end grant {token} whoever holds it"
+                    ),
+                    Some("force"),
+                ))
             }
         }
+        let holder = input::param(&params, "holder").ok_or_else(|| {
+            ApiError::bad_request(
+                "missing query parameter holder: DELETE /v1/locks/{name}?holder=H&token=T",
+                Some("holder"),
+            )
+        })?;
+        let holder = HolderId::new(holder).map_err(|e| ApiError::input(&e))?;
+        check_key(&app, &name, &holder, token, input::param(&params, "key"))?;
+        Ok((name, Some(holder), token))
+    })();
+    let (name, holder, token) = match parsed {
+        Ok(p) => p,
+        Err(e) => return labelled("release", Err(e)),
+    };
+    let Some(holder) = holder else {
+        return labelled("force", force(&app, name, token, &headers).await);
+    };
+    let op = Op::Release {
+        holder: holder.clone(),
+        token,
+    };
+    let result = match app.call(name, op).await {
+        Ok(Outcome::Released { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(Outcome::Conflict(view)) => Ok(conflict(&view, Some((&holder, token)))),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(ApiError::call(e)),
     };
     labelled("release", result)
+}
+
+/// An operator ends grant `token` of `name`, whoever holds it: the name
+/// stays in its lock-delay for the grant's ttl and lock-delay from now
+/// (docs/api.md, "Forced release"). Logged with who asked.
+async fn force(
+    app: &AppState,
+    name: LeaseName,
+    token: Token,
+    headers: &axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let holder = match app.call(name.clone(), Op::Read).await {
+        Ok(Outcome::Observed(LeaseView::Held { holder, .. })) => Some(holder),
+        _ => None,
+    };
+    match app.call(name.clone(), Op::Force { token }).await {
+        Ok(Outcome::Released { .. }) => {
+            let holder = holder.map_or_else(|| "its holder".to_string(), |h| h.to_string());
+            tracing::warn!(
+                name = %name,
+                token = token.0,
+                "forced release of grant {} of {holder} by {}",
+                token.0,
+                super::auth::who(headers)
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Ok(Outcome::Conflict(view)) => Ok(conflict(&view, None)),
+        Ok(other) => Err(unexpected(&other)),
+        Err(e) => Err(ApiError::call(e)),
+    }
 }
 
 pub async fn get_lock(

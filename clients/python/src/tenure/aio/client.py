@@ -138,6 +138,12 @@ class AsyncClient:
         until = self.clock() + self.call_timeout
         _wire.released(await self._send(request, Retry.IF_NOT_APPLIED, until))
 
+    async def force_release(self, name: str, token: int) -> None:
+        """As ``Client.force_release``."""
+        request = _wire.force_release_request(name, token, self.attempt_timeout)
+        until = self.clock() + self.call_timeout
+        _wire.released(await self._send(request, Retry.IF_NOT_APPLIED, until))
+
     async def read(self, name: str) -> LeaseState:
         """``GET /v1/locks/{name}``: a linearizable read."""
         request = _wire.read_request(name, self.attempt_timeout)

@@ -143,7 +143,7 @@ pub(super) fn idempotent(p: &Pending) -> bool {
     match &p.op {
         Op::Acquire { .. } => p.wait.is_some(),
         Op::Renew { .. } | Op::Read => true,
-        Op::Release { .. } => false,
+        Op::Release { .. } | Op::Force { .. } => false,
     }
 }
 

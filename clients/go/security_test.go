@@ -54,3 +54,25 @@ func TestAGrantKeyIsTheHoldersAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An operator forces a grant to end: the holder loses its lease at its
+// next renewal.
+func TestAnOperatorCanForceAGrantToEnd(t *testing.T) {
+	c := newClient(t, startDev(t))
+	ctx := testContext(t)
+	l, err := c.TryAcquire(ctx, "forced", Holder("me"), TTL(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ForceRelease(ctx, "forced", l.Token()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("the holder never learnt it lost the lease")
+	}
+	if !errors.Is(l.Err(), ErrLost) {
+		t.Fatalf("lost with %v", l.Err())
+	}
+}
