@@ -231,6 +231,12 @@ func (c *Client) ReleaseWithKey(ctx context.Context, name, holder string, token 
 	if key != "" {
 		path += "&key=" + url.QueryEscape(key)
 	}
+	return c.endGrant(ctx, name, path)
+}
+
+// endGrant sends a DELETE that ends a grant, retried only when the first
+// attempt certainly did nothing.
+func (c *Client) endGrant(ctx context.Context, name, path string) error {
 	req := request{method: http.MethodDelete, path: path, attemptTimeout: c.attemptTimeout}
 	a, err := c.send(ctx, req, retryIfNotApplied, c.now()+c.callTimeout)
 	if err != nil {
@@ -255,20 +261,7 @@ func (c *Client) ForceRelease(ctx context.Context, name string, token uint64) er
 	if err := checkName(name); err != nil {
 		return err
 	}
-	path := fmt.Sprintf("/v1/locks/%s?token=%d&force=true", name, token)
-	req := request{method: http.MethodDelete, path: path, attemptTimeout: c.attemptTimeout}
-	a, err := c.send(ctx, req, retryIfNotApplied, c.now()+c.callTimeout)
-	if err != nil {
-		return err
-	}
-	switch a.status {
-	case http.StatusNoContent:
-		return nil
-	case http.StatusConflict:
-		return conflict(name, a)
-	default:
-		return refusal(a)
-	}
+	return c.endGrant(ctx, name, fmt.Sprintf("/v1/locks/%s?token=%d&force=true", name, token))
 }
 
 // Get reads who holds name: a linearizable read, reflecting every operation

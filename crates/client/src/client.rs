@@ -524,19 +524,7 @@ impl Client {
         if let Some(key) = key {
             path.push_str(&format!("&key={}", query_escape(key)));
         }
-        let request = Request {
-            method: Method::DELETE,
-            path,
-            body: None,
-            attempt_timeout: self.inner.attempt_timeout,
-        };
-        let until = self.inner.clock.now() + self.inner.call_timeout;
-        let answer = self.send(&request, Retry::IfNotApplied, until).await?;
-        match answer.status {
-            StatusCode::NO_CONTENT => Ok(()),
-            StatusCode::CONFLICT => Err(conflict_error(&answer)),
-            _ => Err(refusal(&answer)),
-        }
+        self.end_grant(path).await
     }
 
     /// `DELETE /v1/locks/{name}?token=T&force=true`: end grant `token`,
@@ -546,9 +534,20 @@ impl Client {
     /// are refused, and it stops by its own clock before anyone else holds.
     pub async fn force_release(&self, name: &str, token: u64) -> Result<(), Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
+        self.end_grant(format!(
+            "/v1/locks/{}?token={token}&force=true",
+            name.as_str()
+        ))
+        .await
+    }
+
+    /// A `DELETE` that ends a grant: retried only when the first attempt
+    /// certainly did nothing (a retry of one that took effect would hear
+    /// `409` about its own work).
+    async fn end_grant(&self, path: String) -> Result<(), Error> {
         let request = Request {
             method: Method::DELETE,
-            path: format!("/v1/locks/{}?token={token}&force=true", name.as_str()),
+            path,
             body: None,
             attempt_timeout: self.inner.attempt_timeout,
         };
