@@ -24,6 +24,10 @@ def follow(client: Client, name: str) -> Generator[LeaseState, None, None]:
     # Whether the reader was told that no node could be reached since
     # lines last flowed: once per outage, not once per retry.
     told = False
+    # Attempts in a row that could not open a stream. One alone says
+    # little (a kept-alive connection the node had just closed, say): the
+    # reader hears "unavailable" only once every node has failed.
+    failed = 0
     timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_failover.CONNECT_TIMEOUT)
     while True:
         endpoints = client._nodes.endpoints
@@ -31,7 +35,7 @@ def follow(client: Client, name: str) -> Generator[LeaseState, None, None]:
         opened = False
         try:
             with client._http.stream("GET", endpoint + path, timeout=timeout) as response:
-                opened = True
+                opened, failed = True, 0
                 if 400 <= response.status_code < 500:
                     raise _wire.watch_refusal(response.status_code, response.read())
                 if response.status_code == 200:
@@ -42,7 +46,8 @@ def follow(client: Client, name: str) -> Generator[LeaseState, None, None]:
                             backoff, told = _wire.RECONNECT_FIRST, False
                             yield state
         except (httpx.HTTPError, _wire.BadAnswer) as e:
-            if not opened and not told:
+            failed += 0 if opened else 1
+            if failed >= len(endpoints) and not told:
                 told = True
                 yield LeaseState(state="unavailable", error=f"{endpoint}: {e}; trying again")
         # The stream ended or never started: another node, after a pause.

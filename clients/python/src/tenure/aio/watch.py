@@ -22,6 +22,7 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
     node = client._nodes.preferred
     backoff = _wire.RECONNECT_FIRST
     told = False  # told the reader no node could be reached, this outage
+    failed = 0  # attempts in a row that opened nothing: "unavailable" once every node failed
     timeout = httpx.Timeout(_wire.WATCH_IDLE, connect=_failover.CONNECT_TIMEOUT)
     while True:
         endpoints = client._nodes.endpoints
@@ -33,7 +34,7 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
             request = client._http.build_request("GET", endpoint + path, timeout=timeout)
             sending = client._http.send(request, stream=True)
             response = await asyncio.wait_for(sending, client.attempt_timeout)
-            opened = True
+            opened, failed = True, 0
             try:
                 if 400 <= response.status_code < 500:
                     raise _wire.watch_refusal(response.status_code, await response.aread())
@@ -46,7 +47,8 @@ async def follow(client: AsyncClient, name: str) -> AsyncGenerator[LeaseState, N
             finally:
                 await response.aclose()
         except (httpx.HTTPError, _wire.BadAnswer, asyncio.TimeoutError) as e:
-            if not opened and not told:
+            failed += 0 if opened else 1
+            if failed >= len(endpoints) and not told:
                 told = True
                 why = str(e) or "no answer in time"
                 yield LeaseState(state="unavailable", error=f"{endpoint}: {why}; trying again")
