@@ -360,42 +360,46 @@ async fn reload_on_hangup(reloads: Reloads, node: NodeId, mut stop: watch::Recei
             _ = stop.changed() => return,
         }
         if let Some(auth) = &reloads.auth {
-            match auth.reload() {
-                Ok(()) => {
-                    tracing::info!(node = node.0, file = %auth.path().display(), "tokens read again")
-                }
-                Err(e) => {
-                    tracing::error!(node = node.0, error = %e, "tokens file refused; the tokens in use stay")
-                }
-            }
+            let file = auth.path().display().to_string();
+            say_reloaded(node, "tokens file", &file, "", auth.reload());
         }
         if let Some(tls) = &reloads.tls {
-            match tls.reload() {
-                Ok(()) => tracing::info!(
-                    node = node.0,
-                    cert = %tls.files().cert.display(),
-                    "peer TLS files read again; new links use them"
-                ),
-                Err(e) => tracing::error!(
-                    node = node.0,
-                    error = %e,
-                    "peer TLS files refused; the ones in use stay"
-                ),
-            }
+            let file = tls.files().cert.display().to_string();
+            say_reloaded(
+                node,
+                "peer TLS files",
+                &file,
+                "; new links use them",
+                tls.reload(),
+            );
         }
         if let Some(https) = &reloads.https {
-            match https.reload() {
-                Ok(()) => tracing::info!(
-                    node = node.0,
-                    cert = %https.files().cert.display(),
-                    "HTTPS files read again; new connections use them"
-                ),
-                Err(e) => tracing::error!(
-                    node = node.0,
-                    error = %e,
-                    "HTTPS files refused; the ones in use stay"
-                ),
-            }
+            let file = https.files().cert.display().to_string();
+            let done = https.reload();
+            say_reloaded(
+                node,
+                "HTTPS files",
+                &file,
+                "; new connections use them",
+                done,
+            );
+        }
+    }
+}
+
+/// Log what one SIGHUP reload came to: read again, or refused with the
+/// material in use kept.
+fn say_reloaded(
+    node: NodeId,
+    what: &str,
+    file: &str,
+    effect: &str,
+    done: Result<(), impl std::fmt::Display>,
+) {
+    match done {
+        Ok(()) => tracing::info!(node = node.0, file, "{what} read again{effect}"),
+        Err(e) => {
+            tracing::error!(node = node.0, error = %e, "{what} refused; what is in use stays")
         }
     }
 }
