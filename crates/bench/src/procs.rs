@@ -374,7 +374,7 @@ impl TenureCluster {
         let (http, peer) = ports.split_at(3);
         let tls = dir.path().join("tls");
         let made = Command::new(bin)
-            .args(["certs", "--nodes", "1,2,3", "--dir"])
+            .args(["certs", "create", "--nodes", "1,2,3", "--dir"])
             .arg(&tls)
             .stdout(Stdio::null())
             .status()

@@ -1,16 +1,23 @@
-//! `tenure certs`: a cluster's CA and its members' certificates, for peer
-//! links in mutual TLS (docs/operations.md, "Peer TLS"), and the secret
-//! grant keys are made from.
+//! `tenure certs create`: a cluster's CA and its members' certificates,
+//! for peer links in mutual TLS (docs/operations.md, "Peer TLS"), and the
+//! secret grant keys are made from.
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use tenure_core::NodeId;
 use tenure_server::tls::issue::Ca;
 
+#[derive(Subcommand)]
+pub enum Certs {
+    /// Make the CA (at the first run), node certificates, client
+    /// certificates and the grant secret in DIR.
+    Create(CreateArgs),
+}
+
 #[derive(Args)]
-pub struct CertsArgs {
+pub struct CreateArgs {
     /// Where the CA and the certificates are kept. The CA is made there at
     /// the first run and used again after, so that a node added later
     /// joins the same CA.
@@ -45,7 +52,13 @@ fn parse_client_name(s: &str) -> Result<String, String> {
     }
 }
 
-pub fn run(args: CertsArgs) -> Result<()> {
+pub fn run(certs: Certs) -> Result<()> {
+    match certs {
+        Certs::Create(args) => create(args),
+    }
+}
+
+fn create(args: CreateArgs) -> Result<()> {
     let ca = Ca::open_or_create(&args.dir)
         .with_context(|| format!("cannot use the CA in {}", args.dir.display()))?;
     let secret = args.dir.join(tenure_server::tls::issue::GRANT_SECRET);

@@ -54,7 +54,10 @@ enum Command {
     Server(serve::ServerArgs),
     /// Make a cluster's CA and its members' certificates, for peer links
     /// in mutual TLS.
-    Certs(certs::CertsArgs),
+    Certs {
+        #[command(subcommand)]
+        what: certs::Certs,
+    },
     /// Measure a running cluster's latencies.
     Bench {
         #[command(subcommand)]
@@ -134,8 +137,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // Tiny and single-threaded: no runtime, no logs.
         return Ok(run::watchdog::watch(first_kill_at));
     }
-    if let Command::Certs(args) = cli.command {
-        return certs::run(args).map(|()| ExitCode::SUCCESS);
+    if let Command::Certs { what } = cli.command {
+        return certs::run(what).map(|()| ExitCode::SUCCESS);
     }
     if let Command::Sim(args) = cli.command {
         // Single-threaded and deterministic: no runtime, no logs.
@@ -164,7 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         })),
         Command::Server(args) => runtime.block_on(serve::run(args)),
         Command::Bench { what } => runtime.block_on(bench::run(what)),
-        Command::Sim(_) | Command::RunWatchdog { .. } | Command::Certs(_) => {
+        Command::Sim(_) | Command::RunWatchdog { .. } | Command::Certs { .. } => {
             unreachable!("handled before the runtime starts")
         }
         Command::Lock(args) => runtime.block_on(client_cmds::lock(args)),

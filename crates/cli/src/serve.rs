@@ -42,7 +42,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// Give every grant a secret key, made from the secret in FILE (the
-    /// same file on every node; `tenure certs` makes one): only the holder
+    /// same file on every node; `tenure certs create` makes one): only the holder
     /// sees it, and renewing or releasing needs it. Without it, holder and
     /// token, which reads and conflicts show, are enough.
     #[arg(long, value_name = "FILE")]
@@ -89,7 +89,7 @@ pub struct ServerArgs {
 pub struct PeerTlsArgs {
     /// The CA certificates (PEM) that sign members' certificates. With
     /// --cert and --key, peer links run in mutual TLS and each member's id
-    /// is proven by its certificate. `tenure certs` makes all three. SIGHUP
+    /// is proven by its certificate. `tenure certs create` makes all three. SIGHUP
     /// reads them again.
     #[arg(long, value_name = "FILE", requires_all = ["cert", "key"])]
     ca: Option<PathBuf>,
@@ -107,7 +107,7 @@ pub struct PeerTlsArgs {
     insecure_peers: bool,
     /// Serve the client API over TLS with --cert and --key (whose names
     /// must include the host clients reach the node by: `tenure certs
-    /// --host`). SIGHUP reads them again.
+    /// create --host`). SIGHUP reads them again.
     #[arg(long, requires_all = ["cert", "key"])]
     https: bool,
     /// With --https: admit only clients that present a certificate signed
@@ -137,7 +137,7 @@ impl PeerTlsArgs {
             }
             _ if self.insecure_peers => Ok(None),
             _ => anyhow::bail!(
-                "peer links need TLS: give --ca, --cert and --key (`tenure certs --dir DIR \
+                "peer links need TLS: give --ca, --cert and --key (`tenure certs create --dir DIR \
                  --nodes 1,2,3` makes them), or --insecure-peers where nobody else can reach \
                  the peer ports"
             ),

@@ -31,7 +31,7 @@ pub enum GrantSecretError {
     },
     #[error(
         "the grant secret in {path} is {chars} characters; it must be at least {MIN_SECRET_CHARS} \
-         (`tenure certs` makes one)"
+         (`tenure certs create` makes one)"
     )]
     TooShort { path: PathBuf, chars: usize },
     #[error("cannot write a grant secret to {path}")]
