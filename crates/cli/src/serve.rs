@@ -74,6 +74,14 @@ pub struct ServerArgs {
     /// below --max-connections, for the same reason as --max-watches.
     #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     max_waits: u32,
+    /// Watches one caller may have open at once (a caller is its bearer
+    /// token, else its client certificate, else its address); more are
+    /// answered 429, so that one client cannot take every watch.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_watches_per_caller: u32,
+    /// Waiting acquires one caller may have at once; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_waits_per_caller: u32,
     /// Changes kept in memory per name for `GET /v1/locks/{name}/history`
     /// and `tenure history` (0: none).
     #[arg(long, value_name = "N", default_value_t = tenure_server::history::DEFAULT_PER_NAME as u16)]
@@ -210,6 +218,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.http.max_connections_per_client = args.max_connections_per_client as usize;
     config.http.max_watches = args.max_watches as usize;
     config.http.max_waits = args.max_waits as usize;
+    config.http.max_watches_per_caller = args.max_watches_per_caller as usize;
+    config.http.max_waits_per_caller = args.max_waits_per_caller as usize;
     config.history_per_name = usize::from(args.history);
     let listeners = Listeners::bind(&args.http, &args.peer_listen)
         .await

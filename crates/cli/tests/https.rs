@@ -111,3 +111,55 @@ fn with_client_ca_only_clients_with_a_certificate_are_served() {
     ]);
     assert!(!stranger.status.success(), "{}", said(&stranger));
 }
+
+/// A client certificate proves who the client is; the tokens file says
+/// what that name may do, as it does for a token.
+#[test]
+fn a_client_certificate_gets_the_grants_the_tokens_file_gives_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clients = Ca::open_or_create(dir.path()).expect("client CA");
+    let runner = clients.issue_client("ci-runner").expect("certificate");
+    let viewer = clients.issue_client("viewer").expect("certificate");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "cert:ci-runner lock jobs/\ncert:viewer read *\n").expect("write");
+    let client_ca = runner.ca.display().to_string();
+    let tokens = tokens.display().to_string();
+    let (_node, url, node_dir) = https_node(&["--client-ca", &client_ca, "--tokens", &tokens]);
+    let ca = node_dir.path().join("tls/ca.pem").display().to_string();
+    let as_client = |files: &tenure_server::tls::TlsFiles, args: &[&str]| {
+        let (cert, key) = (
+            files.cert.display().to_string(),
+            files.key.display().to_string(),
+        );
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--endpoints",
+            &url,
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ]);
+        tenure(&all)
+    };
+    let locked = as_client(&runner, &["lock", "jobs/nightly", "--holder", "ci"]);
+    assert!(locked.status.success(), "{}", said(&locked));
+    let elsewhere = as_client(&runner, &["lock", "web/deploy", "--holder", "ci"]);
+    assert!(!elsewhere.status.success());
+    assert!(
+        said(&elsewhere).contains("this client certificate may not lock web/deploy"),
+        "{}",
+        said(&elsewhere)
+    );
+    let seen = as_client(&viewer, &["status", "jobs/nightly"]);
+    assert!(said(&seen).contains("held by ci"), "{}", said(&seen));
+    let taken = as_client(&viewer, &["lock", "jobs/other", "--holder", "v"]);
+    assert!(!taken.status.success());
+    assert!(
+        said(&taken).contains("may not lock jobs/other"),
+        "{}",
+        said(&taken)
+    );
+}

@@ -118,6 +118,12 @@ pub struct HttpLimits {
     /// Acquires waiting (`?wait=`) at once on this node, for the same
     /// reason.
     pub max_waits: usize,
+    /// Watches one caller (a token, else a client certificate, else an
+    /// address) may have open on this node, so that one client cannot
+    /// take every watch from the others.
+    pub max_watches_per_caller: usize,
+    /// Waiting acquires one caller may have on this node, likewise.
+    pub max_waits_per_caller: usize,
 }
 
 impl Default for HttpLimits {
@@ -133,6 +139,8 @@ impl Default for HttpLimits {
             watch_fallback: Duration::from_secs(2),
             max_watches: 512,
             max_waits: 512,
+            max_watches_per_caller: 128,
+            max_waits_per_caller: 128,
         }
     }
 }

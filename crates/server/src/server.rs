@@ -281,8 +281,16 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         limits: config.http,
         call_timeout: request_deadline + Duration::from_secs(2),
         stop: stop_http_rx.clone(),
-        watches: Arc::new(tokio::sync::Semaphore::new(config.http.max_watches)),
-        waits: Arc::new(tokio::sync::Semaphore::new(config.http.max_waits)),
+        watches: Arc::new(http::StreamBound::new(
+            "watches",
+            config.http.max_watches,
+            config.http.max_watches_per_caller,
+        )),
+        waits: Arc::new(http::StreamBound::new(
+            "waits",
+            config.http.max_waits,
+            config.http.max_waits_per_caller,
+        )),
     };
     if auth.is_some() || tls.is_some() || https.is_some() {
         let reloads = Reloads {

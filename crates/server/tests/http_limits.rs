@@ -300,3 +300,65 @@ async fn every_refusal_is_json_that_says_what_is_wrong() {
         );
     }
 }
+
+/// Open a watch on `name` from `source` and return its connection with the
+/// answer's status line.
+async fn open_watch(node: &Running, source: &str, name: &str) -> (TcpStream, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{source}:0").parse().expect("address"))
+        .expect("bind");
+    let mut stream = socket.connect(node.http_addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET /v1/locks/{name}?watch=true HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert_eq!(read, 1, "closed before the head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    (stream, head)
+}
+
+/// One caller (here one address, on a node that takes no tokens) may hold
+/// only its share of the watches; another caller is still served, and the
+/// refusal says which bound it met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_cannot_take_every_watch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_with(dir.path(), |c| {
+        c.http.max_watches = 3;
+        c.http.max_watches_per_caller = 2;
+    })
+    .await;
+    let mut open = Vec::new();
+    for name in ["a", "b"] {
+        let (stream, head) = open_watch(&node, "127.0.0.1", name).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(stream);
+    }
+    let (mut refused, head) = open_watch(&node, "127.0.0.1", "c").await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    let mut body = [0u8; 512];
+    let n = refused.read(&mut body).await.expect("body");
+    let body = String::from_utf8_lossy(&body[..n]);
+    assert!(body.contains("already has 2 watches open"), "{body}");
+    let (other, head) = open_watch(&node, "127.0.0.2", "c").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "another caller: {head}");
+    // The node's own bound is reached now: 503, go elsewhere.
+    let (_, head) = open_watch(&node, "127.0.0.3", "d").await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    drop(other);
+    drop(open);
+    node.shutdown().await;
+}

@@ -2,7 +2,10 @@
 //! every request is served, as before.
 //!
 //! The file has one grant per line, `TOKEN PERMISSION PREFIX`; `#` starts
-//! a comment. `read` reads, watches and shows the history of names under
+//! a comment. In place of a token, `cert:NAME` grants to the clients whose
+//! certificate (`--https --client-ca`) has the common name NAME, when they
+//! send no token: a certificate proves who a client is, the file says what
+//! it may do. `read` reads, watches and shows the history of names under
 //! the prefix; `lock` also acquires, renews and releases them; `admin`
 //! does everything. A prefix of `*` is every name, and the cluster-wide
 //! paths (`/v1/cluster`, `/metrics`, the page's event stream) need a
@@ -10,11 +13,12 @@
 //! data) are always served. SIGHUP reads the file again; a file that does
 //! not parse leaves the tokens as they were.
 
+use super::caller::Caller;
 use super::error::ApiError;
 use super::locks::{HISTORY_SUFFIX, LOCKS_PREFIX};
 use super::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, Method};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -62,11 +66,16 @@ pub enum TokensError {
     Empty,
 }
 
-/// Tokens, each with its grants.
+/// Tokens and certificate names, each with its grants. Apart, so that no
+/// bearer token can pass for a certificate.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Tokens {
     grants: HashMap<String, Vec<Grant>>,
+    certificates: HashMap<String, Vec<Grant>>,
 }
+
+/// How a line names a client certificate rather than a token.
+const CERTIFICATE_PREFIX: &str = "cert:";
 
 /// The shortest token accepted: anything shorter is guessable.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -87,11 +96,17 @@ impl Tokens {
             let [token, permission, prefix] = fields[..] else {
                 return Err(bad(format!("{} fields, not 3", fields.len())));
             };
-            if token.len() < MIN_TOKEN_CHARS
+            let certificate = token.strip_prefix(CERTIFICATE_PREFIX);
+            if certificate.is_some_and(|name| name.is_empty() || !name.is_ascii()) {
+                return Err(bad(
+                    "cert: is followed by the common name of a client certificate".to_string(),
+                ));
+            }
+            let guessable = token.len() < MIN_TOKEN_CHARS
                 || !token
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-._~+/=".contains(c))
-            {
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~+/=".contains(c));
+            if certificate.is_none() && guessable {
                 return Err(bad(format!(
                     "a token is at least {MIN_TOKEN_CHARS} characters of letters, digits and - . _ ~ + / ="
                 )));
@@ -103,13 +118,16 @@ impl Tokens {
                 other => return Err(bad(format!("unknown permission {other:?}"))),
             };
             let prefix = (prefix != "*").then(|| prefix.to_string());
-            tokens
-                .grants
-                .entry(token.to_string())
+            let (table, key) = match certificate {
+                Some(name) => (&mut tokens.certificates, name),
+                None => (&mut tokens.grants, token),
+            };
+            table
+                .entry(key.to_string())
                 .or_default()
                 .push(Grant { permission, prefix });
         }
-        if tokens.grants.is_empty() {
+        if tokens.grants.is_empty() && tokens.certificates.is_empty() {
             return Err(TokensError::Empty);
         }
         Ok(tokens)
@@ -123,9 +141,14 @@ impl Tokens {
         Tokens::parse(&text)
     }
 
-    /// Whether `token` may do `need` on `name` (`None`: on every name).
-    fn check(&self, token: &str, need: Permission, name: Option<&str>) -> Result<(), Denied> {
-        let grants = self.grants.get(token).ok_or(Denied::Unknown)?;
+    /// Whether `caller` may do `need` on `name` (`None`: on every name).
+    fn check(&self, caller: &Caller, need: Permission, name: Option<&str>) -> Result<(), Denied> {
+        let grants = match caller {
+            Caller::Token(token) => self.grants.get(&**token),
+            Caller::Certificate(name) => self.certificates.get(&**name),
+            Caller::Address(_) | Caller::Unknown => return Err(Denied::Anonymous),
+        };
+        let grants = grants.ok_or(Denied::Unknown)?;
         let covers = |g: &Grant| match (&g.prefix, name) {
             (None, _) => true,
             (Some(prefix), Some(name)) => name.starts_with(prefix.as_str()),
@@ -140,6 +163,7 @@ impl Tokens {
 }
 
 enum Denied {
+    Anonymous,
     Unknown,
     NotAllowed,
 }
@@ -210,27 +234,6 @@ fn forced(query: Option<&str>) -> bool {
     })
 }
 
-/// Who sent a request, for the log of a forced release: a fingerprint of
-/// its token (never the token), or that the node takes none.
-pub fn who(headers: &axum::http::HeaderMap) -> String {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(token) => {
-            let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-            let hex: String = digest.as_ref()[..4]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("the token with SHA-256 {hex}…")
-        }
-        None => "a client without a token".to_string(),
-    }
-}
-
 /// Refuse a request whose token does not allow it: `401` without a known
 /// token, `403` with one that lacks the permission.
 pub async fn authenticate(State(app): State<AppState>, request: Request, next: Next) -> Response {
@@ -244,33 +247,35 @@ pub async fn authenticate(State(app): State<AppState>, request: Request, next: N
     ) else {
         return next.run(request).await;
     };
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
-        app.metrics.http_refused("no_token");
-        return ApiError::unauthorized(
-            "this node requires a token: send Authorization: Bearer TOKEN".to_string(),
-        )
-        .into_response();
-    };
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Unknown);
     let what = match &name {
         Some(name) => format!("{} {name}", need.word()),
         None => format!("{} every name (*), which this path needs", need.word()),
     };
-    match auth.current().check(token, need, name.as_deref()) {
+    let this = match caller {
+        Caller::Certificate(_) => "this client certificate",
+        _ => "this token",
+    };
+    match auth.current().check(&caller, need, name.as_deref()) {
         Ok(()) => next.run(request).await,
+        Err(Denied::Anonymous) => {
+            app.metrics.http_refused("no_token");
+            ApiError::unauthorized(
+                "this node requires a token: send Authorization: Bearer TOKEN".to_string(),
+            )
+            .into_response()
+        }
         Err(Denied::Unknown) => {
             app.metrics.http_refused("unknown_token");
-            ApiError::unauthorized("this token is not known to this node".to_string())
-                .into_response()
+            ApiError::unauthorized(format!("{this} is not known to this node")).into_response()
         }
         Err(Denied::NotAllowed) => {
             app.metrics.http_refused("not_allowed");
-            ApiError::forbidden(format!("this token may not {what}")).into_response()
+            ApiError::forbidden(format!("{this} may not {what}")).into_response()
         }
     }
 }
@@ -290,7 +295,9 @@ admin-token-0123456789abc   admin *
     #[test]
     fn each_permission_allows_what_it_says_under_its_prefix() {
         let t = Tokens::parse(FILE).expect("parses");
-        let ok = |token: &str, need, name: Option<&str>| t.check(token, need, name).is_ok();
+        let ok = |token: &str, need, name: Option<&str>| {
+            t.check(&Caller::Token(token.into()), need, name).is_ok()
+        };
         let ci = "ci-token-0123456789abcdef";
         assert!(ok(ci, Permission::Lock, Some("jobs/nightly")));
         assert!(!ok(ci, Permission::Lock, Some("scheduler")));
@@ -300,8 +307,50 @@ admin-token-0123456789abc   admin *
         assert!(!ok(viewer, Permission::Lock, Some("jobs/nightly")));
         assert!(ok("admin-token-0123456789abc", Permission::Admin, None));
         assert!(matches!(
-            t.check("nobody-0123456789abcdef", Permission::Read, None),
+            t.check(
+                &Caller::Token("nobody-0123456789abcdef".into()),
+                Permission::Read,
+                None
+            ),
             Err(Denied::Unknown)
+        ));
+    }
+
+    #[test]
+    fn a_certificate_name_has_its_own_grants_that_no_token_can_claim() {
+        let t = Tokens::parse("cert:ci-runner lock jobs/\ncert:viewer read *\n").expect("parses");
+        let runner = Caller::Certificate("ci-runner".into());
+        assert!(t.check(&runner, Permission::Lock, Some("jobs/a")).is_ok());
+        assert!(matches!(
+            t.check(&runner, Permission::Lock, Some("web/a")),
+            Err(Denied::NotAllowed)
+        ));
+        assert!(matches!(
+            t.check(
+                &Caller::Certificate("stranger".into()),
+                Permission::Read,
+                None
+            ),
+            Err(Denied::Unknown)
+        ));
+        for token in ["cert:ci-runner", "ci-runner"] {
+            assert!(matches!(
+                t.check(
+                    &Caller::Token(token.into()),
+                    Permission::Read,
+                    Some("jobs/a")
+                ),
+                Err(Denied::Unknown)
+            ));
+        }
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        assert!(matches!(
+            t.check(&Caller::Address(ip), Permission::Read, None),
+            Err(Denied::Anonymous)
+        ));
+        assert!(matches!(
+            Tokens::parse("cert: read *"),
+            Err(TokensError::Line { line: 1, .. })
         ));
     }
 

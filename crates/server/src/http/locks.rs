@@ -1,6 +1,7 @@
 //! `/v1/locks/{name}`: acquire, renew, release and read, and how each core
 //! outcome maps to HTTP.
 
+use super::caller::Caller;
 use super::error::ApiError;
 use super::input::{self, LockRequest};
 use super::view::view_json;
@@ -8,7 +9,7 @@ use super::{wait, watch, AppState, OpLabel};
 use crate::grant_key::KeyRefusal;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Extension, FromRequest, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,7 @@ pub async fn put_lock(
     State(app): State<AppState>,
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
+    Extension(caller): Extension<Caller>,
     request: Request,
 ) -> Response {
     // The body is read here, under a deadline, rather than by an
@@ -39,7 +41,7 @@ pub async fn put_lock(
             return labelled("acquire", Err(e));
         }
     };
-    let (label, result) = put_inner(&app, &name, params, body).await;
+    let (label, result) = put_inner(&app, &name, params, body, &caller).await;
     labelled(label, result)
 }
 
@@ -48,6 +50,7 @@ async fn put_inner(
     name: &str,
     params: Result<Params, ParamsRejection>,
     body: Result<Bytes, BytesRejection>,
+    caller: &Caller,
 ) -> (&'static str, Result<Response, ApiError>) {
     let parsed = (|| {
         let name = lock_name(name)?;
@@ -101,14 +104,12 @@ async fn put_inner(
                 Some(wait) => {
                     // A long poll holds a connection and a place in the
                     // name's queue for as long as it waits: bounded.
-                    let Ok(_permit) = app.waits.clone().try_acquire_owned() else {
-                        app.metrics.http_refused("waits");
-                        let refused = ApiError::unavailable(format!(
-                            "this node holds {} waiting acquires at once and has none free; \
-                             wait through another node, or retry",
-                            app.limits.max_waits
-                        ));
-                        return ("acquire_wait", Err(refused));
+                    let _held = match app.waits.take(caller) {
+                        Ok(held) => held,
+                        Err(full) => {
+                            let refused = full.answer(&app.metrics, "waiting acquires");
+                            return ("acquire_wait", Err(refused));
+                        }
                     };
                     wait::acquire_waiting(app, &name, op, wait).await
                 }
@@ -140,7 +141,7 @@ pub async fn delete_lock(
     State(app): State<AppState>,
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
-    headers: axum::http::HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Response {
     let parsed = (|| {
         let name = lock_name(&name)?;
@@ -180,7 +181,7 @@ pub async fn delete_lock(
         Err(e) => return labelled("release", Err(e)),
     };
     let Some(holder) = holder else {
-        return labelled("force", force(&app, name, token, &headers).await);
+        return labelled("force", force(&app, name, token, &caller).await);
     };
     let op = Op::Release {
         holder: holder.clone(),
@@ -202,7 +203,7 @@ async fn force(
     app: &AppState,
     name: LeaseName,
     token: Token,
-    headers: &axum::http::HeaderMap,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
     let holder = match app.call(name.clone(), Op::Read).await {
         Ok(Outcome::Observed(LeaseView::Held { holder, .. })) => Some(holder),
@@ -216,7 +217,7 @@ async fn force(
                 token = token.0,
                 "forced release of grant {} of {holder} by {}",
                 token.0,
-                super::auth::who(headers)
+                caller.describe()
             );
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -230,6 +231,7 @@ pub async fn get_lock(
     State(app): State<AppState>,
     Path(name): Path<String>,
     params: Result<Params, ParamsRejection>,
+    Extension(caller): Extension<Caller>,
 ) -> Response {
     if let Some(name) = name.strip_suffix(HISTORY_SUFFIX) {
         return labelled("history", history(&app, name, params));
@@ -252,7 +254,7 @@ pub async fn get_lock(
     })();
     let result = match parsed {
         Err(e) => Err(e),
-        Ok((name, true)) => return labelled("watch", Ok(watch::stream(app, name))),
+        Ok((name, true)) => return labelled("watch", Ok(watch::stream(app, &caller, name))),
         Ok((name, false)) => match app.call(name, Op::Read).await {
             Ok(Outcome::Observed(view)) => Ok(observed(&view)),
             Ok(other) => Err(unexpected(&other)),

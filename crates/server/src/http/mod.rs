@@ -11,6 +11,8 @@
 //! - `serve`: the accept loop and graceful shutdown.
 
 pub mod auth;
+mod bounds;
+mod caller;
 mod error;
 mod input;
 mod locks;
@@ -23,6 +25,7 @@ mod view;
 mod wait;
 mod watch;
 
+pub use bounds::StreamBound;
 pub use serve::serve;
 
 use crate::config::HttpLimits;
@@ -63,10 +66,11 @@ pub struct AppState {
     pub call_timeout: Duration,
     /// Flips to true at shutdown: long-polls and watches end.
     pub stop: signal::Receiver<bool>,
-    /// One permit per watch streaming (`limits.max_watches`).
-    pub watches: Arc<tokio::sync::Semaphore>,
-    /// One permit per waiting acquire (`limits.max_waits`).
-    pub waits: Arc<tokio::sync::Semaphore>,
+    /// Watches and live pages streaming (`limits.max_watches`, and per
+    /// caller `limits.max_watches_per_caller`).
+    pub watches: Arc<StreamBound>,
+    /// Acquires waiting (`limits.max_waits`, `limits.max_waits_per_caller`).
+    pub waits: Arc<StreamBound>,
 }
 
 impl AppState {
@@ -121,6 +125,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            caller::identify,
         ))
         .layer(middleware::from_fn(refusals::json_refusals))
         .layer(middleware::from_fn_with_state(state.clone(), record))

@@ -8,7 +8,9 @@
 //! `Retry-After`, so the client knows to go to another node rather than
 //! wait or see a bare close; each is counted, and logged now and then.
 
-use super::slots::{Slots, Taken};
+use super::bounds::Shares;
+use super::caller::{certificate_name, Connection};
+use super::slots::{Activity, Slots, Taken};
 use crate::config::HttpLimits;
 use crate::metrics::Metrics;
 use axum::Router;
@@ -16,9 +18,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -36,7 +37,7 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Slots::new(limits.max_connections);
-    let clients: Clients = Arc::default();
+    let clients = Shares::<IpAddr>::new(limits.max_connections_per_client);
     let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     let mut last_logged: Option<Instant> = None;
     loop {
@@ -77,9 +78,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(per_client) =
-            PerClient::take(&clients, client.ip(), limits.max_connections_per_client)
-        else {
+        let Some(per_client) = clients.take(client.ip()) else {
             let error = format!(
                 "{} already has {} connections to this node, the most one address may; \
                  reuse connections, or raise --max-connections-per-client",
@@ -92,18 +91,6 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = app.clone();
-        let activity = Arc::clone(&slot.activity);
-        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            // Busy until the answer's head is out: an idle connection's
-            // slot may go to a newcomer (`slots.rs`).
-            let busy = activity.begin();
-            let answer = router.clone().call(request);
-            async move {
-                let answer = answer.await;
-                drop(busy);
-                answer
-            }
-        });
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
@@ -115,9 +102,15 @@ pub async fn serve(
         let tls = acceptor(&tls);
         tokio::spawn(async move {
             let mut slot = slot;
+            let activity = Arc::clone(&slot.activity);
             let served = async {
                 match tls {
                     None => {
+                        let connection = Connection {
+                            ip: client.ip(),
+                            certificate: None,
+                        };
+                        let service = service(router, activity, connection);
                         let connection = http.serve_connection(TokioIo::new(stream), service);
                         let _ = watcher.watch(connection).await;
                     }
@@ -128,6 +121,17 @@ pub async fn serve(
                         let handshake =
                             tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
                         if let Ok(Ok(stream)) = handshake.await {
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .and_then(|leaf| certificate_name(leaf));
+                            let connection = Connection {
+                                ip: client.ip(),
+                                certificate,
+                            };
+                            let service = service(router, activity, connection);
                             let connection = http.serve_connection(TokioIo::new(stream), service);
                             let _ = watcher.watch(connection).await;
                         }
@@ -149,6 +153,31 @@ pub async fn serve(
     {
         tracing::warn!("http requests still in flight after the drain timeout; closing them");
     }
+}
+
+/// The router as one connection's service: each request carries what the
+/// transport knows of its caller, and keeps the connection busy (so not
+/// evicted for a newcomer, `slots.rs`) until its answer's head is out.
+fn service(
+    router: Router,
+    activity: Arc<Activity>,
+    connection: Connection,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(connection.clone());
+        let busy = activity.begin();
+        let answer = router.clone().call(request);
+        async move {
+            let answer = answer.await;
+            drop(busy);
+            answer
+        }
+    })
 }
 
 fn acceptor(tls: &Option<Arc<crate::tls::HttpsTls>>) -> Option<tokio_rustls::TlsAcceptor> {
@@ -210,38 +239,3 @@ where
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Refused connections being answered at once.
 const MAX_LINGERING: usize = 256;
-
-type Clients = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
-/// One client address's share of the connections; given back on drop.
-struct PerClient {
-    clients: Clients,
-    ip: IpAddr,
-}
-
-impl PerClient {
-    fn take(clients: &Clients, ip: IpAddr, limit: usize) -> Option<PerClient> {
-        let mut open = clients.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_default();
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(PerClient {
-            clients: clients.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerClient {
-    fn drop(&mut self) {
-        let mut open = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}

@@ -9,12 +9,13 @@
 //! shown is read again when its remaining time runs out; the cluster is
 //! sent every second. The page never polls.
 
+use super::caller::Caller;
 use super::status::cluster_json;
 use super::view::view_json;
 use super::watch::{streamed, Slot};
 use super::{AppState, OpLabel};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -75,14 +76,13 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
 
 /// `GET /ui/events`: the page's event stream. It holds a connection as a
 /// watch does, and counts against the same bound.
-pub async fn events(State(app): State<AppState>) -> Response {
+pub async fn events(State(app): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     let slot = Slot {
         serves: "watches and live pages",
-        elsewhere: "open the page on another node",
         content_type: "text/event-stream",
         buffered: EVENTS_BUFFERED,
     };
-    let mut response = streamed(app, slot, feed);
+    let mut response = streamed(app, &caller, slot, feed);
     response.extensions_mut().insert(OpLabel("ui"));
     response
 }

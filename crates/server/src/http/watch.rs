@@ -9,7 +9,7 @@
 //! `HEARTBEAT`, so that a client can tell a quiet name from a node that
 //! froze with the connection open, and go elsewhere.
 
-use super::error::ApiError;
+use super::caller::Caller;
 use super::view::view_json;
 use super::AppState;
 use axum::body::{Body, Bytes};
@@ -30,21 +30,19 @@ const EXPIRY_SLACK: Duration = Duration::from_millis(5);
 /// The longest a stream goes without a line.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
-pub fn stream(app: AppState, name: LeaseName) -> Response {
+pub fn stream(app: AppState, caller: &Caller, name: LeaseName) -> Response {
     let slot = Slot {
         serves: "watches",
-        elsewhere: "watch through another node",
         content_type: "application/x-ndjson",
         buffered: LINES_BUFFERED,
     };
-    streamed(app, slot, move |app, lines| watch(app, name, lines))
+    streamed(app, caller, slot, move |app, lines| watch(app, name, lines))
 }
 
 /// What a long-lived stream is, for [`streamed`].
 pub(super) struct Slot {
-    /// What the node's bound counts, and where to go when it is reached.
+    /// What the bound counts, as a refusal says.
     pub serves: &'static str,
-    pub elsewhere: &'static str,
     pub content_type: &'static str,
     /// Chunks buffered for a slow reader before `feed` waits on it.
     pub buffered: usize,
@@ -52,29 +50,27 @@ pub(super) struct Slot {
 
 /// A response streamed from `feed`, which writes until the client goes.
 /// It holds a connection for as long as it lasts, so it takes one of the
-/// node's watch slots: bounded, so that streams cannot take every
-/// connection from lock clients; with none free, `503`.
+/// node's watch slots: bounded in all, so that streams cannot take every
+/// connection from lock clients (`503` when none is free), and per caller,
+/// so that one client cannot take them all (`429`).
 pub(super) fn streamed<Feed>(
     app: AppState,
+    caller: &Caller,
     slot: Slot,
     feed: impl FnOnce(AppState, mpsc::Sender<Bytes>) -> Feed,
 ) -> Response
 where
     Feed: std::future::Future<Output = ()> + Send + 'static,
 {
-    let Ok(permit) = app.watches.clone().try_acquire_owned() else {
-        app.metrics.http_refused("watches");
-        return ApiError::unavailable(format!(
-            "this node serves {} {} at once and has none free; {}",
-            app.limits.max_watches, slot.serves, slot.elsewhere
-        ))
-        .into_response();
+    let held = match app.watches.take(caller) {
+        Ok(held) => held,
+        Err(full) => return full.answer(&app.metrics, slot.serves).into_response(),
     };
     let (chunks, rx) = mpsc::channel::<Bytes>(slot.buffered);
     let fed = feed(app, chunks);
     tokio::spawn(async move {
         fed.await;
-        drop(permit);
+        drop(held);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
