@@ -103,6 +103,8 @@ struct Registry {
     peer_dropped: BTreeMap<u16, u64>,
     /// Client connections and requests refused for a resource bound.
     http_refused: BTreeMap<&'static str, u64>,
+    /// Inbound peer connections refused, by why.
+    peer_refused: BTreeMap<&'static str, u64>,
     /// Names this node granted or renewed, with when their ttl runs out.
     leases: HashMap<LeaseName, Instant>,
     /// Acquires waiting for a lease through this node.
@@ -209,6 +211,11 @@ impl Metrics {
         self.with(|r| *r.http_refused.entry(reason).or_default() += 1);
     }
 
+    /// An inbound peer connection refused (`reason`).
+    pub fn peer_refused(&self, reason: &'static str) {
+        self.with(|r| *r.peer_refused.entry(reason).or_default() += 1);
+    }
+
     /// This node granted or renewed `name` until `until`.
     pub fn lease_held(&self, name: &LeaseName, until: Instant) {
         self.with(|r| {
@@ -313,6 +320,11 @@ impl Metrics {
             out.push_str("# TYPE tenure_http_refused_total counter\n");
             for (reason, n) in &r.http_refused {
                 let _ = writeln!(out, "tenure_http_refused_total{{reason=\"{reason}\"}} {n}");
+            }
+            out.push_str("# HELP tenure_peer_refused_total Inbound peer connections refused, by why: no or a bad hello, TLS, a certificate or identity that does not match.\n");
+            out.push_str("# TYPE tenure_peer_refused_total counter\n");
+            for (reason, n) in &r.peer_refused {
+                let _ = writeln!(out, "tenure_peer_refused_total{{reason=\"{reason}\"}} {n}");
             }
             out.push_str("# HELP tenure_persist_duration_seconds Time from handing writes to storage to their fsync.\n");
             out.push_str("# TYPE tenure_persist_duration_seconds histogram\n");

@@ -12,6 +12,7 @@
 
 use super::frame::{self, Body};
 use super::{framed, Conn, FrameWriter, PeerEvent, PeerView};
+use crate::metrics::Metrics;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -103,6 +104,7 @@ pub(super) async fn accept_loop(
     listener: TcpListener,
     view: PeerView,
     events: mpsc::Sender<PeerEvent>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let places: Shared = Arc::default();
@@ -121,11 +123,12 @@ pub(super) async fn accept_loop(
             }
         };
         let (id, evicted) = lock(&places).wait_for_hello();
-        let (view, events, shutdown, places) = (
+        let (view, events, shutdown, places, metrics) = (
             view.clone(),
             events.clone(),
             shutdown.clone(),
             places.clone(),
+            metrics.clone(),
         );
         tokio::spawn(async move {
             let mut member = None;
@@ -148,11 +151,12 @@ pub(super) async fn accept_loop(
                         tracing::debug!(%addr, %why, "inbound peer connection closed")
                     }
                     Refusal::Refused(kind, why) => {
+                        metrics.peer_refused(kind);
                         if places.should_log(kind, addr) {
                             tracing::warn!(%addr, "peer connection refused: {why}");
                         }
                     }
-                    Refusal::Logged => {}
+                    Refusal::Logged(kind) => metrics.peer_refused(kind),
                 }
             }
         });
@@ -163,10 +167,11 @@ pub(super) async fn accept_loop(
 enum Refusal {
     /// An ordinary end: closed, timed out, replaced.
     Closed(String),
-    /// Refused for what it sent; the kind keys the log's rate limit.
+    /// Refused for what it sent; the kind keys the log's rate limit and
+    /// labels the count of refusals.
     Refused(&'static str, String),
     /// Refused and already logged (the drift bound, once per member).
-    Logged,
+    Logged(&'static str),
 }
 
 async fn connection(
@@ -192,11 +197,11 @@ async fn connection(
             let secured = secured
                 .map_err(|_| {
                     Refusal::Refused(
-                        "no hello",
+                        "no_hello",
                         format!("no TLS handshake within {HELLO_TIMEOUT:?}"),
                     )
                 })?
-                .map_err(|e| Refusal::Refused("TLS refused", format!("TLS refused: {e}")))?;
+                .map_err(|e| Refusal::Refused("tls_refused", format!("TLS refused: {e}")))?;
             let certificates = secured.get_ref().1.peer_certificates().map(<[_]>::to_vec);
             (Box::new(secured), Some(certificates.unwrap_or_default()))
         }
@@ -208,9 +213,9 @@ async fn connection(
         _ = shutdown.changed() => return Ok(()),
     };
     let hello = hello
-        .map_err(|_| Refusal::Refused("no hello", format!("no hello within {HELLO_TIMEOUT:?}")))?
+        .map_err(|_| Refusal::Refused("no_hello", format!("no hello within {HELLO_TIMEOUT:?}")))?
         .ok_or_else(|| closed("closed before hello"))?
-        .map_err(|e| Refusal::Refused("unreadable", format!("unreadable hello: {e}")))?;
+        .map_err(|e| Refusal::Refused("unreadable_hello", format!("unreadable hello: {e}")))?;
     let hello =
         frame::decode(&hello).map_err(|e| Refusal::Refused("undecodable", e.to_string()))?;
     let from = hello.from;
@@ -222,19 +227,19 @@ async fn connection(
     } = hello.body
     else {
         return Err(Refusal::Refused(
-            "bad hello",
+            "bad_hello",
             format!("the first frame from {from} is not a hello"),
         ));
     };
     if from == view.me {
         return Err(Refusal::Refused(
-            "bad hello",
+            "bad_hello",
             format!("a hello in this node's own name, {from}"),
         ));
     }
     let Some((_, link)) = view.members.get(&from) else {
         return Err(Refusal::Refused(
-            "not a member",
+            "not_a_member",
             format!("{from} is not a member"),
         ));
     };
@@ -244,7 +249,7 @@ async fn connection(
     if let (Some(tls), Some(certificates)) = (&view.tls, &certificates) {
         if let Err(why) = tls.proves(certificates, from) {
             let reason = format!("node {} refuses a hello as {from}: {why}", view.me.0);
-            return Err(refuse(&mut answers, view, "not certified", reason).await);
+            return Err(refuse(&mut answers, view, "not_certified", reason).await);
         }
     }
     if max_drift_ppm != view.max_drift_ppm {
@@ -262,7 +267,7 @@ async fn connection(
                 view.max_drift_ppm
             );
         }
-        return Err(Refusal::Logged);
+        return Err(Refusal::Logged("drift_bound"));
     }
     if *identity != *view.identity {
         let reason = format!(
@@ -270,7 +275,7 @@ async fn connection(
              --cluster-id and --peers",
             view.me.0, view.identity
         );
-        return Err(refuse(&mut answers, view, "another cluster", reason).await);
+        return Err(refuse(&mut answers, view, "another_cluster", reason).await);
     }
     if let Err((seen, _)) = link.admit_life(incarnation, boot) {
         let which = if incarnation == seen {
@@ -284,7 +289,7 @@ async fn connection(
              has forgotten what it promised",
             view.me.0, from.0, from.0
         );
-        return Err(refuse(&mut answers, view, "incarnation went back", reason).await);
+        return Err(refuse(&mut answers, view, "incarnation_went_back", reason).await);
     }
     if !admit(from) {
         return Err(closed("made room for a newer connection"));
@@ -307,7 +312,7 @@ async fn connection(
             .map_err(|e| Refusal::Refused("undecodable", format!("from {from}: {e}")))?;
         if frame.from != from {
             return Err(Refusal::Refused(
-                "bad frame",
+                "bad_frame",
                 format!("{from} sent a frame signed {}", frame.from),
             ));
         }
@@ -378,6 +383,19 @@ mod tests {
     async fn node_one_with(
         tls: Option<Arc<crate::tls::PeerTls>>,
     ) -> (mpsc::Receiver<PeerEvent>, SocketAddr, watch::Sender<bool>) {
+        let (events, addr, stop, _) = node_one_counting(tls).await;
+        (events, addr, stop)
+    }
+
+    /// Node 1's accept loop, and the metrics it counts refusals in.
+    async fn node_one_counting(
+        tls: Option<Arc<crate::tls::PeerTls>>,
+    ) -> (
+        mpsc::Receiver<PeerEvent>,
+        SocketAddr,
+        watch::Sender<bool>,
+        Arc<Metrics>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let members = (1..=3)
@@ -399,8 +417,25 @@ mod tests {
         };
         let (events_tx, events) = mpsc::channel(16);
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, view, events_tx, stop_rx));
-        (events, addr, stop)
+        let metrics = Arc::new(Metrics::new());
+        tokio::spawn(accept_loop(
+            listener,
+            view,
+            events_tx,
+            metrics.clone(),
+            stop_rx,
+        ));
+        (events, addr, stop, metrics)
+    }
+
+    /// How many refusals for `reason` the metrics show.
+    fn refusals(metrics: &Metrics, reason: &str) -> u64 {
+        let line = format!("tenure_peer_refused_total{{reason=\"{reason}\"}} ");
+        metrics
+            .render("")
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0, |n| n.parse().expect("a count"))
     }
 
     fn frame(from: u16, body: Body) -> Bytes {
@@ -649,7 +684,7 @@ mod tests {
         async fn a_plain_connection_delivers_nothing() {
             let dir = tempfile::tempdir().expect("tempdir");
             let ca = Ca::open_or_create(dir.path()).expect("CA");
-            let (mut events, addr, _stop) = node_one_with(Some(member(&ca, 1))).await;
+            let (mut events, addr, _stop, metrics) = node_one_counting(Some(member(&ca, 1))).await;
             let mut bytes = on_the_wire(&hello(2));
             bytes.extend(on_the_wire(&frame(2, peek())));
             let mut stream = connect_and_send(addr, &bytes).await;
@@ -658,6 +693,13 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest)).await;
             assert!(read.is_ok(), "closed within the hello timeout");
             assert!(events.try_recv().is_err(), "nothing delivered");
+            // Counted, once the task that refused it has ended.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while refusals(&metrics, "tls_refused") == 0 {
+                assert!(std::time::Instant::now() < deadline, "not counted");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(refusals(&metrics, "tls_refused"), 1);
         }
 
         /// A certificate for node 2 from another CA (another cluster, or a

@@ -324,6 +324,7 @@ pub fn start(
         listener,
         view.clone(),
         events,
+        metrics.clone(),
         shutdown,
     ));
     (PeerNet { links, metrics }, view)
