@@ -4,7 +4,7 @@
 //! to it, each with the machine to itself.
 
 use crate::clients::{Etcd, Tenure};
-use crate::procs::{rss_kib_per_node, EtcdCluster, TenureCluster};
+use crate::procs::{rss_kib_per_node, EtcdCluster, TenureCluster, Tls};
 use crate::progress::Progress;
 use crate::stats::round1;
 use crate::{workloads, Options, Run};
@@ -22,6 +22,7 @@ pub(crate) fn step(run: &mut Run) -> Result<()> {
         &run.sizes.idle_levels,
         &run.id,
         &mut run.progress,
+        run.tls.as_ref(),
     )?);
     Ok(())
 }
@@ -32,10 +33,11 @@ fn idle_leases(
     levels: &[usize],
     run: &str,
     progress: &mut Progress,
+    tls: Option<&Tls>,
 ) -> Result<Value> {
     progress.next("memory: fresh clusters for the idle leases");
-    let etcd = EtcdCluster::start(&opts.data_root)?;
-    let tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root)?;
+    let etcd = EtcdCluster::start(&opts.data_root, tls)?;
+    let tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root, tls)?;
     // Let both settle after their start, as after each level.
     std::thread::sleep(Duration::from_secs(2));
     let empty = json!({

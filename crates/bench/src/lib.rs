@@ -24,9 +24,9 @@ pub mod stats;
 mod steps;
 pub mod workloads;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use election::ElectionResults;
-use procs::{EtcdCluster, TenureCluster};
+use procs::{EtcdCluster, TenureCluster, Tls};
 use progress::Progress;
 use serde_json::Value;
 use sizes::{Sizes, LEVELS};
@@ -55,6 +55,9 @@ pub struct Options {
     /// The longest a system may take to load one idle level; it then
     /// stops, and the report says how many it was granted.
     pub idle_fill_limit: Duration,
+    /// Both systems on TLS everywhere: peer links and client ports, from
+    /// one CA made for the run, which the clients trust.
+    pub tls: bool,
 }
 
 /// One step of `compare`.
@@ -191,6 +194,9 @@ struct Run<'a> {
     etcd: SystemResults,
     /// The idle-lease figures, measured on clusters of their own.
     idle: Option<Value>,
+    /// The run's certificates, with `--tls`; every cluster of the run
+    /// uses them.
+    tls: Option<Tls>,
 }
 
 impl Run<'_> {
@@ -199,8 +205,9 @@ impl Run<'_> {
         if self.shared.is_none() {
             self.progress
                 .next("starting 3 etcd members and 3 tenure nodes");
-            let etcd = EtcdCluster::start(&self.opts.data_root)?;
-            let tenure = TenureCluster::start(&self.opts.tenure_bin, &self.opts.data_root)?;
+            let tls = self.tls.as_ref();
+            let etcd = EtcdCluster::start(&self.opts.data_root, tls)?;
+            let tenure = TenureCluster::start(&self.opts.tenure_bin, &self.opts.data_root, tls)?;
             self.shared = Some(Shared { etcd, tenure });
         }
         Ok(())
@@ -252,6 +259,16 @@ pub fn run_compare(opts: Options) -> Result<()> {
         sizes.idle_levels.clear();
     }
     let steps = selected(&opts, &sizes, &STEPS);
+    std::fs::create_dir_all(&opts.data_root)
+        .with_context(|| format!("create {}", opts.data_root.display()))?;
+    let tls = if opts.tls {
+        let tls = Tls::create(&opts.tenure_bin, &opts.data_root)
+            .context("make the certificates of a run over TLS")?;
+        procs::trust_ca(&tls.ca())?;
+        Some(tls)
+    } else {
+        None
+    };
     let mut run = Run {
         opts: &opts,
         sizes: &sizes,
@@ -261,10 +278,10 @@ pub fn run_compare(opts: Options) -> Result<()> {
         tenure: SystemResults::default(),
         etcd: SystemResults::default(),
         idle: None,
+        tls,
     };
     run.progress.next("checking for etcd");
     let etcd_version = procs::ensure_etcd(opts.install, &|m| eprintln!("      {m}"))?;
-    std::fs::create_dir_all(&opts.data_root)?;
     for step in steps {
         if step.shared {
             run.start_shared()?;
@@ -306,6 +323,7 @@ mod tests {
             steps: steps.iter().map(|s| s.to_string()).collect(),
             idle_leases: None,
             idle_fill_limit: Duration::ZERO,
+            tls: false,
         }
     }
 

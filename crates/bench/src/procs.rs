@@ -4,6 +4,10 @@
 //! system (fsync on: both systems' default). Every process is SIGKILLed and
 //! reaped by PID when its guard drops, so an error or a panic half way
 //! leaves nothing running.
+//!
+//! With `--tls` both clusters run on TLS everywhere (peer links and client
+//! ports) with certificates from one CA made for the run (`Tls`), and every
+//! client of the run trusts that CA (`trust_ca`).
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -11,8 +15,9 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
+use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig, TlsProvider};
 
 /// How long a cluster may take to start and become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,14 +168,48 @@ fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) -> 
     Ok(())
 }
 
+/// The client TLS of the run, when it is over TLS. Process-wide because
+/// every client of a run, in every step, talks to clusters signed by the
+/// one CA made at its start; a run sets it once, before any cluster starts.
+static CLIENT_TLS: OnceLock<TlsConfig> = OnceLock::new();
+
+/// Make every agent from now on trust the CA in `ca_pem` (and only it),
+/// with rustls on ring, the provider the servers use.
+pub fn trust_ca(ca_pem: &Path) -> Result<()> {
+    let pem = std::fs::read(ca_pem).with_context(|| format!("read {}", ca_pem.display()))?;
+    let mut certs = Vec::new();
+    for item in parse_pem(&pem) {
+        if let PemItem::Certificate(c) =
+            item.with_context(|| format!("parse {}", ca_pem.display()))?
+        {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        bail!("{}: no certificate in it", ca_pem.display());
+    }
+    let config = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    CLIENT_TLS
+        .set(config)
+        .map_err(|_| anyhow::anyhow!("the clients' CA is set once per process"))
+}
+
 pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
         .max_idle_connections(1024)
-        .max_idle_connections_per_host(1024)
-        .build()
-        .into()
+        .max_idle_connections_per_host(1024);
+    if let Some(tls) = CLIENT_TLS.get() {
+        // A clone shares the roots and provider (Arc): each agent builds
+        // its rustls config once, on its first connection, not per request.
+        config = config.tls_config(tls.clone());
+    }
+    config.build().into()
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
@@ -195,19 +234,39 @@ pub fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> Option<Value> 
 /// Three `etcd` members on loopback.
 pub struct EtcdCluster {
     pub nodes: Vec<Option<Proc>>,
-    /// `http://127.0.0.1:PORT`, one per member.
+    /// `http://127.0.0.1:PORT` (`https` with `--tls`), one per member.
     pub urls: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
-/// The arguments of member `i` (0-based) of a 3-member cluster.
-pub fn etcd_args(i: usize, client: &[u16], peer: &[u16], data: &Path) -> Vec<String> {
+/// `http` or, on TLS, `https`.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// The arguments of member `i` (0-based) of a 3-member cluster; with
+/// `tls` (the directory of a run's `Tls`), TLS on both its client and
+/// peer URLs: a client needs no certificate (as with tenure's `--https`
+/// without `--client-ca`), a peer must present one from the CA, and
+/// nothing is auto-generated.
+pub fn etcd_args(
+    i: usize,
+    client: &[u16],
+    peer: &[u16],
+    data: &Path,
+    tls: Option<&Path>,
+) -> Vec<String> {
+    let sch = scheme(tls.is_some());
     let cluster: Vec<String> = (0..3)
-        .map(|j| format!("n{}=http://127.0.0.1:{}", j + 1, peer[j]))
+        .map(|j| format!("n{}={sch}://127.0.0.1:{}", j + 1, peer[j]))
         .collect();
-    let c = format!("http://127.0.0.1:{}", client[i]);
-    let p = format!("http://127.0.0.1:{}", peer[i]);
-    vec![
+    let c = format!("{sch}://127.0.0.1:{}", client[i]);
+    let p = format!("{sch}://127.0.0.1:{}", peer[i]);
+    let mut args: Vec<String> = vec![
         "--name".into(),
         format!("n{}", i + 1),
         "--data-dir".into(),
@@ -230,14 +289,112 @@ pub fn etcd_args(i: usize, client: &[u16], peer: &[u16], data: &Path) -> Vec<Str
         // nothing else listens.
         "--log-level".into(),
         "warn".into(),
-    ]
+    ];
+    if let Some(dir) = tls {
+        // Member nN uses tenure node N's certificate: from the same CA,
+        // for serverAuth and clientAuth, naming 127.0.0.1.
+        let files = TlsFiles::of(dir, i + 1);
+        args.extend([
+            "--cert-file".into(),
+            files.cert.clone(),
+            "--key-file".into(),
+            files.key.clone(),
+            // No --trusted-ca-file: etcd then demands a client certificate
+            // whatever --client-cert-auth says (pkg/transport's
+            // ServerConfig), and the clients, as tenure's, present none.
+            // The gateway dials its own member without verifying it.
+            "--client-cert-auth=false".into(),
+            "--peer-cert-file".into(),
+            files.cert,
+            "--peer-key-file".into(),
+            files.key,
+            "--peer-trusted-ca-file".into(),
+            files.ca,
+            "--peer-client-cert-auth".into(),
+        ]);
+    }
+    args
+}
+
+/// The files of member `n` (1-based) in a directory `tenure certs create`
+/// made, as arguments.
+struct TlsFiles {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+impl TlsFiles {
+    fn of(dir: &Path, n: usize) -> TlsFiles {
+        let file = |name: String| dir.join(name).display().to_string();
+        TlsFiles {
+            ca: file("ca.pem".into()),
+            cert: file(format!("node-{n}.pem")),
+            key: file(format!("node-{n}-key.pem")),
+        }
+    }
+}
+
+/// The certificates of a run on TLS everywhere, in a temporary directory
+/// removed on drop: one CA, and for each member N `node-N.pem`, used by
+/// tenure node N and etcd member nN alike.
+pub struct Tls {
+    dir: tempfile::TempDir,
+}
+
+impl Tls {
+    /// Make them with `bin certs create`, in a new directory under `root`.
+    pub fn create(bin: &Path, root: &Path) -> Result<Tls> {
+        let dir = tempfile::Builder::new().prefix("tls-").tempdir_in(root)?;
+        make_certs(bin, dir.path(), true)?;
+        Ok(Tls { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+/// The arguments of `tenure certs create` for nodes 1 to 3 in `dir`; with
+/// `clients`, their certificates also name 127.0.0.1 (an IP SAN), the
+/// address clients reach every member by over HTTPS.
+pub fn certs_args(dir: &Path, clients: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "certs".into(),
+        "create".into(),
+        "--nodes".into(),
+        "1,2,3".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ];
+    if clients {
+        args.extend(["--host".into(), "127.0.0.1".into()]);
+    }
+    args
+}
+
+fn make_certs(bin: &Path, dir: &Path, clients: bool) -> Result<()> {
+    let made = Command::new(bin)
+        .args(certs_args(dir, clients))
+        .stdout(Stdio::null())
+        .status()
+        .context("run tenure certs")?;
+    if !made.success() {
+        bail!("tenure certs failed: {made}");
+    }
+    Ok(())
 }
 
 impl EtcdCluster {
-    pub fn start(root: &Path) -> Result<EtcdCluster> {
+    /// `tls`: the run's certificates, when it is on TLS everywhere.
+    pub fn start(root: &Path, tls: Option<&Tls>) -> Result<EtcdCluster> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_start(root) {
+            match Self::try_start(root, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -247,7 +404,7 @@ impl EtcdCluster {
             .context("start a 3-member etcd cluster"))
     }
 
-    fn try_start(root: &Path) -> Result<EtcdCluster> {
+    fn try_start(root: &Path, tls: Option<&Tls>) -> Result<EtcdCluster> {
         let dir = tempfile::Builder::new().prefix("etcd-").tempdir_in(root)?;
         let ports = free_ports(6)?;
         let (client, peer) = ports.split_at(3);
@@ -256,7 +413,7 @@ impl EtcdCluster {
             let data = dir.path().join(format!("n{}", i + 1));
             let log = dir.path().join(format!("n{}.log", i + 1));
             let mut cmd = Command::new("etcd");
-            cmd.args(etcd_args(i, client, peer, &data))
+            cmd.args(etcd_args(i, client, peer, &data, tls.map(Tls::dir)))
                 .stdout(Stdio::null());
             nodes.push(Some(Proc::spawn(
                 format!("etcd n{}", i + 1),
@@ -264,9 +421,10 @@ impl EtcdCluster {
                 log,
             )?));
         }
+        let sch = scheme(tls.is_some());
         let urls: Vec<String> = client
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{sch}://127.0.0.1:{p}"))
             .collect();
         let mut cluster = EtcdCluster {
             nodes,
@@ -318,19 +476,27 @@ impl EtcdCluster {
 /// Three `tenure server` processes on loopback.
 pub struct TenureCluster {
     pub nodes: Vec<Option<Proc>>,
-    /// `http://127.0.0.1:PORT`, one per node.
+    /// `http://127.0.0.1:PORT` (`https` with `--tls`), one per node.
     pub urls: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 /// The arguments of node `id` (1-based) of a 3-node cluster, its peer
-/// links in mutual TLS with the certificates `tenure certs` made in `tls`.
-pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path, tls: &Path) -> Vec<String> {
-    let file = |name: String| tls.join(name).display().to_string();
+/// links in mutual TLS with the certificates `tenure certs` made in `tls`;
+/// with `https`, its client API on TLS with the same certificate.
+pub fn tenure_args(
+    id: usize,
+    http: &[u16],
+    peer: &[u16],
+    data: &Path,
+    tls: &Path,
+    https: bool,
+) -> Vec<String> {
+    let files = TlsFiles::of(tls, id);
     let peers: Vec<String> = (0..3)
         .map(|j| format!("{}=127.0.0.1:{}", j + 1, peer[j]))
         .collect();
-    vec![
+    let mut args: Vec<String> = vec![
         "server".into(),
         "--id".into(),
         id.to_string(),
@@ -343,20 +509,26 @@ pub fn tenure_args(id: usize, http: &[u16], peer: &[u16], data: &Path, tls: &Pat
         "--peers".into(),
         peers.join(","),
         "--ca".into(),
-        file("ca.pem".into()),
+        files.ca,
         "--cert".into(),
-        file(format!("node-{id}.pem")),
+        files.cert,
         "--key".into(),
-        file(format!("node-{id}-key.pem")),
-    ]
+        files.key,
+    ];
+    if https {
+        args.push("--https".into());
+    }
+    args
 }
 
 impl TenureCluster {
-    /// `bin` is the `tenure` binary (the running one, for `tenure bench`).
-    pub fn start(bin: &Path, root: &Path) -> Result<TenureCluster> {
+    /// `bin` is the `tenure` binary (the running one, for `tenure bench`);
+    /// `tls`: the run's certificates, when it is on TLS everywhere (else
+    /// the cluster makes its own, for its peer links alone).
+    pub fn start(bin: &Path, root: &Path, tls: Option<&Tls>) -> Result<TenureCluster> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_start(bin, root) {
+            match Self::try_start(bin, root, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -366,28 +538,26 @@ impl TenureCluster {
             .context("start a 3-node tenure cluster"))
     }
 
-    fn try_start(bin: &Path, root: &Path) -> Result<TenureCluster> {
+    fn try_start(bin: &Path, root: &Path, tls: Option<&Tls>) -> Result<TenureCluster> {
         let dir = tempfile::Builder::new()
             .prefix("tenure-")
             .tempdir_in(root)?;
         let ports = free_ports(6)?;
         let (http, peer) = ports.split_at(3);
-        let tls = dir.path().join("tls");
-        let made = Command::new(bin)
-            .args(["certs", "create", "--nodes", "1,2,3", "--dir"])
-            .arg(&tls)
-            .stdout(Stdio::null())
-            .status()
-            .context("run tenure certs")?;
-        if !made.success() {
-            bail!("tenure certs failed: {made}");
-        }
+        let certs = match tls {
+            Some(t) => t.dir().to_path_buf(),
+            None => {
+                let own = dir.path().join("tls");
+                make_certs(bin, &own, false)?;
+                own
+            }
+        };
         let mut nodes = Vec::new();
         for id in 1..=3 {
             let data = dir.path().join(format!("node-{id}"));
             let log = dir.path().join(format!("node-{id}.log"));
             let mut cmd = Command::new(bin);
-            cmd.args(tenure_args(id, http, peer, &data, &tls))
+            cmd.args(tenure_args(id, http, peer, &data, &certs, tls.is_some()))
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::piped());
             let mut p = Proc::spawn(format!("tenure node {id}"), &mut cmd, log)?;
@@ -408,9 +578,10 @@ impl TenureCluster {
                 }
             }
         }
+        let sch = scheme(tls.is_some());
         let urls: Vec<String> = http
             .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
+            .map(|p| format!("{sch}://127.0.0.1:{p}"))
             .collect();
         let a = agent(Duration::from_secs(2));
         wait_until("tenure /healthz quorum_reachable", START_TIMEOUT, || {
@@ -464,7 +635,7 @@ mod tests {
     #[test]
     fn cluster_arguments_name_every_member_once() {
         let data = Path::new("/tmp/x");
-        let etcd = etcd_args(1, &[1, 2, 3], &[4, 5, 6], data);
+        let etcd = etcd_args(1, &[1, 2, 3], &[4, 5, 6], data, None);
         let at = |args: &[String], flag: &str| {
             let i = args.iter().position(|a| a == flag).unwrap();
             args[i + 1].clone()
@@ -475,7 +646,7 @@ mod tests {
             at(&etcd, "--initial-cluster"),
             "n1=http://127.0.0.1:4,n2=http://127.0.0.1:5,n3=http://127.0.0.1:6"
         );
-        let tenure = tenure_args(3, &[1, 2, 3], &[4, 5, 6], data, Path::new("/tls"));
+        let tenure = tenure_args(3, &[1, 2, 3], &[4, 5, 6], data, Path::new("/tls"), false);
         assert_eq!(at(&tenure, "--id"), "3");
         assert_eq!(at(&tenure, "--http"), "127.0.0.1:3");
         assert_eq!(
@@ -483,5 +654,65 @@ mod tests {
             "1=127.0.0.1:4,2=127.0.0.1:5,3=127.0.0.1:6"
         );
         assert_eq!(at(&tenure, "--cert"), "/tls/node-3.pem");
+        // Plain clients: nothing about TLS on the client side.
+        assert!(!tenure.iter().any(|a| a == "--https"));
+        assert!(!etcd
+            .iter()
+            .any(|a| a.contains("cert") || a.contains("https")));
+    }
+
+    #[test]
+    fn on_tls_both_systems_serve_https_and_etcd_peers_prove_their_certificates() {
+        let data = Path::new("/tmp/x");
+        let tls = Path::new("/tls");
+        let at = |args: &[String], flag: &str| {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1].clone()
+        };
+        let etcd = etcd_args(1, &[1, 2, 3], &[4, 5, 6], data, Some(tls));
+        assert_eq!(at(&etcd, "--listen-client-urls"), "https://127.0.0.1:2");
+        assert_eq!(at(&etcd, "--advertise-client-urls"), "https://127.0.0.1:2");
+        assert_eq!(at(&etcd, "--listen-peer-urls"), "https://127.0.0.1:5");
+        assert_eq!(
+            at(&etcd, "--initial-advertise-peer-urls"),
+            "https://127.0.0.1:5"
+        );
+        assert_eq!(
+            at(&etcd, "--initial-cluster"),
+            "n1=https://127.0.0.1:4,n2=https://127.0.0.1:5,n3=https://127.0.0.1:6"
+        );
+        for (flag, file) in [
+            ("--cert-file", "/tls/node-2.pem"),
+            ("--key-file", "/tls/node-2-key.pem"),
+            ("--peer-cert-file", "/tls/node-2.pem"),
+            ("--peer-key-file", "/tls/node-2-key.pem"),
+            ("--peer-trusted-ca-file", "/tls/ca.pem"),
+        ] {
+            assert_eq!(at(&etcd, flag), file, "{flag}");
+        }
+        let once = |flag: &str| etcd.iter().filter(|a| *a == flag).count() == 1;
+        assert!(once("--client-cert-auth=false"));
+        assert!(once("--peer-client-cert-auth"));
+        assert!(!etcd.iter().any(|a| a.contains("auto-tls")));
+        // It would make etcd demand client certificates.
+        assert!(!etcd.iter().any(|a| a == "--trusted-ca-file"));
+
+        let tenure = tenure_args(2, &[1, 2, 3], &[4, 5, 6], data, tls, true);
+        assert_eq!(tenure.iter().filter(|a| *a == "--https").count(), 1);
+        assert_eq!(at(&tenure, "--cert"), "/tls/node-2.pem");
+        assert_eq!(at(&tenure, "--key"), "/tls/node-2-key.pem");
+        assert_eq!(at(&tenure, "--ca"), "/tls/ca.pem");
+        assert_eq!(at(&tenure, "--http"), "127.0.0.1:2");
+    }
+
+    #[test]
+    fn certificates_for_https_name_the_loopback_address() {
+        let dir = Path::new("/t");
+        let plain = certs_args(dir, false);
+        assert!(!plain.iter().any(|a| a == "--host"));
+        let tls = certs_args(dir, true);
+        let i = tls.iter().position(|a| a == "--host").unwrap();
+        assert_eq!(tls[i + 1], "127.0.0.1");
+        assert_eq!(&tls[..2], ["certs", "create"]);
     }
 }

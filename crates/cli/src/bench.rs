@@ -75,6 +75,13 @@ pub struct CompareArgs {
     /// it then stops and the report says how many it holds.
     #[arg(long, value_name = "SECONDS", default_value_t = 900)]
     idle_fill_limit: u64,
+    /// Run both systems on TLS everywhere, as an operator would: tenure
+    /// with --https beside its mutual-TLS peer links, etcd with TLS on its
+    /// client and peer URLs (peers prove themselves by certificate), all
+    /// from one CA made for the run, which the clients trust. Without it
+    /// clients speak plain HTTP to both, and only tenure's peers use TLS.
+    #[arg(long)]
+    tls: bool,
 }
 
 pub async fn run(bench: Bench) -> Result<()> {
@@ -145,6 +152,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         steps: args.steps,
         idle_leases: args.idle_leases,
         idle_fill_limit: Duration::from_secs(args.idle_fill_limit),
+        tls: args.tls,
     })
 }
 

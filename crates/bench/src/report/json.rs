@@ -160,6 +160,8 @@ pub(super) fn to_json(
         "commit": commit(),
         "command": opts.command,
         "quick": opts.quick,
+        "tls": opts.tls,
+        "transport": super::transport(opts.tls),
         "steps": if opts.steps.is_empty() { json!(step_names()) } else { json!(opts.steps) },
         "sizes": {
             "sequential_rounds": sizes.sequential,

@@ -261,6 +261,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
          - commit: {}\n\
          - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes.\n\
          - both on 127.0.0.1, ports chosen by the OS, data in fresh temporary directories on the same file system, fsync on (both systems' default)\n\
+         - transport: {}\n\
          - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms; \
          election: {} uncontested campaigns, {} handoffs; idle leases: {}\n\
          - steps: {}\n",
@@ -270,6 +271,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         m["kernel"].as_str().unwrap_or(""),
         m["loadavg_at_end"].as_str().unwrap_or(""),
         j["commit"].as_str().unwrap_or(""),
+        super::transport(opts.tls),
         if opts.quick { "--quick" } else { "full" },
         sizes.sequential,
         sizes.cycle_secs,

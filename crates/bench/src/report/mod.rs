@@ -52,6 +52,18 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// What the run's connections were secured with, for the report.
+fn transport(tls: bool) -> &'static str {
+    if tls {
+        "TLS everywhere (--tls): clients reach both systems over HTTPS, trusting the run's CA \
+         (no client certificates); tenure's peer links in mutual TLS; etcd's peer URLs on TLS, \
+         each peer proving itself by certificate; one CA for both"
+    } else {
+        "plain HTTP between the clients and both systems; tenure's peer links in mutual TLS, \
+         etcd's in plain HTTP (--tls puts both on TLS everywhere)"
+    }
+}
+
 /// tenure ÷ etcd, to three decimals; 0 when etcd's figure is 0.
 fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 {
@@ -64,4 +76,37 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// A JSON number as f64; 0 when missing.
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SystemResults;
+    use std::time::Duration;
+
+    #[test]
+    fn the_report_says_whether_the_run_was_on_tls() {
+        for tls in [false, true] {
+            let opts = Options {
+                tenure_bin: PathBuf::new(),
+                quick: true,
+                json: None,
+                results: PathBuf::new(),
+                install: false,
+                data_root: PathBuf::new(),
+                command: "tenure bench compare".into(),
+                steps: Vec::new(),
+                idle_leases: None,
+                idle_fill_limit: Duration::ZERO,
+                tls,
+            };
+            let sizes = Sizes::quick();
+            let (mut t, mut e) = (SystemResults::default(), SystemResults::default());
+            let j = json::to_json(&opts, &sizes, "3.4.23", &mut t, &mut e);
+            assert_eq!(j["tls"], tls);
+            let md = markdown::to_markdown(&opts, &sizes, "3.4.23", &j);
+            assert!(md.contains(&format!("- transport: {}\n", transport(tls))));
+            assert_eq!(md.contains("TLS everywhere (--tls)"), tls);
+        }
+    }
 }
