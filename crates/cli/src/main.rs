@@ -83,7 +83,11 @@ enum Command {
     Run(run::RunArgs),
     /// The watchdog `tenure run` starts beside the command (internal).
     #[command(name = "run-watchdog", hide = true)]
-    RunWatchdog { first_kill_at: u64 },
+    RunWatchdog {
+        first_kill_at: u64,
+        /// The deadline file's directory, removed if the runner dies.
+        leftover: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,9 +137,13 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::RunWatchdog { first_kill_at } = cli.command {
+    if let Command::RunWatchdog {
+        first_kill_at,
+        leftover,
+    } = cli.command
+    {
         // Tiny and single-threaded: no runtime, no logs.
-        return Ok(run::watchdog::watch(first_kill_at));
+        return Ok(run::watchdog::watch(first_kill_at, leftover.as_deref()));
     }
     if let Command::Certs { what } = cli.command {
         return certs::run(what).map(|()| ExitCode::SUCCESS);

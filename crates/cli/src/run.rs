@@ -165,7 +165,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     die_with_parent(&mut command);
     // The watchdog starts before the command, primed with the deadline,
     // and the command tells it its group itself (`watchdog.rs`).
-    let mut watchdog = watchdog::Watchdog::spawn(first_deadline + grace)?;
+    let leftover = deadline_file.as_ref().map(deadline::DeadlineFile::dir);
+    let mut watchdog = watchdog::Watchdog::spawn(first_deadline + grace, leftover)?;
     if let Some(fd) = watchdog.pipe_fd() {
         // SAFETY: the closure runs in the child between fork and exec, and
         // makes only async-signal-safe calls (getpid, write) on a copied

@@ -84,12 +84,23 @@ fn a_sigkilled_runner_takes_its_child_along_and_a_waiter_takes_over_within_ttl()
         &cluster,
         "takeover",
         &["--ttl", "2s", "--kill-grace", "300ms"],
-        &format!("echo $$ > {}; exec sleep 60", pid_a.display()),
+        &format!(
+            "echo $TENURE_DEADLINE_FILE > {}.file; echo $$ > {}; exec sleep 60",
+            pid_a.display(),
+            pid_a.display()
+        ),
         &file(&d, "a.log"),
     );
     until(Duration::from_secs(20), "the first child to start", || {
         read_pid(&pid_a).is_some()
     });
+    let deadline_file = std::fs::read_to_string(format!("{}.file", pid_a.display()))
+        .expect("the deadline file's name");
+    let deadline_dir = std::path::Path::new(deadline_file.trim())
+        .parent()
+        .expect("its directory")
+        .to_path_buf();
+    assert!(deadline_dir.exists(), "{}", deadline_dir.display());
     let child_a = read_pid(&pid_a).expect("pid");
     assert!(alive(child_a));
     let _b = Runner::start(
@@ -112,6 +123,12 @@ fn a_sigkilled_runner_takes_its_child_along_and_a_waiter_takes_over_within_ttl()
         gone - killed < Duration::from_millis(500),
         "child lived {:?}",
         gone - killed
+    );
+    // What the runner would have removed on its way out, the watchdog did.
+    until(
+        Duration::from_secs(1),
+        "the deadline file to be removed",
+        || !deadline_dir.exists(),
     );
     let took_over = until(
         ttl + Duration::from_secs(2),

@@ -39,6 +39,11 @@ impl DeadlineFile {
         &self.path
     }
 
+    /// The directory it is kept in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Replace the deadline: readers see the old one or the new one whole.
     pub fn write(&self, at: Stamp) -> std::io::Result<()> {
         let next = self.dir.path().join("deadline.next");

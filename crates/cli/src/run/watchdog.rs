@@ -10,12 +10,15 @@
 //! The runner speaks to it over its stdin: 8 bytes, little-endian, the
 //! kill time in nanoseconds of `CLOCK_BOOTTIME` (which keeps counting
 //! through a suspend, as the cluster's clocks do), or 0 to stand down.
-//! End of file means the runner is gone.
+//! End of file means the runner is gone; the watchdog then also removes
+//! what the runner would have removed on its way out (the directory of
+//! `TENURE_DEADLINE_FILE`).
 
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use tenure_client::{BootTime, ClockSource, Stamp};
 
@@ -39,11 +42,15 @@ impl Watchdog {
     /// from `announce_group` between fork and exec, so that no stop of
     /// the runner can fall between the command's start and the watchdog
     /// knowing what to kill.
-    pub fn spawn(first: Stamp) -> Result<Watchdog> {
+    pub fn spawn(first: Stamp, leftover: Option<&Path>) -> Result<Watchdog> {
         // This very binary, even if the file was replaced or removed since
         // it started (an upgrade while `tenure run` waited for its lease).
-        let mut child = Command::new("/proc/self/exe")
-            .args([SUBCOMMAND, &boottime_at(first).to_string()])
+        let mut command = Command::new("/proc/self/exe");
+        command.args([SUBCOMMAND, &boottime_at(first).to_string()]);
+        if let Some(dir) = leftover {
+            command.arg(dir);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             // Its own group: a Ctrl-Z or Ctrl-C for the runner's group
@@ -138,7 +145,7 @@ impl Messages {
 /// group (from the command itself); the rest are kill times, 0 to stand
 /// down. It kills the group when the last kill time passes, or at once
 /// when the pipe ends: the runner is gone, and nobody watches the lease.
-pub fn watch(first_kill_at: u64) -> ExitCode {
+pub fn watch(first_kill_at: u64, leftover: Option<&Path>) -> ExitCode {
     let mut stdin = std::io::stdin().lock();
     let mut kill_at = first_kill_at;
     let mut group: Option<i32> = None;
@@ -165,7 +172,12 @@ pub fn watch(first_kill_at: u64) -> ExitCode {
         };
         if readable(wait_ms) {
             match messages.read(&mut stdin) {
-                Err(()) => return kill(group),
+                Err(()) => {
+                    if let Some(dir) = leftover {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                    return kill(group);
+                }
                 Ok(None) => {}
                 Ok(Some(message)) => match (group, message) {
                     (None, pgid) => group = i32::try_from(pgid).ok().filter(|g| *g > 1),
