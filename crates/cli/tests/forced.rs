@@ -52,6 +52,6 @@ fn a_forced_release_ends_the_grant_keeps_others_out_and_is_logged() {
     assert!(kinds.iter().any(|k| k == "forced"), "{kinds:?}");
     wait_for_log(
         || c.log(1),
-        &format!("forced release of grant {t} of zombie by a client without a token"),
+        &format!("forced release of grant {t} of zombie by a client at 127.0.0.1 without a token"),
     );
 }
