@@ -349,3 +349,52 @@ fn a_quiet_peer_costs_one_look_a_short_wait_and_the_next_none() {
     assert!(read(&mut net) <= round_trip);
     assert!(read(&mut net) <= round_trip);
 }
+
+/// An acquire and the release it races, both waiting for the round in
+/// front of them: they are pending at once, so either order is a valid
+/// history, and the batch ends the old grant before it takes the new one.
+/// The acquire is granted in the release's write instead of refused, and
+/// the lock changes hands in one write rather than two.
+#[test]
+fn an_acquire_batched_with_the_release_it_races_is_granted() {
+    let nodes = common::fresh_nodes(3, |n| u64::from(n.0));
+    let mut net = Net::new(nodes, DELAY);
+    let name = LeaseName::new("job").expect("a valid name");
+    net.submit(0, RequestId(1), &name, acquire(0, Micros::ZERO));
+    net.run_until(net.now.plus(Micros::from_millis(10)));
+    let Some((_, _, Ok(Outcome::Granted { token, .. }))) = net.answers.first().cloned() else {
+        panic!("the first acquire is granted: {:?}", net.answers)
+    };
+    // A refusal in flight (a try-lock), then, behind it in the same
+    // instant, another client's acquire and the holder's release.
+    net.submit(0, RequestId(2), &name, acquire(1, Micros::ZERO));
+    net.submit(0, RequestId(3), &name, acquire(2, Micros::ZERO));
+    net.submit(
+        0,
+        RequestId(4),
+        &name,
+        Op::Release {
+            holder: holder(0),
+            token,
+        },
+    );
+    net.run_until(net.now.plus(Micros::from_millis(20)));
+    let answer = |request: u64| {
+        net.answers
+            .iter()
+            .find(|(_, r, _)| r.0 == request)
+            .map(|(_, _, result)| result.clone())
+            .expect("answered")
+    };
+    assert!(
+        matches!(answer(2), Ok(Outcome::Conflict(_))),
+        "{:?}",
+        answer(2)
+    );
+    assert_eq!(answer(4), Ok(Outcome::Released { token }));
+    assert!(
+        matches!(answer(3), Ok(Outcome::Granted { token: next, .. }) if next.0 == token.0 + 1),
+        "{:?}",
+        answer(3)
+    );
+}

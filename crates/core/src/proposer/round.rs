@@ -204,7 +204,10 @@ impl RoundCtx<'_> {
         if take == 0 {
             return;
         }
-        let ops = self.state.queue.drain(..take).collect();
+        let mut ops: Vec<_> = self.state.queue.drain(..take).collect();
+        // Stable: acquires keep their order of arrival, which is the
+        // order a queue of waiters is served in.
+        ops.sort_by_key(|p| p.op.batch_rank());
         self.state.round = Some(Round {
             ops,
             phase: Phase::Paused {
