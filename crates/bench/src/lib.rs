@@ -308,10 +308,9 @@ pub fn step_names() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn options(steps: &[&str]) -> Options {
+impl Options {
+    /// A quick run with every path empty and nothing to install.
+    pub(crate) fn for_tests() -> Options {
         Options {
             tenure_bin: PathBuf::new(),
             quick: true,
@@ -319,11 +318,23 @@ mod tests {
             results: PathBuf::new(),
             install: false,
             data_root: PathBuf::new(),
-            command: String::new(),
-            steps: steps.iter().map(|s| s.to_string()).collect(),
+            command: "tenure bench compare".into(),
+            steps: Vec::new(),
             idle_leases: None,
             idle_fill_limit: Duration::ZERO,
             tls: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(steps: &[&str]) -> Options {
+        Options {
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            ..Options::for_tests()
         }
     }
 

@@ -82,23 +82,13 @@ fn f(v: &Value) -> f64 {
 mod tests {
     use super::*;
     use crate::SystemResults;
-    use std::time::Duration;
 
     #[test]
     fn the_report_says_whether_the_run_was_on_tls() {
         for tls in [false, true] {
             let opts = Options {
-                tenure_bin: PathBuf::new(),
-                quick: true,
-                json: None,
-                results: PathBuf::new(),
-                install: false,
-                data_root: PathBuf::new(),
-                command: "tenure bench compare".into(),
-                steps: Vec::new(),
-                idle_leases: None,
-                idle_fill_limit: Duration::ZERO,
                 tls,
+                ..Options::for_tests()
             };
             let sizes = Sizes::quick();
             let (mut t, mut e) = (SystemResults::default(), SystemResults::default());
