@@ -282,12 +282,12 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         call_timeout: request_deadline + Duration::from_secs(2),
         stop: stop_http_rx.clone(),
         watches: Arc::new(http::StreamBound::new(
-            "watches",
+            http::Counted::WATCHES,
             config.http.max_watches,
             config.http.max_watches_per_caller,
         )),
         waits: Arc::new(http::StreamBound::new(
-            "waits",
+            http::Counted::WAITS,
             config.http.max_waits,
             config.http.max_waits_per_caller,
         )),

@@ -65,20 +65,38 @@ impl<K: Hash + Eq> Drop for Share<K> {
 /// many on the node, and so many per caller, so that one client (one
 /// token, one certificate, one address) cannot take them all.
 pub struct StreamBound {
-    /// What is bounded, as refusals are counted: `watches`, `waits`.
-    what: &'static str,
+    counted: Counted,
     node: Arc<Semaphore>,
     node_limit: usize,
     callers: Shares<Caller>,
 }
 
-/// Which bound a refused request met.
+/// The reasons a [`StreamBound`]'s refusals are counted under, by the
+/// bound they met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub node: &'static str,
+    pub caller: &'static str,
+}
+
+impl Counted {
+    pub const WATCHES: Counted = Counted {
+        node: "watches",
+        caller: "watches_per_caller",
+    };
+    pub const WAITS: Counted = Counted {
+        node: "waits",
+        caller: "waits_per_caller",
+    };
+}
+
+/// Which bound a refused request met, and the reason it is counted under.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Full {
     /// The node's: try another node.
-    Node { what: &'static str, limit: usize },
+    Node { reason: &'static str, limit: usize },
     /// The caller's own: close one first.
-    Caller { what: &'static str, limit: usize },
+    Caller { reason: &'static str, limit: usize },
 }
 
 impl Full {
@@ -86,18 +104,15 @@ impl Full {
     /// own; counted either way.
     pub fn answer(self, metrics: &Metrics, serves: &str) -> ApiError {
         match self {
-            Full::Node { what, limit } => {
-                metrics.http_refused(what);
+            Full::Node { reason, limit } => {
+                metrics.http_refused(reason);
                 ApiError::unavailable(format!(
                     "this node serves {limit} {serves} at once and has none free; \
                      try another node, or retry"
                 ))
             }
-            Full::Caller { what, limit } => {
-                metrics.http_refused(match what {
-                    "waits" => "waits_per_caller",
-                    _ => "watches_per_caller",
-                });
+            Full::Caller { reason, limit } => {
+                metrics.http_refused(reason);
                 ApiError::too_many(format!(
                     "this client already has {limit} {serves} open on this node, the most \
                      one token, client certificate or address may; close one first"
@@ -114,9 +129,9 @@ pub struct Held {
 }
 
 impl StreamBound {
-    pub fn new(what: &'static str, node_limit: usize, per_caller: usize) -> StreamBound {
+    pub fn new(counted: Counted, node_limit: usize, per_caller: usize) -> StreamBound {
         StreamBound {
-            what,
+            counted,
             node: Arc::new(Semaphore::new(node_limit)),
             node_limit,
             callers: Shares::new(per_caller),
@@ -129,7 +144,7 @@ impl StreamBound {
         let share = match caller {
             Caller::Unknown => None,
             known => Some(self.callers.take(known.clone()).ok_or(Full::Caller {
-                what: self.what,
+                reason: self.counted.caller,
                 limit: self.callers.limit(),
             })?),
         };
@@ -138,7 +153,7 @@ impl StreamBound {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Full::Node {
-                what: self.what,
+                reason: self.counted.node,
                 limit: self.node_limit,
             })?;
         Ok(Held {
@@ -155,9 +170,9 @@ mod tests {
 
     #[test]
     fn a_caller_at_its_limit_is_refused_while_others_are_served() {
-        let bound = StreamBound::new("watches", 3, 2);
+        let bound = StreamBound::new(Counted::WATCHES, 3, 2);
         let node = Some(Full::Node {
-            what: "watches",
+            reason: "watches",
             limit: 3,
         });
         let greedy = Caller::Token("greedy-token-0123456789".into());
@@ -165,7 +180,7 @@ mod tests {
         let first = bound.take(&greedy).expect("first");
         let _second = bound.take(&greedy).expect("second");
         let caller = Some(Full::Caller {
-            what: "watches",
+            reason: "watches_per_caller",
             limit: 2,
         });
         assert_eq!(bound.take(&greedy).err(), caller);
@@ -178,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_refusal_by_the_node_takes_no_share_of_the_caller() {
-        let bound = StreamBound::new("waits", 1, 5);
+        let bound = StreamBound::new(Counted::WAITS, 1, 5);
         let a = Caller::Certificate("a".into());
         let b = Caller::Certificate("b".into());
         let held = bound.take(&a).expect("a");
@@ -187,7 +202,7 @@ mod tests {
             assert_eq!(
                 full,
                 Some(Full::Node {
-                    what: "waits",
+                    reason: "waits",
                     limit: 1
                 })
             );

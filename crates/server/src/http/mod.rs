@@ -25,7 +25,7 @@ mod view;
 mod wait;
 mod watch;
 
-pub use bounds::StreamBound;
+pub use bounds::{Counted, StreamBound};
 pub use serve::serve;
 
 use crate::config::HttpLimits;
