@@ -13,6 +13,18 @@
 //! So phase 1 costs no fsync; only a promise at or above the horizon raises
 //! it first, by [`HORIZON_STEP`] so that this is rare (once per life, and
 //! once more each time another node's restart lifts the cluster's counters).
+//!
+//! # Lazy acceptances
+//!
+//! An accept whose value differs from the one this acceptor holds only in
+//! its write log (a renewal, or a value proposed again unchanged) is
+//! acknowledged without waiting for its record: the record goes into the
+//! same ordered stream, and a crash before it lands leaves the acceptor
+//! with the earlier value, whose clock a restart starts again from boot.
+//! Forgetting such an acceptance can only make a lease look younger
+//! (docs/safety.md, "Forgetting is aging"). The promise of the successor
+//! ballot that the acceptance makes is kept by the horizon instead, which
+//! is raised first when it does not cover it.
 
 use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
@@ -82,11 +94,24 @@ pub enum Record {
     Horizon(u64),
 }
 
-/// A reply, and the record that must be durable before it is sent.
+/// A reply, the record that must be durable before it is sent, and a
+/// record written after that one whose durability the reply does not wait
+/// for (see "Lazy acceptances" above).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
     pub write: Option<Record>,
+    pub lazy: Option<Record>,
     pub reply: Message,
+}
+
+impl Step {
+    fn strict(write: Option<Record>, reply: Message) -> Step {
+        Step {
+            write,
+            lazy: None,
+            reply,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -98,6 +123,7 @@ pub struct Acceptor {
     /// Every promise of this life has a counter below this, and the record
     /// that raised it is issued before any reply that relies on it.
     horizon: u64,
+    bugs: Bugs,
 }
 
 impl Acceptor {
@@ -145,6 +171,7 @@ impl Acceptor {
             registers,
             floor,
             horizon,
+            bugs,
         }
     }
 
@@ -215,7 +242,7 @@ impl Acceptor {
         if let Some(Record::Horizon(horizon)) = write {
             self.horizon = horizon;
         }
-        Step { write, reply }
+        Step::strict(write, reply)
     }
 
     /// Whether a promise of `ballot` is below the horizon, and if not, what
@@ -237,6 +264,11 @@ impl Acceptor {
     /// this acceptor already runs the clock of the same `origin`, it keeps
     /// the older start of the two: both are lower bounds of the same age,
     /// and its own needs no other node's clock.
+    ///
+    /// A value that differs from the held one only in its write log is
+    /// accepted lazily (the module docs say why that is safe); its reply
+    /// says so, and the proposer counts it as durable only from every
+    /// member at once.
     pub fn handle_accept(
         &mut self,
         now: Instant,
@@ -246,25 +278,33 @@ impl Acceptor {
         age: Micros,
         origin: Ballot,
     ) -> Step {
+        let raise = self.raise_horizon_for(ballot.successor());
+        let bugs = self.bugs;
         let mut register = self.register(name);
-        let accepted_reply = Message::Accepted {
+        let accepted_reply = |durable| Message::Accepted {
             name: name.clone(),
             ballot,
+            durable,
         };
         if register
             .accepted
             .as_ref()
             .is_some_and(|a| a.ballot == ballot)
         {
-            // A duplicate of an accept already taken: a ballot carries one value.
-            return Step {
-                write: None,
-                reply: accepted_reply,
-            };
+            // A duplicate of an accept already taken: a ballot carries one
+            // value. Its reply waits for every write before it, the lazy
+            // record of the first copy included: a proposer resends an
+            // accept to have it confirmed durable.
+            return Step::strict(None, accepted_reply(true));
         }
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
         }
+        let lazy = register
+            .accepted
+            .as_ref()
+            .is_some_and(|a| only_the_write_log_differs(&a.value, value, bugs))
+            && !matches!(raise, Raise::Impossible);
         register.promised = ballot.successor();
         let carried = now.minus(age);
         let clock_start = match &register.accepted {
@@ -277,12 +317,27 @@ impl Acceptor {
             clock_start,
             origin,
         });
+        let record = Record::Register {
+            name: name.clone(),
+            state: register.durable(),
+        };
+        drop(register);
+        if !lazy {
+            return Step::strict(Some(record), accepted_reply(true));
+        }
+        // The successor's promise is not in a durable record until the lazy
+        // one lands: the horizon must cover it first.
+        let write = match raise {
+            Raise::To(horizon) => {
+                self.horizon = horizon;
+                Some(Record::Horizon(horizon))
+            }
+            Raise::Covered | Raise::Impossible => None,
+        };
         Step {
-            write: Some(Record::Register {
-                name: name.clone(),
-                state: register.durable(),
-            }),
-            reply: accepted_reply,
+            write,
+            lazy: Some(record),
+            reply: accepted_reply(false),
         }
     }
 
@@ -323,14 +378,28 @@ enum Raise {
 }
 
 fn nack(name: &LeaseName, ballot: Ballot, promised: Ballot) -> Step {
-    Step {
-        write: None,
-        reply: Message::Nack {
+    Step::strict(
+        None,
+        Message::Nack {
             name: name.clone(),
             ballot,
             promised,
         },
+    )
+}
+
+/// Whether forgetting an acceptance of `incoming` over `held` is only a
+/// younger clock for the same lease: every field but the write log is the
+/// same (token, grant with holder, ttl, lock-delay, expiry mark and waiter,
+/// and the queue). The write log only tells a retried round whether its
+/// attempt took effect, and a lazy attempt's operations can all be applied
+/// again: they changed nothing but the clock.
+fn only_the_write_log_differs(held: &LeaseValue, incoming: &LeaseValue, bugs: Bugs) -> bool {
+    if bugs.has(Bug::LazyForTheHolder) {
+        let holder = |v: &LeaseValue| v.grant.as_ref().map(|g| g.holder.clone());
+        return holder(held).is_some() && holder(held) == holder(incoming);
     }
+    held.token == incoming.token && held.grant == incoming.grant && held.waiters == incoming.waiters
 }
 
 #[cfg(test)]
@@ -451,6 +520,46 @@ mod tests {
         // The winner's own next ballot is still accepted without phase 1.
         let step = a.handle_accept(t(0), &name(), b(4, 2), &value(2), Micros::ZERO, b(4, 2));
         assert!(matches!(step.reply, Message::Accepted { .. }));
+    }
+
+    #[test]
+    fn a_value_that_differs_only_in_its_write_log_is_accepted_lazily() {
+        let mut a = Acceptor::default();
+        let step = a.handle_accept(t(0), &name(), b(3, 2), &value(1), Micros::ZERO, b(3, 2));
+        assert!(step.write.is_some() && step.lazy.is_none());
+        let renewed = |after: u64| LeaseValue {
+            writes: value(1).writes.after(b(after, 2)),
+            ..value(1)
+        };
+        // The successor's promise is above the horizon: raise it first, and
+        // the reply waits for that record but not for the value's.
+        let step = a.handle_accept(t(1), &name(), b(4, 2), &renewed(4), Micros::ZERO, b(4, 2));
+        assert_eq!(step.write, Some(Record::Horizon(5 + HORIZON_STEP)));
+        assert!(matches!(step.lazy, Some(Record::Register { .. })));
+        assert!(matches!(
+            step.reply,
+            Message::Accepted { durable: false, .. }
+        ));
+        let step = a.handle_accept(t(2), &name(), b(5, 2), &renewed(5), Micros::ZERO, b(5, 2));
+        assert_eq!(step.write, None);
+        let Some(Record::Register { state, .. }) = step.lazy else {
+            panic!("a lazy acceptance still writes the name's record")
+        };
+        assert_eq!(state.promised, b(6, 2));
+        // A repeat is answered as durable: its reply waits for every write.
+        let step = a.handle_accept(t(2), &name(), b(5, 2), &renewed(5), Micros::ZERO, b(5, 2));
+        assert_eq!((step.write, step.lazy), (None, None));
+        assert!(matches!(
+            step.reply,
+            Message::Accepted { durable: true, .. }
+        ));
+        // A new token is a new grant: durable before the reply.
+        let step = a.handle_accept(t(3), &name(), b(6, 2), &value(2), Micros::ZERO, b(6, 2));
+        assert!(step.write.is_some() && step.lazy.is_none());
+        assert!(matches!(
+            step.reply,
+            Message::Accepted { durable: true, .. }
+        ));
     }
 
     #[test]

@@ -33,10 +33,16 @@ pub enum Bug {
     /// answer judged at a younger age (another quorum, a restart) may show
     /// it held again.
     UnwrittenExpiry,
+    /// Accept lazily whenever the holder is the same, even when the token,
+    /// ttl or lock-delay change: a crash can then forget a new grant.
+    LazyForTheHolder,
+    /// Count a lazy acceptance as durable from a bare majority: one node
+    /// that forgets it and runs a fast clock ages the lease alone.
+    LazyMajority,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 10] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -45,6 +51,8 @@ impl Bug {
         Bug::PrepareToRefuse,
         Bug::TrustOneClock,
         Bug::UnwrittenExpiry,
+        Bug::LazyForTheHolder,
+        Bug::LazyMajority,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +65,8 @@ impl Bug {
             Bug::PrepareToRefuse => "prepare-to-refuse",
             Bug::TrustOneClock => "trust-one-clock",
             Bug::UnwrittenExpiry => "unwritten-expiry",
+            Bug::LazyForTheHolder => "lazy-for-the-holder",
+            Bug::LazyMajority => "lazy-majority",
         }
     }
 

@@ -57,7 +57,13 @@ pub enum Message {
         origin: Ballot,
     },
     /// Phase 2b. Accepting `ballot` also promised `ballot.successor()`.
-    Accepted { name: LeaseName, ballot: Ballot },
+    /// `durable` is false for a lazy acceptance, whose record may not have
+    /// landed yet (`acceptor.rs`).
+    Accepted {
+        name: LeaseName,
+        ballot: Ballot,
+        durable: bool,
+    },
     /// A refusal of `ballot`: the acceptor has promised `promised`.
     Nack {
         name: LeaseName,

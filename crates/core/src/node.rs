@@ -12,7 +12,10 @@
 //! 3. Drain [`Node::poll_transmit`] (to peers) and [`Node::poll_reply`] (to
 //!    clients). They only ever yield messages whose writes are durable: a
 //!    message is held back until every write issued before it was
-//!    acknowledged in step 2, so a shell cannot send one too early.
+//!    acknowledged in step 2, so a shell cannot send one too early. (A
+//!    lazy acceptance waits only for the writes it depends on: its own
+//!    name's and the promise horizon; see `acceptor.rs`. The proposer's
+//!    messages and replies do not wait for lazy writes.)
 //! 4. Arm a timer for [`Node::poll_timeout`].
 //!
 //! [`Node::poll_event`] says what changed (a name's holder, a round's
@@ -32,7 +35,7 @@ use crate::proposer::{
     Effects, Local, PhaseKind, Proposer, ProposerConfig, Reply, RequestId, Timing, To,
 };
 use crate::time::{Instant, Micros};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// The configuration of one node. Every node of a cluster must use the same
@@ -119,6 +122,19 @@ pub struct Node {
     durable_through: u64,
     /// Outgoing messages, each with the last write issued before it.
     held: VecDeque<(u64, Outgoing)>,
+    /// Lazy acceptances, each with the last write it depends on: released
+    /// as soon as that is durable, ahead of `held`.
+    held_apart: Vec<(u64, Outgoing)>,
+    /// The proposer's messages and replies, each with the last write
+    /// issued before it that was not lazy (see `absorb`).
+    held_proposer: VecDeque<(u64, Outgoing)>,
+    /// The id of the latest write issued that was not lazy.
+    last_strict: u64,
+    /// The last write of each name's state that is not known durable yet
+    /// (lazy records aside), and of the promise horizon: what a lazy
+    /// acceptance of that name waits for.
+    unsynced_names: BTreeMap<LeaseName, u64>,
+    horizon_write: u64,
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
@@ -172,6 +188,11 @@ impl Node {
             last_write: 0,
             durable_through: 0,
             held: VecDeque::new(),
+            held_apart: Vec::new(),
+            held_proposer: VecDeque::new(),
+            last_strict: 0,
+            unsynced_names: BTreeMap::new(),
+            horizon_write: 0,
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
@@ -242,6 +263,7 @@ impl Node {
             through.0
         );
         self.durable_through = through.0;
+        self.unsynced_names.retain(|_, id| *id > through.0);
         self.pump(now);
     }
 
@@ -277,7 +299,7 @@ impl Node {
 
     /// Messages waiting for their writes to become durable.
     pub fn held_messages(&self) -> usize {
-        self.held.len()
+        self.held.len() + self.held_apart.len() + self.held_proposer.len()
     }
 
     /// This node's acceptor state for `name`, as it would be on disk.
@@ -309,7 +331,7 @@ impl Node {
                 let step = self
                     .acceptor
                     .handle_accept(now, &name, ballot, &value, age, origin);
-                if step.write.is_some() {
+                if step.write.is_some() || step.lazy.is_some() {
                     self.on_accepted(now, &name, &value, before);
                 }
                 step
@@ -329,13 +351,38 @@ impl Node {
             }
         };
         if let Some(record) = step.write {
-            self.last_write += 1;
-            self.writes.push_back(Write {
-                id: WriteId(self.last_write),
-                record,
-            });
+            self.issue(record, true);
         }
-        self.hold(Outgoing::Send(from, step.reply));
+        let Some(record) = step.lazy else {
+            return self.hold(Outgoing::Send(from, step.reply));
+        };
+        let name = match &record {
+            Record::Register { name, .. } => self.unsynced_names.get(name).copied(),
+            Record::Horizon(_) => None,
+        };
+        let gate = name.unwrap_or(0).max(self.horizon_write);
+        self.issue(record, false);
+        self.held_apart
+            .push((gate, Outgoing::Send(from, step.reply)));
+    }
+
+    /// Queue `record` to be made durable; a `strict` one gates the lazy
+    /// acceptances of its name (or, for the horizon, of every name).
+    fn issue(&mut self, record: Record, strict: bool) {
+        self.last_write += 1;
+        if strict {
+            self.last_strict = self.last_write;
+            match &record {
+                Record::Register { name, .. } => {
+                    self.unsynced_names.insert(name.clone(), self.last_write);
+                }
+                Record::Horizon(_) => self.horizon_write = self.last_write,
+            }
+        }
+        self.writes.push_back(Write {
+            id: WriteId(self.last_write),
+            record,
+        });
     }
 
     /// This node's acceptor took a new value for `name`.
@@ -392,18 +439,28 @@ impl Node {
         for (name, phase) in fx.phases {
             self.event(Event::Phase { name, phase });
         }
+        // What the proposer sends carries what quorums told it, each answer
+        // gated at its acceptor, and no state of this node's acceptor: it
+        // waits for this node's writes as before, but not for lazy ones,
+        // whose loss changes nothing it could have learnt (docs/safety.md,
+        // "Forgetting is aging"). So a renewal's reply does not wait for the
+        // proposer's own disk either.
+        let gate = self.last_strict;
         for (to, message) in fx.sends {
             match to {
-                To::Node(node) => self.hold(Outgoing::Send(node, message)),
+                To::Node(node) => self
+                    .held_proposer
+                    .push_back((gate, Outgoing::Send(node, message))),
                 To::All => {
                     for node in self.config.members.clone() {
-                        self.hold(Outgoing::Send(node, message.clone()));
+                        let out = Outgoing::Send(node, message.clone());
+                        self.held_proposer.push_back((gate, out));
                     }
                 }
             }
         }
         for reply in fx.replies {
-            self.hold(Outgoing::Reply(reply));
+            self.held_proposer.push_back((gate, Outgoing::Reply(reply)));
         }
     }
 
@@ -414,11 +471,16 @@ impl Node {
     /// Release, in order, everything whose writes are durable.
     fn pump(&mut self, now: Instant) {
         let early = self.config.rules.bugs.has(Bug::ReplyBeforePersist);
-        while let Some((gate, _)) = self.held.front() {
-            if *gate > self.durable_through && !early {
-                break;
-            }
-            let Some((_, out)) = self.held.pop_front() else {
+        let durable = self.durable_through;
+        loop {
+            let ready = |gate: u64| gate <= durable || early;
+            let out = if let Some(i) = self.held_apart.iter().position(|(g, _)| ready(*g)) {
+                self.held_apart.remove(i).1
+            } else if let Some((_, out)) = pop_if(&mut self.held, ready) {
+                out
+            } else if let Some((_, out)) = pop_if(&mut self.held_proposer, ready) {
+                out
+            } else {
                 break;
             };
             match out {
@@ -429,6 +491,18 @@ impl Node {
                 Outgoing::Reply(reply) => self.replies.push_back(reply),
             }
         }
+    }
+}
+
+/// The front of `queue`, if its gate is `ready`.
+fn pop_if(
+    queue: &mut VecDeque<(u64, Outgoing)>,
+    ready: impl Fn(u64) -> bool,
+) -> Option<(u64, Outgoing)> {
+    if queue.front().is_some_and(|(gate, _)| ready(*gate)) {
+        queue.pop_front()
+    } else {
+        None
     }
 }
 

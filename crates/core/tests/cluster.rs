@@ -182,6 +182,13 @@ fn a_renewal_through_the_last_winner_takes_one_round_trip() {
         "the fast path skips phase 1: {:?}",
         c.delivered
     );
+    // Only the clock moved: both peers took it lazily.
+    let lazy = c
+        .delivered
+        .iter()
+        .filter(|m| matches!(m, Message::Accepted { durable: false, .. }))
+        .count();
+    assert_eq!(lazy, 2, "{:?}", c.delivered);
 }
 
 #[test]
@@ -550,4 +557,84 @@ fn every_node_learns_each_change_in_the_same_order() {
     for (i, told) in changes_told(&mut c, "job").into_iter().enumerate() {
         assert_eq!(told, want, "node {}", i + 1);
     }
+}
+
+/// A lazy acceptance waits only for its own name's writes (and the
+/// horizon), never behind another name's fsync in flight.
+#[test]
+fn a_lazy_acceptance_waits_for_its_own_names_writes_only() {
+    let mut c = Cluster::new(3);
+    granted(&c.run(1, "job", acquire("a", 10_000)));
+    granted(&c.run(1, "other", acquire("b", 10_000)));
+    let job = LeaseName::new("job").unwrap();
+    let other = LeaseName::new("other").unwrap();
+    let state = c.node(2).acceptor_state(&job).expect("job is stored");
+    let (accepted, value) = state.accepted.expect("job was accepted");
+    let at = |counter: u64| tenure_core::Ballot {
+        counter,
+        ..accepted
+    };
+    let accept = |name: &LeaseName, counter: u64, value: tenure_core::LeaseValue| Message::Accept {
+        name: name.clone(),
+        ballot: at(counter),
+        value,
+        age: Micros::ZERO,
+        origin: at(counter),
+    };
+    let accepted_replies = |n: &mut Node| {
+        std::iter::from_fn(|| n.poll_transmit())
+            .filter_map(|t| match t.message {
+                Message::Accepted { name, durable, .. } => {
+                    Some((name.as_str().to_string(), durable))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let now = c.now;
+    let base = accepted.counter;
+    let n2 = c.node(2);
+    let mut other_value = n2.acceptor_state(&other).unwrap().accepted.unwrap().1;
+    other_value.token = Token(other_value.token.0 + 1);
+    other_value.grant = None;
+    n2.handle_message(now, NodeId(1), accept(&other, base + 10, other_value));
+    let other_write = n2.poll_write().expect("a new value for other is written");
+    let renewed = tenure_core::LeaseValue {
+        writes: value.writes.after(at(base + 11)),
+        ..value.clone()
+    };
+    n2.handle_message(now, NodeId(1), accept(&job, base + 11, renewed.clone()));
+    assert_eq!(
+        accepted_replies(n2),
+        [("job".to_string(), false)],
+        "the renewal of job does not wait for other's write"
+    );
+    // A new grant of job is strict; a renewal right behind it waits for it.
+    let regrant = tenure_core::LeaseValue {
+        token: Token(value.token.0 + 1),
+        writes: renewed.writes.after(at(base + 12)),
+        ..value.clone()
+    };
+    n2.handle_message(now, NodeId(1), accept(&job, base + 12, regrant.clone()));
+    let again = tenure_core::LeaseValue {
+        writes: regrant.writes.after(at(base + 13)),
+        ..regrant
+    };
+    n2.handle_message(now, NodeId(1), accept(&job, base + 13, again));
+    assert_eq!(
+        accepted_replies(n2),
+        [],
+        "both wait for the new grant's write"
+    );
+    let regrant_write = std::iter::from_fn(|| n2.poll_write())
+        .map(|w| w.id)
+        .nth(1)
+        .expect("the first renewal's own record, then the new grant's");
+    n2.handle_durable(now, other_write.id);
+    assert_eq!(accepted_replies(n2), [("other".to_string(), true)]);
+    n2.handle_durable(now, regrant_write);
+    assert_eq!(
+        accepted_replies(n2),
+        [("job".to_string(), false), ("job".to_string(), true)]
+    );
 }

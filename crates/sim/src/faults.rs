@@ -29,6 +29,11 @@ pub struct FaultPlan {
     /// Chance per grant that its holder stalls: it never renews, but acts
     /// as holder until its deadline, like a process stuck in a long pause.
     pub stall_ppm: u32,
+    /// Chance per lazy acceptance a node acknowledges that the node crashes
+    /// within 300 µs, mostly before the record lands, in ppm.
+    pub lazy_crash_ppm: u32,
+    /// Chance per crash that a second node crashes with it, in ppm.
+    pub pair_crash_ppm: u32,
 }
 
 /// One node whose clock breaks the drift bound (A3 in docs/safety.md):
@@ -110,6 +115,25 @@ impl FaultPlan {
             failed_sync_ppm: maybe(rng, 100, 5_000) as u32,
             drift_ppm: maybe(rng, bound / 2, bound) as u32,
             stall_ppm: maybe(rng, 10_000, 500_000) as u32,
+            lazy_crash_ppm: 0,
+            pair_crash_ppm: 0,
+        }
+    }
+
+    /// Draw the crashes that aim at lazy acceptances from their own stream
+    /// (`rng`), so that the faults drawn before them stay as they were.
+    pub fn with_lazy_crashes(self, rng: &mut SimRng) -> FaultPlan {
+        let maybe = |rng: &mut SimRng, lo: u64, hi: u64| {
+            if rng.chance(500_000) {
+                rng.between(lo, hi) as u32
+            } else {
+                0
+            }
+        };
+        FaultPlan {
+            lazy_crash_ppm: maybe(rng, 1_000, 50_000),
+            pair_crash_ppm: maybe(rng, 100_000, 1_000_000),
+            ..self
         }
     }
 
@@ -125,6 +149,8 @@ impl FaultPlan {
             slow_sync_ppm: 0,
             failed_sync_ppm: 0,
             stall_ppm: 0,
+            lazy_crash_ppm: 0,
+            pair_crash_ppm: 0,
             ..self.clone()
         }
     }

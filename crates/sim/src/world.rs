@@ -105,6 +105,10 @@ enum Event {
         contender: usize,
     },
     Crash,
+    /// One node crashes now (right after a lazy acknowledgement).
+    CrashNode {
+        node: usize,
+    },
     Restart {
         node: usize,
     },
@@ -147,6 +151,8 @@ pub struct World {
     /// The bad clock's own random stream, apart from `rng` so that a seed
     /// runs as it did before bad clocks existed when it has none.
     clock_rng: SimRng,
+    /// Draws the crashes aimed at lazy acceptances, apart from `rng`.
+    crash_rng: SimRng,
     /// Every node's clock at the fast edge of the bound and every holder's
     /// at the slow edge: the worst case for the drift margin, which a
     /// quorum of clocks otherwise rarely lines up.
@@ -172,7 +178,8 @@ pub struct World {
 impl World {
     pub fn new(config: SimConfig) -> World {
         let mut rng = SimRng::new(config.seed);
-        let faults = FaultPlan::draw(&mut rng, DRIFT_BOUND_PPM);
+        let mut crash_rng = SimRng::new(config.seed ^ 0x1A2_C4A5);
+        let faults = FaultPlan::draw(&mut rng, DRIFT_BOUND_PPM).with_lazy_crashes(&mut crash_rng);
         let mut clock_rng = SimRng::new(config.seed ^ 0x0BAD_C10C_u64);
         let bad_clock = BadClock::draw(&mut clock_rng, config.nodes, config.bad_clocks);
         let polarised = clock_rng.chance(250_000);
@@ -189,6 +196,7 @@ impl World {
             faults,
             bad_clock,
             clock_rng,
+            crash_rng,
             polarised,
             now: 0,
             seq: 0,
@@ -282,6 +290,19 @@ impl World {
                 )
             })
             .collect()
+    }
+
+    /// Correlated crashes (one rack, one power feed): sometimes a second
+    /// node goes down with `node`.
+    fn maybe_crash_another(&mut self, node: usize) {
+        if !self.crash_rng.chance(self.faults.pair_crash_ppm) {
+            return;
+        }
+        let others = self.nodes.len() as u64 - 1;
+        let other = (node + 1 + self.crash_rng.below(others) as usize) % self.nodes.len();
+        if self.nodes[other].node.is_some() {
+            self.crash(other);
+        }
     }
 
     fn new_clock(&mut self, side: Side) -> Clock {
@@ -493,9 +514,16 @@ impl World {
                 if self.nodes[node].node.is_some() {
                     self.crash(node);
                 }
+                self.maybe_crash_another(node);
                 let next = self.now + self.rng.between(1, 2 * self.faults.crash_every_us.max(1));
                 if self.healed_at.is_none() {
                     self.schedule(next, Event::Crash);
+                }
+            }
+            Event::CrashNode { node } => {
+                if self.nodes[node].node.is_some() && self.healed_at.is_none() {
+                    self.crash(node);
+                    self.maybe_crash_another(node);
                 }
             }
             Event::Restart { node } => {

@@ -20,7 +20,7 @@ use crate::input::LeaseName;
 use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Transition, Waiting};
 use crate::message::{Chosen, Message, Report};
 use crate::time::{Instant, Micros};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 mod apply;
 mod contend;
@@ -105,7 +105,10 @@ pub(super) enum Phase {
         verdicts: Vec<Verdict>,
         /// What the value changed, reported once it is chosen.
         changes: Vec<Transition>,
-        acks: BTreeSet<NodeId>,
+        /// Who accepted, and whether durably (false: lazily).
+        acks: BTreeMap<NodeId, bool>,
+        /// The accept was sent again to have lazy acceptances made durable.
+        confirming: bool,
     },
     /// A pause; then the round looks or prepares. A round that waits for
     /// another proposer's write (`for_write`) looks as soon as this node's
@@ -340,15 +343,15 @@ impl RoundCtx<'_> {
                 }
             }
             (
-                Message::Accepted { ballot, .. },
+                Message::Accepted {
+                    ballot, durable, ..
+                },
                 Phase::Accepting {
                     ballot: want, acks, ..
                 },
             ) if ballot == *want => {
-                acks.insert(from);
-                if acks.len() >= quorum {
-                    self.on_chosen();
-                }
+                *acks.entry(from).or_insert(durable) |= durable;
+                self.on_acknowledged();
             }
             // A nack naming one of our own ballots answers a duplicate of
             // our own earlier message: nobody else is ahead.
@@ -390,6 +393,12 @@ impl RoundCtx<'_> {
                     then: AfterPause::Prepare,
                     ..
                 } => self.prepare(),
+                // A quorum accepted, some lazily, and the rest are slow.
+                Phase::Accepting {
+                    ref acks,
+                    confirming: false,
+                    ..
+                } if acks.len() >= self.shared.quorum => self.confirm_lazy(),
                 // No quorum in time: start over with a higher ballot.
                 _ => {
                     self.drop_fast_path();

@@ -76,6 +76,26 @@ pub fn find_violations(scenario: Scenario) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// Explore `scenario` depth first until some `always` property fails;
+/// return the names of those found failing. For scenarios whose frontier
+/// would not fit in memory breadth first.
+pub fn find_violations_depth_first(scenario: Scenario) -> Vec<&'static str> {
+    let model = LeaseModel::new(scenario);
+    let properties = model.properties();
+    let checker = model
+        .checker()
+        .threads(THREADS)
+        .finish_when(HasDiscoveries::AnyFailures)
+        .spawn_dfs()
+        .join();
+    properties
+        .iter()
+        .filter(|p| p.expectation.discovery_is_failure())
+        .filter(|p| checker.discovery(p.name).is_some())
+        .map(|p| p.name)
+        .collect()
+}
+
 /// A trace as a reader wants it: each step with the time, below it what
 /// the clients saw happen, and at the end the grants and the intervals in
 /// which clients held the lease.

@@ -117,7 +117,12 @@ impl World {
         }
         for t in transmits {
             let to = usize::from(t.to.0) - 1;
+            let lazy = matches!(t.message, Message::Accepted { durable: false, .. });
             self.send_message(i, to, from, t.message);
+            if lazy && self.crash_rng.chance(self.faults.lazy_crash_ppm) {
+                let at = self.now + self.crash_rng.below(300);
+                self.schedule(at, Event::CrashNode { node: i });
+            }
         }
         for r in replies {
             if let Some((client, name, index)) = self.nodes[i].requests.remove(&r.request.0) {

@@ -75,6 +75,11 @@ impl RoundCtx<'_> {
         round.deferring = Some((promised, self.now.plus(defer_for)));
         round.looks = 0;
         let preempted = round.preempted;
+        if promised.node == 0 && !round_has_attempt(self.state) {
+            // A restarted acceptor's floor, not another proposer: no
+            // write will come to wait for. Go above it at once.
+            return self.prepare();
+        }
         if self.shared.rules.bugs.has(Bug::PrepareToRefuse) {
             // The old rule: prepare again at once, then after random pauses.
             if preempted == 1 {

@@ -1,6 +1,7 @@
 //! Writing: phase 1 (prepare, promises) and phase 2 (accept, chosen), and
 //! the reservation a chosen value leaves for the next round.
 
+use super::look::widen_after;
 use super::*;
 
 impl RoundCtx<'_> {
@@ -96,11 +97,90 @@ impl RoundCtx<'_> {
                 origin,
                 verdicts,
                 changes,
-                acks: BTreeSet::new(),
+                acks: BTreeMap::new(),
+                confirming: false,
             },
             timeout,
         );
         self.send(PhaseKind::Accept, message);
+    }
+
+    /// An acceptance arrived. A value is chosen once a quorum holds it
+    /// durably, or every member holds it at all: an acceptor that forgets
+    /// a lazy acceptance in a crash keeps the same lease with a younger
+    /// clock, and with every member's acceptance counted, any quorum that
+    /// later judges the lease has only such members in it, so one faulty
+    /// clock among them cannot decide its age alone (docs/safety.md,
+    /// "Forgetting is aging").
+    pub(super) fn on_acknowledged(&mut self) {
+        let members = self.shared.members.len();
+        let quorum = self.shared.quorum;
+        let lazy_majority = self.shared.rules.bugs.has(Bug::LazyMajority);
+        let Phase::Accepting {
+            acks, confirming, ..
+        } = &running(self.state).phase
+        else {
+            unreachable!("acceptances are counted while accepting")
+        };
+        let durable = acks.values().filter(|d| **d).count();
+        if durable >= quorum || acks.len() == members || (lazy_majority && acks.len() >= quorum) {
+            return self.on_chosen();
+        }
+        if acks.len() < quorum || *confirming {
+            return;
+        }
+        // The others may be down: wait for them only if they answered
+        // lately, and briefly even then.
+        let recent = self.now.minus(self.shared.timing.phase_timeout);
+        let silent = self
+            .shared
+            .members
+            .iter()
+            .filter(|m| !acks.contains_key(m) && **m != self.shared.node)
+            .all(|m| self.shared.answered.get(m).is_none_or(|at| *at < recent));
+        if silent {
+            return self.confirm_lazy();
+        }
+        let round = running(self.state);
+        round.timer = round
+            .timer
+            .min(self.now.plus(widen_after(&self.shared.timing)));
+    }
+
+    /// Send the accept again to every member that has not accepted it
+    /// durably: an acceptor answers a repeat only once everything it wrote
+    /// before is durable, its lazy record included.
+    pub(super) fn confirm_lazy(&mut self) {
+        let timeout = self.now.plus(self.shared.timing.phase_timeout);
+        let name = self.name.clone();
+        let round = running(self.state);
+        let Phase::Accepting {
+            ballot,
+            value,
+            age,
+            origin,
+            acks,
+            confirming,
+            ..
+        } = &mut round.phase
+        else {
+            unreachable!("only an accept is confirmed")
+        };
+        *confirming = true;
+        round.timer = timeout;
+        for to in self.shared.members.clone() {
+            if acks.get(&to) == Some(&true) {
+                continue;
+            }
+            let accept = Message::Accept {
+                name: name.clone(),
+                ballot: *ballot,
+                value: value.clone(),
+                age: *age,
+                origin: *origin,
+            };
+            self.fx.sends.push((To::Node(to), accept));
+        }
     }
 
     pub(super) fn on_promises(&mut self) {
