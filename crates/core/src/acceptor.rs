@@ -342,11 +342,14 @@ impl Acceptor {
     }
 
     /// A read-only look: reports the accepted value, promises nothing.
-    pub fn handle_peek(&self, now: Instant, name: &LeaseName, id: u64) -> Message {
+    /// `durable` says whether that value's record has landed (the node
+    /// knows; the acceptor does not).
+    pub fn handle_peek(&self, now: Instant, name: &LeaseName, id: u64, durable: bool) -> Message {
         Message::Peeked {
             name: name.clone(),
             id,
             accepted: self.report(name, now),
+            durable,
         }
     }
 
@@ -600,7 +603,7 @@ mod tests {
         let Message::Peeked {
             accepted: Some(report),
             ..
-        } = a.handle_peek(t(1100), &name(), 1)
+        } = a.handle_peek(t(1100), &name(), 1, true)
         else {
             panic!()
         };
@@ -611,7 +614,7 @@ mod tests {
         let Message::Peeked {
             accepted: Some(report),
             ..
-        } = a.handle_peek(t(ms), &name(), 1)
+        } = a.handle_peek(t(ms), &name(), 1, true)
         else {
             panic!("nothing accepted")
         };
@@ -667,7 +670,7 @@ mod tests {
         let Message::Peeked {
             accepted: Some(report),
             ..
-        } = a.handle_peek(t(50), &name(), 1)
+        } = a.handle_peek(t(50), &name(), 1, true)
         else {
             panic!()
         };

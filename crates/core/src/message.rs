@@ -72,10 +72,13 @@ pub enum Message {
     },
     /// A read-only look at the acceptor's state; promises nothing.
     Peek { name: LeaseName, id: u64 },
+    /// `durable` is false when the value reported was accepted lazily and
+    /// its record may not have landed yet.
     Peeked {
         name: LeaseName,
         id: u64,
         accepted: Option<Report>,
+        durable: bool,
     },
     /// News, not protocol: a value this node proposed was chosen, and
     /// what it changed (nothing but the queue, when `changes` is empty),

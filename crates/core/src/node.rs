@@ -122,8 +122,9 @@ pub struct Node {
     durable_through: u64,
     /// Outgoing messages, each with the last write issued before it.
     held: VecDeque<(u64, Outgoing)>,
-    /// Lazy acceptances, each with the last write it depends on: released
-    /// as soon as that is durable, ahead of `held`.
+    /// Lazy acceptances and look answers, each with the last write of its
+    /// name it depends on: released as soon as that is durable, ahead of
+    /// `held`.
     held_apart: Vec<(u64, Outgoing)>,
     /// The proposer's messages and replies, each with the last write
     /// issued before it that was not lazy (see `absorb`).
@@ -134,6 +135,8 @@ pub struct Node {
     /// (lazy records aside), and of the promise horizon: what a lazy
     /// acceptance of that name waits for.
     unsynced_names: BTreeMap<LeaseName, u64>,
+    /// The last lazy record of each name that is not known durable yet.
+    lazy_names: BTreeMap<LeaseName, u64>,
     horizon_write: u64,
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,
@@ -192,6 +195,7 @@ impl Node {
             held_proposer: VecDeque::new(),
             last_strict: 0,
             unsynced_names: BTreeMap::new(),
+            lazy_names: BTreeMap::new(),
             horizon_write: 0,
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
@@ -264,6 +268,7 @@ impl Node {
         );
         self.durable_through = through.0;
         self.unsynced_names.retain(|_, id| *id > through.0);
+        self.lazy_names.retain(|_, id| *id > through.0);
         self.pump(now);
     }
 
@@ -338,8 +343,12 @@ impl Node {
             }
             Message::Chosen(chosen) => return self.tell_chosen(now, from, chosen),
             Message::Peek { name, id } => {
-                let reply = self.acceptor.handle_peek(now, &name, id);
-                self.hold(Outgoing::Send(from, reply));
+                // A look reveals one name's state: it waits for that name's
+                // writes only, and says whether a lazy one is still out.
+                let durable = !self.lazy_names.contains_key(&name);
+                let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
+                let reply = self.acceptor.handle_peek(now, &name, id, durable);
+                self.held_apart.push((gate, Outgoing::Send(from, reply)));
                 return;
             }
             reply => {
@@ -370,14 +379,17 @@ impl Node {
     /// acceptances of its name (or, for the horizon, of every name).
     fn issue(&mut self, record: Record, strict: bool) {
         self.last_write += 1;
-        if strict {
+        let names = if strict {
             self.last_strict = self.last_write;
-            match &record {
-                Record::Register { name, .. } => {
-                    self.unsynced_names.insert(name.clone(), self.last_write);
-                }
-                Record::Horizon(_) => self.horizon_write = self.last_write,
+            &mut self.unsynced_names
+        } else {
+            &mut self.lazy_names
+        };
+        match &record {
+            Record::Register { name, .. } => {
+                names.insert(name.clone(), self.last_write);
             }
+            Record::Horizon(_) => self.horizon_write = self.last_write,
         }
         self.writes.push_back(Write {
             id: WriteId(self.last_write),

@@ -20,7 +20,7 @@ use crate::input::LeaseName;
 use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Transition, Waiting};
 use crate::message::{Chosen, Message, Report};
 use crate::time::{Instant, Micros};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod apply;
 mod contend;
@@ -91,6 +91,8 @@ pub(super) enum Phase {
     Looking {
         id: u64,
         reports: BTreeMap<NodeId, Option<Report>>,
+        /// Those whose report was accepted lazily, not yet durable.
+        lazy: BTreeSet<NodeId>,
         widened: bool,
     },
     Preparing {
@@ -320,12 +322,23 @@ impl RoundCtx<'_> {
         };
         match (msg, &mut round.phase) {
             (
-                Message::Peeked { id, accepted, .. },
+                Message::Peeked {
+                    id,
+                    accepted,
+                    durable,
+                    ..
+                },
                 Phase::Looking {
-                    id: want, reports, ..
+                    id: want,
+                    reports,
+                    lazy,
+                    ..
                 },
             ) if id == *want => {
                 reports.insert(from, accepted);
+                if !durable {
+                    lazy.insert(from);
+                }
                 self.on_look_answer();
             }
             (

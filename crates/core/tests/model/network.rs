@@ -36,10 +36,10 @@ enum MessageKey {
     Prepare(Ballot),
     Promise(Ballot, ReportKey),
     Accept(Ballot, ValueKey, Micros),
-    Accepted(Ballot),
+    Accepted(Ballot, bool),
     Nack(Ballot, Ballot),
     Peek(u64),
-    Peeked(u64, ReportKey),
+    Peeked(u64, ReportKey, bool),
     Chosen(Ballot),
 }
 
@@ -67,12 +67,19 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         Message::Accept {
             ballot, value, age, ..
         } => MessageKey::Accept(*ballot, value_key(value), *age),
-        Message::Accepted { ballot, .. } => MessageKey::Accepted(*ballot),
+        Message::Accepted {
+            ballot, durable, ..
+        } => MessageKey::Accepted(*ballot, *durable),
         Message::Nack {
             ballot, promised, ..
         } => MessageKey::Nack(*ballot, *promised),
         Message::Peek { id, .. } => MessageKey::Peek(*id),
-        Message::Peeked { id, accepted, .. } => MessageKey::Peeked(*id, report_key(accepted)),
+        Message::Peeked {
+            id,
+            accepted,
+            durable,
+            ..
+        } => MessageKey::Peeked(*id, report_key(accepted), *durable),
         // The model never sends news of chosen values (cluster.rs).
         Message::Chosen(c) => MessageKey::Chosen(c.ballot),
     };

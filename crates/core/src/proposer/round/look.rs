@@ -30,6 +30,7 @@ impl RoundCtx<'_> {
             Phase::Looking {
                 id,
                 reports: BTreeMap::new(),
+                lazy: BTreeSet::new(),
                 widened,
             },
             self.now.plus(timer),
@@ -50,6 +51,7 @@ impl RoundCtx<'_> {
             id,
             reports,
             widened,
+            ..
         } = &mut running(self.state).phase
         else {
             unreachable!("only a look widens")
@@ -87,19 +89,23 @@ impl RoundCtx<'_> {
     pub(super) fn on_look_answer(&mut self) {
         let (members, quorum) = (self.shared.members.len(), self.shared.quorum);
         let Phase::Looking {
-            reports, widened, ..
+            reports,
+            lazy,
+            widened,
+            ..
         } = &running(self.state).phase
         else {
             unreachable!("answers are counted while looking")
         };
         let widened = *widened;
         let heard_all_asked = reports.len() >= quorum;
-        match looked(reports, members, quorum) {
+        match looked(reports, lazy, members, quorum) {
             Looked::Chosen => self.conclude_look(),
-            // The majority asked first disagrees: the others may settle it.
+            // The majority asked first disagrees, or holds the value only
+            // lazily: the others may settle it.
             _ if !widened && heard_all_asked => self.widen_look(),
             Looked::Waiting => {}
-            Looked::Unsettled => self.look_again(),
+            Looked::Unsettled | Looked::NotYetDurable => self.look_again(),
         }
     }
 
@@ -181,6 +187,9 @@ pub(super) enum Looked {
     Chosen,
     /// No ballot can reach a majority among these answers.
     Unsettled,
+    /// Every member has answered, and the top ballot has a majority, but
+    /// not of durable acceptances: a lazy record is still on its way.
+    NotYetDurable,
 }
 
 /// How long a look waits for the majority it asked first before it asks
@@ -191,9 +200,12 @@ pub(super) fn widen_after(timing: &Timing) -> Micros {
 }
 
 /// Whether look answers show a chosen value. `None` reports (nothing
-/// accepted) count as the zero ballot.
+/// accepted) count as the zero ballot. Lazy acceptances (`lazy`) count as
+/// a value is chosen (`on_acknowledged`): towards a majority of durable
+/// ones, or as every member's.
 pub(super) fn looked(
     reports: &BTreeMap<NodeId, Option<Report>>,
+    lazy: &BTreeSet<NodeId>,
     members: usize,
     quorum: usize,
 ) -> Looked {
@@ -201,12 +213,16 @@ pub(super) fn looked(
     let Some(top) = reports.values().map(ballot).max() else {
         return Looked::Waiting;
     };
-    let at_top = reports.values().filter(|r| ballot(r) == top).count();
+    let at_top = reports.iter().filter(|(_, r)| ballot(r) == top);
+    let durable_at_top = at_top.clone().filter(|(n, _)| !lazy.contains(n)).count();
+    let at_top = at_top.count();
     let unheard = members.saturating_sub(reports.len());
-    if at_top >= quorum {
+    if durable_at_top >= quorum || at_top == members {
         Looked::Chosen
     } else if at_top + unheard < quorum {
         Looked::Unsettled
+    } else if unheard == 0 {
+        Looked::NotYetDurable
     } else {
         Looked::Waiting
     }
@@ -230,6 +246,10 @@ mod tests {
         })
     }
 
+    fn none() -> BTreeSet<NodeId> {
+        BTreeSet::new()
+    }
+
     fn answers(list: &[(u16, Option<Report>)]) -> BTreeMap<NodeId, Option<Report>> {
         list.iter().map(|(n, r)| (NodeId(*n), r.clone())).collect()
     }
@@ -237,16 +257,39 @@ mod tests {
     #[test]
     fn a_look_is_decided_once_the_top_ballot_has_a_majority() {
         let two_of_three = answers(&[(1, report(5)), (2, report(5))]);
-        assert!(matches!(looked(&two_of_three, 3, 2), Looked::Chosen));
+        assert!(matches!(
+            looked(&two_of_three, &none(), 3, 2),
+            Looked::Chosen
+        ));
         // Split answers wait for the third, which decides either way.
         let split = answers(&[(1, report(5)), (2, report(4))]);
-        assert!(matches!(looked(&split, 3, 2), Looked::Waiting));
+        assert!(matches!(looked(&split, &none(), 3, 2), Looked::Waiting));
         let settled = answers(&[(1, report(5)), (2, report(4)), (3, report(4))]);
-        assert!(matches!(looked(&settled, 3, 2), Looked::Unsettled));
+        assert!(matches!(looked(&settled, &none(), 3, 2), Looked::Unsettled));
         let chosen = answers(&[(1, report(5)), (2, report(4)), (3, report(5))]);
-        assert!(matches!(looked(&chosen, 3, 2), Looked::Chosen));
+        assert!(matches!(looked(&chosen, &none(), 3, 2), Looked::Chosen));
         // Nothing accepted anywhere is a value too: the empty register.
         let empty = answers(&[(1, None), (2, None)]);
-        assert!(matches!(looked(&empty, 3, 2), Looked::Chosen));
+        assert!(matches!(looked(&empty, &none(), 3, 2), Looked::Chosen));
+    }
+
+    #[test]
+    fn lazy_answers_decide_a_look_only_from_every_member() {
+        let lazy: BTreeSet<NodeId> = [NodeId(1), NodeId(2)].into();
+        let two = answers(&[(1, report(5)), (2, report(5))]);
+        assert!(matches!(looked(&two, &lazy, 3, 2), Looked::Waiting));
+        let three = answers(&[(1, report(5)), (2, report(5)), (3, report(5))]);
+        assert!(matches!(looked(&three, &lazy, 3, 2), Looked::Chosen));
+        let one_durable = answers(&[(1, report(5)), (2, report(5)), (3, report(4))]);
+        assert!(matches!(
+            looked(&one_durable, &lazy, 3, 2),
+            Looked::NotYetDurable
+        ));
+        let durable_pair = answers(&[(1, report(5)), (3, report(5))]);
+        let only_one_lazy: BTreeSet<NodeId> = [NodeId(2)].into();
+        assert!(matches!(
+            looked(&durable_pair, &only_one_lazy, 3, 2),
+            Looked::Chosen
+        ));
     }
 }
