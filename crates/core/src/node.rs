@@ -132,11 +132,12 @@ pub struct Node {
     /// The id of the latest write issued that was not lazy.
     last_strict: u64,
     /// The last write of each name's state that is not known durable yet
-    /// (lazy records aside), and of the promise horizon: what a lazy
-    /// acceptance of that name waits for.
+    /// (lazy records aside): what a lazy acceptance or a look answer of
+    /// that name waits for.
     unsynced_names: BTreeMap<LeaseName, u64>,
     /// The last lazy record of each name that is not known durable yet.
     lazy_names: BTreeMap<LeaseName, u64>,
+    /// The last promise horizon record: every lazy acceptance waits for it.
     horizon_write: u64,
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,

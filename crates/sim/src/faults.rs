@@ -92,16 +92,18 @@ impl BadClock {
     }
 }
 
+/// Each fault is on for about half the seeds, at a rate drawn per seed
+/// between `lo` and `hi`; 0 when off.
+fn maybe(rng: &mut SimRng, lo: u64, hi: u64) -> u64 {
+    if rng.chance(500_000) {
+        rng.between(lo, hi)
+    } else {
+        0
+    }
+}
+
 impl FaultPlan {
     pub fn draw(rng: &mut SimRng, drift_bound_ppm: u32) -> FaultPlan {
-        // Each fault is on for about half the seeds, at a rate drawn per seed.
-        let maybe = |rng: &mut SimRng, lo: u64, hi: u64| {
-            if rng.chance(500_000) {
-                rng.between(lo, hi)
-            } else {
-                0
-            }
-        };
         let bound = u64::from(drift_bound_ppm);
         FaultPlan {
             loss_ppm: maybe(rng, 1_000, 200_000) as u32,
@@ -123,16 +125,9 @@ impl FaultPlan {
     /// Draw the crashes that aim at lazy acceptances from their own stream
     /// (`rng`), so that the faults drawn before them stay as they were.
     pub fn with_lazy_crashes(self, rng: &mut SimRng) -> FaultPlan {
-        let maybe = |rng: &mut SimRng, lo: u64, hi: u64| {
-            if rng.chance(500_000) {
-                rng.between(lo, hi) as u32
-            } else {
-                0
-            }
-        };
         FaultPlan {
-            lazy_crash_ppm: maybe(rng, 1_000, 50_000),
-            pair_crash_ppm: maybe(rng, 100_000, 1_000_000),
+            lazy_crash_ppm: maybe(rng, 1_000, 50_000) as u32,
+            pair_crash_ppm: maybe(rng, 100_000, 1_000_000) as u32,
             ..self
         }
     }
