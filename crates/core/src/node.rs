@@ -303,6 +303,26 @@ impl Node {
         self.last_write - self.durable_through
     }
 
+    /// The latest write issued that was not lazy (0: none). Writes after
+    /// it are lazy records: nothing this node sends waits for them unless
+    /// [`Node::awaited_write`] says so, so a shell may hold them back a
+    /// little to share one fsync among many.
+    pub fn last_strict_write(&self) -> WriteId {
+        WriteId(self.last_strict)
+    }
+
+    /// The latest write some held-back message waits for (0: none).
+    pub fn awaited_write(&self) -> WriteId {
+        let apart = self.held_apart.iter().map(|(gate, _)| *gate).max();
+        let back = |queue: &VecDeque<(u64, Outgoing)>| queue.back().map(|(gate, _)| *gate);
+        let gate = [apart, back(&self.held), back(&self.held_proposer)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0);
+        WriteId(gate)
+    }
+
     /// Messages waiting for their writes to become durable.
     pub fn held_messages(&self) -> usize {
         self.held.len() + self.held_apart.len() + self.held_proposer.len()

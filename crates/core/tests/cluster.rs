@@ -638,3 +638,45 @@ fn a_lazy_acceptance_waits_for_its_own_names_writes_only() {
         [("job".to_string(), false), ("job".to_string(), true)]
     );
 }
+
+#[test]
+fn a_shell_learns_which_lazy_records_nothing_waits_for() {
+    let mut c = Cluster::new(3);
+    granted(&c.run(1, "job", acquire("a", 10_000)));
+    let job = LeaseName::new("job").unwrap();
+    let (accepted, value) = c.node(2).acceptor_state(&job).unwrap().accepted.unwrap();
+    let now = c.now;
+    let n2 = c.node(2);
+    while n2.poll_transmit().is_some() {}
+    let strict = n2.last_strict_write();
+    let ballot = tenure_core::Ballot {
+        counter: accepted.counter + 1,
+        ..accepted
+    };
+    let renewal = Message::Accept {
+        name: job.clone(),
+        ballot,
+        value: tenure_core::LeaseValue {
+            writes: value.writes.after(ballot),
+            ..value
+        },
+        age: Micros::ZERO,
+        origin: ballot,
+    };
+    n2.handle_message(now, NodeId(1), renewal.clone());
+    let lazy = n2.poll_write().expect("the renewal's record").id;
+    assert_eq!(
+        n2.last_strict_write(),
+        strict,
+        "the renewal's record is lazy"
+    );
+    assert!(
+        n2.awaited_write() < lazy,
+        "its acknowledgement left at once, and nothing waits for its record"
+    );
+    // The proposer asks again for a durable answer: that waits for it.
+    n2.handle_message(now, NodeId(1), renewal);
+    assert!(n2.awaited_write() >= lazy);
+    n2.handle_durable(now, lazy);
+    assert_eq!(n2.held_messages(), 0, "the durable answer went once it was");
+}

@@ -24,6 +24,12 @@ pub struct ServerConfig {
     /// Batches of writes (one per node-loop step) queued for the committer
     /// before `submit` pushes back.
     pub persist_queue_batches: usize,
+    /// How long lazy records (renewals acknowledged before their fsync,
+    /// docs/protocol.md) may wait for company before they are committed
+    /// alone. Nothing a client or peer waits for is ever held back by it:
+    /// a strict write, or a message that waits for a lazy one, sends
+    /// every record held at once.
+    pub lazy_commit_delay: Duration,
     /// Start even though the store rolled back its newest commit (see
     /// `rollback.rs`): the operator has checked it.
     pub accept_rolled_back_store: bool,
@@ -65,6 +71,7 @@ impl ServerConfig {
             http: HttpLimits::default(),
             peer_queue_messages: 4_096,
             persist_queue_batches: 1_024,
+            lazy_commit_delay: DEFAULT_LAZY_COMMIT_DELAY,
             accept_rolled_back_store: false,
             drift: tenure_core::DriftBound::DEFAULT,
             clock_check: true,
@@ -82,6 +89,12 @@ impl ServerConfig {
         self.peers.keys().copied().collect()
     }
 }
+
+/// Long enough that a holder's renewals and whatever else the node does
+/// meanwhile share an fsync; short next to any ttl, so that a crash loses
+/// at most this much of the renewals' lazy records (which only makes the
+/// restarted acceptor's leases look younger: docs/safety.md).
+pub const DEFAULT_LAZY_COMMIT_DELAY: Duration = Duration::from_millis(10);
 
 /// The core's default timing, with a shorter request deadline: a client
 /// that gets no quorum should hear `503` in seconds and try elsewhere,

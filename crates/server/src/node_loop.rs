@@ -8,6 +8,13 @@
 //! clients, then the core's events (who to wake, what to count). The core
 //! itself holds back any message whose writes are not yet durable, so this
 //! loop cannot send one too early.
+//!
+//! Lazy records (renewals the acceptor acknowledged before their fsync)
+//! are the one thing the loop holds back itself: for up to
+//! `lazy_commit_delay`, so that a stream of renewals shares one fsync with
+//! each other or with the next strict write, and a renewal does not wake
+//! the committer while its answer is on the way. A strict write, or any
+//! message that waits for a held record, sends them all to storage at once.
 
 use crate::clock::Clock;
 use crate::history::History;
@@ -20,13 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{
-    Event, Failure, LeaseName, LeaseView, Message, Node, Op, Outcome, Reply, RequestId,
+    Event, Failure, LeaseName, LeaseView, Message, Node, Op, Outcome, Reply, RequestId, Write,
+    WriteId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Inputs handled back-to-back before the loop drains its outputs, so that
 /// writes from several inputs share one trip to storage.
 const MAX_INPUTS_PER_STEP: usize = 64;
+
+/// Lazy records held back at most, whatever the delay: one commit's worth.
+const MAX_LAZY_HELD: usize = 1_024;
 
 /// A client operation and where its outcome goes.
 pub struct ClientCall {
@@ -136,6 +147,17 @@ pub struct NodeLoop {
     metrics: Arc<Metrics>,
     history: Arc<History>,
     pending: HashMap<RequestId, Pending>,
+    lazy: LazyRecords,
+}
+
+/// Lazy records not yet handed to storage.
+struct LazyRecords {
+    held: Vec<Write>,
+    /// The highest write id handed to storage.
+    submitted_through: u64,
+    /// When the oldest held record must go, whatever else happens.
+    due: Option<tokio::time::Instant>,
+    delay: Duration,
 }
 
 /// What the loop tells of what happens: waiters and watchers, metrics,
@@ -180,7 +202,19 @@ impl NodeLoop {
             metrics,
             history,
             pending: HashMap::new(),
+            lazy: LazyRecords {
+                held: Vec::new(),
+                submitted_through: 0,
+                due: None,
+                delay: crate::config::DEFAULT_LAZY_COMMIT_DELAY,
+            },
         }
+    }
+
+    /// How long lazy records may wait for company (zero: never).
+    pub fn with_lazy_commit_delay(mut self, delay: Duration) -> NodeLoop {
+        self.lazy.delay = delay;
+        self
     }
 
     /// Run until stopped and drained; returns the persist side so the
@@ -228,10 +262,13 @@ impl NodeLoop {
                         drain_until = Some(tokio::time::Instant::now() + inputs.drain);
                     }
                 }
+                () = tokio::time::sleep_until(self.lazy.due.unwrap_or(far)), if self.lazy.due.is_some() => {
+                    self.commit(Vec::new(), true);
+                }
                 () = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => break,
                 else => break,
             }
-            self.flush();
+            self.flush(drain_until.is_some());
             if drain_until.is_some() && self.pending.is_empty() && self.node.unsynced_writes() == 0
             {
                 break;
@@ -312,12 +349,11 @@ impl NodeLoop {
         }
     }
 
-    /// Drain the core's outputs, in the order `node.rs` documents.
-    fn flush(&mut self) {
+    /// Drain the core's outputs, in the order `node.rs` documents; with
+    /// `stopping`, hold no lazy record back.
+    fn flush(&mut self, stopping: bool) {
         let writes: Vec<_> = std::iter::from_fn(|| self.node.poll_write()).collect();
-        if !writes.is_empty() {
-            self.persist.submit(writes);
-        }
+        self.commit(writes, stopping);
         while let Some(transmit) = self.node.poll_transmit() {
             self.metrics.message_sent(transmit.message.kind());
             self.peers.send(transmit.to, transmit.message);
@@ -340,6 +376,30 @@ impl NodeLoop {
                     self.wakeups.notify(&chosen.name);
                 }
             }
+        }
+    }
+
+    /// Hand `writes` to storage, after the lazy records held back, or hold
+    /// them too if they are all lazy, nothing waits for them, and `now` is
+    /// not asked for.
+    fn commit(&mut self, writes: Vec<Write>, now: bool) {
+        let lazy = &mut self.lazy;
+        lazy.held.extend(writes);
+        let Some(last) = lazy.held.last() else {
+            return;
+        };
+        let needed = |id: WriteId| id.0 > lazy.submitted_through;
+        if now
+            || lazy.delay.is_zero()
+            || lazy.held.len() >= MAX_LAZY_HELD
+            || needed(self.node.last_strict_write())
+            || needed(self.node.awaited_write())
+        {
+            lazy.submitted_through = last.id.0;
+            lazy.due = None;
+            self.persist.submit(std::mem::take(&mut lazy.held));
+        } else if lazy.due.is_none() {
+            lazy.due = Some(tokio::time::Instant::now() + lazy.delay);
         }
     }
 

@@ -257,7 +257,8 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         metrics: metrics.clone(),
         history: history.clone(),
     };
-    let node_loop = NodeLoop::new(node, clock, persist, net, observers);
+    let node_loop = NodeLoop::new(node, clock, persist, net, observers)
+        .with_lazy_commit_delay(config.lazy_commit_delay);
     let node_task = tokio::spawn(node_loop.run(Inputs {
         calls: call_rx,
         cancels: cancel_rx,

@@ -1,0 +1,130 @@
+//! Lazy records (renewals acknowledged before their fsync) wait in the node
+//! loop for company; nothing a client waits for waits with them. Checked on
+//! an in-process single-node cluster whose lazy records may wait an hour.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tenure_core::NodeId;
+use tenure_server::{server, Listeners, Running, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+async fn start(dir: &std::path::Path) -> Running {
+    let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
+        .await
+        .expect("bind");
+    let peer = listeners.peer.local_addr().expect("addr").to_string();
+    let mut config = ServerConfig::new(
+        NodeId(1),
+        dir.to_path_buf(),
+        BTreeMap::from([(NodeId(1), peer)]),
+    );
+    config.lazy_commit_delay = Duration::from_secs(3_600);
+    config.http.drain_timeout = Duration::from_secs(60);
+    server::start(config, listeners).await.expect("start")
+}
+
+/// One request on its own connection: the status code and the body.
+async fn http(node: &Running, method: &str, path: &str, body: &str) -> (u16, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(node.http_addr).await.expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.expect("read");
+        out
+    };
+    let answer = tokio::time::timeout(PROMPTLY, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} was not answered within {PROMPTLY:?}"));
+    let status = answer
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The writes this node has made durable so far.
+async fn writes_committed(node: &Running) -> u64 {
+    let (status, text) = http(node, "GET", "/metrics", "").await;
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix("tenure_persist_batch_writes_sum "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no tenure_persist_batch_writes_sum in {text}"))
+}
+
+fn token_of(body: &str) -> u64 {
+    let start = body.find("\"token\":").expect("a token") + "\"token\":".len();
+    body[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a numeric token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(dir.path()).await;
+    let (status, body) = http(
+        &node,
+        "PUT",
+        "/v1/locks/renewed",
+        r#"{"holder":"a","ttl_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let token = token_of(&body);
+    let before = writes_committed(&node).await;
+
+    let renewal = format!(r#"{{"holder":"a","token":{token}}}"#);
+    const RENEWALS: u64 = 20;
+    for _ in 0..RENEWALS {
+        let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        writes_committed(&node).await,
+        before,
+        "renewals' lazy records wait for company, not for a commit of their own"
+    );
+
+    // A grant is strict: its commit takes every record held before it.
+    let (status, body) = http(
+        &node,
+        "PUT",
+        "/v1/locks/other",
+        r#"{"holder":"b","ttl_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let after = writes_committed(&node).await;
+    assert!(
+        after > before + RENEWALS,
+        "the grant's commit took {} writes; the {RENEWALS} renewals' records and its own were due",
+        after - before
+    );
+
+    // Held records are committed at a stop, which does not wait out the delay.
+    let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
+    assert_eq!(status, 200, "{body}");
+    let stopping = Instant::now();
+    node.shutdown().await;
+    assert!(
+        stopping.elapsed() < PROMPTLY,
+        "the stop waited {:?} for a held record",
+        stopping.elapsed()
+    );
+}
