@@ -36,8 +36,8 @@ fn idle_leases(
     tls: Option<&Tls>,
 ) -> Result<Value> {
     progress.next("memory: fresh clusters for the idle leases");
-    let etcd = EtcdCluster::start(&opts.data_root, tls)?;
-    let tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root, tls)?;
+    let etcd = EtcdCluster::start(&opts.data, tls)?;
+    let tenure = TenureCluster::start(&opts.tenure_bin, &opts.data, tls)?;
     // Let both settle after their start, as after each level.
     std::thread::sleep(Duration::from_secs(2));
     let empty = json!({

@@ -35,6 +35,30 @@ use std::path::PathBuf;
 use std::time::Duration;
 use workloads::{Cycles, NodeLoss, Sequential};
 
+/// Where the clusters keep their files.
+#[derive(Clone, Debug)]
+pub struct DataPlaces {
+    /// Logs, certificates, and every node's data unless `nodes` is given.
+    pub root: PathBuf,
+    /// Member `i` of each cluster keeps its data under `nodes[i]`: to give
+    /// each node a file system (and an fsync queue) of its own.
+    pub nodes: Vec<PathBuf>,
+}
+
+impl DataPlaces {
+    pub fn under(root: PathBuf) -> DataPlaces {
+        DataPlaces {
+            root,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Where member `i` (0-based) of either cluster keeps its data.
+    pub fn node(&self, i: usize) -> &std::path::Path {
+        self.nodes.get(i).unwrap_or(&self.root)
+    }
+}
+
 pub struct Options {
     /// The `tenure` binary to start the nodes from.
     pub tenure_bin: PathBuf,
@@ -43,8 +67,8 @@ pub struct Options {
     pub results: PathBuf,
     /// Install etcd with apt-get when missing.
     pub install: bool,
-    /// Where both clusters' temporary data directories go.
-    pub data_root: PathBuf,
+    /// Where both clusters' temporary directories go.
+    pub data: DataPlaces,
     /// The command line, for the report.
     pub command: String,
     /// The steps to run (names from `STEPS`); empty: all of them.
@@ -206,8 +230,8 @@ impl Run<'_> {
             self.progress
                 .next("starting 3 etcd members and 3 tenure nodes");
             let tls = self.tls.as_ref();
-            let etcd = EtcdCluster::start(&self.opts.data_root, tls)?;
-            let tenure = TenureCluster::start(&self.opts.tenure_bin, &self.opts.data_root, tls)?;
+            let etcd = EtcdCluster::start(&self.opts.data, tls)?;
+            let tenure = TenureCluster::start(&self.opts.tenure_bin, &self.opts.data, tls)?;
             self.shared = Some(Shared { etcd, tenure });
         }
         Ok(())
@@ -259,10 +283,11 @@ pub fn run_compare(opts: Options) -> Result<()> {
         sizes.idle_levels.clear();
     }
     let steps = selected(&opts, &sizes, &STEPS);
-    std::fs::create_dir_all(&opts.data_root)
-        .with_context(|| format!("create {}", opts.data_root.display()))?;
+    for dir in std::iter::once(&opts.data.root).chain(&opts.data.nodes) {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let tls = if opts.tls {
-        let tls = Tls::create(&opts.tenure_bin, &opts.data_root)
+        let tls = Tls::create(&opts.tenure_bin, &opts.data.root)
             .context("make the certificates of a run over TLS")?;
         procs::trust_ca(&tls.ca())?;
         Some(tls)
@@ -317,7 +342,7 @@ impl Options {
             json: None,
             results: PathBuf::new(),
             install: false,
-            data_root: PathBuf::new(),
+            data: DataPlaces::under(PathBuf::new()),
             command: "tenure bench compare".into(),
             steps: Vec::new(),
             idle_leases: None,

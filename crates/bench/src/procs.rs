@@ -9,6 +9,7 @@
 //! ports) with certificates from one CA made for the run (`Tls`), and every
 //! client of the run trusts that CA (`trust_ca`).
 
+use crate::DataPlaces;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -237,6 +238,7 @@ pub struct EtcdCluster {
     /// `http://127.0.0.1:PORT` (`https` with `--tls`), one per member.
     pub urls: Vec<String>,
     _dir: tempfile::TempDir,
+    _data: Vec<tempfile::TempDir>,
 }
 
 /// `http` or, on TLS, `https`.
@@ -391,10 +393,10 @@ fn make_certs(bin: &Path, dir: &Path, clients: bool) -> Result<()> {
 
 impl EtcdCluster {
     /// `tls`: the run's certificates, when it is on TLS everywhere.
-    pub fn start(root: &Path, tls: Option<&Tls>) -> Result<EtcdCluster> {
+    pub fn start(places: &DataPlaces, tls: Option<&Tls>) -> Result<EtcdCluster> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_start(root, tls) {
+            match Self::try_start(places, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -404,13 +406,17 @@ impl EtcdCluster {
             .context("start a 3-member etcd cluster"))
     }
 
-    fn try_start(root: &Path, tls: Option<&Tls>) -> Result<EtcdCluster> {
-        let dir = tempfile::Builder::new().prefix("etcd-").tempdir_in(root)?;
+    fn try_start(places: &DataPlaces, tls: Option<&Tls>) -> Result<EtcdCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("etcd-")
+            .tempdir_in(&places.root)?;
+        let mut kept = Vec::new();
         let ports = free_ports(6)?;
         let (client, peer) = ports.split_at(3);
         let mut nodes = Vec::new();
         for i in 0..3 {
-            let data = dir.path().join(format!("n{}", i + 1));
+            kept.push(node_data(places, i, "etcd")?);
+            let data = kept[i].path().join("data");
             let log = dir.path().join(format!("n{}.log", i + 1));
             let mut cmd = Command::new("etcd");
             cmd.args(etcd_args(i, client, peer, &data, tls.map(Tls::dir)))
@@ -430,6 +436,7 @@ impl EtcdCluster {
             nodes,
             urls,
             _dir: dir,
+            _data: kept,
         };
         let a = agent(Duration::from_secs(2));
         let urls = cluster.urls.clone();
@@ -479,6 +486,16 @@ pub struct TenureCluster {
     /// `http://127.0.0.1:PORT` (`https` with `--tls`), one per node.
     pub urls: Vec<String>,
     _dir: tempfile::TempDir,
+    _data: Vec<tempfile::TempDir>,
+}
+
+/// A fresh directory for member `i`'s data where `places` puts it.
+fn node_data(places: &DataPlaces, i: usize, system: &str) -> Result<tempfile::TempDir> {
+    let root = places.node(i);
+    tempfile::Builder::new()
+        .prefix(&format!("{system}-n{}-", i + 1))
+        .tempdir_in(root)
+        .with_context(|| format!("make a data directory under {}", root.display()))
 }
 
 /// The arguments of node `id` (1-based) of a 3-node cluster, its peer
@@ -525,10 +542,10 @@ impl TenureCluster {
     /// `bin` is the `tenure` binary (the running one, for `tenure bench`);
     /// `tls`: the run's certificates, when it is on TLS everywhere (else
     /// the cluster makes its own, for its peer links alone).
-    pub fn start(bin: &Path, root: &Path, tls: Option<&Tls>) -> Result<TenureCluster> {
+    pub fn start(bin: &Path, places: &DataPlaces, tls: Option<&Tls>) -> Result<TenureCluster> {
         let mut last = None;
         for _ in 0..5 {
-            match Self::try_start(bin, root, tls) {
+            match Self::try_start(bin, places, tls) {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -538,10 +555,11 @@ impl TenureCluster {
             .context("start a 3-node tenure cluster"))
     }
 
-    fn try_start(bin: &Path, root: &Path, tls: Option<&Tls>) -> Result<TenureCluster> {
+    fn try_start(bin: &Path, places: &DataPlaces, tls: Option<&Tls>) -> Result<TenureCluster> {
         let dir = tempfile::Builder::new()
             .prefix("tenure-")
-            .tempdir_in(root)?;
+            .tempdir_in(&places.root)?;
+        let mut kept = Vec::new();
         let ports = free_ports(6)?;
         let (http, peer) = ports.split_at(3);
         let certs = match tls {
@@ -554,7 +572,8 @@ impl TenureCluster {
         };
         let mut nodes = Vec::new();
         for id in 1..=3 {
-            let data = dir.path().join(format!("node-{id}"));
+            kept.push(node_data(places, id - 1, "tenure")?);
+            let data = kept[id - 1].path().join("data");
             let log = dir.path().join(format!("node-{id}.log"));
             let mut cmd = Command::new(bin);
             cmd.args(tenure_args(id, http, peer, &data, &certs, tls.is_some()))
@@ -593,6 +612,7 @@ impl TenureCluster {
             nodes,
             urls,
             _dir: dir,
+            _data: kept,
         })
     }
 }

@@ -59,6 +59,12 @@ pub struct CompareArgs {
     /// directory.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Three directories, comma-separated: member 1, 2 and 3 of each
+    /// system keep their data in the first, second and third. Give each
+    /// its own file system to measure what the nodes' sharing one disk
+    /// costs. Logs and certificates stay under --data-dir.
+    #[arg(long, value_name = "DIR1,DIR2,DIR3", value_delimiter = ',')]
+    node_data_dirs: Vec<PathBuf>,
     /// Run only these steps (comma-separated): sequential, cycles,
     /// failover, handoff, election, trylock, queue, election32, stampede,
     /// kill, trylock-kill, idle. Default: all. The five under contention
@@ -140,6 +146,10 @@ pub async fn run(bench: Bench) -> Result<()> {
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
+    let dirs = args.node_data_dirs.len();
+    if dirs != 0 && dirs != 3 {
+        bail!("--node-data-dirs takes three directories, one per member; got {dirs}");
+    }
     let command: Vec<String> = std::env::args().collect();
     tenure_bench::run_compare(tenure_bench::Options {
         tenure_bin: std::env::current_exe().context("find the tenure binary")?,
@@ -147,7 +157,10 @@ fn compare(args: CompareArgs) -> Result<()> {
         json: args.json,
         results: args.results,
         install: !args.no_install,
-        data_root: args.data_dir.unwrap_or_else(std::env::temp_dir),
+        data: tenure_bench::DataPlaces {
+            root: args.data_dir.unwrap_or_else(std::env::temp_dir),
+            nodes: args.node_data_dirs,
+        },
         command: format!("tenure {}", command.get(1..).unwrap_or_default().join(" ")),
         steps: args.steps,
         idle_leases: args.idle_leases,

@@ -224,8 +224,8 @@ pub(crate) fn trylock_kill_step(run: &mut Run) -> Result<()> {
         ..
     } = run;
     progress.next("try-lock under a node kill: fresh clusters");
-    let mut etcd = EtcdCluster::start(&opts.data_root, tls.as_ref())?;
-    let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data_root, tls.as_ref())?;
+    let mut etcd = EtcdCluster::start(&opts.data, tls.as_ref())?;
+    let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data, tls.as_ref())?;
     let run_for = Duration::from_secs(sizes.loss_secs);
     let at = Duration::from_secs(sizes.loss_secs / 3);
     let plan = |system: &str, victim| trylock::Plan {

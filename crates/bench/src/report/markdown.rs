@@ -246,6 +246,20 @@ fn mib_list(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// Where the nodes kept their data, for the report's header.
+fn data_places(opts: &Options) -> String {
+    if opts.data.nodes.is_empty() {
+        return "data in fresh temporary directories on the same file system".into();
+    }
+    let dirs: Vec<String> = (0..3)
+        .map(|i| format!("`{}`", opts.data.node(i).display()))
+        .collect();
+    format!(
+        "member 1, 2 and 3 of each system keep their data under {} (`--node-data-dirs`)",
+        dirs.join(", ")
+    )
+}
+
 pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: &Value) -> String {
     let m = &j["machine"];
     let mut s = String::new();
@@ -260,7 +274,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         "- machine: {} CPUs ({}), {} GiB, Linux {}; load average at the end {}\n\
          - commit: {}\n\
          - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes.\n\
-         - both on 127.0.0.1, ports chosen by the OS, data in fresh temporary directories on the same file system, fsync on (both systems' default)\n\
+         - both on 127.0.0.1, ports chosen by the OS, {}, fsync on (both systems' default)\n\
          - transport: {}\n\
          - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms; \
          election: {} uncontested campaigns, {} handoffs; idle leases: {}\n\
@@ -271,6 +285,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         m["kernel"].as_str().unwrap_or(""),
         m["loadavg_at_end"].as_str().unwrap_or(""),
         j["commit"].as_str().unwrap_or(""),
+        data_places(opts),
         super::transport(opts.tls),
         if opts.quick { "--quick" } else { "full" },
         sizes.sequential,
