@@ -65,6 +65,11 @@ pub struct CompareArgs {
     /// costs. Logs and certificates stay under --data-dir.
     #[arg(long, value_name = "DIR1,DIR2,DIR3", value_delimiter = ',')]
     node_data_dirs: Vec<PathBuf>,
+    /// The `tenure` binary whose `tenure server` the tenure cluster runs.
+    /// Default: this one. Another build's, to compare two builds with the
+    /// same workloads (its server flags must be this build's).
+    #[arg(long, value_name = "FILE")]
+    server_bin: Option<PathBuf>,
     /// Run only these steps (comma-separated): sequential, cycles,
     /// failover, handoff, election, trylock, queue, election32, stampede,
     /// kill, trylock-kill, idle. Default: all. The five under contention
@@ -152,7 +157,10 @@ fn compare(args: CompareArgs) -> Result<()> {
     }
     let command: Vec<String> = std::env::args().collect();
     tenure_bench::run_compare(tenure_bench::Options {
-        tenure_bin: std::env::current_exe().context("find the tenure binary")?,
+        tenure_bin: match args.server_bin {
+            Some(bin) => bin,
+            None => std::env::current_exe().context("find the tenure binary")?,
+        },
         quick: args.quick,
         json: args.json,
         results: args.results,

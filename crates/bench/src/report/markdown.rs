@@ -273,7 +273,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         s,
         "- machine: {} CPUs ({}), {} GiB, Linux {}; load average at the end {}\n\
          - commit: {}\n\
-         - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes.\n\
+         - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes of `{}`.\n\
          - both on 127.0.0.1, ports chosen by the OS, {}, fsync on (both systems' default)\n\
          - transport: {}\n\
          - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms; \
@@ -285,6 +285,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         m["kernel"].as_str().unwrap_or(""),
         m["loadavg_at_end"].as_str().unwrap_or(""),
         j["commit"].as_str().unwrap_or(""),
+        opts.tenure_bin.display(),
         data_places(opts),
         super::transport(opts.tls),
         if opts.quick { "--quick" } else { "full" },
