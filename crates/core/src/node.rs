@@ -143,6 +143,8 @@ pub struct Node {
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
     renewals_told: RenewalsTold,
+    /// The latest lazy record a look answer reported as not yet durable.
+    lazy_reported: LazyReported,
 }
 
 impl Local for Acceptor {
@@ -202,6 +204,7 @@ impl Node {
             replies: VecDeque::new(),
             events: VecDeque::new(),
             renewals_told: RenewalsTold::default(),
+            lazy_reported: LazyReported::default(),
         })
     }
 
@@ -311,7 +314,9 @@ impl Node {
         WriteId(self.last_strict)
     }
 
-    /// The latest write some held-back message waits for (0: none).
+    /// The latest write some held-back message waits for, or that a look
+    /// answer reported as not yet durable (whose proposer, short of every
+    /// member's answer, will look again until it is) (0: none).
     pub fn awaited_write(&self) -> WriteId {
         let apart = self.held_apart.iter().map(|(gate, _)| *gate).max();
         let back = |queue: &VecDeque<(u64, Outgoing)>| queue.back().map(|(gate, _)| *gate);
@@ -320,7 +325,7 @@ impl Node {
             .flatten()
             .max()
             .unwrap_or(0);
-        WriteId(gate)
+        WriteId(gate.max(self.lazy_reported.0))
     }
 
     /// Messages waiting for their writes to become durable.
@@ -366,7 +371,9 @@ impl Node {
             Message::Peek { name, id } => {
                 // A look reveals one name's state: it waits for that name's
                 // writes only, and says whether a lazy one is still out.
-                let durable = !self.lazy_names.contains_key(&name);
+                let lazy = self.lazy_names.get(&name).copied();
+                let durable = lazy.is_none();
+                self.lazy_reported.0 = self.lazy_reported.0.max(lazy.unwrap_or(0));
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
                 self.held_apart.push((gate, Outgoing::Send(from, reply)));
@@ -591,6 +598,23 @@ impl RenewalsTold {
             .insert(chosen.name.clone(), (renewal.token, now, ttl));
         true
     }
+}
+
+/// Advice for the shell, like [`RenewalsTold`]: left out of the node's
+/// equality and hash.
+#[derive(Clone, Debug, Default)]
+struct LazyReported(u64);
+
+impl PartialEq for LazyReported {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LazyReported {}
+
+impl Hash for LazyReported {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
 }
 
 impl PartialEq for RenewalsTold {

@@ -646,9 +646,6 @@ fn a_shell_learns_which_lazy_records_nothing_waits_for() {
     let job = LeaseName::new("job").unwrap();
     let (accepted, value) = c.node(2).acceptor_state(&job).unwrap().accepted.unwrap();
     let now = c.now;
-    let n2 = c.node(2);
-    while n2.poll_transmit().is_some() {}
-    let strict = n2.last_strict_write();
     let ballot = tenure_core::Ballot {
         counter: accepted.counter + 1,
         ..accepted
@@ -663,20 +660,42 @@ fn a_shell_learns_which_lazy_records_nothing_waits_for() {
         age: Micros::ZERO,
         origin: ballot,
     };
-    n2.handle_message(now, NodeId(1), renewal.clone());
-    let lazy = n2.poll_write().expect("the renewal's record").id;
-    assert_eq!(
-        n2.last_strict_write(),
-        strict,
-        "the renewal's record is lazy"
-    );
-    assert!(
-        n2.awaited_write() < lazy,
-        "its acknowledgement left at once, and nothing waits for its record"
-    );
+    let lazy_renewal = |n: &mut Node| {
+        while n.poll_transmit().is_some() {}
+        let strict = n.last_strict_write();
+        n.handle_message(now, NodeId(1), renewal.clone());
+        let lazy = n.poll_write().expect("the renewal's record").id;
+        assert_eq!(
+            n.last_strict_write(),
+            strict,
+            "the renewal's record is lazy"
+        );
+        assert!(
+            n.awaited_write() < lazy,
+            "its acknowledgement left at once, and nothing waits for its record"
+        );
+        lazy
+    };
+
     // The proposer asks again for a durable answer: that waits for it.
-    n2.handle_message(now, NodeId(1), renewal);
+    let n2 = c.node(2);
+    let lazy = lazy_renewal(n2);
+    n2.handle_message(now, NodeId(1), renewal.clone());
     assert!(n2.awaited_write() >= lazy);
     n2.handle_durable(now, lazy);
     assert_eq!(n2.held_messages(), 0, "the durable answer went once it was");
+
+    // A look that is told the record is not durable yet looks again until
+    // it is: the record is due now.
+    let n3 = c.node(3);
+    let lazy = lazy_renewal(n3);
+    n3.handle_message(
+        now,
+        NodeId(1),
+        Message::Peek {
+            name: job.clone(),
+            id: 7,
+        },
+    );
+    assert!(n3.awaited_write() >= lazy);
 }
