@@ -186,7 +186,9 @@ fn renewals(url: &str, count: usize, fsync_dir: Option<&Path>) -> Result<()> {
     let name = format!("bench-{}", std::process::id());
     let lock = format!("{url}/v1/locks/{name}");
     // The first requests may meet peers still connecting: retry briefly.
-    let mut token = None;
+    // A cluster with grant keys (`tenure dev`, `--grant-secret`) answers
+    // the grant with the key its renewals and release must carry.
+    let mut grant = None;
     for _ in 0..50 {
         let mut response = agent
             .put(&lock)
@@ -195,15 +197,21 @@ fn renewals(url: &str, count: usize, fsync_dir: Option<&Path>) -> Result<()> {
         let body = response.body_mut().read_to_string()?;
         if response.status().as_u16() == 201 {
             let v: serde_json::Value = serde_json::from_str(&body)?;
-            token = v["token"].as_u64();
+            grant = v["token"]
+                .as_u64()
+                .map(|token| (token, v["key"].as_str().map(str::to_string)));
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let Some(token) = token else {
+    let Some((token, key)) = grant else {
         bail!("could not acquire {name} through {url}");
     };
-    let renew = format!(r#"{{"holder":"bench","token":{token}}}"#);
+    let renew = match &key {
+        Some(key) => format!(r#"{{"holder":"bench","token":{token},"key":"{key}"}}"#),
+        None => format!(r#"{{"holder":"bench","token":{token}}}"#),
+    };
+    let key_param = key.map(|k| format!("&key={k}")).unwrap_or_default();
     // Warm up connections and the fast path.
     for _ in 0..20 {
         agent.put(&lock).send(&renew)?.body_mut().read_to_string()?;
@@ -229,7 +237,7 @@ fn renewals(url: &str, count: usize, fsync_dir: Option<&Path>) -> Result<()> {
         health_us.push(started.elapsed());
     }
     let _ = agent
-        .delete(&format!("{lock}?holder=bench&token={token}"))
+        .delete(&format!("{lock}?holder=bench&token={token}{key_param}"))
         .call();
 
     let rtt = loopback_rtt(count)?;

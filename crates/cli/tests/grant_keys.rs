@@ -85,3 +85,17 @@ fn the_cli_prints_the_key_and_unlocks_with_it() {
     ]);
     assert!(with.status.success(), "{with:?}");
 }
+
+/// `tenure bench renew --url` renews with the key its grant came with.
+#[test]
+fn bench_renew_against_a_cluster_with_keys_renews_with_the_key() {
+    let dev = Dev::start(&[]);
+    acquire_when_ready(&format!("{}/v1/locks/warm", dev.url()), "w", 60_000);
+    let out = Command::new(BIN)
+        .args(["bench", "renew", "--count", "20", "--url", &dev.url()])
+        .output()
+        .expect("run tenure bench renew");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("20 renewals"), "{said}");
+}
