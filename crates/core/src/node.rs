@@ -142,9 +142,9 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
-    renewals_told: RenewalsTold,
+    renewals_told: Advice<RenewalsTold>,
     /// The latest lazy record a look answer reported as not yet durable.
-    lazy_reported: LazyReported,
+    lazy_reported: Advice<u64>,
 }
 
 impl Local for Acceptor {
@@ -203,8 +203,8 @@ impl Node {
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
-            renewals_told: RenewalsTold::default(),
-            lazy_reported: LazyReported::default(),
+            renewals_told: Advice::default(),
+            lazy_reported: Advice::default(),
         })
     }
 
@@ -325,7 +325,7 @@ impl Node {
             .flatten()
             .max()
             .unwrap_or(0);
-        WriteId(gate.max(self.lazy_reported.0))
+        WriteId(gate.max(*self.lazy_reported))
     }
 
     /// Messages waiting for their writes to become durable.
@@ -373,7 +373,7 @@ impl Node {
                 // writes only, and says whether a lazy one is still out.
                 let lazy = self.lazy_names.get(&name).copied();
                 let durable = lazy.is_none();
-                self.lazy_reported.0 = self.lazy_reported.0.max(lazy.unwrap_or(0));
+                *self.lazy_reported = (*self.lazy_reported).max(lazy.unwrap_or(0));
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
                 self.held_apart.push((gate, Outgoing::Send(from, reply)));
@@ -562,9 +562,7 @@ fn news_of(chosen: &Chosen) -> Chosen {
 
 /// When each name's current grant was last told renewed, so that the
 /// steady renewals of a lease cost no message and no history line each:
-/// at most one per ttl. Advice for histories only, so it is left out of
-/// the node's equality and hash, which are the protocol state that model
-/// checking explores.
+/// at most one per ttl. Advice for histories only (see [`Advice`]).
 #[derive(Clone, Debug, Default)]
 struct RenewalsTold {
     told: HashMap<LeaseName, (Token, Instant, Micros)>,
@@ -600,31 +598,33 @@ impl RenewalsTold {
     }
 }
 
-/// Advice for the shell, like [`RenewalsTold`]: left out of the node's
-/// equality and hash.
+/// State that only advises the shell (what to tell, when to sync): left
+/// out of the node's equality and hash, which are the protocol state that
+/// model checking explores.
 #[derive(Clone, Debug, Default)]
-struct LazyReported(u64);
+struct Advice<T>(T);
 
-impl PartialEq for LazyReported {
+impl<T> std::ops::Deref for Advice<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Advice<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T> PartialEq for Advice<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for LazyReported {}
+impl<T> Eq for Advice<T> {}
 
-impl Hash for LazyReported {
-    fn hash<H: Hasher>(&self, _: &mut H) {}
-}
-
-impl PartialEq for RenewalsTold {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for RenewalsTold {}
-
-impl Hash for RenewalsTold {
+impl<T> Hash for Advice<T> {
     fn hash<H: Hasher>(&self, _: &mut H) {}
 }

@@ -1,10 +1,10 @@
 //! The HTTP limits that protect a node from slow or idle clients, checked
 //! on an in-process single-node cluster with short limits.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
-use tenure_core::NodeId;
-use tenure_server::{server, Listeners, Running, ServerConfig};
+use tenure_server::{Running, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -15,19 +15,12 @@ async fn start(dir: &std::path::Path) -> Running {
 }
 
 async fn start_with(dir: &std::path::Path, tune: impl FnOnce(&mut ServerConfig)) -> Running {
-    let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
-        .await
-        .expect("bind");
-    let peer = listeners.peer.local_addr().expect("addr").to_string();
-    let mut config = ServerConfig::new(
-        NodeId(1),
-        dir.to_path_buf(),
-        BTreeMap::from([(NodeId(1), peer)]),
-    );
-    config.http.header_read_timeout = LIMIT;
-    config.http.body_read_timeout = LIMIT;
-    tune(&mut config);
-    server::start(config, listeners).await.expect("start")
+    common::start_single(dir, |config| {
+        config.http.header_read_timeout = LIMIT;
+        config.http.body_read_timeout = LIMIT;
+        tune(config);
+    })
+    .await
 }
 
 /// Read until the server closes the connection; panics if it does not

@@ -2,28 +2,21 @@
 //! loop for company; nothing a client waits for waits with them. Checked on
 //! an in-process single-node cluster whose lazy records may wait an hour.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::{Duration, Instant};
-use tenure_core::NodeId;
-use tenure_server::{server, Listeners, Running, ServerConfig};
+use tenure_server::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 async fn start(dir: &std::path::Path) -> Running {
-    let listeners = Listeners::bind("127.0.0.1:0", "127.0.0.1:0")
-        .await
-        .expect("bind");
-    let peer = listeners.peer.local_addr().expect("addr").to_string();
-    let mut config = ServerConfig::new(
-        NodeId(1),
-        dir.to_path_buf(),
-        BTreeMap::from([(NodeId(1), peer)]),
-    );
-    config.lazy_commit_delay = Duration::from_secs(3_600);
-    config.http.drain_timeout = Duration::from_secs(60);
-    server::start(config, listeners).await.expect("start")
+    common::start_single(dir, |config| {
+        config.lazy_commit_delay = Duration::from_secs(3_600);
+        config.http.drain_timeout = Duration::from_secs(60);
+    })
+    .await
 }
 
 /// One request on its own connection: the status code and the body.
