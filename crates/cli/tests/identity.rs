@@ -131,3 +131,31 @@ fn a_peer_address_where_nothing_answers_is_said_once() {
     assert_eq!(read().matches(said).count(), 2, "{}", read());
     node.kill9();
 }
+
+/// An operator moves node 3 to a new address (docs/operations.md, "Moving
+/// a node"): it stops, starts at the new address on its own data, and the
+/// others are restarted one at a time with the new `--peers`. The lease
+/// held throughout stays its holder's, and node 3 at its new address makes
+/// a quorum with node 2 once node 1 is gone.
+#[test]
+fn a_node_moved_to_a_new_address_keeps_its_place() {
+    let mut c = serving();
+    let stop = |c: &mut Cluster, id: u16| {
+        let stopped = c.node(id).signal_and_wait("TERM", Duration::from_secs(15));
+        assert_eq!(stopped, Some(0), "node {id} stops on SIGTERM");
+    };
+    stop(&mut c, 3);
+    c.move_peer_port(3);
+    c.restart(3);
+    for id in [1, 2] {
+        stop(&mut c, id);
+        c.restart(id);
+        let other = acquire_when_ready(&c.lock_url(3, "job"), "b", 60_000);
+        assert_eq!(other.status, 409, "job is still a's: {other:?}");
+    }
+    stop(&mut c, 1);
+    let r = acquire_when_ready(&c.lock_url(3, "moved"), "c", 60_000);
+    assert_eq!(r.status, 201, "nodes 2 and 3 are a quorum: {r:?}");
+    let job = get(&c.lock_url(2, "job"));
+    assert_eq!(job.body["holder"], "a", "{job:?}");
+}

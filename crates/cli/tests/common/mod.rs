@@ -291,6 +291,13 @@ impl Cluster {
         ]
     }
 
+    /// Give node `id` a new peer port, as an operator moving it to a new
+    /// address: `args` gives it to every node from now on, and the nodes
+    /// running keep the old one until they are restarted.
+    pub fn move_peer_port(&mut self, id: u16) {
+        self.peer_ports[usize::from(id - 1)] = free_ports(1)[0];
+    }
+
     /// The cluster's CA and its members' certificates (`tenure certs`).
     pub fn tls_dir(&self) -> PathBuf {
         self.dir.path().join("tls")
