@@ -109,6 +109,8 @@ struct Registry {
     leases: HashMap<LeaseName, Instant>,
     /// Acquires waiting for a lease through this node.
     waiting_acquires: u64,
+    /// Names this node's acceptor stores.
+    names_stored: usize,
 }
 
 /// One node's metrics. Every method takes a short lock; none blocks on IO.
@@ -180,6 +182,11 @@ impl Metrics {
                 r.waiting_acquires = r.waiting_acquires.saturating_sub(1);
             }
         });
+    }
+
+    /// This node's acceptor now stores `names` names.
+    pub fn names_stored(&self, names: usize) {
+        self.with(|r| r.names_stored = names);
     }
 
     /// The committer made one transaction durable in `took`.
@@ -347,6 +354,9 @@ impl Metrics {
             out.push_str("# HELP tenure_waiting_acquires Acquires with a wait (long polls) waiting for a lease through this node.\n");
             out.push_str("# TYPE tenure_waiting_acquires gauge\n");
             let _ = writeln!(out, "tenure_waiting_acquires {}", r.waiting_acquires);
+            out.push_str("# HELP tenure_names_stored Names this node's acceptor stores: every name ever used, free or held (no name is deleted yet).\n");
+            out.push_str("# TYPE tenure_names_stored gauge\n");
+            let _ = writeln!(out, "tenure_names_stored {}", r.names_stored);
         });
         out.push_str(extra);
         out
@@ -378,6 +388,8 @@ mod tests {
         let name = LeaseName::new("x").unwrap();
         m.lease_held(&name, Instant::now() + Duration::from_secs(60));
         assert!(m.render("").contains("tenure_leases_held 1"));
+        m.names_stored(3);
+        assert!(m.render("").contains("tenure_names_stored 3"));
         m.lease_held(&name, Instant::now());
         assert!(m.render("").contains("tenure_leases_held 0"));
     }

@@ -148,6 +148,8 @@ pub struct NodeLoop {
     history: Arc<History>,
     pending: HashMap<RequestId, Pending>,
     lazy: LazyRecords,
+    /// The names stored, as the metrics last heard.
+    names_stored: Option<usize>,
 }
 
 /// Lazy records not yet handed to storage.
@@ -202,6 +204,7 @@ impl NodeLoop {
             metrics,
             history,
             pending: HashMap::new(),
+            names_stored: None,
             lazy: LazyRecords {
                 held: Vec::new(),
                 submitted_through: 0,
@@ -360,6 +363,11 @@ impl NodeLoop {
         }
         while let Some(reply) = self.node.poll_reply() {
             self.complete(reply);
+        }
+        let names = self.node.stored_names();
+        if self.names_stored != Some(names) {
+            self.names_stored = Some(names);
+            self.metrics.names_stored(names);
         }
         while let Some(event) = self.node.poll_event() {
             match event {

@@ -46,15 +46,20 @@ async fn http(node: &Running, method: &str, path: &str, body: &str) -> (u16, Str
     (status, body)
 }
 
-/// The writes this node has made durable so far.
-async fn writes_committed(node: &Running) -> u64 {
+/// The value of the metric `name` (without labels) on this node.
+async fn metric(node: &Running, name: &str) -> u64 {
     let (status, text) = http(node, "GET", "/metrics", "").await;
     assert_eq!(status, 200, "{text}");
     text.lines()
-        .find_map(|line| line.strip_prefix("tenure_persist_batch_writes_sum "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no tenure_persist_batch_writes_sum in {text}"))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// The writes this node has made durable so far.
+async fn writes_committed(node: &Running) -> u64 {
+    metric(node, "tenure_persist_batch_writes_sum").await
 }
 
 fn token_of(body: &str) -> u64 {
@@ -109,6 +114,7 @@ async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write(
         "the grant's commit took {} writes; the {RENEWALS} renewals' records and its own were due",
         after - before
     );
+    assert_eq!(metric(&node, "tenure_names_stored").await, 2);
 
     // Held records are committed at a stop, which does not wait out the delay.
     let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
