@@ -244,6 +244,11 @@ impl NodeLoop {
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
                 }
+                // Before new calls, so that a steady stream of them cannot
+                // keep lazy records from storage.
+                () = tokio::time::sleep_until(self.lazy.due.unwrap_or(far)), if self.lazy.due.is_some() => {
+                    self.commit(Vec::new(), true);
+                }
                 Some(request) = inputs.cancels.recv() => self.on_cancel(request),
                 Some(call) = inputs.calls.recv(), if drain_until.is_none() => {
                     self.on_call(call);
@@ -264,9 +269,6 @@ impl NodeLoop {
                         self.stop_waiting();
                         drain_until = Some(tokio::time::Instant::now() + inputs.drain);
                     }
-                }
-                () = tokio::time::sleep_until(self.lazy.due.unwrap_or(far)), if self.lazy.due.is_some() => {
-                    self.commit(Vec::new(), true);
                 }
                 () = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => break,
                 else => break,
