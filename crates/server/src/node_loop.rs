@@ -399,7 +399,13 @@ impl NodeLoop {
             return;
         };
         let needed = |id: WriteId| id.0 > lazy.submitted_through;
+        // Checked here too, not only by the loop's timer, which a steady
+        // stream of peer messages ahead of it in the select would starve.
+        let overdue = lazy
+            .due
+            .is_some_and(|due| due <= tokio::time::Instant::now());
         if now
+            || overdue
             || lazy.delay.is_zero()
             || lazy.held.len() >= MAX_LAZY_HELD
             || needed(self.node.last_strict_write())

@@ -12,8 +12,12 @@ use tokio::net::TcpStream;
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 async fn start(dir: &std::path::Path) -> Running {
+    start_with_delay(dir, Duration::from_secs(3_600)).await
+}
+
+async fn start_with_delay(dir: &std::path::Path, delay: Duration) -> Running {
     common::start_single(dir, |config| {
-        config.lazy_commit_delay = Duration::from_secs(3_600);
+        config.lazy_commit_delay = delay;
         config.http.drain_timeout = Duration::from_secs(60);
     })
     .await
@@ -126,4 +130,31 @@ async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write(
         "the stop waited {:?} for a held record",
         stopping.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_alone_is_committed_once_its_delay_has_passed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_with_delay(dir.path(), Duration::from_millis(20)).await;
+    let (status, body) = http(
+        &node,
+        "PUT",
+        "/v1/locks/renewed",
+        r#"{"holder":"a","ttl_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let renewal = format!(r#"{{"holder":"a","token":{}}}"#, token_of(&body));
+    let before = writes_committed(&node).await;
+    let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
+    assert_eq!(status, 200, "{body}");
+    let waiting = Instant::now();
+    while writes_committed(&node).await == before {
+        assert!(
+            waiting.elapsed() < PROMPTLY,
+            "the renewal's record was not committed within {PROMPTLY:?} of a 20 ms delay"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.shutdown().await;
 }
