@@ -143,8 +143,6 @@ pub struct Node {
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
     renewals_told: Advice<RenewalsTold>,
-    /// The latest lazy record a look answer reported as not yet durable.
-    lazy_reported: Advice<u64>,
 }
 
 impl Local for Acceptor {
@@ -204,7 +202,6 @@ impl Node {
             replies: VecDeque::new(),
             events: VecDeque::new(),
             renewals_told: Advice::default(),
-            lazy_reported: Advice::default(),
         })
     }
 
@@ -314,9 +311,10 @@ impl Node {
         WriteId(self.last_strict)
     }
 
-    /// The latest write some held-back message waits for, or that a look
-    /// answer reported as not yet durable (whose proposer, short of every
-    /// member's answer, will look again until it is) (0: none).
+    /// The latest write some held-back message waits for (0: none). A look
+    /// answer that reports a lazy record does not wait for it, and does not
+    /// make it due: a look that cannot decide from lazy answers prepares,
+    /// and a promise waits for every write (docs/protocol.md).
     pub fn awaited_write(&self) -> WriteId {
         let apart = self.held_apart.iter().map(|(gate, _)| *gate).max();
         let back = |queue: &VecDeque<(u64, Outgoing)>| queue.back().map(|(gate, _)| *gate);
@@ -325,7 +323,7 @@ impl Node {
             .flatten()
             .max()
             .unwrap_or(0);
-        WriteId(gate.max(*self.lazy_reported))
+        WriteId(gate)
     }
 
     /// Messages waiting for their writes to become durable.
@@ -371,9 +369,7 @@ impl Node {
             Message::Peek { name, id } => {
                 // A look reveals one name's state: it waits for that name's
                 // writes only, and says whether a lazy one is still out.
-                let lazy = self.lazy_names.get(&name).copied();
-                let durable = lazy.is_none();
-                *self.lazy_reported = (*self.lazy_reported).max(lazy.unwrap_or(0));
+                let durable = !self.lazy_names.contains_key(&name);
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
                 self.held_apart.push((gate, Outgoing::Send(from, reply)));
