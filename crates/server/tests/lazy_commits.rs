@@ -76,26 +76,31 @@ fn token_of(body: &str) -> u64 {
         .expect("a numeric token")
 }
 
+/// Grant `name` to `holder` for a minute; its token.
+async fn acquire(node: &Running, name: &str, holder: &str) -> u64 {
+    let body = format!(r#"{{"holder":"{holder}","ttl_ms":60000}}"#);
+    let (status, body) = http(node, "PUT", &format!("/v1/locks/{name}"), &body).await;
+    assert_eq!(status, 201, "{body}");
+    token_of(&body)
+}
+
+/// Renew `holder`'s grant `token` of `name`.
+async fn renew(node: &Running, name: &str, holder: &str, token: u64) {
+    let body = format!(r#"{{"holder":"{holder}","token":{token}}}"#);
+    let (status, body) = http(node, "PUT", &format!("/v1/locks/{name}"), &body).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start(dir.path()).await;
-    let (status, body) = http(
-        &node,
-        "PUT",
-        "/v1/locks/renewed",
-        r#"{"holder":"a","ttl_ms":60000}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let token = token_of(&body);
+    let token = acquire(&node, "renewed", "a").await;
     let before = writes_committed(&node).await;
 
-    let renewal = format!(r#"{{"holder":"a","token":{token}}}"#);
     const RENEWALS: u64 = 20;
     for _ in 0..RENEWALS {
-        let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
-        assert_eq!(status, 200, "{body}");
+        renew(&node, "renewed", "a", token).await;
     }
     assert_eq!(
         writes_committed(&node).await,
@@ -104,14 +109,7 @@ async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write(
     );
 
     // A grant is strict: its commit takes every record held before it.
-    let (status, body) = http(
-        &node,
-        "PUT",
-        "/v1/locks/other",
-        r#"{"holder":"b","ttl_ms":60000}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    acquire(&node, "other", "b").await;
     let after = writes_committed(&node).await;
     assert!(
         after > before + RENEWALS,
@@ -121,8 +119,7 @@ async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write(
     assert_eq!(metric(&node, "tenure_names_stored").await, 2);
 
     // Held records are committed at a stop, which does not wait out the delay.
-    let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
-    assert_eq!(status, 200, "{body}");
+    renew(&node, "renewed", "a", token).await;
     let stopping = Instant::now();
     node.shutdown().await;
     assert!(
@@ -136,18 +133,9 @@ async fn renewals_are_answered_at_once_and_committed_with_the_next_strict_write(
 async fn a_renewal_alone_is_committed_once_its_delay_has_passed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_with_delay(dir.path(), Duration::from_millis(20)).await;
-    let (status, body) = http(
-        &node,
-        "PUT",
-        "/v1/locks/renewed",
-        r#"{"holder":"a","ttl_ms":60000}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let renewal = format!(r#"{{"holder":"a","token":{}}}"#, token_of(&body));
+    let token = acquire(&node, "renewed", "a").await;
     let before = writes_committed(&node).await;
-    let (status, body) = http(&node, "PUT", "/v1/locks/renewed", &renewal).await;
-    assert_eq!(status, 200, "{body}");
+    renew(&node, "renewed", "a", token).await;
     let waiting = Instant::now();
     while writes_committed(&node).await == before {
         assert!(
