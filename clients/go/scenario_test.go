@@ -167,8 +167,11 @@ func TestAWaitThatRunsOutIsHeld(t *testing.T) {
 		t.Fatalf("waited %v (reported %v), want about 300 ms", time.Since(started), held.Waited)
 	}
 
-	// A context deadline bounds the wait the same way.
-	short, cancel := context.WithTimeout(ctx, time.Second)
+	// A context deadline bounds the wait the same way. Acquire keeps the
+	// last quarter of it (at most 500 ms) for the answer to the wait's
+	// last try, which is a write: 2 s leaves that the whole 500 ms, room
+	// for an fsync on a disk that is busy flushing something else.
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_, err = c.Acquire(short, "busy", Holder("web-2"))
 	if !errors.Is(err, ErrHeld) {
