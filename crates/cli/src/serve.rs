@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
-use tenure_core::{DriftBound, NodeId};
+use std::time::Duration;
+use tenure_core::{DriftBound, Micros, NodeId};
 use tenure_server::{parse_peers, server, Listeners, ServerConfig};
 
 #[derive(Args)]
@@ -59,6 +60,13 @@ pub struct ServerArgs {
     /// either way (docs/safety.md).
     #[arg(long)]
     no_clock_check: bool,
+    /// Delete a name from every node once it has been free, with nobody
+    /// waiting, for this long (`25h`, `90m`; `off`: never). A later grant
+    /// still gets a higher token (docs/storage.md, "Space"). Every member
+    /// must be up for a name to go. At least twice the request deadline
+    /// (10s).
+    #[arg(long, value_name = "DURATION", default_value = "25h", value_parser = parse_compact_after)]
+    compact_after: CompactAfter,
     /// Client connections served at once; more are answered 503.
     #[arg(long, value_name = "N", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -202,6 +210,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     config.accept_rolled_back_store = args.accept_rolled_back_store;
     config.drift = args.drift.bound();
     config.clock_check = !args.no_clock_check;
+    if let Some(after) = args.compact_after.0 {
+        let least = 2 * Duration::from_micros(config.timing.request_deadline.0);
+        anyhow::ensure!(
+            after >= least,
+            "--compact-after {after:?} is too soon: at least {least:?}, twice the request \
+             deadline, so that no round outlives its name; or `off`"
+        );
+    }
+    config.compaction.idle_after = args
+        .compact_after
+        .0
+        .map(|d| Micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)));
     config.cluster_id = args.cluster_id;
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.tokens = args.tokens;
@@ -239,4 +259,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     tracing::info!("stopping");
     running.shutdown().await;
     Ok(())
+}
+
+/// `--compact-after`: a duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactAfter(Option<Duration>);
+
+fn parse_compact_after(s: &str) -> Result<CompactAfter, String> {
+    if s.trim() == "off" {
+        return Ok(CompactAfter(None));
+    }
+    crate::client_cmds::parse_duration(s).map(|d| CompactAfter(Some(d)))
 }

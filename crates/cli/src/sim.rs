@@ -125,8 +125,9 @@ pub fn run_sim(args: SimArgs) -> Result<ExitCode> {
     let operations: usize = reports.iter().map(|r| r.operations).sum();
     let grants: usize = reports.iter().map(|r| r.grants).sum();
     let events: u64 = reports.iter().map(|r| r.events).sum();
+    let compactions: u64 = reports.iter().map(|r| r.compactions).sum();
     println!(
-        "sim: {} seeds, {} with violations, {} not fully checked, {operations} operations, {grants} grants, {events} events, {:.1} s{}",
+        "sim: {} seeds, {} with violations, {} not fully checked, {operations} operations, {grants} grants, {compactions} registers compacted, {events} events, {:.1} s{}",
         reports.len(),
         failed.len(),
         unchecked.len(),

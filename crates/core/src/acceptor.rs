@@ -25,6 +25,16 @@
 //! (docs/safety.md, "Forgetting is aging"). The promise of the successor
 //! ballot that the acceptance makes is kept by the horizon instead, which
 //! is raised first when it does not cover it.
+//!
+//! # Compacted names
+//!
+//! A register may be deleted once every member accepted the same free,
+//! idle value at one ballot (`compact.rs`, docs/storage.md). Its promise
+//! folds into the floor (the horizon already covers it for the next life)
+//! and its token into a node-wide durable token floor. A name this
+//! acceptor does not store is reported at ballot zero with that floor, so
+//! a quorum that finds no register starts the name above every token any
+//! member compacted.
 
 use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
@@ -92,6 +102,9 @@ pub enum Record {
     Register { name: LeaseName, state: Durable },
     /// The promise horizon: the next life's floor. Only ever raised.
     Horizon(u64),
+    /// Delete the register of `name`, and raise the node's token floor to
+    /// `token_floor`, in one transaction.
+    Compact { name: LeaseName, token_floor: Token },
 }
 
 /// A reply, the record that must be durable before it is sent, and a
@@ -123,6 +136,9 @@ pub struct Acceptor {
     /// Every promise of this life has a counter below this, and the record
     /// that raised it is issued before any reply that relies on it.
     horizon: u64,
+    /// Above the token of every register this node compacted: where a name
+    /// it does not store starts.
+    token_floor: Token,
     bugs: Bugs,
 }
 
@@ -133,6 +149,7 @@ impl Acceptor {
     /// longer, never shorter.
     pub fn recover(
         horizon: u64,
+        token_floor: Token,
         records: impl IntoIterator<Item = (LeaseName, Durable)>,
         now: Instant,
         bugs: Bugs,
@@ -171,6 +188,7 @@ impl Acceptor {
             registers,
             floor,
             horizon,
+            token_floor,
             bugs,
         }
     }
@@ -197,6 +215,46 @@ impl Acceptor {
         self.horizon
     }
 
+    /// The token floor: no compacted register had a higher token.
+    pub fn token_floor(&self) -> Token {
+        self.token_floor
+    }
+
+    /// Up to `limit` stored names after `cursor`, in name order, with
+    /// their accepted values as a look would report them.
+    pub fn scan(
+        &self,
+        cursor: Option<&LeaseName>,
+        limit: usize,
+        now: Instant,
+    ) -> Vec<(LeaseName, Option<Report>)> {
+        self.registers
+            .after(cursor)
+            .take(limit)
+            .map(|(name, r)| (name, r.report(now)))
+            .collect()
+    }
+
+    /// Delete the register of `name` if it still holds the value accepted
+    /// at `ballot`, which every member accepted durably (the compactor's
+    /// rule, see the module docs). The promise goes into the floor, which
+    /// the horizon already covers, and the token into the token floor.
+    pub fn handle_compact(&mut self, name: &LeaseName, ballot: Ballot) -> Option<Record> {
+        let register = self.registers.get(name)?;
+        let accepted = register.accepted.as_ref()?;
+        if accepted.ballot != ballot {
+            return None; // Written again since: no longer what was settled.
+        }
+        let token = accepted.value.token;
+        self.registers.remove(name);
+        self.floor = self.floor.max(register.promised);
+        self.token_floor = self.token_floor.max(token);
+        Some(Record::Compact {
+            name: name.clone(),
+            token_floor: self.token_floor,
+        })
+    }
+
     /// The register of `name`, to read or change; a name never seen starts
     /// promised up to the floor.
     fn register(&mut self, name: &LeaseName) -> ValueMut<'_, RegisterPacking> {
@@ -215,6 +273,7 @@ impl Acceptor {
     /// Needs a write only when the promise is not below the horizon.
     pub fn handle_prepare(&mut self, now: Instant, name: &LeaseName, ballot: Ballot) -> Step {
         let raise = self.raise_horizon_for(ballot);
+        let floor = self.floor_report();
         let mut register = self.register(name);
         if ballot < register.promised {
             return nack(name, ballot, register.promised);
@@ -236,7 +295,7 @@ impl Acceptor {
         let reply = Message::Promise {
             name: name.clone(),
             ballot,
-            accepted: register.report(now),
+            accepted: register.report(now).or(floor),
         };
         drop(register);
         if let Some(Record::Horizon(horizon)) = write {
@@ -356,7 +415,31 @@ impl Acceptor {
     /// The accepted value of `name` and its age, as a promise would report
     /// them.
     pub fn report(&self, name: &LeaseName, now: Instant) -> Option<Report> {
-        self.registers.get(name).and_then(|r| r.report(now))
+        if self.bugs.has(Bug::PromiseHidesFloor) {
+            if let Some(r) = self.registers.get(name) {
+                return r.report(now);
+            }
+        }
+        // A register holding only a promise has nothing accepted either.
+        self.registers
+            .get(name)
+            .and_then(|r| r.report(now))
+            .or_else(|| self.floor_report())
+    }
+
+    /// What a name this node does not store reports: nothing, or, once a
+    /// register was compacted, a free value at ballot zero with the token
+    /// floor, which a proposer starts from.
+    fn floor_report(&self) -> Option<Report> {
+        (self.token_floor > Token(0)).then(|| Report {
+            ballot: Ballot::ZERO,
+            value: LeaseValue {
+                token: self.token_floor,
+                ..LeaseValue::default()
+            },
+            age: Micros::ZERO,
+            origin: Ballot::ZERO,
+        })
     }
 
     /// The token and holder of the value accepted for `name`.
@@ -464,7 +547,7 @@ mod tests {
         let horizon = a.horizon();
         // The promise of 7 was never written; the restarted acceptor still
         // refuses 6, for this name and any other, and tells how high to go.
-        let mut a = Acceptor::recover(horizon, [], t(10), Bugs::NONE);
+        let mut a = Acceptor::recover(horizon, Token(0), [], t(10), Bugs::NONE);
         for n in [name(), LeaseName::new("never-seen").unwrap()] {
             assert_eq!(
                 a.handle_prepare(t(10), &n, b(6, 2)).reply,
@@ -665,7 +748,7 @@ mod tests {
             promised: b(9, 3),
             accepted: Some((b(7, 1), value(4))),
         };
-        let a = Acceptor::recover(0, [(name(), d.clone())], t(50), Bugs::NONE);
+        let a = Acceptor::recover(0, Token(0), [(name(), d.clone())], t(50), Bugs::NONE);
         assert_eq!(a.durable(&name()), Some(d));
         let Message::Peeked {
             accepted: Some(report),

@@ -39,10 +39,18 @@ pub enum Bug {
     /// Count a lazy acceptance as durable from a bare majority: one node
     /// that forgets it and runs a fast clock ages the lease alone.
     LazyMajority,
+    /// A register that holds only a promise reports nothing accepted
+    /// without the token floor: a compacted name read or granted through
+    /// it starts again at token 0.
+    PromiseHidesFloor,
+    /// Settle a name for compaction with a majority, not every member: a
+    /// member that missed the settle keeps an older value, which a quorum
+    /// with members that deleted then takes for the latest.
+    CompactOnMajority,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 12] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -53,6 +61,8 @@ impl Bug {
         Bug::UnwrittenExpiry,
         Bug::LazyForTheHolder,
         Bug::LazyMajority,
+        Bug::PromiseHidesFloor,
+        Bug::CompactOnMajority,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +77,8 @@ impl Bug {
             Bug::UnwrittenExpiry => "unwritten-expiry",
             Bug::LazyForTheHolder => "lazy-for-the-holder",
             Bug::LazyMajority => "lazy-majority",
+            Bug::PromiseHidesFloor => "promise-hides-floor",
+            Bug::CompactOnMajority => "compact-on-majority",
         }
     }
 

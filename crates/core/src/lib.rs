@@ -19,6 +19,7 @@
 pub mod acceptor;
 mod ballot;
 mod bugs;
+mod compact;
 pub mod input;
 pub mod lease;
 mod message;
@@ -30,6 +31,7 @@ mod time;
 pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
+pub use compact::Compaction;
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
     holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,

@@ -80,6 +80,11 @@ pub enum Message {
         accepted: Option<Report>,
         durable: bool,
     },
+    /// Delete the name's register if it still holds the value accepted at
+    /// `ballot`, which every member accepted durably and which leaves the
+    /// name free with nobody waiting (`compact.rs`). Not answered: a lost
+    /// one leaves the register, and a later scan settles it again.
+    Compact { name: LeaseName, ballot: Ballot },
     /// News, not protocol: a value this node proposed was chosen, and
     /// what it changed (nothing but the queue, when `changes` is empty),
     /// for the other nodes' histories and live pages. Acceptors ignore
@@ -98,6 +103,7 @@ impl Message {
             Message::Nack { .. } => "nack",
             Message::Peek { .. } => "peek",
             Message::Peeked { .. } => "peeked",
+            Message::Compact { .. } => "compact",
             Message::Chosen(_) => "chosen",
         }
     }
@@ -111,6 +117,7 @@ impl Message {
             | Message::Nack { name, .. }
             | Message::Peek { name, .. }
             | Message::Peeked { name, .. }
+            | Message::Compact { name, .. }
             | Message::Chosen(Chosen { name, .. }) => name,
         }
     }

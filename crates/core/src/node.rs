@@ -26,8 +26,9 @@
 //! same rule.
 
 use crate::acceptor::{Acceptor, Durable, Record};
-use crate::ballot::NodeId;
+use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
+use crate::compact::{Compaction, Compactor, Steps};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
 use crate::message::{Chosen, Message, Report};
@@ -48,9 +49,14 @@ pub struct Config {
     /// The last promise horizon storage made durable (0 for a new store):
     /// the floor of this life's promises (see `acceptor.rs`).
     pub promise_horizon: u64,
+    /// The last token floor storage made durable (0 for a new store): no
+    /// register this node compacted had a higher token.
+    pub token_floor: Token,
     pub members: Vec<NodeId>,
     pub rules: Rules,
     pub timing: Timing,
+    /// When names nobody uses are deleted (`compact.rs`).
+    pub compaction: Compaction,
     /// Seeds the proposer's backoff jitter.
     pub seed: u64,
 }
@@ -66,6 +72,13 @@ pub enum ConfigError {
     DuplicateMember(NodeId),
     #[error("incarnation must be at least 1 (0 marks ballots no proposer uses)")]
     ZeroIncarnation,
+    #[error(
+        "names may be compacted after {idle_after} idle, which must be at least twice the request deadline ({request_deadline}): a round may not outlive its name"
+    )]
+    CompactTooSoon {
+        idle_after: Micros,
+        request_deadline: Micros,
+    },
 }
 
 /// The order number of a write; durability is acknowledged by number.
@@ -116,6 +129,9 @@ pub struct Node {
     config: Config,
     acceptor: Acceptor,
     proposer: Proposer,
+    compactor: Compactor,
+    /// Registers this node's acceptor deleted in this life.
+    compacted: u64,
     writes: VecDeque<Write>,
     /// The id of the latest write issued (0: none yet).
     last_write: u64,
@@ -174,7 +190,32 @@ impl Node {
         if config.incarnation == 0 {
             return Err(ConfigError::ZeroIncarnation);
         }
-        let acceptor = Acceptor::recover(config.promise_horizon, recovered, now, config.rules.bugs);
+        let request_deadline = config.timing.request_deadline;
+        if let Some(idle_after) = config.compaction.idle_after {
+            // A round lives until its request's deadline on its proposer's
+            // clock, and a name dies by the age acceptors' clocks give it:
+            // twice covers any drift bound below 40 %.
+            if idle_after.0 < request_deadline.0.saturating_mul(2) {
+                return Err(ConfigError::CompactTooSoon {
+                    idle_after,
+                    request_deadline,
+                });
+            }
+        }
+        let acceptor = Acceptor::recover(
+            config.promise_horizon,
+            config.token_floor,
+            recovered,
+            now,
+            config.rules.bugs,
+        );
+        let compactor = Compactor::new(
+            config.compaction,
+            config.node,
+            members.clone(),
+            config.rules,
+            now,
+        );
         let proposer = Proposer::new(ProposerConfig {
             node: config.node,
             incarnation: config.incarnation,
@@ -188,6 +229,8 @@ impl Node {
             config,
             acceptor,
             proposer,
+            compactor,
+            compacted: 0,
             writes: VecDeque::new(),
             last_write: 0,
             durable_through: 0,
@@ -245,7 +288,57 @@ impl Node {
         let mut fx = Effects::default();
         self.proposer.handle_timeout(now, &self.acceptor, &mut fx);
         self.absorb(now, fx);
+        self.compact_step(now);
         self.pump(now);
+    }
+
+    /// Give up settles that ran out of time, and run a step of the scan
+    /// for dead names when one is due.
+    fn compact_step(&mut self, now: Instant) {
+        self.compactor.expire(now);
+        let Some((cursor, batch)) = self.compactor.scan_due(now) else {
+            return;
+        };
+        let found = self.acceptor.scan(cursor, batch, now);
+        let seen = found.len();
+        let last = found.last().map(|(name, _)| name.clone());
+        let mut steps = Steps::default();
+        for (name, report) in found {
+            let wanted = report.is_some_and(|r| self.compactor.wants(&r));
+            if !wanted || self.proposer.is_busy(&name) || !self.compactor.has_room() {
+                continue;
+            }
+            let promised = self
+                .acceptor
+                .durable(&name)
+                .map_or(Ballot::ZERO, |d| d.promised);
+            let ballot = self.proposer.fresh_ballot(promised);
+            self.compactor.start(now, name, ballot, &mut steps);
+        }
+        self.compactor.scanned(now, seen, last);
+        self.absorb(
+            now,
+            Effects {
+                sends: steps.sends,
+                ..Effects::default()
+            },
+        );
+    }
+
+    /// Registers this node's acceptor deleted in this life.
+    pub fn compacted_names(&self) -> u64 {
+        self.compacted
+    }
+
+    /// Stored names the last whole scan found free and idle for the
+    /// compaction time: not compacted yet, or kept by a member that is down.
+    pub fn dead_names(&self) -> u64 {
+        self.compactor.dead_names()
+    }
+
+    /// The token floor of this node's acceptor.
+    pub fn token_floor(&self) -> Token {
+        self.acceptor.token_floor()
     }
 
     /// Every write up to and including `through` is durable.
@@ -295,7 +388,10 @@ impl Node {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.proposer.next_timer()
+        [self.proposer.next_timer(), self.compactor.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Writes issued but not yet acknowledged as durable.
@@ -366,6 +462,24 @@ impl Node {
                 step
             }
             Message::Chosen(chosen) => return self.tell_chosen(now, from, chosen),
+            Message::Compact { name, ballot } => {
+                if let Some(record) = self.acceptor.handle_compact(&name, ballot) {
+                    self.compacted += 1;
+                    self.proposer.forget(&name);
+                    self.issue(record, true);
+                }
+                return;
+            }
+            reply if self.compactor.owns(&reply) => {
+                let mut steps = Steps::default();
+                let quorum = self.config.members.len() / 2 + 1;
+                self.compactor.on_reply(from, reply, quorum, &mut steps);
+                let fx = Effects {
+                    sends: steps.sends,
+                    ..Effects::default()
+                };
+                return self.absorb(now, fx);
+            }
             Message::Peek { name, id } => {
                 // A look reveals one name's state: it waits for that name's
                 // writes only, and says whether a lazy one is still out.
@@ -390,7 +504,9 @@ impl Node {
             return self.hold(Outgoing::Send(from, step.reply));
         };
         let name = match &record {
-            Record::Register { name, .. } => self.unsynced_names.get(name).copied(),
+            Record::Register { name, .. } | Record::Compact { name, .. } => {
+                self.unsynced_names.get(name).copied()
+            }
             Record::Horizon(_) => None,
         };
         let gate = name.unwrap_or(0).max(self.horizon_write);
@@ -410,7 +526,7 @@ impl Node {
             &mut self.lazy_names
         };
         match &record {
-            Record::Register { name, .. } => {
+            Record::Register { name, .. } | Record::Compact { name, .. } => {
                 names.insert(name.clone(), self.last_write);
             }
             Record::Horizon(_) => self.horizon_write = self.last_write,

@@ -93,6 +93,25 @@ impl<P: Packing> PackedMap<P> {
         Entry { map: self, name }
     }
 
+    /// Entries after `cursor` (from the first when `None`), unpacked, in
+    /// name order.
+    pub(crate) fn after<'a>(
+        &'a self,
+        cursor: Option<&LeaseName>,
+    ) -> impl Iterator<Item = (LeaseName, P::Value)> + 'a {
+        use std::ops::Bound;
+        let from = match cursor {
+            Some(name) => Bound::Excluded(name.as_str().as_bytes()),
+            None => Bound::Unbounded,
+        };
+        self.set
+            .range::<[u8], _>((from, Bound::Unbounded))
+            .filter_map(|packed| {
+                let name = std::str::from_utf8(packed.name()).ok()?;
+                Some((LeaseName::new(name).ok()?, unpack::<P>(packed)))
+            })
+    }
+
     /// Every value, unpacked, in name order.
     pub(crate) fn values(&self) -> impl Iterator<Item = P::Value> + '_ {
         self.set.iter().map(unpack::<P>)

@@ -528,6 +528,36 @@ impl Proposer {
     pub fn waiting(&self, name: &LeaseName) -> usize {
         self.names.get(name).map_or(0, |s| s.parked.len())
     }
+
+    /// Whether a round runs, or requests queue or wait, for `name` here.
+    pub(crate) fn is_busy(&self, name: &LeaseName) -> bool {
+        self.names.contains_key(name)
+    }
+
+    /// A ballot above `above` that no round of this node will use.
+    pub(crate) fn fresh_ballot(&mut self, above: Ballot) -> Ballot {
+        next_ballot(&mut self.shared, above)
+    }
+
+    /// `name` was compacted here: its reservation shows a value that is
+    /// gone. (Its ballot is below every member's promise floor by now, so
+    /// using it would only be refused.)
+    pub(crate) fn forget(&mut self, name: &LeaseName) {
+        if !self.is_busy(name) {
+            self.shared.fast.remove(name);
+        }
+    }
+}
+
+/// What the highest of a set of reports shows (see `round::apply`), or
+/// `None` when nothing is stored under any of them.
+pub(crate) fn highest_reported(
+    reports: &BTreeMap<NodeId, Option<Report>>,
+    rules: &Rules,
+    quorum: usize,
+) -> Option<round::apply::Learnt> {
+    let learnt = round::apply::highest(reports, rules, quorum);
+    (learnt.top != Ballot::ZERO).then_some(learnt)
 }
 
 /// The ballot a proposer of `shared` would use next above `above`.

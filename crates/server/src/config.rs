@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tenure_core::{Micros, NodeId, Timing};
+use tenure_core::{Compaction, Micros, NodeId, Timing};
 
 /// The cluster id of a node not given one.
 pub const DEFAULT_CLUSTER_ID: &str = "tenure";
@@ -17,6 +17,8 @@ pub struct ServerConfig {
     /// so that DNS names work), this node's included (never dialled).
     pub peers: BTreeMap<NodeId, String>,
     pub timing: Timing,
+    /// When names nobody uses are deleted (docs/storage.md, "Space").
+    pub compaction: Compaction,
     pub http: HttpLimits,
     /// Messages queued for one peer while its connection is slow or down;
     /// more are dropped (Paxos tolerates loss; the proposer retries).
@@ -68,6 +70,7 @@ impl ServerConfig {
             data_dir,
             peers,
             timing: default_timing(),
+            compaction: default_compaction(),
             http: HttpLimits::default(),
             peer_queue_messages: 4_096,
             persist_queue_batches: 1_024,
@@ -197,6 +200,19 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, PeersError> {
         }
     }
     Ok(peers)
+}
+
+/// How long a name must have been free, with nobody waiting, before it is
+/// deleted: longer than the longest ttl a client may ask for, and an hour
+/// more, so that only names nobody has used for a day go.
+pub const DEFAULT_COMPACT_AFTER: Duration =
+    Duration::from_millis(tenure_core::input::MAX_TTL_MS + 3_600_000);
+
+pub fn default_compaction() -> Compaction {
+    Compaction {
+        idle_after: Some(Micros::from_millis(DEFAULT_COMPACT_AFTER.as_millis() as u64)),
+        ..Compaction::default()
+    }
 }
 
 #[cfg(test)]

@@ -109,8 +109,20 @@ struct Registry {
     leases: HashMap<LeaseName, Instant>,
     /// Acquires waiting for a lease through this node.
     waiting_acquires: u64,
-    /// Names this node's acceptor stores.
-    names_stored: usize,
+    names: NameCounts,
+}
+
+/// What a node's acceptor stores, and what compaction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameCounts {
+    /// Names stored.
+    pub stored: usize,
+    /// Stored names the last scan found dead (free, idle, nobody waiting).
+    pub dead: u64,
+    /// Names deleted in this life.
+    pub compacted: u64,
+    /// No compacted name had a higher token.
+    pub token_floor: u64,
 }
 
 /// One node's metrics. Every method takes a short lock; none blocks on IO.
@@ -184,9 +196,9 @@ impl Metrics {
         });
     }
 
-    /// This node's acceptor now stores `names` names.
-    pub fn names_stored(&self, names: usize) {
-        self.with(|r| r.names_stored = names);
+    /// What this node's acceptor stores now.
+    pub fn names(&self, names: NameCounts) {
+        self.with(|r| r.names = names);
     }
 
     /// The committer made one transaction durable in `took`.
@@ -354,9 +366,18 @@ impl Metrics {
             out.push_str("# HELP tenure_waiting_acquires Acquires with a wait (long polls) waiting for a lease through this node.\n");
             out.push_str("# TYPE tenure_waiting_acquires gauge\n");
             let _ = writeln!(out, "tenure_waiting_acquires {}", r.waiting_acquires);
-            out.push_str("# HELP tenure_names_stored Names this node's acceptor stores: every name ever used, free or held (no name is deleted yet).\n");
+            out.push_str("# HELP tenure_names_stored Names this node's acceptor stores: every name used and not yet compacted, free or held.\n");
             out.push_str("# TYPE tenure_names_stored gauge\n");
-            let _ = writeln!(out, "tenure_names_stored {}", r.names_stored);
+            let _ = writeln!(out, "tenure_names_stored {}", r.names.stored);
+            out.push_str("# HELP tenure_names_dead Stored names the last scan found free, with nobody waiting, for --compact-after: not compacted yet, or kept because a member is down.\n");
+            out.push_str("# TYPE tenure_names_dead gauge\n");
+            let _ = writeln!(out, "tenure_names_dead {}", r.names.dead);
+            out.push_str("# HELP tenure_names_compacted_total Names this node's acceptor deleted since it started, each free and idle for --compact-after on every member.\n");
+            out.push_str("# TYPE tenure_names_compacted_total counter\n");
+            let _ = writeln!(out, "tenure_names_compacted_total {}", r.names.compacted);
+            out.push_str("# HELP tenure_token_floor The token above which this node starts a name it does not store: the highest token of any name it compacted.\n");
+            out.push_str("# TYPE tenure_token_floor gauge\n");
+            let _ = writeln!(out, "tenure_token_floor {}", r.names.token_floor);
         });
         out.push_str(extra);
         out
@@ -388,8 +409,17 @@ mod tests {
         let name = LeaseName::new("x").unwrap();
         m.lease_held(&name, Instant::now() + Duration::from_secs(60));
         assert!(m.render("").contains("tenure_leases_held 1"));
-        m.names_stored(3);
-        assert!(m.render("").contains("tenure_names_stored 3"));
+        m.names(NameCounts {
+            stored: 3,
+            dead: 1,
+            compacted: 2,
+            token_floor: 17,
+        });
+        let text = m.render("");
+        assert!(text.contains("tenure_names_stored 3"));
+        assert!(text.contains("tenure_names_compacted_total 2"));
+        assert!(text.contains("tenure_token_floor 17"));
+        assert!(text.contains("tenure_names_dead 1"));
         m.lease_held(&name, Instant::now());
         assert!(m.render("").contains("tenure_leases_held 0"));
     }

@@ -18,7 +18,7 @@
 
 use crate::clock::Clock;
 use crate::history::History;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NameCounts};
 use crate::peer::{PeerEvent, PeerNet};
 use crate::persist::{self, Ack, Persist};
 use crate::wakeups::Wakeups;
@@ -149,7 +149,7 @@ pub struct NodeLoop {
     pending: HashMap<RequestId, Pending>,
     lazy: LazyRecords,
     /// The names stored, as the metrics last heard.
-    names_stored: Option<usize>,
+    names_stored: Option<NameCounts>,
 }
 
 /// Lazy records not yet handed to storage.
@@ -366,10 +366,15 @@ impl NodeLoop {
         while let Some(reply) = self.node.poll_reply() {
             self.complete(reply);
         }
-        let names = self.node.stored_names();
+        let names = NameCounts {
+            stored: self.node.stored_names(),
+            dead: self.node.dead_names(),
+            compacted: self.node.compacted_names(),
+            token_floor: self.node.token_floor().0,
+        };
         if self.names_stored != Some(names) {
             self.names_stored = Some(names);
-            self.metrics.names_stored(names);
+            self.metrics.names(names);
         }
         while let Some(event) = self.node.poll_event() {
             match event {

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tenure_core::{ConfigError, Node, NodeId, Rules};
+use tenure_core::{ConfigError, Node, NodeId, Rules, Token};
 use tenure_storage::{
     boot_node, Boot, BootError, Committer, OpenError, Recovery, StoreAt, StoreOptions,
 };
@@ -152,7 +152,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
     Node::new(
-        core_config(&config, members.clone(), 1, 0),
+        core_config(&config, members.clone(), 1, 0, Token(0)),
         [],
         tenure_core::Instant::ZERO,
     )?;
@@ -170,8 +170,15 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     let open_dir = dir.clone();
     let node_config = config.clone();
     let (store, node) = tokio::task::spawn_blocking(move || {
-        let config =
-            |boot: Boot| core_config(&node_config, members, boot.incarnation, boot.horizon);
+        let config = |boot: Boot| {
+            core_config(
+                &node_config,
+                members,
+                boot.incarnation,
+                boot.horizon,
+                boot.token_floor,
+            )
+        };
         boot_node(
             &StoreOptions::default(),
             StoreAt::dir(&open_dir),
@@ -199,6 +206,9 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         ),
     }
     let mut store = store;
+    // Members delete the same names at about the same time; each compacts
+    // its file at its own point, so that at most one holds its commits.
+    store.stagger_shrinks((config.id.0 % 4) as u8);
     if let Err(e) = rollback::gate(
         &mut store,
         &config.data_dir,
@@ -328,17 +338,20 @@ fn core_config(
     members: Vec<NodeId>,
     incarnation: u32,
     promise_horizon: u64,
+    token_floor: Token,
 ) -> tenure_core::Config {
     tenure_core::Config {
         node: config.id,
         incarnation,
         promise_horizon,
+        token_floor,
         members,
         rules: Rules {
             drift: config.drift,
             ..Rules::default()
         },
         timing: config.timing,
+        compaction: config.compaction,
         // Only the backoff jitter depends on it: any per-process randomness.
         seed: RandomState::new().hash_one(std::process::id()),
     }

@@ -4,12 +4,9 @@
 
 mod common;
 
+use common::{http, metric, token_of, PROMPTLY};
 use std::time::{Duration, Instant};
 use tenure_server::Running;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const PROMPTLY: Duration = Duration::from_secs(5);
 
 async fn start(dir: &std::path::Path) -> Running {
     start_with_delay(dir, Duration::from_secs(3_600)).await
@@ -23,57 +20,9 @@ async fn start_with_delay(dir: &std::path::Path, delay: Duration) -> Running {
     .await
 }
 
-/// One request on its own connection: the status code and the body.
-async fn http(node: &Running, method: &str, path: &str, body: &str) -> (u16, String) {
-    let exchange = async {
-        let mut stream = TcpStream::connect(node.http_addr).await.expect("connect");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.expect("write");
-        let mut out = String::new();
-        stream.read_to_string(&mut out).await.expect("read");
-        out
-    };
-    let answer = tokio::time::timeout(PROMPTLY, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path} was not answered within {PROMPTLY:?}"));
-    let status = answer
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the metric `name` (without labels) on this node.
-async fn metric(node: &Running, name: &str) -> u64 {
-    let (status, text) = http(node, "GET", "/metrics", "").await;
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 /// The writes this node has made durable so far.
 async fn writes_committed(node: &Running) -> u64 {
     metric(node, "tenure_persist_batch_writes_sum").await
-}
-
-fn token_of(body: &str) -> u64 {
-    let start = body.find("\"token\":").expect("a token") + "\"token\":".len();
-    body[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a numeric token")
 }
 
 /// Grant `name` to `holder` for a minute; its token.

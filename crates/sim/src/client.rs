@@ -44,6 +44,13 @@ struct Held {
     release_at: Instant,
 }
 
+/// How often an operation goes to a cold name, per million.
+const COLD_NAME_PPM: u32 = 20_000;
+
+/// How many cold names there are: used rarely, so that they die and are
+/// compacted mid-run, and then come back.
+const COLD_NAMES: u64 = 16;
+
 pub struct Client {
     pub id: usize,
     holder: HolderId,
@@ -85,6 +92,17 @@ impl Client {
             retry: None,
             stopped: false,
         }
+    }
+
+    /// Mostly one of the busy names; now and then one of the cold names,
+    /// which go idle long enough between uses to be compacted and then
+    /// come back.
+    fn pick_name(&self, rng: &mut SimRng) -> LeaseName {
+        if rng.chance(COLD_NAME_PPM) {
+            let name = format!("cold-{}", rng.below(COLD_NAMES));
+            return LeaseName::new(&name).unwrap_or_else(|_| unreachable!("a valid name"));
+        }
+        rng.pick(&self.names).clone()
     }
 
     fn local(&self, now: u64) -> Instant {
@@ -179,10 +197,10 @@ impl Client {
                     self.retry = Some((name, op, at));
                 }
             } else if rng.chance(300_000) {
-                let name = rng.pick(&self.names).clone();
+                let name = self.pick_name(rng);
                 actions.push(self.send(now, name, Op::Read, history, rng));
             } else if rng.chance(700_000) {
-                let name = rng.pick(&self.names).clone();
+                let name = self.pick_name(rng);
                 let ttl = Ttl::from_millis(rng.between(20, 1_000))
                     .unwrap_or_else(|_| unreachable!("in range"));
                 let lock_delay = if rng.chance(200_000) {

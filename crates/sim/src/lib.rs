@@ -43,6 +43,9 @@ pub struct RunReport {
     pub grants: usize,
     /// Names whose history was too tangled to check within the step budget.
     pub unchecked_names: usize,
+    /// Registers the nodes deleted (a name compacted on three nodes counts
+    /// three).
+    pub compactions: u64,
 }
 
 /// Run one seed and check it.
@@ -54,7 +57,11 @@ pub fn run(config: SimConfig) -> RunReport {
     let mut unchecked_names = 0;
     let history = &world.history;
     for (name, ops) in &history.ops {
-        match check::linearizability::check(name, ops, budget) {
+        let compaction = check::linearizability::Compaction {
+            this_name: world.compacted.contains(name),
+            any_name: !world.compacted.is_empty(),
+        };
+        match check::linearizability::check(name, ops, budget, compaction) {
             Ok(report) if !report.checked => unchecked_names += 1,
             Ok(_) => {}
             Err(v) => violations.push(v),
@@ -88,5 +95,6 @@ pub fn run(config: SimConfig) -> RunReport {
         operations,
         grants,
         unchecked_names,
+        compactions: world.compactions,
     }
 }

@@ -17,8 +17,8 @@ mod crowd;
 mod faults;
 mod nodes;
 use tenure_core::{
-    Bug, Bugs, Config, DriftBound, Failure, HolderId, Instant, LeaseName, LockDelay, Message, Node,
-    NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl, WriteId,
+    Bug, Bugs, Compaction, Config, DriftBound, Failure, HolderId, Instant, LeaseName, LockDelay,
+    Message, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl, WriteId,
 };
 
 /// What a run is asked to do.
@@ -55,6 +55,15 @@ impl SimConfig {
 /// The drift bound the simulated cluster is configured with: large, so that
 /// drift-related bugs show within short runs.
 pub const DRIFT_BOUND_PPM: u32 = 50_000;
+
+/// How long a name must be idle before it is compacted: past the longest
+/// ttl clients ask for (1 s) stretched by the drift bound, its lock-delay,
+/// and the request deadline (1 s), so that no round of a request outlives
+/// its name; short enough that the cold names die mid-run.
+const COMPACT_AFTER: tenure_core::Micros = tenure_core::Micros::from_millis(2_300);
+
+/// How long the clients run again after the quiet that follows the crowd.
+const REVIVAL_US: u64 = 1_000_000;
 
 /// The client slot of the liveness probe.
 const PROBE: usize = usize::MAX >> 1;
@@ -105,6 +114,8 @@ enum Event {
         contender: usize,
     },
     Crash,
+    /// The clients start again after the quiet that follows the crowd.
+    Revive,
     /// One node crashes now (right after a lazy acknowledgement).
     CrashNode {
         node: usize,
@@ -145,6 +156,11 @@ struct SimNode {
 pub struct World {
     config: SimConfig,
     rules: Rules,
+    compaction: Compaction,
+    /// Names some node compacted during the run, and how many times a
+    /// node did.
+    pub compacted: BTreeSet<LeaseName>,
+    pub compactions: u64,
     rng: SimRng,
     faults: FaultPlan,
     bad_clock: Option<BadClock>,
@@ -173,6 +189,9 @@ pub struct World {
     crowd: Vec<Contender>,
     pub liveness: Option<String>,
     pub processed: u64,
+    revive_scheduled: bool,
+    /// When the clients that came back stop for good.
+    revived_until: Option<u64>,
 }
 
 impl World {
@@ -193,6 +212,13 @@ impl World {
             .collect();
         let mut world = World {
             rules,
+            compaction: Compaction {
+                idle_after: Some(COMPACT_AFTER),
+                scan_every: tenure_core::Micros::from_millis(200),
+                ..Compaction::default()
+            },
+            compacted: BTreeSet::new(),
+            compactions: 0,
             faults,
             bad_clock,
             clock_rng,
@@ -212,6 +238,8 @@ impl World {
             crowd: Vec::new(),
             liveness: None,
             processed: 0,
+            revive_scheduled: false,
+            revived_until: None,
             config,
             rng,
         };
@@ -340,7 +368,10 @@ impl World {
             + LIVENESS_BOUND_US
             + contend::CONTENTION_US
             + 2 * contend::ANSWER_BOUND_US
-            + 3_000_000;
+            + 3_000_000
+            + COMPACT_AFTER.0
+            + 1_000_000
+            + REVIVAL_US;
         for _ in 0..5_000_000u32 {
             let Some(Reverse((at, seq))) = self.queue.pop() else {
                 break;
@@ -362,8 +393,20 @@ impl World {
                 return;
             }
             if !self.crowd.is_empty() && self.crowd.iter().all(|c| c.done(self.now)) {
-                return;
+                // Quiet, long enough for every name to die and be
+                // compacted; then the clients come back to them.
+                match self.revived_until {
+                    None if !self.revive_scheduled => {
+                        self.revive_scheduled = true;
+                        self.schedule(self.now + COMPACT_AFTER.0 + 1_000_000, Event::Revive);
+                    }
+                    Some(until) if self.now >= until => return,
+                    _ => {}
+                }
             }
+        }
+        if !self.crowd.is_empty() && self.crowd.iter().all(|c| c.done(self.now)) {
+            return; // Done; the revival ran out of events or time.
         }
         if !self.probe_granted {
             self.liveness = Some(format!(
@@ -554,6 +597,14 @@ impl World {
             }
             Event::Heal => self.heal(),
             Event::Probe => self.probe_acquire(),
+            Event::Revive => {
+                self.trace
+                    .line(self.now, format_args!("clients start again"));
+                self.revived_until = Some(self.now + REVIVAL_US);
+                for c in &mut self.clients {
+                    c.stopped = false;
+                }
+            }
             Event::ClockStep => self.step_bad_clock(),
         }
     }

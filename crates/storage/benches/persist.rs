@@ -469,6 +469,7 @@ fn rss_child(store_dir: &Path, holding: &str) {
             "acceptor" => {
                 let acceptor = Acceptor::recover(
                     boot.horizon,
+                    boot.token_floor,
                     records,
                     tenure_core::Instant::ZERO,
                     Bugs::NONE,

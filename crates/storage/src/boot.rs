@@ -29,8 +29,12 @@ pub fn boot_node(
     let (store, node) = options.open(at, |boot, records| {
         let config = config(boot);
         assert_eq!(
-            (config.incarnation, config.promise_horizon),
-            (boot.incarnation, boot.horizon),
+            (
+                config.incarnation,
+                config.promise_horizon,
+                config.token_floor
+            ),
+            (boot.incarnation, boot.horizon, boot.token_floor),
             "a node starts in the life its store hands out"
         );
         Node::new(config, records, now)

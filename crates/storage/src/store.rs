@@ -4,8 +4,10 @@
 //! Two tables, both `&str -> &[u8]`, every value framed and checksummed by
 //! `record.rs`:
 //! - `registers`: lease name → [`Durable`];
-//! - `meta`: `format` (the layout of this file), `incarnation`, and
-//!   `horizon` (the acceptor's promise horizon; absent means 0).
+//! - `meta`: `format` (the layout of this file), `incarnation`,
+//!   `horizon` (the acceptor's promise horizon; absent means 0), and
+//!   `token-floor` (above the token of every compacted name; absent
+//!   means 0).
 
 use crate::error::{OpenError, PersistError};
 use crate::record::{self, RecordError};
@@ -18,7 +20,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tenure_core::{Durable, LeaseName, Record, Write, WriteId};
+use tenure_core::{Durable, LeaseName, Record, Token, Write, WriteId};
 
 mod open;
 
@@ -29,6 +31,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FORMAT_KEY: &str = "format";
 const INCARNATION_KEY: &str = "incarnation";
 const HORIZON_KEY: &str = "horizon";
+const TOKEN_FLOOR_KEY: &str = "token-floor";
 /// 1 once a life closed the store, 0 while one has it open. Informational
 /// only: nothing about safety depends on it.
 const CLOSED_KEY: &str = "closed";
@@ -48,9 +51,18 @@ const IDENTITY_KEY: &str = "identity";
 /// migration, when either changes. Format 2 added `horizon`: a build that
 /// knows only format 1 would ignore it and forget promises, so it must
 /// refuse the file. A format 1 file is read as horizon 0 (every promise of
-/// that format was written per name) and upgraded at open.
-const FORMAT: u32 = 2;
+/// that format was written per name) and upgraded at open. Format 3 added
+/// `token-floor` and deleted registers (compaction): a build that knows
+/// only format 2 would start a compacted name at token 0 again. Older
+/// formats are read as token floor 0 (nothing was ever deleted).
+const FORMAT: u32 = 3;
+const FORMAT_BEFORE_COMPACTION: u32 = 2;
 const FORMAT_BEFORE_HORIZON: u32 = 1;
+/// The fewest registers deleted (compacted names) after which the store
+/// compacts its file: a million names used once and deleted would
+/// otherwise keep their 285 MB (docs/storage.md, "Space").
+pub const SHRINK_AFTER_DELETES: u64 = 10_000;
+
 /// The store's file inside the node's data directory.
 pub const FILE_NAME: &str = "acceptor.redb";
 
@@ -72,6 +84,8 @@ pub struct Recovered {
     pub incarnation: u32,
     /// The acceptor's promise horizon, as last made durable.
     pub horizon: u64,
+    /// The acceptor's token floor, as last made durable.
+    pub token_floor: Token,
     /// Every stored name, in name order.
     pub records: Vec<(LeaseName, Durable)>,
 }
@@ -105,6 +119,10 @@ pub struct Store {
     stopped: Option<PersistError>,
     recovery: Recovery,
     location: String,
+    /// Registers deleted since the file was last compacted.
+    deleted_since_shrink: u64,
+    /// See [`Store::stagger_shrinks`].
+    shrink_stagger: u8,
     /// The id of the last write persisted in this life: ids only rise.
     last_write: WriteId,
     /// The cluster identity recorded in the store, if any.
@@ -155,8 +173,68 @@ impl Store {
         );
         if let Err(error) = &result {
             self.stopped = Some(error.clone().stopped());
+            return result;
+        }
+        self.deleted_since_shrink += writes
+            .iter()
+            .filter(|w| matches!(w.record, Record::Compact { .. }))
+            .count() as u64;
+        let due = self.deleted_since_shrink >= SHRINK_AFTER_DELETES
+            && self.deleted_since_shrink >= self.shrink_due();
+        if due {
+            // The batch is durable whatever happens here; a failure stops
+            // later writes, as a failed commit would.
+            if let Err(error) = self.shrink() {
+                self.stopped = Some(error.stopped());
+            }
         }
         result
+    }
+
+    /// Deletes after which the file is compacted: at least
+    /// [`SHRINK_AFTER_DELETES`], and as many as the names still stored, so
+    /// that the file is compacted once at least about half of it is free
+    /// and the work stays proportional to the deletes. Staggered by
+    /// [`Store::stagger_shrinks`], so that members that delete the same
+    /// names do not all hold their commits at once.
+    fn shrink_due(&self) -> u64 {
+        let stored = self
+            .db
+            .begin_read()
+            .ok()
+            .and_then(|txn| txn.open_table(REGISTERS).ok()?.len().ok())
+            .unwrap_or(0);
+        let base = stored.max(SHRINK_AFTER_DELETES);
+        base.saturating_mul(4 + u64::from(self.shrink_stagger)) / 4
+    }
+
+    /// Shift this store's compactions of its file by `step` (0 to 3)
+    /// quarters of the usual interval: each member of a cluster takes
+    /// its own, so that at most one of them holds its commits while its
+    /// file is compacted.
+    pub fn stagger_shrinks(&mut self, step: u8) {
+        self.shrink_stagger = step % 4;
+    }
+
+    /// Give the pages that deleted registers freed back to the file
+    /// system: redb reuses free pages but keeps the file's length until it
+    /// is compacted. Runs [`SHRINK_AFTER_DELETES`] deletes after the last
+    /// time by itself, and holds the store (so the node's commits) while
+    /// it runs; see docs/storage.md, "Space", for how long.
+    pub fn shrink(&mut self) -> Result<(), PersistError> {
+        self.deleted_since_shrink = 0;
+        let db = &mut self.db;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            while db.compact().map_err(redb::Error::from)? {}
+            Ok::<(), redb::Error>(())
+        }));
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(PersistError::Write(Arc::new(e))),
+            Err(payload) => Err(PersistError::Panicked {
+                message: panic_message(payload.as_ref()),
+            }),
+        }
     }
 
     /// Whether a persist has failed, so this store will never write again.
@@ -239,6 +317,7 @@ impl Store {
         {
             let mut table = txn.open_table(REGISTERS).map_err(|e| failed(e.into()))?;
             let mut horizon = None;
+            let mut token_floor = None;
             // In order, so that the last write of a name is the one that stays.
             for write in writes {
                 match &write.record {
@@ -255,7 +334,22 @@ impl Store {
                             .map_err(|e| failed(e.into()))?;
                     }
                     Record::Horizon(h) => horizon = horizon.max(Some(*h)),
+                    Record::Compact {
+                        name,
+                        token_floor: floor,
+                    } => {
+                        table.remove(name.as_str()).map_err(|e| failed(e.into()))?;
+                        token_floor = token_floor.max(Some(floor.0));
+                    }
                 }
+            }
+            if let Some(floor) = token_floor {
+                let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
+                meta.insert(
+                    TOKEN_FLOOR_KEY,
+                    record::encode_u64(TOKEN_FLOOR_KEY, floor).as_slice(),
+                )
+                .map_err(|e| failed(e.into()))?;
             }
             if let Some(horizon) = horizon {
                 let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;

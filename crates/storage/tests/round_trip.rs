@@ -43,6 +43,7 @@ fn streamed_records_are_the_collected_ones() {
     let streamed = Recovered {
         incarnation: boot.incarnation,
         horizon: boot.horizon,
+        token_floor: boot.token_floor,
         records: streamed,
     };
     assert_eq!(as_map(streamed), expected);

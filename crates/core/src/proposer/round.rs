@@ -22,7 +22,7 @@ use crate::message::{Chosen, Message, Report};
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, BTreeSet};
 
-mod apply;
+pub(super) mod apply;
 mod contend;
 mod look;
 mod write;
@@ -320,6 +320,15 @@ impl RoundCtx<'_> {
         let Some(round) = self.state.round.as_mut() else {
             return; // Late: the round has finished.
         };
+        if round.ops.iter().any(|p| p.deadline <= self.now) {
+            // Past its deadline, as its timer would have found had it run
+            // first: a round that resumes after a long pause must not
+            // finish on state that may have moved on without it (its name
+            // compacted, and with it the write log that tells a retry
+            // whether its first attempt took effect).
+            let outcome_unknown = !round.attempts.is_empty();
+            return self.fail(outcome_unknown);
+        }
         match (msg, &mut round.phase) {
             (
                 Message::Peeked {

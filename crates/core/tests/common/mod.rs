@@ -23,9 +23,11 @@ pub fn fresh_nodes_with(size: u16, rules: Rules, seed: impl Fn(NodeId) -> u64) -
                 node,
                 incarnation: 1,
                 promise_horizon: 0,
+                token_floor: tenure_core::Token(0),
                 members: members.clone(),
                 rules,
                 timing: Timing::default(),
+                compaction: tenure_core::Compaction::default(),
                 seed: seed(node),
             };
             Node::new(config, [], Instant::ZERO).expect("a valid config")

@@ -50,6 +50,7 @@ impl Machine {
                     self.disk.insert(name, state);
                 }
                 Record::Horizon(horizon) => self.horizon = self.horizon.max(horizon),
+                Record::Compact { .. } => unreachable!("the model runs without compaction"),
             }
         }
         self.node.handle_durable(now, last);
@@ -255,9 +256,11 @@ impl LeaseModel {
             node: node_id(node),
             incarnation,
             promise_horizon,
+            token_floor: tenure_core::Token(0),
             members: (0..NODES).map(node_id).collect(),
             rules: self.rules,
             timing: self.timing,
+            compaction: tenure_core::Compaction::default(),
             seed: node as u64 + 1,
         }
     }

@@ -41,6 +41,7 @@ enum MessageKey {
     Peek(u64),
     Peeked(u64, ReportKey, bool),
     Chosen(Ballot),
+    Compact(Ballot),
 }
 
 fn value_key(value: &LeaseValue) -> ValueKey {
@@ -82,6 +83,7 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         } => MessageKey::Peeked(*id, report_key(accepted), *durable),
         // The model never sends news of chosen values (cluster.rs).
         Message::Chosen(c) => MessageKey::Chosen(c.ballot),
+        Message::Compact { ballot, .. } => MessageKey::Compact(*ballot),
     };
     (message.name(), key)
 }
@@ -114,6 +116,7 @@ impl fmt::Debug for Envelope {
                 write!(f, "Peeked #{id} ({})", report(accepted))
             }
             Message::Chosen(c) => write!(f, "Chosen {}", c.ballot),
+            Message::Compact { ballot, .. } => write!(f, "Compact {ballot}"),
         }
     }
 }

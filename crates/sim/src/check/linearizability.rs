@@ -97,7 +97,24 @@ impl Links {
     }
 }
 
-pub fn check(name: &LeaseName, ops: &[OpRecord], budget: u64) -> Result<Report, Violation> {
+/// What compaction did during a run, as the check of one name needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Some node deleted this name's register.
+    pub this_name: bool,
+    /// Some node deleted some register.
+    pub any_name: bool,
+}
+
+/// Check the operations on `name`. With `compaction`, the spec lets a
+/// free name's token rise without a grant (`SpecState::compacted`,
+/// `fresh_at_floor`).
+pub fn check(
+    name: &LeaseName,
+    ops: &[OpRecord],
+    budget: u64,
+    compaction: Compaction,
+) -> Result<Report, Violation> {
     // Unknown reads and renewals change nothing whether or not they happened.
     let ops: Vec<&OpRecord> = ops
         .iter()
@@ -152,7 +169,11 @@ pub fn check(name: &LeaseName, ops: &[OpRecord], budget: u64) -> Result<Report, 
     let mut returns_left = ops.iter().filter(|o| o.returned.is_some()).count();
     let mut linearized = vec![false; n];
     let mut dropped = vec![false; n];
-    let mut state = SpecState::default();
+    let mut state = SpecState {
+        compacted: compaction.this_name,
+        fresh_at_floor: compaction.any_name,
+        ..SpecState::default()
+    };
     let mut stack: Vec<Choice> = Vec::new();
     let mut seen: HashSet<(Vec<u64>, Vec<u64>, SpecState)> = HashSet::new();
     let mut cursor = links.first;
@@ -309,9 +330,17 @@ mod tests {
             ),
             op(2, acquire("b"), 60, Some((70, granted(2)))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).unwrap().checked);
+        assert!(
+            check(&name(), &h, STEP_BUDGET, Compaction::default())
+                .unwrap()
+                .checked
+        );
         // Out of budget: no verdict, and the report says so.
-        assert!(!check(&name(), &h, 0).unwrap().checked);
+        assert!(
+            !check(&name(), &h, 0, Compaction::default())
+                .unwrap()
+                .checked
+        );
     }
 
     #[test]
@@ -321,7 +350,7 @@ mod tests {
             op(1, acquire("a"), 0, Some((50, granted(2)))),
             op(2, acquire("b"), 10, Some((40, granted(1)))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_ok());
     }
 
     #[test]
@@ -336,7 +365,7 @@ mod tests {
             ),
         ];
         assert!(matches!(
-            check(&name(), &h, STEP_BUDGET),
+            check(&name(), &h, STEP_BUDGET, Compaction::default()),
             Err(Violation::NotLinearizable { .. })
         ));
     }
@@ -359,19 +388,19 @@ mod tests {
             op(2, Op::Read, 20, Some((30, free.clone()))),
             op(2, Op::Read, 40, Some((50, Outcome::Observed(held("a", 1))))),
         ];
-        assert!(check(&name(), &read_again, STEP_BUDGET).is_err());
+        assert!(check(&name(), &read_again, STEP_BUDGET, Compaction::default()).is_err());
         let renewed_after = vec![
             op(1, acquire("a"), 0, Some((10, granted(1)))),
             op(2, Op::Read, 20, Some((30, free.clone()))),
             op(1, renew.clone(), 40, Some((50, renewed.clone()))),
         ];
-        assert!(check(&name(), &renewed_after, STEP_BUDGET).is_err());
+        assert!(check(&name(), &renewed_after, STEP_BUDGET, Compaction::default()).is_err());
         let renewed_before = vec![
             op(1, acquire("a"), 0, Some((10, granted(1)))),
             op(1, renew, 20, Some((30, renewed))),
             op(2, Op::Read, 40, Some((50, free))),
         ];
-        assert!(check(&name(), &renewed_before, STEP_BUDGET).is_ok());
+        assert!(check(&name(), &renewed_before, STEP_BUDGET, Compaction::default()).is_ok());
     }
 
     #[test]
@@ -380,7 +409,7 @@ mod tests {
             op(1, acquire("a"), 0, Some((10, granted(1)))),
             op(2, acquire("b"), 20, Some((30, granted(1)))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_err());
     }
 
     #[test]
@@ -391,9 +420,9 @@ mod tests {
             op(2, acquire("c"), 5, Some((8, granted(1)))),
             op(3, acquire("b"), 20, Some((30, granted(3)))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_ok());
         let impossible = vec![op(3, acquire("b"), 20, Some((30, granted(3))))];
-        assert!(check(&name(), &impossible, STEP_BUDGET).is_err());
+        assert!(check(&name(), &impossible, STEP_BUDGET, Compaction::default()).is_err());
     }
 
     #[test]
@@ -409,11 +438,11 @@ mod tests {
             op(4, acquire("d"), 25, Some((28, granted(2)))),
             op(3, Op::Read, 30, Some((40, Outcome::Observed(held("a", 3))))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_err());
         let mut open_ended = h.clone();
         open_ended[0].ended_us = None;
         assert!(
-            check(&name(), &open_ended, STEP_BUDGET).is_ok(),
+            check(&name(), &open_ended, STEP_BUDGET, Compaction::default()).is_ok(),
             "without the deadline it could"
         );
         // Before that write it may: then c's grant would be token 2.
@@ -422,7 +451,7 @@ mod tests {
             op(2, acquire("c"), 10, Some((20, granted(2)))),
             op(3, Op::Read, 30, Some((40, Outcome::Observed(held("c", 2))))),
         ];
-        assert!(check(&name(), &h, STEP_BUDGET).is_ok());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_ok());
     }
 
     #[test]
@@ -433,6 +462,6 @@ mod tests {
             0,
             Some((10, Outcome::Conflict(LeaseView::Free { token: Token(0) }))),
         )];
-        assert!(check(&name(), &h, STEP_BUDGET).is_err());
+        assert!(check(&name(), &h, STEP_BUDGET, Compaction::default()).is_err());
     }
 }

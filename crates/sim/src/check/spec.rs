@@ -9,6 +9,14 @@
 //! fail. Everything else is exact: tokens, holders, releases and what reads
 //! report. Whether grants expired too EARLY is the exclusivity checker's
 //! question.
+//!
+//! A name that was compacted restarts at the token floor of the members
+//! that answer, which may lie above its last token (docs/storage.md). For
+//! such a name the spec has one more internal step: while it is free, its
+//! token may rise. So a read may show it free at a higher token, and the
+//! next grant may skip tokens, but never go below or repeat one. The floor
+//! is node-wide, so once any name was compacted, a name never granted
+//! before may also start above token 1 (`fresh_at_floor`).
 
 use tenure_core::{HolderId, LeaseView, Op, Outcome, Token};
 
@@ -18,9 +26,19 @@ pub struct SpecState {
     pub grant: Option<HolderId>,
     /// An answer showed the grant expired.
     pub expired: bool,
+    /// The name was compacted during the run (see the module docs).
+    pub compacted: bool,
+    /// Some name was compacted during the run: a name never granted may
+    /// start at the token floor.
+    pub fresh_at_floor: bool,
 }
 
 impl SpecState {
+    /// Whether a free name's token may have risen without a grant.
+    fn may_rise(&self) -> bool {
+        self.compacted || (self.fresh_at_floor && self.token == Token(0) && self.grant.is_none())
+    }
+
     fn holds(&self, holder: &HolderId, token: Token) -> bool {
         self.grant.as_ref() == Some(holder) && self.token == token
     }
@@ -41,7 +59,10 @@ impl SpecState {
                 self.holds(holder, *token).then_some(expired)
             }
             // Free: released, or a grant that expired.
-            LeaseView::Free { token } => (*token == self.token).then_some(expired),
+            LeaseView::Free { token } => {
+                let risen = self.may_rise() && *token > self.token;
+                (*token == self.token || risen).then_some(expired)
+            }
         }
     }
 
@@ -49,12 +70,15 @@ impl SpecState {
     pub fn step(&self, op: &Op, outcome: &Outcome) -> Option<SpecState> {
         let next_token = Token(self.token.0 + 1);
         match (op, outcome) {
-            (Op::Acquire { holder, .. }, Outcome::Granted { token, .. }) => (*token == next_token)
-                .then(|| SpecState {
+            (Op::Acquire { holder, .. }, Outcome::Granted { token, .. }) => {
+                let risen = self.may_rise() && *token > next_token;
+                (*token == next_token || risen).then(|| SpecState {
                     token: *token,
                     grant: Some(holder.clone()),
                     expired: false,
-                }),
+                    ..self.clone()
+                })
+            }
             (Op::Acquire { holder, .. }, Outcome::Conflict(view)) => {
                 // Refused only while another's grant exists (held or in its
                 // lock-delay); a free name is never refused.
@@ -74,6 +98,7 @@ impl SpecState {
                     token: self.token,
                     grant: None,
                     expired: false,
+                    ..self.clone()
                 })
             }
             (Op::Release { holder, token }, Outcome::Conflict(view)) => {
@@ -100,12 +125,14 @@ impl SpecState {
                 token: Token(self.token.0 + 1),
                 grant: Some(holder.clone()),
                 expired: false,
+                ..self.clone()
             }),
             Op::Release { holder, token } if self.holds(holder, *token) && !self.expired => {
                 Some(SpecState {
                     token: self.token,
                     grant: None,
                     expired: false,
+                    ..self.clone()
                 })
             }
             _ => None,

@@ -12,6 +12,7 @@ impl World {
         let seed = self.rng.next_u64();
         let members = (1..=self.config.nodes as u16).map(NodeId).collect();
         let rules = self.rules;
+        let compaction = self.compaction;
         let sim = &mut self.nodes[i];
         sim.clock = clock;
         let now = sim.clock.local(self.now);
@@ -20,6 +21,7 @@ impl World {
             node: id,
             incarnation: boot.incarnation,
             promise_horizon: boot.horizon,
+            token_floor: boot.token_floor,
             members,
             rules,
             timing: Timing {
@@ -27,6 +29,7 @@ impl World {
                 request_deadline: tenure_core::Micros::from_millis(1_000),
                 ..Timing::default()
             },
+            compaction,
             seed,
         };
         match sim.disk.boot(config, now) {
@@ -94,6 +97,12 @@ impl World {
         let timer = node.poll_timeout();
         let from = self.nodes[i].id;
         for w in writes {
+            if let tenure_core::Record::Compact { name, .. } = &w.record {
+                self.trace
+                    .line(self.now, format_args!("node {i} compacts {name}"));
+                self.compactions += 1;
+                self.compacted.insert(name.clone());
+            }
             self.nodes[i].disk.write(w);
         }
         if !self.nodes[i].syncing {

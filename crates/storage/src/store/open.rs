@@ -181,6 +181,8 @@ impl StoreOptions {
             location,
             last_write: WriteId(0),
             identity,
+            deleted_since_shrink: 0,
+            shrink_stagger: 0,
         };
         Ok((store, built))
     }
@@ -249,6 +251,8 @@ pub struct Boot {
     pub incarnation: u32,
     /// The acceptor's promise horizon, as last made durable.
     pub horizon: u64,
+    /// The acceptor's token floor, as last made durable.
+    pub token_floor: Token,
 }
 
 /// The `build` of [`StoreOptions::open`] that keeps every record: for
@@ -257,6 +261,7 @@ pub fn collect(boot: Boot, records: &mut Records<'_>) -> Recovered {
     Recovered {
         incarnation: boot.incarnation,
         horizon: boot.horizon,
+        token_floor: boot.token_floor,
         records: records.collect(),
     }
 }
@@ -301,6 +306,7 @@ fn recover<T>(
     let boot = Boot {
         incarnation,
         horizon: meta.horizon,
+        token_floor: meta.token_floor,
     };
     let built = build(boot, &mut records);
     // Check the records `build` left unread too.
@@ -341,6 +347,7 @@ struct Meta {
     closed: bool,
     incarnation: u32,
     horizon: u64,
+    token_floor: Token,
     /// An earlier open rolled back and nobody has accepted it yet.
     rolled_back: bool,
     identity: Option<String>,
@@ -374,6 +381,7 @@ fn open_tables(
                 closed: true,
                 incarnation: 0,
                 horizon: 0,
+                token_floor: Token(0),
                 rolled_back: false,
                 identity: None,
             };
@@ -392,7 +400,7 @@ fn open_tables(
         record::decode_u32(key, value.value()).map_err(|e| bad_record(key, e))
     };
     let format = meta_u32(FORMAT_KEY)?;
-    if format != FORMAT && format != FORMAT_BEFORE_HORIZON {
+    if ![FORMAT, FORMAT_BEFORE_COMPACTION, FORMAT_BEFORE_HORIZON].contains(&format) {
         return Err(OpenError::UnsupportedFormat {
             store: location.to_string(),
             found: format,
@@ -405,6 +413,16 @@ fn open_tables(
         Some(value) => record::decode_u64(HORIZON_KEY, value.value())
             .map_err(|e| bad_record(HORIZON_KEY, e))?,
         None => 0,
+    };
+    let token_floor = match meta
+        .get(TOKEN_FLOOR_KEY)
+        .map_err(|e| unreadable(e.into()))?
+    {
+        Some(value) => Token(
+            record::decode_u64(TOKEN_FLOOR_KEY, value.value())
+                .map_err(|e| bad_record(TOKEN_FLOOR_KEY, e))?,
+        ),
+        None => Token(0),
     };
     let rolled_back = match meta
         .get(ROLLED_BACK_KEY)
@@ -435,6 +453,7 @@ fn open_tables(
         closed,
         incarnation,
         horizon,
+        token_floor,
         rolled_back,
         identity,
     };

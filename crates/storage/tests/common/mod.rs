@@ -63,7 +63,7 @@ pub fn horizon(id: u64, horizon: u64) -> Write {
 pub fn register(write: &Write) -> (&LeaseName, &Durable) {
     match &write.record {
         Record::Register { name, state } => (name, state),
-        Record::Horizon(_) => panic!("not a register write"),
+        Record::Horizon(_) | Record::Compact { .. } => panic!("not a register write"),
     }
 }
 
@@ -91,6 +91,17 @@ pub fn batches_after(last_id: u64, count: u64) -> Vec<Vec<Write>> {
                 id += 1;
                 batch.push(horizon(id, b * 1000));
             }
+            if b % 4 == 0 {
+                // The name the batch before added, compacted.
+                id += 1;
+                batch.push(Write {
+                    id: WriteId(id),
+                    record: Record::Compact {
+                        name: name(100 + b - 1),
+                        token_floor: tenure_core::Token(b),
+                    },
+                });
+            }
             batch
         })
         .collect()
@@ -100,6 +111,7 @@ pub fn batches_after(last_id: u64, count: u64) -> Vec<Vec<Write>> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Map {
     pub horizon: u64,
+    pub token_floor: u64,
     pub registers: BTreeMap<LeaseName, Durable>,
 }
 
@@ -120,6 +132,10 @@ pub fn apply(map: &mut Map, batch: &[Write]) {
                 map.registers.insert(name.clone(), state.clone());
             }
             Record::Horizon(h) => map.horizon = map.horizon.max(*h),
+            Record::Compact { name, token_floor } => {
+                map.registers.remove(name);
+                map.token_floor = map.token_floor.max(token_floor.0);
+            }
         }
     }
 }
@@ -141,6 +157,7 @@ pub fn as_map(recovered: Recovered) -> Map {
     assert_eq!(registers.len(), len, "a name was loaded twice");
     Map {
         horizon: recovered.horizon,
+        token_floor: recovered.token_floor.0,
         registers,
     }
 }

@@ -150,7 +150,7 @@ pub(super) fn idempotent(p: &Pending) -> bool {
 /// What a quorum's reports show: the value of the highest accepted ballot
 /// (`top`, zero when nothing was accepted), the age its lease clock has at
 /// least, and the ballot that started that clock.
-pub(super) struct Learnt {
+pub(crate) struct Learnt {
     pub value: LeaseValue,
     pub age: Micros,
     pub origin: Ballot,
@@ -164,14 +164,23 @@ pub(super) struct Learnt {
 /// least one clock that keeps the bound reports an age at least as large.
 /// Fewer such ages than `quorum` show nothing, and the age is zero: the
 /// lease lasts longer, never shorter. (docs/safety.md, "One faulty clock".)
-pub(super) fn highest(
+///
+/// At ballot zero nothing is stored: the name was never written, or every
+/// member that answered compacted it. Its value is free at the highest
+/// token floor reported, above every token the name ever had.
+pub(crate) fn highest(
     reports: &BTreeMap<NodeId, Option<Report>>,
     rules: &lease::Rules,
     quorum: usize,
 ) -> Learnt {
-    let Some(top) = reports.values().flatten().map(|r| r.ballot).max() else {
+    let top = reports.values().flatten().map(|r| r.ballot).max();
+    let Some(top) = top.filter(|top| *top != Ballot::ZERO) else {
+        let token = reports.values().flatten().map(|r| r.value.token).max();
         return Learnt {
-            value: LeaseValue::default(),
+            value: LeaseValue {
+                token: token.unwrap_or_default(),
+                ..LeaseValue::default()
+            },
             age: Micros::ZERO,
             origin: Ballot::ZERO,
             top: Ballot::ZERO,

@@ -1,0 +1,90 @@
+//! Space comes back: names written once and compacted leave a small file.
+
+mod common;
+
+use common::{name, state, write};
+use std::path::Path;
+use tenure_core::{Record, Token, Write, WriteId};
+use tenure_storage::{StoreAt, StoreOptions};
+
+fn file_size(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(tenure_storage::FILE_NAME))
+        .unwrap()
+        .len()
+}
+
+/// `names` names, written in batches of 1,000 as a busy node would, then
+/// each compacted: the size of the file before and after, and after the
+/// store is opened again.
+fn write_then_compact(dir: &Path, names: u64) -> (u64, u64, u64) {
+    let (mut store, _) = StoreOptions::default()
+        .open(StoreAt::dir(dir), tenure_storage::collect)
+        .unwrap();
+    let mut id = 0;
+    let mut next = |record: Record| {
+        id += 1;
+        Write {
+            id: WriteId(id),
+            record,
+        }
+    };
+    for first in (0..names).step_by(1_000) {
+        let batch: Vec<Write> = (first..(first + 1_000).min(names))
+            .map(|i| {
+                let w = write(0, name(i), state(i + 1));
+                next(w.record)
+            })
+            .collect();
+        store.persist(&batch).unwrap();
+    }
+    let written = file_size(dir);
+    for first in (0..names).step_by(1_000) {
+        let batch: Vec<Write> = (first..(first + 1_000).min(names))
+            .map(|i| {
+                next(Record::Compact {
+                    name: name(i),
+                    token_floor: Token(i + 1),
+                })
+            })
+            .collect();
+        store.persist(&batch).unwrap();
+    }
+    let compacted = file_size(dir);
+    let shrinking = std::time::Instant::now();
+    store.shrink().unwrap();
+    eprintln!(
+        "{names} names: the last shrink took {:?}",
+        shrinking.elapsed()
+    );
+    let shrunk = file_size(dir);
+    drop(store);
+    let (_store, recovered) = StoreOptions::default()
+        .open(StoreAt::dir(dir), tenure_storage::collect)
+        .unwrap();
+    assert!(recovered.records.is_empty());
+    assert_eq!(recovered.token_floor, Token(names));
+    eprintln!("{names} names: {shrunk} bytes after the last shrink");
+    (written, compacted, file_size(dir))
+}
+
+#[test]
+fn compacted_names_give_their_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (written, compacted, reopened) = write_then_compact(dir.path(), 20_000);
+    eprintln!("20,000 names: {written} bytes written, {compacted} compacted, {reopened} reopened");
+    assert!(reopened <= 1_000_000, "{reopened} bytes for no names");
+}
+
+/// The goal in docs/storage.md: a million names used once take at most
+/// 10 MB once compacted. About a minute in a release build:
+/// `cargo test --release -p tenure-storage --test space -- --ignored`.
+#[test]
+#[ignore]
+fn a_million_compacted_names_fit_in_ten_megabytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (written, compacted, reopened) = write_then_compact(dir.path(), 1_000_000);
+    eprintln!(
+        "1,000,000 names: {written} bytes written, {compacted} compacted, {reopened} reopened"
+    );
+    assert!(reopened <= 10_000_000, "{reopened} bytes");
+}
