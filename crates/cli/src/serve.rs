@@ -64,7 +64,7 @@ pub struct ServerArgs {
     /// waiting, for this long (`25h`, `90m`; `off`: never). A later grant
     /// still gets a higher token (docs/storage.md, "Space"). Every member
     /// must be up for a name to go. At least twice the request deadline
-    /// (10s).
+    /// (6s).
     #[arg(long, value_name = "DURATION", default_value = "25h", value_parser = parse_compact_after)]
     compact_after: CompactAfter,
     /// Client connections served at once; more are answered 503.

@@ -6,38 +6,25 @@ mod common;
 
 use common::net::Net;
 use tenure_core::{
-    Compaction, Config, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay, Micros, Node,
-    NodeId, Op, Outcome, RequestId, Rules, Timing, Token, Ttl,
+    Compaction, Failure, HolderId, LeaseName, LeaseView, LockDelay, Micros, Node, NodeId, Op,
+    Outcome, RequestId, Token, Ttl,
 };
 
 const IDLE_AFTER: Micros = Micros::from_millis(3_000);
 
 fn nodes() -> Vec<Node> {
-    let members: Vec<NodeId> = (1..=3).map(NodeId).collect();
-    members
-        .iter()
-        .map(|&node| {
-            let config = Config {
-                node,
-                incarnation: 1,
-                promise_horizon: 0,
-                token_floor: Token(0),
-                members: members.clone(),
-                rules: Rules::default(),
-                timing: Timing {
-                    request_deadline: Micros::from_millis(1_000),
-                    ..Timing::default()
-                },
-                compaction: Compaction {
-                    idle_after: Some(IDLE_AFTER),
-                    scan_every: Micros::from_millis(500),
-                    ..Compaction::default()
-                },
-                seed: u64::from(node.0),
+    common::fresh_nodes_tuned(
+        3,
+        |node| u64::from(node.0),
+        |config| {
+            config.timing.request_deadline = Micros::from_millis(1_000);
+            config.compaction = Compaction {
+                idle_after: Some(IDLE_AFTER),
+                scan_every: Micros::from_millis(500),
+                ..Compaction::default()
             };
-            Node::new(config, [], Instant::ZERO).expect("a valid config")
-        })
-        .collect()
+        },
+    )
 }
 
 fn name(s: &str) -> LeaseName {

@@ -15,21 +15,31 @@ pub fn fresh_nodes(size: u16, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
 
 /// Like [`fresh_nodes`], with `rules` (an injected bug, say).
 pub fn fresh_nodes_with(size: u16, rules: Rules, seed: impl Fn(NodeId) -> u64) -> Vec<Node> {
+    fresh_nodes_tuned(size, seed, |config| config.rules = rules)
+}
+
+/// Like [`fresh_nodes`], with `tune` applied to each node's configuration.
+pub fn fresh_nodes_tuned(
+    size: u16,
+    seed: impl Fn(NodeId) -> u64,
+    tune: impl Fn(&mut Config),
+) -> Vec<Node> {
     let members: Vec<NodeId> = (1..=size).map(NodeId).collect();
     members
         .iter()
         .map(|&node| {
-            let config = Config {
+            let mut config = Config {
                 node,
                 incarnation: 1,
                 promise_horizon: 0,
                 token_floor: tenure_core::Token(0),
                 members: members.clone(),
-                rules,
+                rules: Rules::default(),
                 timing: Timing::default(),
                 compaction: tenure_core::Compaction::default(),
                 seed: seed(node),
             };
+            tune(&mut config);
             Node::new(config, [], Instant::ZERO).expect("a valid config")
         })
         .collect()
