@@ -302,6 +302,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             config.http.max_waits,
             config.http.max_waits_per_caller,
         )),
+        store_file: config.data_dir.join(tenure_storage::FILE_NAME),
     };
     if auth.is_some() || tls.is_some() || https.is_some() {
         let reloads = Reloads {

@@ -56,6 +56,7 @@ async fn a_dead_name_leaves_the_store_and_its_tokens_keep_rising() {
     until_stored(&node, 0).await;
     assert_eq!(metric(&node, "tenure_names_compacted_total").await, 2);
     assert_eq!(metric(&node, "tenure_token_floor").await, 3);
+    assert!(metric(&node, "tenure_store_bytes").await > 0);
 
     // A read reports it free at the floor, and leaves nothing behind; so
     // does the renewal of a grant long gone.

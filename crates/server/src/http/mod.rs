@@ -71,6 +71,8 @@ pub struct AppState {
     pub watches: Arc<StreamBound>,
     /// Acquires waiting (`limits.max_waits`, `limits.max_waits_per_caller`).
     pub waits: Arc<StreamBound>,
+    /// The store's file, whose size `/metrics` reports.
+    pub store_file: std::path::PathBuf,
 }
 
 impl AppState {

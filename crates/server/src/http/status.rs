@@ -59,6 +59,15 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
          tenure_watched_names {}\n",
         app.wakeups.watched()
     ));
+    // One stat per scrape: too cheap to be worth a blocking-pool hop.
+    if let Ok(file) = std::fs::metadata(&app.store_file) {
+        extra.push_str(&format!(
+            "# HELP tenure_store_bytes The size of this node's store file; compaction gives back the space of deleted names.\n\
+             # TYPE tenure_store_bytes gauge\n\
+             tenure_store_bytes {}\n",
+            file.len()
+        ));
+    }
     let mut response = (
         [(
             header::CONTENT_TYPE,
