@@ -5,7 +5,7 @@ use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
-use tenure_core::{DriftBound, Micros, NodeId};
+use tenure_core::{Compaction, DriftBound, Micros, NodeId};
 use tenure_server::{parse_peers, server, Listeners, ServerConfig};
 
 #[derive(Args)]
@@ -218,10 +218,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
              deadline, so that no round outlives its name; or `off`"
         );
     }
-    config.compaction.idle_after = args
-        .compact_after
-        .0
-        .map(|d| Micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)));
+    config.compaction = match args.compact_after.0 {
+        Some(after) => {
+            Compaction::after(Micros(u64::try_from(after.as_micros()).unwrap_or(u64::MAX)))
+        }
+        None => Compaction::default(),
+    };
     config.cluster_id = args.cluster_id;
     config.rewrite_cluster_identity = args.rewrite_cluster_identity;
     config.tokens = args.tokens;

@@ -61,6 +61,22 @@ impl Default for Compaction {
     }
 }
 
+impl Compaction {
+    /// Names dead after `idle_after`, scanned for every hundredth of that
+    /// (at least every second, at most every ten minutes): a name goes at
+    /// most about 1 % later than it could, and a large store is not
+    /// scanned again and again for names that cannot have died since.
+    pub fn after(idle_after: Micros) -> Compaction {
+        let scan_every = Micros(idle_after.0 / 100)
+            .clamp(Micros::from_millis(1_000), Micros::from_millis(600_000));
+        Compaction {
+            idle_after: Some(idle_after),
+            scan_every,
+            ..Compaction::default()
+        }
+    }
+}
+
 /// The pause between the steps of one scan, so that a large store is
 /// scanned in slices between other work.
 const STEP_PAUSE: Micros = Micros::from_millis(10);
@@ -101,6 +117,9 @@ pub(crate) struct Compactor {
     /// The last name the current scan looked at.
     cursor: Option<LeaseName>,
     settling: BTreeMap<LeaseName, Settling>,
+    /// The highest promise a nack showed: the next settle starts above it,
+    /// or a member whose restart raised its floor would refuse them all.
+    seen: Ballot,
     /// Dead names (whoever wrote them) seen so far in this scan, and in
     /// the last whole scan.
     dead_this_scan: u64,
@@ -123,6 +142,7 @@ impl Compactor {
             next_scan: config.idle_after.map(|_| now.plus(config.scan_every)),
             cursor: None,
             settling: BTreeMap::new(),
+            seen: Ballot::ZERO,
             dead_this_scan: 0,
             dead_last_scan: 0,
         }
@@ -173,6 +193,11 @@ impl Compactor {
             self.cursor = last;
             self.next_scan = Some(now.plus(STEP_PAUSE));
         }
+    }
+
+    /// The highest promise a settle was refused for.
+    pub(crate) fn seen(&self) -> Ballot {
+        self.seen
     }
 
     /// Whether more names may be settled now.
@@ -231,8 +256,10 @@ impl Compactor {
         };
         let ballot = settling.ballot;
         match (message, &mut settling.phase) {
-            (Message::Nack { .. }, _) => {
-                // Someone else is writing: the name is in use after all.
+            (Message::Nack { promised, .. }, _) => {
+                // Someone else is writing (the name is in use after all),
+                // or a member's floor is above this ballot.
+                self.seen = self.seen.max(promised);
                 self.settling.remove(&name);
             }
             (Message::Promise { accepted, .. }, Phase::Preparing { promises }) => {
@@ -313,4 +340,21 @@ fn is_dead(idle_after: Option<Micros>, rules: &Rules, value: &LeaseValue, age: M
             lease::view(value, age, rules),
             lease::LeaseView::Free { .. }
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_runs_every_hundredth_of_the_idle_time_within_bounds() {
+        let every = |ms| Compaction::after(Micros::from_millis(ms)).scan_every;
+        assert_eq!(every(6_000), Micros::from_millis(1_000));
+        assert_eq!(every(300_000), Micros::from_millis(3_000));
+        assert_eq!(every(90_000_000), Micros::from_millis(600_000));
+        assert_eq!(
+            Compaction::after(Micros::from_millis(6_000)).idle_after,
+            Some(Micros::from_millis(6_000))
+        );
+    }
 }

@@ -312,7 +312,9 @@ impl Node {
                 .acceptor
                 .durable(&name)
                 .map_or(Ballot::ZERO, |d| d.promised);
-            let ballot = self.proposer.fresh_ballot(promised);
+            let ballot = self
+                .proposer
+                .fresh_ballot(promised.max(self.compactor.seen()));
             self.compactor.start(now, name, ballot, &mut steps);
         }
         self.compactor.scanned(now, seen, last);

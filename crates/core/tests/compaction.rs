@@ -7,7 +7,7 @@ mod common;
 use common::net::Net;
 use tenure_core::{
     Compaction, Failure, HolderId, LeaseName, LeaseView, LockDelay, Micros, Node, NodeId, Op,
-    Outcome, RequestId, Token, Ttl,
+    Outcome, RequestId, Token, Ttl, HORIZON_STEP,
 };
 
 const IDLE_AFTER: Micros = Micros::from_millis(3_000);
@@ -203,4 +203,30 @@ fn with_a_member_down_no_name_is_deleted() {
     assert_eq!(run.stored("job-2"), [false, false, false]);
     run.wait(Micros::from_millis(11_000));
     assert_eq!(run.net.nodes[0].dead_names(), 0);
+}
+
+/// A member's restart raises its promise floor for every name above the
+/// ballots an idle node would use: its settles are refused, and the next
+/// ones must start above what the refusal showed.
+#[test]
+fn a_restarted_member_with_a_higher_floor_does_not_stop_compaction() {
+    let mut run = Run::new();
+    let token = granted(run.call(1, "job-3", acquire("a")));
+    run.call(
+        1,
+        "job-3",
+        Op::Release {
+            holder: holder("a"),
+            token,
+        },
+    )
+    .unwrap();
+    let n = name("job-3");
+    let state = run.net.nodes[2].acceptor_state(&n).expect("stored");
+    let mut config = run.net.nodes[2].config().clone();
+    config.incarnation += 1;
+    config.promise_horizon = 40 * HORIZON_STEP;
+    run.net.nodes[2] = Node::new(config, [(n, state)], run.net.now).expect("restart");
+    run.wait(Micros::from_millis(6_000));
+    assert_eq!(run.stored("job-3"), [false, false, false]);
 }

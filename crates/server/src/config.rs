@@ -209,10 +209,7 @@ pub const DEFAULT_COMPACT_AFTER: Duration =
     Duration::from_millis(tenure_core::input::MAX_TTL_MS + 3_600_000);
 
 pub fn default_compaction() -> Compaction {
-    Compaction {
-        idle_after: Some(Micros::from_millis(DEFAULT_COMPACT_AFTER.as_millis() as u64)),
-        ..Compaction::default()
-    }
+    Compaction::after(Micros::from_millis(DEFAULT_COMPACT_AFTER.as_millis() as u64))
 }
 
 #[cfg(test)]
