@@ -28,7 +28,7 @@ use crate::ballot::{Ballot, NodeId};
 use crate::input::LeaseName;
 use crate::lease::{self, LeaseValue, Rules};
 use crate::message::{Message, Report};
-use crate::proposer::To;
+use crate::proposer::{Effects, To};
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,12 +98,6 @@ struct Settling {
     ballot: Ballot,
     phase: Phase,
     until: Instant,
-}
-
-/// Messages to send and names to look at, for the node.
-#[derive(Debug, Default)]
-pub(crate) struct Steps {
-    pub sends: Vec<(To, Message)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -207,7 +201,13 @@ impl Compactor {
 
     /// Start settling `name` at `ballot`, which no proposer of this node
     /// uses for anything else.
-    pub(crate) fn start(&mut self, now: Instant, name: LeaseName, ballot: Ballot, out: &mut Steps) {
+    pub(crate) fn start(
+        &mut self,
+        now: Instant,
+        name: LeaseName,
+        ballot: Ballot,
+        out: &mut Effects,
+    ) {
         if self.settling.contains_key(&name) {
             return;
         }
@@ -242,14 +242,9 @@ impl Compactor {
     }
 
     /// An answer to a settle (`owns` said so).
-    pub(crate) fn on_reply(
-        &mut self,
-        from: NodeId,
-        message: Message,
-        quorum: usize,
-        out: &mut Steps,
-    ) {
+    pub(crate) fn on_reply(&mut self, from: NodeId, message: Message, out: &mut Effects) {
         let name = message.name().clone();
+        let quorum = self.members.len() / 2 + 1;
         let needed = self.needed(quorum);
         let Some(settling) = self.settling.get_mut(&name) else {
             return;

@@ -28,7 +28,7 @@
 use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
-use crate::compact::{Compaction, Compactor, Steps};
+use crate::compact::{Compaction, Compactor};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
 use crate::message::{Chosen, Message, Report};
@@ -302,7 +302,7 @@ impl Node {
         let found = self.acceptor.scan(cursor, batch, now);
         let seen = found.len();
         let last = found.last().map(|(name, _)| name.clone());
-        let mut steps = Steps::default();
+        let mut fx = Effects::default();
         for (name, report) in found {
             let wanted = report.is_some_and(|r| self.compactor.wants(&r));
             if !wanted || self.proposer.is_busy(&name) || !self.compactor.has_room() {
@@ -315,16 +315,10 @@ impl Node {
             let ballot = self
                 .proposer
                 .fresh_ballot(promised.max(self.compactor.seen()));
-            self.compactor.start(now, name, ballot, &mut steps);
+            self.compactor.start(now, name, ballot, &mut fx);
         }
         self.compactor.scanned(now, seen, last);
-        self.absorb(
-            now,
-            Effects {
-                sends: steps.sends,
-                ..Effects::default()
-            },
-        );
+        self.absorb(now, fx);
     }
 
     /// Registers this node's acceptor deleted in this life.
@@ -473,13 +467,8 @@ impl Node {
                 return;
             }
             reply if self.compactor.owns(&reply) => {
-                let mut steps = Steps::default();
-                let quorum = self.config.members.len() / 2 + 1;
-                self.compactor.on_reply(from, reply, quorum, &mut steps);
-                let fx = Effects {
-                    sends: steps.sends,
-                    ..Effects::default()
-                };
+                let mut fx = Effects::default();
+                self.compactor.on_reply(from, reply, &mut fx);
                 return self.absorb(now, fx);
             }
             Message::Peek { name, id } => {

@@ -343,21 +343,15 @@ impl Store {
                     }
                 }
             }
-            if let Some(floor) = token_floor {
+            let numbers = [(HORIZON_KEY, horizon), (TOKEN_FLOOR_KEY, token_floor)];
+            if numbers.iter().any(|(_, n)| n.is_some()) {
                 let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
-                meta.insert(
-                    TOKEN_FLOOR_KEY,
-                    record::encode_u64(TOKEN_FLOOR_KEY, floor).as_slice(),
-                )
-                .map_err(|e| failed(e.into()))?;
-            }
-            if let Some(horizon) = horizon {
-                let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
-                meta.insert(
-                    HORIZON_KEY,
-                    record::encode_u64(HORIZON_KEY, horizon).as_slice(),
-                )
-                .map_err(|e| failed(e.into()))?;
+                for (key, n) in numbers {
+                    if let Some(n) = n {
+                        meta.insert(key, record::encode_u64(key, n).as_slice())
+                            .map_err(|e| failed(e.into()))?;
+                    }
+                }
             }
         }
         txn.commit().map_err(|e| failed(e.into()))
