@@ -19,6 +19,7 @@ pub mod plot;
 pub mod procs;
 mod progress;
 mod report;
+mod resolver;
 mod sizes;
 pub mod stats;
 mod steps;

@@ -210,7 +210,11 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         // its rustls config once, on its first connection, not per request.
         config = config.tls_config(tls.clone());
     }
-    config.build().into()
+    ureq::Agent::with_parts(
+        config.build(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        crate::resolver::LiteralFirst::default(),
+    )
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {

@@ -286,7 +286,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         history,
         auth: auth.clone(),
         grant_keys,
-        peers: view,
+        peers: Arc::new(view),
         incarnation,
         drift: config.drift,
         limits: config.http,
@@ -302,7 +302,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             config.http.max_waits,
             config.http.max_waits_per_caller,
         )),
-        store_file: config.data_dir.join(tenure_storage::FILE_NAME),
+        store_file: config.data_dir.join(tenure_storage::FILE_NAME).into(),
     };
     if auth.is_some() || tls.is_some() || https.is_some() {
         let reloads = Reloads {

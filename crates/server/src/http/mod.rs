@@ -56,7 +56,8 @@ pub struct AppState {
     /// Grant keys, with `--grant-secret`: told with every grant, required
     /// to renew or release it.
     pub grant_keys: Option<Arc<crate::grant_key::GrantKeys>>,
-    pub peers: PeerView,
+    /// Shared: the state is cloned for every request.
+    pub peers: Arc<PeerView>,
     pub incarnation: u32,
     /// The cluster's bound on clock drift, told to holders with each grant.
     pub drift: tenure_core::DriftBound,
@@ -72,7 +73,7 @@ pub struct AppState {
     /// Acquires waiting (`limits.max_waits`, `limits.max_waits_per_caller`).
     pub waits: Arc<StreamBound>,
     /// The store's file, whose size `/metrics` reports.
-    pub store_file: std::path::PathBuf,
+    pub store_file: Arc<std::path::Path>,
 }
 
 impl AppState {
