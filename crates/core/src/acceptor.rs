@@ -105,6 +105,8 @@ pub enum Record {
     /// Delete the register of `name`, and raise the node's token floor to
     /// `token_floor`, in one transaction.
     Compact { name: LeaseName, token_floor: Token },
+    /// Raise the node's token floor to this.
+    TokenFloor(Token),
 }
 
 /// A reply, the record that must be durable before it is sent, and a
@@ -252,6 +254,15 @@ impl Acceptor {
         Some(Record::Compact {
             name: name.clone(),
             token_floor: self.token_floor,
+        })
+    }
+
+    /// Raise the token floor to `token`; the record to make durable when
+    /// that raised it.
+    pub fn raise_token_floor(&mut self, token: Token) -> Option<Record> {
+        (token > self.token_floor).then(|| {
+            self.token_floor = token;
+            Record::TokenFloor(token)
         })
     }
 

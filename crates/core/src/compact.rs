@@ -26,9 +26,10 @@
 
 use crate::ballot::{Ballot, NodeId};
 use crate::input::LeaseName;
-use crate::lease::{self, LeaseValue, Rules};
+use crate::lease::{self, LeaseValue, Rules, Token};
 use crate::message::{Message, Report};
 use crate::proposer::{Effects, To};
+use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,18 +94,48 @@ enum Phase {
     },
 }
 
+/// Why a name is being settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Purpose {
+    /// Every member accepts the dead value, then deletes it.
+    Compact,
+    /// A quorum of a configuration in change accepts the name's value
+    /// again: the rescan of docs/membership.md, which puts every value on
+    /// a majority of the new member list.
+    Carry,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Settling {
     ballot: Ballot,
     phase: Phase,
     until: Instant,
+    purpose: Purpose,
+}
+
+/// A rescan: passes over every stored name, each carried at the current
+/// quorums, until a pass carries every name it meets.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Rescan {
+    /// The last name the current pass looked at; `None` at a pass's start.
+    cursor: Option<LeaseName>,
+    /// The pass looked at its last name; it ends when its carries do.
+    scanned_all: bool,
+    /// Carries of this pass that failed: the pass is repeated.
+    failed: u64,
+    next_step: Instant,
+    /// This node's token floor, which covers every name the members
+    /// compacted (compaction needs every member), and the members that
+    /// hold it durably: the rescan ends once a quorum does.
+    floor: Token,
+    floor_held: BTreeSet<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Compactor {
     config: Compaction,
     node: NodeId,
-    members: Vec<NodeId>,
+    quorums: Quorums,
     rules: Rules,
     /// When the next step of a scan is due (`None`: compaction is off).
     next_scan: Option<Instant>,
@@ -118,20 +149,23 @@ pub(crate) struct Compactor {
     /// the last whole scan.
     dead_this_scan: u64,
     dead_last_scan: u64,
+    rescan: Option<Rescan>,
+    /// Names carried by rescans in this life.
+    carried: u64,
 }
 
 impl Compactor {
     pub(crate) fn new(
         config: Compaction,
         node: NodeId,
-        members: Vec<NodeId>,
+        quorums: Quorums,
         rules: Rules,
         now: Instant,
     ) -> Compactor {
         Compactor {
             config,
             node,
-            members,
+            quorums,
             rules,
             next_scan: config.idle_after.map(|_| now.plus(config.scan_every)),
             cursor: None,
@@ -139,12 +173,145 @@ impl Compactor {
             seen: Ballot::ZERO,
             dead_this_scan: 0,
             dead_last_scan: 0,
+            rescan: None,
+            carried: 0,
         }
     }
 
     pub(crate) fn next_timer(&self) -> Option<Instant> {
         let settle = self.settling.values().map(|s| s.until).min();
-        [self.next_scan, settle].into_iter().flatten().min()
+        let rescan = self.rescan.as_ref().map(|r| r.next_step);
+        [self.next_scan, settle, rescan].into_iter().flatten().min()
+    }
+
+    /// Start a rescan (a running one starts over), carrying `floor`,
+    /// this node's token floor, with the names.
+    pub(crate) fn start_rescan(&mut self, now: Instant, floor: Token, out: &mut Effects) {
+        self.rescan = Some(Rescan {
+            cursor: None,
+            scanned_all: false,
+            failed: 0,
+            next_step: now,
+            floor,
+            floor_held: BTreeSet::new(),
+        });
+        out.sends
+            .push((To::All, Message::RaiseFloor { token: floor }));
+    }
+
+    /// `from` holds `token` as its token floor, durably.
+    pub(crate) fn on_floor_raised(&mut self, from: NodeId, token: Token) {
+        if let Some(rescan) = self.rescan.as_mut() {
+            if token >= rescan.floor {
+                rescan.floor_held.insert(from);
+            }
+        }
+    }
+
+    /// Whether a rescan is running.
+    pub(crate) fn rescanning(&self) -> bool {
+        self.rescan.is_some()
+    }
+
+    /// Names carried by rescans in this life.
+    pub(crate) fn carried(&self) -> u64 {
+        self.carried
+    }
+
+    /// Whether a rescan step is due, and if so, where it starts and how
+    /// many names it takes: no more than may be settled at once. A pass
+    /// that looked at every name ends once its carries have: done when
+    /// none failed, else it starts over.
+    pub(crate) fn rescan_due(
+        &mut self,
+        now: Instant,
+        out: &mut Effects,
+    ) -> Option<(Option<LeaseName>, usize)> {
+        let carrying = self
+            .settling
+            .values()
+            .filter(|s| s.purpose == Purpose::Carry)
+            .count();
+        let room = self.config.max_settling.saturating_sub(self.settling.len());
+        let rescan = self.rescan.as_mut()?;
+        if rescan.next_step > now {
+            return None;
+        }
+        if rescan.scanned_all {
+            if carrying > 0 {
+                rescan.next_step = now.plus(STEP_PAUSE);
+                return None;
+            }
+            let floor_held = &rescan.floor_held;
+            let floor_carried = self.quorums.is_quorum(|m| floor_held.contains(&m));
+            if rescan.failed == 0 && floor_carried {
+                self.rescan = None;
+                return None;
+            }
+            if !floor_carried {
+                // The floor again, to the members that have not said
+                // they hold it, once a settle's time.
+                let raise = Message::RaiseFloor {
+                    token: rescan.floor,
+                };
+                for &member in self.quorums.members() {
+                    if !rescan.floor_held.contains(&member) {
+                        out.sends.push((To::Node(member), raise.clone()));
+                    }
+                }
+            }
+            if rescan.failed == 0 {
+                // Every name is carried: only the floor is still out.
+                rescan.next_step = now.plus(self.config.settle_timeout);
+                return None;
+            }
+            // Again, for the names whose carry failed.
+            rescan.cursor = None;
+            rescan.scanned_all = false;
+            rescan.failed = 0;
+        }
+        if room == 0 {
+            rescan.next_step = now.plus(STEP_PAUSE);
+            return None;
+        }
+        Some((rescan.cursor.clone(), room.min(self.config.scan_batch)))
+    }
+
+    /// A rescan step looked at `seen` names of the `asked`, the last of
+    /// them `last`.
+    pub(crate) fn rescanned(
+        &mut self,
+        now: Instant,
+        asked: usize,
+        seen: usize,
+        last: Option<LeaseName>,
+    ) {
+        let Some(rescan) = self.rescan.as_mut() else {
+            return;
+        };
+        rescan.scanned_all = seen < asked || last.is_none();
+        rescan.cursor = last;
+        rescan.next_step = now.plus(STEP_PAUSE);
+    }
+
+    /// Carry `name` at `ballot`; a name already being settled counts as a
+    /// failure of this pass, to be carried by the next.
+    pub(crate) fn start_carry(
+        &mut self,
+        now: Instant,
+        name: LeaseName,
+        ballot: Ballot,
+        out: &mut Effects,
+    ) {
+        if !self.begin(now, name, ballot, Purpose::Carry, out) {
+            self.carry_failed();
+        }
+    }
+
+    fn carry_failed(&mut self) {
+        if let Some(rescan) = self.rescan.as_mut() {
+            rescan.failed += 1;
+        }
     }
 
     /// Whether `report` shows a value this node may settle: its own write,
@@ -208,8 +375,20 @@ impl Compactor {
         ballot: Ballot,
         out: &mut Effects,
     ) {
+        self.begin(now, name, ballot, Purpose::Compact, out);
+    }
+
+    /// Start settling `name`, unless it is being settled already.
+    fn begin(
+        &mut self,
+        now: Instant,
+        name: LeaseName,
+        ballot: Ballot,
+        purpose: Purpose,
+        out: &mut Effects,
+    ) -> bool {
         if self.settling.contains_key(&name) {
-            return;
+            return false;
         }
         out.sends.push((
             To::All,
@@ -224,8 +403,10 @@ impl Compactor {
                 promises: BTreeMap::new(),
             },
             until: now.plus(self.config.settle_timeout),
+            purpose,
         };
         self.settling.insert(name, settling);
+        true
     }
 
     /// Whether `message` answers one of this compactor's settles.
@@ -236,36 +417,49 @@ impl Compactor {
             | Message::Nack { ballot, .. } => *ballot,
             _ => return false,
         };
-        self.settling
-            .get(message.name())
+        message
+            .name()
+            .and_then(|name| self.settling.get(name))
             .is_some_and(|s| s.ballot == ballot)
     }
 
     /// An answer to a settle (`owns` said so).
     pub(crate) fn on_reply(&mut self, from: NodeId, message: Message, out: &mut Effects) {
-        let name = message.name().clone();
-        let quorum = self.members.len() / 2 + 1;
-        let needed = self.needed(quorum);
+        let Some(name) = message.name().cloned() else {
+            return;
+        };
         let Some(settling) = self.settling.get_mut(&name) else {
             return;
         };
-        let ballot = settling.ballot;
+        let (ballot, purpose) = (settling.ballot, settling.purpose);
+        let enough = |has: &dyn Fn(NodeId) -> bool| match purpose {
+            Purpose::Compact => settled(&self.quorums, &self.rules, has),
+            Purpose::Carry => self.quorums.is_quorum(has),
+        };
         match (message, &mut settling.phase) {
             (Message::Nack { promised, .. }, _) => {
                 // Someone else is writing (the name is in use after all),
                 // or a member's floor is above this ballot.
                 self.seen = self.seen.max(promised);
                 self.settling.remove(&name);
+                if purpose == Purpose::Carry {
+                    self.carry_failed();
+                }
             }
             (Message::Promise { accepted, .. }, Phase::Preparing { promises }) => {
                 promises.insert(from, accepted);
-                if promises.len() < needed {
+                if !enough(&|m| promises.contains_key(&m)) {
                     return;
                 }
                 let (idle_after, rules) = (self.config.idle_after, self.rules);
-                let learnt = crate::proposer::highest_reported(promises, &rules, quorum);
-                let Some(learnt) = learnt.filter(|l| is_dead(idle_after, &rules, &l.value, l.age))
-                else {
+                let rank = self.quorums.age_rank();
+                let learnt = crate::proposer::highest_reported(promises, &rules, rank);
+                // A carry takes any stored value; with nothing stored
+                // (compacted everywhere it asked) it has nothing to carry.
+                let carry = purpose == Purpose::Carry;
+                let wanted =
+                    learnt.filter(|l| carry || is_dead(idle_after, &rules, &l.value, l.age));
+                let Some(learnt) = wanted else {
                     self.settling.remove(&name);
                     return;
                 };
@@ -298,28 +492,32 @@ impl Compactor {
                     return;
                 }
                 all.insert(from);
-                if all.len() < needed {
+                if !enough(&|m| all.contains(&m)) {
                     return;
                 }
                 self.settling.remove(&name);
-                out.sends.push((To::All, Message::Compact { name, ballot }));
+                match purpose {
+                    Purpose::Compact => {
+                        out.sends.push((To::All, Message::Compact { name, ballot }))
+                    }
+                    Purpose::Carry => self.carried += 1,
+                }
             }
             _ => {} // A duplicate, or late.
         }
     }
 
-    /// Answers a settle needs: every member's.
-    fn needed(&self, quorum: usize) -> usize {
-        if self.rules.bugs.has(crate::bugs::Bug::CompactOnMajority) {
-            quorum
-        } else {
-            self.members.len()
-        }
-    }
-
     /// Give up the settles whose time ran out: a member is down or slow.
     pub(crate) fn expire(&mut self, now: Instant) {
-        self.settling.retain(|_, s| s.until > now);
+        let mut carries_lost = 0;
+        self.settling.retain(|_, s| {
+            let keep = s.until > now;
+            carries_lost += u64::from(!keep && s.purpose == Purpose::Carry);
+            keep
+        });
+        if let Some(rescan) = self.rescan.as_mut() {
+            rescan.failed += carries_lost;
+        }
     }
 }
 
@@ -335,6 +533,16 @@ fn is_dead(idle_after: Option<Micros>, rules: &Rules, value: &LeaseValue, age: M
             lease::view(value, age, rules),
             lease::LeaseView::Free { .. }
         )
+}
+
+/// Whether the members for which `has` holds are enough to settle: every
+/// member.
+fn settled(quorums: &Quorums, rules: &Rules, has: impl Fn(NodeId) -> bool) -> bool {
+    if rules.bugs.has(crate::bugs::Bug::CompactOnMajority) {
+        quorums.is_quorum(has)
+    } else {
+        quorums.is_everyone(has)
+    }
 }
 
 #[cfg(test)]

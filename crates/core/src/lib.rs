@@ -26,6 +26,7 @@ mod message;
 mod node;
 mod packed;
 mod proposer;
+mod quorum;
 mod time;
 
 pub use acceptor::{Durable, Record, HORIZON_STEP};
@@ -40,4 +41,5 @@ pub use lease::{
 pub use message::{Chosen, Message, Report};
 pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId, MAX_CHANGES_TOLD};
 pub use proposer::{Failure, PhaseKind, Reply, RequestId, Timing};
+pub use quorum::Quorums;
 pub use time::{DriftBound, Instant, Micros};

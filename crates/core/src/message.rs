@@ -3,7 +3,7 @@
 
 use crate::ballot::Ballot;
 use crate::input::LeaseName;
-use crate::lease::{LeaseValue, Transition};
+use crate::lease::{LeaseValue, Token, Transition};
 use crate::time::Micros;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,10 @@ pub struct Chosen {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Message {
     /// Phase 1a.
-    Prepare { name: LeaseName, ballot: Ballot },
+    Prepare {
+        name: LeaseName,
+        ballot: Ballot,
+    },
     /// Phase 1b: the acceptor will accept nothing below `ballot`.
     Promise {
         name: LeaseName,
@@ -71,7 +74,10 @@ pub enum Message {
         promised: Ballot,
     },
     /// A read-only look at the acceptor's state; promises nothing.
-    Peek { name: LeaseName, id: u64 },
+    Peek {
+        name: LeaseName,
+        id: u64,
+    },
     /// `durable` is false when the value reported was accepted lazily and
     /// its record may not have landed yet.
     Peeked {
@@ -84,12 +90,25 @@ pub enum Message {
     /// `ballot`, which every member accepted durably and which leaves the
     /// name free with nobody waiting (`compact.rs`). Not answered: a lost
     /// one leaves the register, and a later scan settles it again.
-    Compact { name: LeaseName, ballot: Ballot },
+    Compact {
+        name: LeaseName,
+        ballot: Ballot,
+    },
     /// News, not protocol: a value this node proposed was chosen, and
     /// what it changed (nothing but the queue, when `changes` is empty),
     /// for the other nodes' histories and live pages. Acceptors ignore
     /// it, and losing it loses only a line of history.
     Chosen(Chosen),
+    /// Raise the acceptor's token floor to at least `token`, durably, and
+    /// answer `FloorRaised`: a rescan carries the floor of compacted
+    /// names, which no register holds, to the members that join
+    /// (docs/membership.md).
+    RaiseFloor {
+        token: Token,
+    },
+    FloorRaised {
+        token: Token,
+    },
 }
 
 impl Message {
@@ -105,11 +124,14 @@ impl Message {
             Message::Peeked { .. } => "peeked",
             Message::Compact { .. } => "compact",
             Message::Chosen(_) => "chosen",
+            Message::RaiseFloor { .. } => "raise-floor",
+            Message::FloorRaised { .. } => "floor-raised",
         }
     }
 
-    pub fn name(&self) -> &LeaseName {
-        match self {
+    /// The name the message is about; `None` for those about the node.
+    pub fn name(&self) -> Option<&LeaseName> {
+        Some(match self {
             Message::Prepare { name, .. }
             | Message::Promise { name, .. }
             | Message::Accept { name, .. }
@@ -119,6 +141,7 @@ impl Message {
             | Message::Peeked { name, .. }
             | Message::Compact { name, .. }
             | Message::Chosen(Chosen { name, .. }) => name,
-        }
+            Message::RaiseFloor { .. } | Message::FloorRaised { .. } => return None,
+        })
     }
 }

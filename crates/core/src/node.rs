@@ -35,6 +35,7 @@ use crate::message::{Chosen, Message, Report};
 use crate::proposer::{
     Effects, Local, PhaseKind, Proposer, ProposerConfig, Reply, RequestId, Timing, To,
 };
+use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -53,6 +54,10 @@ pub struct Config {
     /// register this node compacted had a higher token.
     pub token_floor: Token,
     pub members: Vec<NodeId>,
+    /// During a change of members (docs/membership.md), the list being
+    /// moved to: quorums then need a majority of `members` and of this
+    /// list at once. Empty otherwise.
+    pub joining: Vec<NodeId>,
     pub rules: Rules,
     pub timing: Timing,
     /// When names nobody uses are deleted (`compact.rs`).
@@ -127,6 +132,8 @@ enum Outgoing {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node {
     config: Config,
+    /// Who decides, and whom this node talks to.
+    quorums: Quorums,
     acceptor: Acceptor,
     proposer: Proposer,
     compactor: Compactor,
@@ -174,18 +181,22 @@ impl Node {
         recovered: impl IntoIterator<Item = (LeaseName, Durable)>,
         now: Instant,
     ) -> Result<Node, ConfigError> {
-        let members = &config.members;
-        if members.is_empty() || members.len() > 7 {
-            return Err(ConfigError::MemberCount(members.len()));
+        for list in [&config.members, &config.joining] {
+            if list.len() > 7 {
+                return Err(ConfigError::MemberCount(list.len()));
+            }
+            if let Some(dup) = list
+                .iter()
+                .find(|m| list.iter().filter(|n| n == m).count() > 1)
+            {
+                return Err(ConfigError::DuplicateMember(*dup));
+            }
         }
-        if !members.contains(&config.node) {
+        if config.members.is_empty() {
+            return Err(ConfigError::MemberCount(0));
+        }
+        if !config.members.contains(&config.node) && !config.joining.contains(&config.node) {
             return Err(ConfigError::NotAMember(config.node));
-        }
-        if let Some(dup) = members
-            .iter()
-            .find(|m| members.iter().filter(|n| n == m).count() > 1)
-        {
-            return Err(ConfigError::DuplicateMember(*dup));
         }
         if config.incarnation == 0 {
             return Err(ConfigError::ZeroIncarnation);
@@ -209,17 +220,22 @@ impl Node {
             now,
             config.rules.bugs,
         );
+        let quorums = if config.joining.is_empty() {
+            Quorums::majority(&config.members)
+        } else {
+            Quorums::joint(&config.members, &config.joining)
+        };
         let compactor = Compactor::new(
             config.compaction,
             config.node,
-            members.clone(),
+            quorums.clone(),
             config.rules,
             now,
         );
         let proposer = Proposer::new(ProposerConfig {
             node: config.node,
             incarnation: config.incarnation,
-            members: members.clone(),
+            quorums: quorums.clone(),
             rules: config.rules,
             timing: config.timing,
             first_counter: acceptor.highest_promise().counter.saturating_add(1),
@@ -227,6 +243,7 @@ impl Node {
         });
         Ok(Node {
             config,
+            quorums,
             acceptor,
             proposer,
             compactor,
@@ -277,7 +294,7 @@ impl Node {
 
     /// A message from peer `from`. Messages from non-members are dropped.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message) {
-        if !self.config.members.contains(&from) {
+        if !self.quorums.contains(from) {
             return;
         }
         self.deliver(now, from, message);
@@ -289,7 +306,60 @@ impl Node {
         self.proposer.handle_timeout(now, &self.acceptor, &mut fx);
         self.absorb(now, fx);
         self.compact_step(now);
+        self.rescan_step(now);
         self.pump(now);
+    }
+
+    /// Carry every name this node stores onto a quorum of its current
+    /// configuration: the rescan of a change of members
+    /// (docs/membership.md). Runs in steps at [`Node::handle_timeout`];
+    /// [`Node::rescanning`] says when it is over.
+    pub fn start_rescan(&mut self, now: Instant) {
+        let mut fx = Effects::default();
+        let floor = self.acceptor.token_floor();
+        self.compactor.start_rescan(now, floor, &mut fx);
+        self.absorb(now, fx);
+        self.pump(now);
+    }
+
+    /// Whether a rescan is still running.
+    pub fn rescanning(&self) -> bool {
+        self.compactor.rescanning()
+    }
+
+    /// Names rescans carried in this life.
+    pub fn carried_names(&self) -> u64 {
+        self.compactor.carried()
+    }
+
+    /// A step of the rescan, when one is due: every name, in use or not,
+    /// is settled again at a fresh ballot of this node.
+    fn rescan_step(&mut self, now: Instant) {
+        let mut fx = Effects::default();
+        let Some((cursor, batch)) = self.compactor.rescan_due(now, &mut fx) else {
+            return self.absorb(now, fx);
+        };
+        let found = self.acceptor.scan(cursor.as_ref(), batch, now);
+        let seen = found.len();
+        let last = found.last().map(|(name, _)| name.clone());
+        for (name, _) in found {
+            let ballot = self.settle_ballot(&name);
+            self.compactor.start_carry(now, name, ballot, &mut fx);
+        }
+        self.compactor.rescanned(now, batch, seen, last);
+        self.absorb(now, fx);
+    }
+
+    /// A ballot of this node's for settling `name`, above the promise this
+    /// node's acceptor made for it and every promise a settle was refused
+    /// for.
+    fn settle_ballot(&mut self, name: &LeaseName) -> Ballot {
+        let promised = self
+            .acceptor
+            .durable(name)
+            .map_or(Ballot::ZERO, |d| d.promised);
+        self.proposer
+            .fresh_ballot(promised.max(self.compactor.seen()))
     }
 
     /// Give up settles that ran out of time, and run a step of the scan
@@ -308,13 +378,7 @@ impl Node {
             if !wanted || self.proposer.is_busy(&name) || !self.compactor.has_room() {
                 continue;
             }
-            let promised = self
-                .acceptor
-                .durable(&name)
-                .map_or(Ballot::ZERO, |d| d.promised);
-            let ballot = self
-                .proposer
-                .fresh_ballot(promised.max(self.compactor.seen()));
+            let ballot = self.settle_ballot(&name);
             self.compactor.start(now, name, ballot, &mut fx);
         }
         self.compactor.scanned(now, seen, last);
@@ -458,6 +522,15 @@ impl Node {
                 step
             }
             Message::Chosen(chosen) => return self.tell_chosen(now, from, chosen),
+            Message::RaiseFloor { token } => {
+                if let Some(record) = self.acceptor.raise_token_floor(token) {
+                    self.issue(record, true);
+                }
+                // Answered once every write before it is durable.
+                let held = self.acceptor.token_floor();
+                return self.hold(Outgoing::Send(from, Message::FloorRaised { token: held }));
+            }
+            Message::FloorRaised { token } => return self.compactor.on_floor_raised(from, token),
             Message::Compact { name, ballot } => {
                 if let Some(record) = self.acceptor.handle_compact(&name, ballot) {
                     self.compacted += 1;
@@ -498,7 +571,7 @@ impl Node {
             Record::Register { name, .. } | Record::Compact { name, .. } => {
                 self.unsynced_names.get(name).copied()
             }
-            Record::Horizon(_) => None,
+            Record::Horizon(_) | Record::TokenFloor(_) => None,
         };
         let gate = name.unwrap_or(0).max(self.horizon_write);
         self.issue(record, false);
@@ -521,6 +594,8 @@ impl Node {
                 names.insert(name.clone(), self.last_write);
             }
             Record::Horizon(_) => self.horizon_write = self.last_write,
+            // Nothing waits for it but what `hold` queues after it.
+            Record::TokenFloor(_) => {}
         }
         self.writes.push_back(Write {
             id: WriteId(self.last_write),
@@ -565,7 +640,7 @@ impl Node {
         // made the value durable, or it would not be chosen.
         if proposer == self.config.node {
             let news = Message::Chosen(news_of(&chosen));
-            for to in self.config.members.clone() {
+            for &to in self.quorums.members() {
                 if to != proposer {
                     let message = news.clone();
                     self.transmits.push_back(Transmit { to, message });
@@ -595,7 +670,7 @@ impl Node {
                     .held_proposer
                     .push_back((gate, Outgoing::Send(node, message))),
                 To::All => {
-                    for node in self.config.members.clone() {
+                    for &node in self.quorums.members() {
                         let out = Outgoing::Send(node, message.clone());
                         self.held_proposer.push_back((gate, out));
                     }

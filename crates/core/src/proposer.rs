@@ -42,6 +42,7 @@ use crate::ballot::{Ballot, NodeId};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, LeaseView, Op, Outcome, Rules, WaiterId};
 use crate::message::{Chosen, Message, Report};
+use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};
 use backoff::Jitter;
 use fast::FastPaths;
@@ -161,8 +162,8 @@ impl Default for Timing {
 pub struct ProposerConfig {
     pub node: NodeId,
     pub incarnation: u32,
-    /// Every member, this node included.
-    pub members: Vec<NodeId>,
+    /// Who decides: this node is one of the members.
+    pub quorums: Quorums,
     pub rules: Rules,
     pub timing: Timing,
     /// Above every ballot counter this node may have promised before.
@@ -245,9 +246,8 @@ impl NameState {
 struct Shared {
     node: NodeId,
     incarnation: u32,
-    /// Every member in id order, this node included.
-    members: Vec<NodeId>,
-    quorum: usize,
+    /// Who decides, and every member in id order, this node included.
+    quorums: Quorums,
     rules: Rules,
     timing: Timing,
     /// Never handed out twice in one incarnation: ballots stay unique.
@@ -288,20 +288,19 @@ impl Shared {
         self.contended.get(name).is_some_and(|until| *until > now)
     }
 
-    /// This node and the peers that answered most recently: a bare
-    /// majority.
+    /// This node and the peers that answered most recently: the fewest
+    /// that decide.
     fn nearest_majority(&self) -> Vec<NodeId> {
         let mut peers: Vec<NodeId> = self
-            .members
+            .quorums
+            .members()
             .iter()
             .copied()
             .filter(|m| *m != self.node)
             .collect();
         // Most recent first; a peer never heard from last, then by id.
         peers.sort_by_key(|p| (std::cmp::Reverse(self.answered.get(p).copied()), *p));
-        let mut asked = vec![self.node];
-        asked.extend(peers.into_iter().take(self.quorum.saturating_sub(1)));
-        asked
+        self.quorums.smallest_from(self.node, &peers)
     }
 }
 
@@ -315,11 +314,9 @@ pub struct Proposer {
 impl Proposer {
     pub fn new(config: ProposerConfig) -> Proposer {
         assert!(
-            config.members.contains(&config.node),
+            config.quorums.contains(config.node),
             "a proposer is a member"
         );
-        let mut members = config.members;
-        members.sort_unstable();
         assert!(
             config.incarnation >= 1,
             "incarnation 0 marks unused ballots"
@@ -328,8 +325,7 @@ impl Proposer {
             shared: Shared {
                 node: config.node,
                 incarnation: config.incarnation,
-                quorum: members.len() / 2 + 1,
-                members,
+                quorums: config.quorums,
                 rules: config.rules,
                 timing: config.timing,
                 next_counter: config.first_counter.max(1),
@@ -439,7 +435,9 @@ impl Proposer {
         local: &dyn Local,
         fx: &mut Effects,
     ) {
-        let name = msg.name().clone();
+        let Some(name) = msg.name().cloned() else {
+            return; // Not for a round.
+        };
         if from != self.shared.node {
             self.shared.answered.insert(from, now);
         }
@@ -554,9 +552,9 @@ impl Proposer {
 pub(crate) fn highest_reported(
     reports: &BTreeMap<NodeId, Option<Report>>,
     rules: &Rules,
-    quorum: usize,
+    age_rank: usize,
 ) -> Option<round::apply::Learnt> {
-    let learnt = round::apply::highest(reports, rules, quorum);
+    let learnt = round::apply::highest(reports, rules, age_rank);
     (learnt.top != Ballot::ZERO).then_some(learnt)
 }
 

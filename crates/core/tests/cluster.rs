@@ -225,6 +225,7 @@ fn an_answer_to_a_peek_of_an_earlier_life_is_not_counted() {
         promise_horizon: 0,
         token_floor: tenure_core::Token(0),
         members: vec![NodeId(1), NodeId(2), NodeId(3)],
+        joining: Vec::new(),
         rules: Rules::default(),
         timing: Timing::default(),
         compaction: tenure_core::Compaction::default(),

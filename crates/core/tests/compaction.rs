@@ -61,15 +61,8 @@ impl Run {
     fn call(&mut self, at: usize, lease: &str, op: Op) -> Result<Outcome, Failure> {
         let request = RequestId(self.next);
         self.next += 1;
-        self.net.submit(at - 1, request, &name(lease), op.clone());
-        for _ in 0..200 {
-            if let Some(i) = self.net.answers.iter().position(|a| a.1 == request) {
-                return self.net.answers.remove(i).2;
-            }
-            let next = self.net.now.plus(Micros::from_millis(10));
-            self.net.run_until(next);
-        }
-        panic!("no answer to {op:?}");
+        let within = Micros::from_millis(2_000);
+        self.net.call(at - 1, request, &name(lease), op, within)
     }
 
     fn wait(&mut self, d: Micros) {

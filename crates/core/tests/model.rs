@@ -34,6 +34,8 @@ use tenure_core::Bug;
 const N1: usize = 0;
 const N2: usize = 1;
 const N3: usize = 2;
+/// Node 4, which replaces node 3 in the `replacing` scenarios.
+const N4: usize = 3;
 
 /// Client a acquires and releases through n1 while client b acquires
 /// through n2: two proposers duel for the same register, and the lease
@@ -289,6 +291,58 @@ fn register_is_linearizable_and_fenced_under_message_loss() {
     assert_safe(scenario, &[GRANTED]);
 }
 
+/// Replacing a lost node: node 3 is gone and node 4 takes part under the
+/// joint configuration {1,2,3} + {1,2,4}, whose quorums are {1,2} with or
+/// without 4 (docs/membership.md). Renewals race an expiry through node 1
+/// and node 4, clocks drifting at the bound: no overlap, and the register
+/// stays linearizable and fenced.
+#[test]
+fn no_two_holders_overlap_under_joint_quorums_while_a_lost_node_is_replaced() {
+    let scenario = Scenario {
+        replacing: true,
+        ..Scenario::new(vec![
+            Script::on(N1)
+                .then(Step::Acquire)
+                .then_from(10, Step::Renew),
+            Script::on(N4).then_from(20, Step::Acquire),
+        ])
+    };
+    let scenario = Scenario {
+        ttl_ms: 20,
+        horizon_ms: 20,
+        drift_ppm: 100_000,
+        ..scenario
+    };
+    assert_safe(scenario, &[GRANTED, RENEWED]);
+}
+
+/// The same joint configuration with node 4's clock three times as fast:
+/// the age rule ranks by the largest majority of either list, so node 4's
+/// clock alone cannot end a lease, whichever node b asks through.
+#[test]
+fn under_joint_quorums_the_joining_nodes_fast_clock_cannot_end_a_lease() {
+    let scenario = Scenario {
+        replacing: true,
+        ..one_fast_clock(N4, N4)
+    };
+    assert_safe(scenario, &[GRANTED, RENEWED]);
+}
+
+/// Two acquires through node 1 and node 4 under the joint configuration,
+/// with a message lost: one grant, and the other refused.
+#[test]
+fn under_joint_quorums_a_lost_message_grants_nothing_twice() {
+    let scenario = Scenario {
+        replacing: true,
+        losses: 1,
+        ..Scenario::new(vec![
+            Script::on(N1).then(Step::Acquire),
+            Script::on(N4).then(Step::Acquire),
+        ])
+    };
+    assert_safe(scenario, &[GRANTED]);
+}
+
 /// A request that fails as unavailable says whether its outcome is
 /// unknown. The model keeps an unknown outcome in flight forever (it may
 /// take effect at any later time) and removes a request that reports no
@@ -442,6 +496,17 @@ fn model_catches_no_drift_margin() {
 #[test]
 fn model_catches_trust_one_clock() {
     let scenario = with_bug(one_fast_clock(N3, N2), Bug::TrustOneClock);
+    assert_caught(scenario, EXCLUSIVE);
+}
+
+/// The joint scenario above can fail: trusting the largest age lets node
+/// 4's fast clock end a's lease under joint quorums too.
+#[test]
+fn model_catches_trust_one_clock_under_joint_quorums() {
+    let scenario = Scenario {
+        replacing: true,
+        ..with_bug(one_fast_clock(N4, N4), Bug::TrustOneClock)
+    };
     assert_caught(scenario, EXCLUSIVE);
 }
 

@@ -347,6 +347,7 @@ fn core_config(
         promise_horizon,
         token_floor,
         members,
+        joining: Vec::new(),
         rules: Rules {
             drift: config.drift,
             ..Rules::default()

@@ -341,6 +341,7 @@ impl Store {
                         table.remove(name.as_str()).map_err(|e| failed(e.into()))?;
                         token_floor = token_floor.max(Some(floor.0));
                     }
+                    Record::TokenFloor(floor) => token_floor = token_floor.max(Some(floor.0)),
                 }
             }
             let numbers = [(HORIZON_KEY, horizon), (TOKEN_FLOOR_KEY, token_floor)];

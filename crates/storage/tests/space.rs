@@ -75,6 +75,36 @@ fn compacted_names_give_their_space_back() {
     assert!(reopened <= 1_000_000, "{reopened} bytes for no names");
 }
 
+#[test]
+fn a_raised_token_floor_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), tenure_storage::collect)
+            .unwrap()
+    };
+    let (mut store, _) = open();
+    let raise = |id, token| Write {
+        id: WriteId(id),
+        record: Record::TokenFloor(Token(token)),
+    };
+    store.persist(&[raise(1, 40), raise(2, 70)]).unwrap();
+    drop(store);
+    let (mut store, recovered) = open();
+    assert_eq!(recovered.token_floor, Token(70));
+    // With a compaction in the same batch, the highest floor stays.
+    let compact = Write {
+        id: WriteId(1),
+        record: Record::Compact {
+            name: name(1),
+            token_floor: Token(70),
+        },
+    };
+    store.persist(&[compact, raise(2, 90)]).unwrap();
+    drop(store);
+    assert_eq!(open().1.token_floor, Token(90));
+}
+
 /// The goal in docs/storage.md: a million names used once take at most
 /// 10 MB once compacted. About a minute in a release build:
 /// `cargo test --release -p tenure-storage --test space -- --ignored`.

@@ -19,6 +19,7 @@ use crate::bugs::Bug;
 use crate::input::LeaseName;
 use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Transition, Waiting};
 use crate::message::{Chosen, Message, Report};
+use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -316,7 +317,6 @@ impl RoundCtx<'_> {
     /// A reply from an acceptor to one of this name's rounds.
     pub fn on_reply(&mut self, from: NodeId, msg: Message) {
         let me = (self.shared.node.0, self.shared.incarnation);
-        let quorum = self.shared.quorum;
         let Some(round) = self.state.round.as_mut() else {
             return; // Late: the round has finished.
         };
@@ -360,7 +360,7 @@ impl RoundCtx<'_> {
                 },
             ) if ballot == *want => {
                 promises.insert(from, accepted);
-                if promises.len() >= quorum {
+                if self.shared.quorums.is_quorum(|m| promises.contains_key(&m)) {
                     self.on_promises();
                 }
             }
@@ -420,7 +420,9 @@ impl RoundCtx<'_> {
                     ref acks,
                     confirming: false,
                     ..
-                } if acks.len() >= self.shared.quorum => self.confirm_lazy(),
+                } if self.shared.quorums.is_quorum(|m| acks.contains_key(&m)) => {
+                    self.confirm_lazy()
+                }
                 // No quorum in time: start over with a higher ballot.
                 _ => {
                     self.drop_fast_path();

@@ -34,6 +34,7 @@ pub fn fresh_nodes_tuned(
                 promise_horizon: 0,
                 token_floor: tenure_core::Token(0),
                 members: members.clone(),
+                joining: Vec::new(),
                 rules: Rules::default(),
                 timing: Timing::default(),
                 compaction: tenure_core::Compaction::default(),

@@ -92,4 +92,26 @@ impl Net {
         }
         panic!("the network did not reach {until:?} within the step bound");
     }
+
+    /// Send `op` on `name` through the node at `index` as `request`, and
+    /// run until its answer, which must come `within`.
+    pub fn call(
+        &mut self,
+        index: usize,
+        request: RequestId,
+        name: &LeaseName,
+        op: Op,
+        within: Micros,
+    ) -> Result<Outcome, Failure> {
+        self.submit(index, request, name, op.clone());
+        let step = Micros::from_millis(10);
+        for _ in 0..=within.0 / step.0 {
+            if let Some(i) = self.answers.iter().position(|a| a.1 == request) {
+                return self.answers.remove(i).2;
+            }
+            let next = self.now.plus(step);
+            self.run_until(next);
+        }
+        panic!("no answer to {op:?} within {within:?}");
+    }
 }

@@ -25,6 +25,9 @@ use tenure_core::{
 /// The cluster size the protocol is meant for; the smallest with a
 /// majority that survives a crash.
 pub const NODES: usize = 3;
+/// The node a `replacing` scenario has lost (node 3); node 4 is the one
+/// after it.
+pub const LOST: usize = 2;
 
 /// A node with what its disk holds, as the shell would keep it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -50,7 +53,9 @@ impl Machine {
                     self.disk.insert(name, state);
                 }
                 Record::Horizon(horizon) => self.horizon = self.horizon.max(horizon),
-                Record::Compact { .. } => unreachable!("the model runs without compaction"),
+                Record::Compact { .. } | Record::TokenFloor(_) => {
+                    unreachable!("the model runs without compaction or rescans")
+                }
             }
         }
         self.node.handle_durable(now, last);
@@ -258,11 +263,21 @@ impl LeaseModel {
             promise_horizon,
             token_floor: tenure_core::Token(0),
             members: (0..NODES).map(node_id).collect(),
+            joining: if self.scenario.replacing {
+                vec![node_id(0), node_id(1), node_id(LOST + 1)]
+            } else {
+                Vec::new()
+            },
             rules: self.rules,
             timing: self.timing,
             compaction: tenure_core::Compaction::default(),
             seed: node as u64 + 1,
         }
+    }
+
+    /// How many machines run: node 4 too when it replaces node 3.
+    pub(crate) fn machines(&self) -> usize {
+        NODES + usize::from(self.scenario.replacing)
     }
 
     /// The holder id of client `c`.

@@ -51,7 +51,10 @@ impl LeaseModel {
                 no_crash_to_come && self.answer_is_garbage(s, e, collect_peek_answers)
             }
             // The model runs without compaction (`Compaction::default`).
-            Message::Chosen(_) | Message::Compact { .. } => true,
+            Message::Chosen(_)
+            | Message::Compact { .. }
+            | Message::RaiseFloor { .. }
+            | Message::FloorRaised { .. } => true,
         }
     }
 

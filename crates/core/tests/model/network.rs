@@ -84,8 +84,14 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         // The model never sends news of chosen values (cluster.rs).
         Message::Chosen(c) => MessageKey::Chosen(c.ballot),
         Message::Compact { ballot, .. } => MessageKey::Compact(*ballot),
+        Message::RaiseFloor { .. } | Message::FloorRaised { .. } => {
+            unreachable!("the model runs no rescan")
+        }
     };
-    (message.name(), key)
+    let name = message
+        .name()
+        .expect("every message of the model names a lease");
+    (name, key)
 }
 
 /// One line per envelope in counterexample traces: `n1→n2 Prepare 1.1.1`.
@@ -117,6 +123,8 @@ impl fmt::Debug for Envelope {
             }
             Message::Chosen(c) => write!(f, "Chosen {}", c.ballot),
             Message::Compact { ballot, .. } => write!(f, "Compact {ballot}"),
+            Message::RaiseFloor { token } => write!(f, "RaiseFloor {token}"),
+            Message::FloorRaised { token } => write!(f, "FloorRaised {token}"),
         }
     }
 }

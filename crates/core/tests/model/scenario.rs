@@ -76,6 +76,10 @@ pub struct Scenario {
     pub losses: u8,
     pub reorders: u8,
     pub bug: Option<Bug>,
+    /// Node 3 is lost for good and node 4 replaces it: the nodes run the
+    /// joint configuration {1,2,3} + {1,2,4} (docs/membership.md), node 4
+    /// (index 3) takes part, and nothing reaches node 3.
+    pub replacing: bool,
 }
 
 impl Scenario {
@@ -102,6 +106,7 @@ impl Scenario {
             losses: 0,
             reorders: 0,
             bug: None,
+            replacing: false,
         }
     }
 

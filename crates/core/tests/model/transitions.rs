@@ -15,7 +15,7 @@ impl Model for LeaseModel {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let machines = (0..NODES)
+        let machines = (0..self.machines())
             .map(|n| {
                 Shared::new(Machine {
                     node: Node::new(self.config(n, 1, 0), [], Instant::ZERO)
@@ -64,6 +64,9 @@ impl Model for LeaseModel {
         }
         let fifo = self.scenario.fifo;
         for envelope in s.network.deliverable(fifo) {
+            if self.scenario.replacing && envelope.to == LOST {
+                continue; // Lost with its node.
+            }
             // A duplicated reply is worth no more than the reply: the
             // proposer counts each acceptor once per phase, and the copy
             // is garbage as soon as the first is counted.

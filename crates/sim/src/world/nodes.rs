@@ -23,6 +23,7 @@ impl World {
             promise_horizon: boot.horizon,
             token_floor: boot.token_floor,
             members,
+            joining: Vec::new(),
             rules,
             timing: Timing {
                 phase_timeout: tenure_core::Micros::from_millis(100),

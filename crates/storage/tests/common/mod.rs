@@ -63,7 +63,9 @@ pub fn horizon(id: u64, horizon: u64) -> Write {
 pub fn register(write: &Write) -> (&LeaseName, &Durable) {
     match &write.record {
         Record::Register { name, state } => (name, state),
-        Record::Horizon(_) | Record::Compact { .. } => panic!("not a register write"),
+        Record::Horizon(_) | Record::Compact { .. } | Record::TokenFloor(_) => {
+            panic!("not a register write")
+        }
     }
 }
 
@@ -136,6 +138,7 @@ pub fn apply(map: &mut Map, batch: &[Write]) {
                 map.registers.remove(name);
                 map.token_floor = map.token_floor.max(token_floor.0);
             }
+            Record::TokenFloor(floor) => map.token_floor = map.token_floor.max(floor.0),
         }
     }
 }

@@ -49,7 +49,7 @@ impl RoundCtx<'_> {
         if !plain_acquires || !free || top == Ballot::ZERO || age >= grace || !contended {
             return None;
         }
-        let members = &self.shared.members;
+        let members = self.shared.quorums.members();
         let after = members
             .iter()
             .position(|m| m.0 == top.node)

@@ -20,7 +20,7 @@ impl RoundCtx<'_> {
         // at rest: ask this node and the peers that answered last, and the
         // others only if need be (half the messages of asking everyone).
         let asked = self.shared.nearest_majority();
-        let widened = asked.len() == self.shared.members.len();
+        let widened = asked.len() == self.shared.quorums.members().len();
         let timer = if widened {
             self.shared.timing.phase_timeout
         } else {
@@ -63,7 +63,8 @@ impl RoundCtx<'_> {
         // (a lost message) once more, the others for the first time.
         let rest: Vec<NodeId> = self
             .shared
-            .members
+            .quorums
+            .members()
             .iter()
             .copied()
             .filter(|m| !answered.contains(m))
@@ -87,7 +88,7 @@ impl RoundCtx<'_> {
     }
 
     pub(super) fn on_look_answer(&mut self) {
-        let (members, quorum) = (self.shared.members.len(), self.shared.quorum);
+        let quorums = &self.shared.quorums;
         let Phase::Looking {
             reports,
             lazy,
@@ -98,8 +99,8 @@ impl RoundCtx<'_> {
             unreachable!("answers are counted while looking")
         };
         let widened = *widened;
-        let heard_all_asked = reports.len() >= quorum;
-        match looked(reports, lazy, members, quorum) {
+        let heard_all_asked = quorums.is_quorum(|m| reports.contains_key(&m));
+        match looked(reports, lazy, quorums) {
             Looked::Chosen => self.conclude_look(),
             // The majority asked first disagrees, or holds the value only
             // lazily: the others may settle it.
@@ -120,7 +121,7 @@ impl RoundCtx<'_> {
             age,
             origin,
             top,
-        } = highest(reports, &self.shared.rules, self.shared.quorum);
+        } = highest(reports, &self.shared.rules, self.shared.quorums.age_rank());
         // An attempt of this round above what the quorum reports may still
         // be accepted; only a value at or above it can tell its fate.
         if round.attempts.iter().any(|a| a.ballot > top) {
@@ -206,22 +207,19 @@ pub(super) fn widen_after(timing: &Timing) -> Micros {
 pub(super) fn looked(
     reports: &BTreeMap<NodeId, Option<Report>>,
     lazy: &BTreeSet<NodeId>,
-    members: usize,
-    quorum: usize,
+    quorums: &Quorums,
 ) -> Looked {
     let ballot = |r: &Option<Report>| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot);
     let Some(top) = reports.values().map(ballot).max() else {
         return Looked::Waiting;
     };
-    let at_top = reports.iter().filter(|(_, r)| ballot(r) == top);
-    let durable_at_top = at_top.clone().filter(|(n, _)| !lazy.contains(n)).count();
-    let at_top = at_top.count();
-    let unheard = members.saturating_sub(reports.len());
-    if durable_at_top >= quorum || at_top == members {
+    let at_top = |m: NodeId| reports.get(&m).is_some_and(|r| ballot(r) == top);
+    let unheard = |m: NodeId| !reports.contains_key(&m);
+    if quorums.is_quorum(|m| at_top(m) && !lazy.contains(&m)) || quorums.is_everyone(at_top) {
         Looked::Chosen
-    } else if at_top + unheard < quorum {
+    } else if !quorums.is_quorum(|m| at_top(m) || unheard(m)) {
         Looked::Unsettled
-    } else if unheard == 0 {
+    } else if !quorums.members().iter().any(|m| unheard(*m)) {
         Looked::NotYetDurable
     } else {
         Looked::Waiting
@@ -246,6 +244,10 @@ mod tests {
         })
     }
 
+    fn trio() -> Quorums {
+        Quorums::majority(&[NodeId(1), NodeId(2), NodeId(3)])
+    }
+
     fn none() -> BTreeSet<NodeId> {
         BTreeSet::new()
     }
@@ -258,37 +260,40 @@ mod tests {
     fn a_look_is_decided_once_the_top_ballot_has_a_majority() {
         let two_of_three = answers(&[(1, report(5)), (2, report(5))]);
         assert!(matches!(
-            looked(&two_of_three, &none(), 3, 2),
+            looked(&two_of_three, &none(), &trio()),
             Looked::Chosen
         ));
         // Split answers wait for the third, which decides either way.
         let split = answers(&[(1, report(5)), (2, report(4))]);
-        assert!(matches!(looked(&split, &none(), 3, 2), Looked::Waiting));
+        assert!(matches!(looked(&split, &none(), &trio()), Looked::Waiting));
         let settled = answers(&[(1, report(5)), (2, report(4)), (3, report(4))]);
-        assert!(matches!(looked(&settled, &none(), 3, 2), Looked::Unsettled));
+        assert!(matches!(
+            looked(&settled, &none(), &trio()),
+            Looked::Unsettled
+        ));
         let chosen = answers(&[(1, report(5)), (2, report(4)), (3, report(5))]);
-        assert!(matches!(looked(&chosen, &none(), 3, 2), Looked::Chosen));
+        assert!(matches!(looked(&chosen, &none(), &trio()), Looked::Chosen));
         // Nothing accepted anywhere is a value too: the empty register.
         let empty = answers(&[(1, None), (2, None)]);
-        assert!(matches!(looked(&empty, &none(), 3, 2), Looked::Chosen));
+        assert!(matches!(looked(&empty, &none(), &trio()), Looked::Chosen));
     }
 
     #[test]
     fn lazy_answers_decide_a_look_only_from_every_member() {
         let lazy: BTreeSet<NodeId> = [NodeId(1), NodeId(2)].into();
         let two = answers(&[(1, report(5)), (2, report(5))]);
-        assert!(matches!(looked(&two, &lazy, 3, 2), Looked::Waiting));
+        assert!(matches!(looked(&two, &lazy, &trio()), Looked::Waiting));
         let three = answers(&[(1, report(5)), (2, report(5)), (3, report(5))]);
-        assert!(matches!(looked(&three, &lazy, 3, 2), Looked::Chosen));
+        assert!(matches!(looked(&three, &lazy, &trio()), Looked::Chosen));
         let one_durable = answers(&[(1, report(5)), (2, report(5)), (3, report(4))]);
         assert!(matches!(
-            looked(&one_durable, &lazy, 3, 2),
+            looked(&one_durable, &lazy, &trio()),
             Looked::NotYetDurable
         ));
         let durable_pair = answers(&[(1, report(5)), (3, report(5))]);
         let only_one_lazy: BTreeSet<NodeId> = [NodeId(2)].into();
         assert!(matches!(
-            looked(&durable_pair, &only_one_lazy, 3, 2),
+            looked(&durable_pair, &only_one_lazy, &trio()),
             Looked::Chosen
         ));
     }

@@ -113,8 +113,7 @@ impl RoundCtx<'_> {
     /// clock among them cannot decide its age alone (docs/safety.md,
     /// "Forgetting is aging").
     pub(super) fn on_acknowledged(&mut self) {
-        let members = self.shared.members.len();
-        let quorum = self.shared.quorum;
+        let quorums = &self.shared.quorums;
         let lazy_majority = self.shared.rules.bugs.has(Bug::LazyMajority);
         let Phase::Accepting {
             acks, confirming, ..
@@ -122,11 +121,12 @@ impl RoundCtx<'_> {
         else {
             unreachable!("acceptances are counted while accepting")
         };
-        let durable = acks.values().filter(|d| **d).count();
-        if durable >= quorum || acks.len() == members || (lazy_majority && acks.len() >= quorum) {
+        let durable = quorums.is_quorum(|m| acks.get(&m) == Some(&true));
+        let acked = quorums.is_quorum(|m| acks.contains_key(&m));
+        if durable || quorums.is_everyone(|m| acks.contains_key(&m)) || (lazy_majority && acked) {
             return self.on_chosen();
         }
-        if acks.len() < quorum || *confirming {
+        if !acked || *confirming {
             return;
         }
         // The others may be down: wait for them only if they answered
@@ -134,7 +134,8 @@ impl RoundCtx<'_> {
         let recent = self.now.minus(self.shared.timing.phase_timeout);
         let silent = self
             .shared
-            .members
+            .quorums
+            .members()
             .iter()
             .filter(|m| !acks.contains_key(m) && **m != self.shared.node)
             .all(|m| self.shared.answered.get(m).is_none_or(|at| *at < recent));
@@ -168,7 +169,7 @@ impl RoundCtx<'_> {
         };
         *confirming = true;
         round.timer = timeout;
-        for to in self.shared.members.clone() {
+        for &to in self.shared.quorums.members() {
             if acks.get(&to) == Some(&true) {
                 continue;
             }
@@ -194,7 +195,7 @@ impl RoundCtx<'_> {
             age,
             origin,
             top,
-        } = highest(promises, &self.shared.rules, self.shared.quorum);
+        } = highest(promises, &self.shared.rules, self.shared.quorums.age_rank());
         let unanimous = promises
             .values()
             .all(|r| r.as_ref().map_or(Ballot::ZERO, |r| r.ballot) == top);

@@ -1,0 +1,499 @@
+//! Changing members with joint quorums and a rescan (docs/membership.md),
+//! through whole nodes on a simulated network. The coordinator is not
+//! built yet: the tests move nodes from one configuration to the next by
+//! restarting them on their durable state, as the coordinator will.
+//!
+//! The scenario is ScyllaDB's scylladb/scylladb#5251: a grant accepted
+//! by nodes 1 and 3 only; node 3's disk dies; node 4 replaces it. Without
+//! the rescan, the new quorum {2, 4} has never heard of the grant.
+
+mod common;
+
+use common::net::Net;
+use tenure_core::{
+    Compaction, Config, Durable, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay,
+    Micros, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Token, Ttl, HORIZON_STEP,
+};
+
+fn name() -> LeaseName {
+    named("scheduler")
+}
+
+fn named(s: &str) -> LeaseName {
+    LeaseName::new(s).unwrap()
+}
+
+fn acquire(holder: &str) -> Op {
+    Op::Acquire {
+        holder: HolderId::new(holder).unwrap(),
+        ttl: Ttl::from_millis(60_000).unwrap(),
+        lock_delay: LockDelay::NONE,
+        wait: Micros::ZERO,
+    }
+}
+
+fn ids(list: &[u16]) -> Vec<NodeId> {
+    list.iter().map(|i| NodeId(*i)).collect()
+}
+
+/// Node `node` in configuration `members` (moving to `joining`), in life
+/// `incarnation`, on `state` recovered from its store.
+fn node(
+    node: u16,
+    members: &[u16],
+    joining: &[u16],
+    incarnation: u32,
+    state: Option<Durable>,
+    now: Instant,
+) -> Node {
+    let config = Config {
+        node: NodeId(node),
+        incarnation,
+        // Above every promise of an earlier life: a restart may only
+        // over-count what it promised.
+        promise_horizon: if incarnation > 1 { 8 * HORIZON_STEP } else { 0 },
+        token_floor: Token(0),
+        members: ids(members),
+        joining: ids(joining),
+        rules: Rules::default(),
+        timing: Timing::default(),
+        compaction: Compaction::default(),
+        seed: u64::from(node),
+    };
+    let recovered = state.map(|s| (name(), s));
+    Node::new(config, recovered, now).expect("a valid config")
+}
+
+/// Like [`node`], on the state of several names.
+fn node_with(
+    id: u16,
+    members: &[u16],
+    joining: &[u16],
+    incarnation: u32,
+    states: Vec<(LeaseName, Durable)>,
+    now: Instant,
+) -> Node {
+    let mut n = node(id, members, joining, incarnation, None, now);
+    if !states.is_empty() {
+        let config = n.config().clone();
+        n = Node::new(config, states, now).expect("a valid config");
+    }
+    n
+}
+
+/// A node that is down for good: it holds nothing and does nothing, and
+/// what is sent to it is lost.
+fn dead(id: u16, now: Instant) -> Node {
+    node(id, &[id], &[], 1, None, now)
+}
+
+struct Run {
+    net: Net,
+    next: u64,
+}
+
+impl Run {
+    fn call(&mut self, at: u16, op: Op) -> Result<Outcome, Failure> {
+        self.call_on(at, &name(), op)
+    }
+
+    fn call_on(&mut self, at: u16, lease: &LeaseName, op: Op) -> Result<Outcome, Failure> {
+        let request = RequestId(self.next);
+        self.next += 1;
+        let within = Micros::from_millis(10_000);
+        self.net
+            .call(usize::from(at - 1), request, lease, op, within)
+    }
+
+    fn state(&self, id: u16) -> Option<Durable> {
+        self.net.nodes[usize::from(id - 1)].acceptor_state(&name())
+    }
+
+    /// What node `id` stores of `names`.
+    fn states(&self, id: u16, names: &[LeaseName]) -> Vec<(LeaseName, Durable)> {
+        let node = &self.net.nodes[usize::from(id - 1)];
+        names
+            .iter()
+            .filter_map(|n| node.acceptor_state(n).map(|s| (n.clone(), s)))
+            .collect()
+    }
+
+    /// Run until no node is rescanning; bounded.
+    fn finish_rescans(&mut self) {
+        for _ in 0..1_000 {
+            if self.net.nodes.iter().all(|n| !n.rescanning()) {
+                return;
+            }
+            let next = self.net.now.plus(Micros::from_millis(10));
+            self.net.run_until(next);
+        }
+        panic!("a rescan did not end");
+    }
+}
+
+/// The grant to `a` through node 1, accepted by nodes 1 and 3 only, then
+/// node 3 lost for good and node 4 in its place, under the joint
+/// configuration {1,2,3} + {1,2,4}; with `rescan`, nodes 1 and 2 carry
+/// their names before the move to {1,2,4} alone. Then node 1 goes down,
+/// and `b` asks for the name through node 4. Returns that answer and the
+/// grant's token.
+fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
+    let mut run = Run {
+        net: Net::new(
+            common::fresh_nodes(3, |n| u64::from(n.0)),
+            Micros::from_millis(1),
+        ),
+        next: 1,
+    };
+    run.net.cut.insert(NodeId(2));
+    let token = match run.call(1, acquire("a")) {
+        Ok(Outcome::Granted { token, .. }) => token,
+        other => panic!("the first grant: {other:?}"),
+    };
+    assert!(run.state(2).is_none(), "node 2 never heard of the grant");
+    assert!(run.state(3).is_some());
+
+    // Node 3's disk is gone; node 4 joins empty. Nodes 1 and 2 restart
+    // into the joint configuration.
+    let now = run.net.now;
+    let (one, two) = (run.state(1), run.state(2));
+    let joint = |id, incarnation, state| node(id, &[1, 2, 3], &[1, 2, 4], incarnation, state, now);
+    run.net = Net::new(
+        vec![
+            joint(1, 2, one),
+            joint(2, 2, two),
+            dead(3, now),
+            joint(4, 1, None),
+        ],
+        Micros::from_millis(1),
+    );
+    run.net.now = now;
+    run.net.cut.insert(NodeId(3));
+    if rescan {
+        for id in [1, 2] {
+            run.net.nodes[id - 1].start_rescan(now);
+        }
+        run.finish_rescans();
+        let carried: u64 = run.net.nodes.iter().map(Node::carried_names).sum();
+        assert!(carried >= 1, "the grant was carried");
+    }
+
+    // The move to {1,2,4}; then node 1 goes down too.
+    let now = run.net.now;
+    let (two, four) = (run.state(2), run.state(4));
+    let new = |id, incarnation, state| node(id, &[1, 2, 4], &[], incarnation, state, now);
+    run.net = Net::new(
+        vec![dead(1, now), new(2, 3, two), dead(3, now), new(4, 2, four)],
+        Micros::from_millis(1),
+    );
+    run.net.now = now;
+    run.net.cut.extend([NodeId(1), NodeId(3)]);
+    (run.call(4, acquire("b")), token)
+}
+
+#[test]
+fn a_replaced_node_loses_no_grant_when_the_rescan_carries_every_name() {
+    let (answer, token) = replace_node_3(true);
+    match answer {
+        Ok(Outcome::Conflict(LeaseView::Held {
+            holder, token: t, ..
+        })) => {
+            assert_eq!(holder.as_str(), "a");
+            assert_eq!(t, token);
+        }
+        other => panic!("b must be refused while a holds the name: {other:?}"),
+    }
+}
+
+#[test]
+fn without_the_rescan_the_new_quorum_grants_the_name_again() {
+    // What the rescan is for: the same steps without it give b the name
+    // that a holds, with a token a already has.
+    let (answer, token) = replace_node_3(false);
+    match answer {
+        Ok(Outcome::Granted { token: t, .. }) => assert!(t <= token, "{t:?} vs {token:?}"),
+        other => panic!("expected the lost grant to show: {other:?}"),
+    }
+}
+
+#[test]
+fn growing_from_three_to_five_survives_a_crash_mid_rescan_and_two_losses_after() {
+    // Twelve names, each granted by a different pair of the three.
+    let names: Vec<LeaseName> = (0..12).map(|i| named(&format!("job-{i}"))).collect();
+    let mut run = Run {
+        net: Net::new(
+            common::fresh_nodes(3, |n| u64::from(n.0)),
+            Micros::from_millis(1),
+        ),
+        next: 1,
+    };
+    let mut tokens = Vec::new();
+    for (i, lease) in names.iter().enumerate() {
+        let left_out = NodeId(1 + (i % 3) as u16);
+        run.net.cut = [left_out].into();
+        let at = 1 + ((i + 1) % 3) as u16;
+        match run.call_on(at, lease, acquire("a")) {
+            Ok(Outcome::Granted { token, .. }) => tokens.push(token),
+            other => panic!("grant of {lease}: {other:?}"),
+        }
+    }
+    run.net.cut.clear();
+
+    // Joint configuration {1,2,3} + {1,...,5}; 4 and 5 join empty.
+    let now = run.net.now;
+    let joint = |id, incarnation, states| {
+        node_with(id, &[1, 2, 3], &[1, 2, 3, 4, 5], incarnation, states, now)
+    };
+    let old: Vec<_> = (1..=3).map(|id| run.states(id, &names)).collect();
+    run.net = Net::new(
+        vec![
+            joint(1, 2, old[0].clone()),
+            joint(2, 2, old[1].clone()),
+            joint(3, 2, old[2].clone()),
+            joint(4, 1, Vec::new()),
+            joint(5, 1, Vec::new()),
+        ],
+        Micros::from_millis(1),
+    );
+    run.net.now = now;
+    for i in 0..3 {
+        run.net.nodes[i].start_rescan(now);
+    }
+    // Node 1 crashes a moment into its rescan and restarts on what it
+    // made durable; the rescan is started again, as the coordinator
+    // resumes a change.
+    let soon = run.net.now.plus(Micros::from_millis(2));
+    run.net.run_until(soon);
+    let now = run.net.now;
+    let kept = run.states(1, &names);
+    run.net.nodes[0] = node_with(1, &[1, 2, 3], &[1, 2, 3, 4, 5], 3, kept, now);
+    run.net.nodes[0].start_rescan(now);
+    run.finish_rescans();
+
+    // Five members; then 1 and 2 are lost. {3, 4, 5} is a majority and
+    // must know every grant.
+    let now = run.net.now;
+    let five =
+        |id, incarnation, states| node_with(id, &[1, 2, 3, 4, 5], &[], incarnation, states, now);
+    let states: Vec<_> = (3..=5).map(|id| run.states(id, &names)).collect();
+    run.net = Net::new(
+        vec![
+            dead(1, now),
+            dead(2, now),
+            five(3, 3, states[0].clone()),
+            five(4, 2, states[1].clone()),
+            five(5, 2, states[2].clone()),
+        ],
+        Micros::from_millis(1),
+    );
+    run.net.now = now;
+    run.net.cut.extend([NodeId(1), NodeId(2)]);
+    for (lease, token) in names.iter().zip(&tokens) {
+        match run.call_on(5, lease, acquire("b")) {
+            Ok(Outcome::Conflict(LeaseView::Held {
+                holder, token: t, ..
+            })) => {
+                assert_eq!((holder.as_str(), t), ("a", *token), "{lease}");
+            }
+            other => panic!("{lease}: b must be refused: {other:?}"),
+        }
+    }
+}
+
+/// `old` restarted in configuration `members` (moving to `joining`) on
+/// what it made durable of `names`, its token floor included.
+fn restart(
+    old: &Node,
+    members: &[u16],
+    joining: &[u16],
+    names: &[LeaseName],
+    now: Instant,
+) -> Node {
+    let mut config = old.config().clone();
+    config.incarnation += 1;
+    config.promise_horizon = 8 * HORIZON_STEP * u64::from(config.incarnation);
+    config.token_floor = old.token_floor();
+    config.members = ids(members);
+    config.joining = ids(joining);
+    let states: Vec<_> = names
+        .iter()
+        .filter_map(|n| old.acceptor_state(n).map(|s| (n.clone(), s)))
+        .collect();
+    Node::new(config, states, now).expect("a valid config")
+}
+
+/// A node joining empty, compacting as the others do.
+fn joiner(id: u16, like: &Node, members: &[u16], joining: &[u16], now: Instant) -> Node {
+    let mut config = like.config().clone();
+    config.node = NodeId(id);
+    config.incarnation = 1;
+    config.promise_horizon = 0;
+    config.token_floor = Token(0);
+    config.members = ids(members);
+    config.joining = ids(joining);
+    config.seed = u64::from(id);
+    Node::new(config, [], now).expect("a valid config")
+}
+
+#[test]
+fn a_compacted_names_floor_reaches_the_nodes_that_join_two_replacements_on() {
+    let compaction = Compaction {
+        idle_after: Some(Micros::from_millis(3_000)),
+        scan_every: Micros::from_millis(500),
+        ..Compaction::default()
+    };
+    let nodes = common::fresh_nodes_tuned(
+        3,
+        |n| u64::from(n.0),
+        |config| {
+            config.timing.request_deadline = Micros::from_millis(1_000);
+            config.compaction = compaction;
+        },
+    );
+    let mut run = Run {
+        net: Net::new(nodes, Micros::from_millis(1)),
+        next: 1,
+    };
+    let job = named("nightly-report");
+    let mut last = Token(0);
+    for holder in ["a", "b", "c"] {
+        last = match run.call_on(1, &job, acquire(holder)) {
+            Ok(Outcome::Granted { token, .. }) => token,
+            other => panic!("grant: {other:?}"),
+        };
+        let release = Op::Release {
+            holder: HolderId::new(holder).unwrap(),
+            token: last,
+        };
+        run.call_on(1, &job, release).unwrap();
+    }
+    let until = run.net.now.plus(Micros::from_millis(5_000));
+    run.net.run_until(until);
+    for n in &run.net.nodes {
+        assert!(n.acceptor_state(&job).is_none(), "compacted everywhere");
+        assert_eq!(n.token_floor(), last);
+    }
+    let names = [job.clone()];
+
+    // Replace 3 by 4, then 2 by 5, each with the rescan.
+    let steps: [(&[u16], &[u16], u16, u16); 2] = [
+        (&[1, 2, 3], &[1, 2, 4], 3, 4),
+        (&[1, 2, 4], &[1, 4, 5], 2, 5),
+    ];
+    for (old, new, gone, joins) in steps {
+        let now = run.net.now;
+        let index = |id: u16| usize::from(id - 1);
+        let mut next: Vec<Node> = Vec::new();
+        for id in 1..=5u16 {
+            let n = if old.contains(&id) && id != gone {
+                restart(&run.net.nodes[index(id)], old, new, &names, now)
+            } else if id == joins {
+                joiner(id, &run.net.nodes[0], old, new, now)
+            } else {
+                dead(id, now)
+            };
+            next.push(n);
+        }
+        run.net = Net::new(next, Micros::from_millis(1));
+        run.net.now = now;
+        run.net.cut = (1..=5u16)
+            .filter(|id| !(old.contains(id) || *id == joins) || *id == gone)
+            .map(NodeId)
+            .collect();
+        for &id in old.iter().filter(|id| **id != gone) {
+            run.net.nodes[index(id)].start_rescan(now);
+        }
+        run.finish_rescans();
+        assert_eq!(
+            run.net.nodes[index(joins)].token_floor(),
+            last,
+            "node {joins}"
+        );
+    }
+
+    // {1, 4, 5}, and node 1 down: the quorum {4, 5} holds only nodes that
+    // joined after the name was compacted. Its next grant is above every
+    // earlier token.
+    let now = run.net.now;
+    let mut next: Vec<Node> = (1..=5u16).map(|id| dead(id, now)).collect();
+    for id in [4u16, 5] {
+        next[usize::from(id - 1)] = restart(
+            &run.net.nodes[usize::from(id - 1)],
+            &[1, 4, 5],
+            &[],
+            &names,
+            now,
+        );
+    }
+    run.net = Net::new(next, Micros::from_millis(1));
+    run.net.now = now;
+    run.net.cut = [1, 2, 3].into_iter().map(NodeId).collect();
+    match run.call_on(5, &job, acquire("d")) {
+        Ok(Outcome::Granted { token, .. }) => assert!(token > last, "{token:?} after {last:?}"),
+        other => panic!("a grant of the compacted name: {other:?}"),
+    }
+}
+
+#[test]
+fn a_rescan_goes_on_through_a_partition_and_ends_once_a_quorum_answers() {
+    // Replace 3 by 4 with node 2 cut off at first: the joint quorum needs
+    // node 2, so neither the names nor the floor can be carried.
+    assert_eq!(rescan_with_node_2_cut_for(Micros::from_millis(5_000)), 1);
+}
+
+#[test]
+fn a_lost_floor_message_is_sent_again_and_the_rescan_ends() {
+    // Node 2 misses only the first RaiseFloor: every name is carried in
+    // the first pass, and the rescan waits for the floor alone.
+    assert_eq!(rescan_with_node_2_cut_for(Micros::ZERO), 1);
+}
+
+/// Replace 3 by 4 with node 2 cut off for `cut_for` from the rescan's
+/// start; then run the rescan to its end. Names carried.
+fn rescan_with_node_2_cut_for(cut_for: Micros) -> u64 {
+    let mut run = Run {
+        net: Net::new(
+            common::fresh_nodes(3, |n| u64::from(n.0)),
+            Micros::from_millis(1),
+        ),
+        next: 1,
+    };
+    match run.call(1, acquire("a")) {
+        Ok(Outcome::Granted { .. }) => {}
+        other => panic!("the first grant: {other:?}"),
+    }
+    let now = run.net.now;
+    let names = [name()];
+    let joint: Vec<Node> = (1..=4u16)
+        .map(|id| match id {
+            1 | 2 => restart(
+                &run.net.nodes[usize::from(id - 1)],
+                &[1, 2, 3],
+                &[1, 2, 4],
+                &names,
+                now,
+            ),
+            3 => dead(3, now),
+            _ => joiner(4, &run.net.nodes[0], &[1, 2, 3], &[1, 2, 4], now),
+        })
+        .collect();
+    run.net = Net::new(joint, Micros::from_millis(1));
+    run.net.now = now;
+    run.net.cut = [NodeId(2), NodeId(3)].into();
+    run.net.nodes[0].start_rescan(now);
+    // Whatever the rescan sent meanwhile to node 2 is lost: its first
+    // floor message at least.
+    run.net.run_until(now.plus(cut_for));
+    if cut_for > Micros::ZERO {
+        assert!(
+            run.net.nodes[0].rescanning(),
+            "no quorum: the rescan goes on"
+        );
+        assert_eq!(run.net.nodes[0].carried_names(), 0);
+    }
+    // Node 2 is back: the rescan carries the name and the floor, and ends.
+    run.net.cut = [NodeId(3)].into();
+    run.finish_rescans();
+    assert!(run.state(2).is_some(), "node 2 now holds the grant");
+    run.net.nodes[0].carried_names()
+}
