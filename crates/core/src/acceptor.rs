@@ -38,6 +38,7 @@
 
 use crate::ballot::Ballot;
 use crate::bugs::{Bug, Bugs};
+use crate::configuration::Configuration;
 use crate::input::{HolderId, LeaseName};
 use crate::lease::{LeaseValue, Token};
 use crate::message::{Message, Report};
@@ -107,6 +108,9 @@ pub enum Record {
     Compact { name: LeaseName, token_floor: Token },
     /// Raise the node's token floor to this.
     TokenFloor(Token),
+    /// The node's configuration from now on: written before the node acts
+    /// under it, and only ever replaced by a later epoch.
+    Configuration(Configuration),
 }
 
 /// A reply, the record that must be durable before it is sent, and a

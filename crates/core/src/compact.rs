@@ -507,6 +507,22 @@ impl Compactor {
         }
     }
 
+    /// The members changed: settles counted answers under the old
+    /// quorums, so they are given up (a carry among them fails its pass,
+    /// which starts over), and the next ones count under `quorums`.
+    pub(crate) fn reconfigure(&mut self, quorums: Quorums) {
+        self.quorums = quorums;
+        let carries_lost = self
+            .settling
+            .values()
+            .filter(|s| s.purpose == Purpose::Carry)
+            .count();
+        self.settling.clear();
+        if let Some(rescan) = self.rescan.as_mut() {
+            rescan.failed += carries_lost as u64;
+        }
+    }
+
     /// Give up the settles whose time ran out: a member is down or slow.
     pub(crate) fn expire(&mut self, now: Instant) {
         let mut carries_lost = 0;

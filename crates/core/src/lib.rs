@@ -20,6 +20,7 @@ pub mod acceptor;
 mod ballot;
 mod bugs;
 mod compact;
+mod configuration;
 pub mod input;
 pub mod lease;
 mod message;
@@ -33,6 +34,7 @@ pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
 pub use compact::Compaction;
+pub use configuration::{Configuration, ConfigurationError, Epoch};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
     holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,

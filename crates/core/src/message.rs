@@ -2,6 +2,7 @@
 //! an independent register, and a message for one never touches another.
 
 use crate::ballot::Ballot;
+use crate::configuration::Configuration;
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Token, Transition};
 use crate::time::Micros;
@@ -109,6 +110,10 @@ pub enum Message {
     FloorRaised {
         token: Token,
     },
+    /// The sender's configuration: the answer to a message of another
+    /// epoch, in place of any other (`configuration.rs`). A node that is
+    /// behind adopts it.
+    Configuration(Configuration),
 }
 
 impl Message {
@@ -126,6 +131,7 @@ impl Message {
             Message::Chosen(_) => "chosen",
             Message::RaiseFloor { .. } => "raise-floor",
             Message::FloorRaised { .. } => "floor-raised",
+            Message::Configuration(_) => "configuration",
         }
     }
 
@@ -141,7 +147,9 @@ impl Message {
             | Message::Peeked { name, .. }
             | Message::Compact { name, .. }
             | Message::Chosen(Chosen { name, .. }) => name,
-            Message::RaiseFloor { .. } | Message::FloorRaised { .. } => return None,
+            Message::RaiseFloor { .. }
+            | Message::FloorRaised { .. }
+            | Message::Configuration(_) => return None,
         })
     }
 }

@@ -29,6 +29,7 @@ use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
 use crate::compact::{Compaction, Compactor};
+use crate::configuration::{Configuration, ConfigurationError, Epoch};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
 use crate::message::{Chosen, Message, Report};
@@ -41,7 +42,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// The configuration of one node. Every node of a cluster must use the same
-/// members and rules.
+/// rules; members may change, by epoch (`configuration.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub node: NodeId,
@@ -53,11 +54,9 @@ pub struct Config {
     /// The last token floor storage made durable (0 for a new store): no
     /// register this node compacted had a higher token.
     pub token_floor: Token,
-    pub members: Vec<NodeId>,
-    /// During a change of members (docs/membership.md), the list being
-    /// moved to: quorums then need a majority of `members` and of this
-    /// list at once. Empty otherwise.
-    pub joining: Vec<NodeId>,
+    /// The members, as last made durable (the first configuration for a
+    /// new store).
+    pub configuration: Configuration,
     pub rules: Rules,
     pub timing: Timing,
     /// When names nobody uses are deleted (`compact.rs`).
@@ -69,12 +68,10 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("a cluster has 1 to 7 members, not {0}")]
-    MemberCount(usize),
+    #[error(transparent)]
+    Configuration(#[from] ConfigurationError),
     #[error("node {0} is not one of the members")]
     NotAMember(NodeId),
-    #[error("node {0} is listed twice among the members")]
-    DuplicateMember(NodeId),
     #[error("incarnation must be at least 1 (0 marks ballots no proposer uses)")]
     ZeroIncarnation,
     #[error(
@@ -97,10 +94,11 @@ pub struct Write {
     pub record: Record,
 }
 
-/// A message for a peer.
+/// A message for a peer, stamped with the sender's epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Transmit {
     pub to: NodeId,
+    pub epoch: Epoch,
     pub message: Message,
 }
 
@@ -125,7 +123,9 @@ pub enum Event {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Outgoing {
-    Send(NodeId, Message),
+    /// To a peer, stamped with the epoch it was made under: a message of
+    /// an old configuration stays of it, however late it leaves.
+    Send(NodeId, Epoch, Message),
     Reply(Reply),
 }
 
@@ -181,21 +181,8 @@ impl Node {
         recovered: impl IntoIterator<Item = (LeaseName, Durable)>,
         now: Instant,
     ) -> Result<Node, ConfigError> {
-        for list in [&config.members, &config.joining] {
-            if list.len() > 7 {
-                return Err(ConfigError::MemberCount(list.len()));
-            }
-            if let Some(dup) = list
-                .iter()
-                .find(|m| list.iter().filter(|n| n == m).count() > 1)
-            {
-                return Err(ConfigError::DuplicateMember(*dup));
-            }
-        }
-        if config.members.is_empty() {
-            return Err(ConfigError::MemberCount(0));
-        }
-        if !config.members.contains(&config.node) && !config.joining.contains(&config.node) {
+        config.configuration.check()?;
+        if !config.configuration.includes(config.node) {
             return Err(ConfigError::NotAMember(config.node));
         }
         if config.incarnation == 0 {
@@ -220,11 +207,7 @@ impl Node {
             now,
             config.rules.bugs,
         );
-        let quorums = if config.joining.is_empty() {
-            Quorums::majority(&config.members)
-        } else {
-            Quorums::joint(&config.members, &config.joining)
-        };
+        let quorums = config.configuration.quorums();
         let compactor = Compactor::new(
             config.compaction,
             config.node,
@@ -273,6 +256,15 @@ impl Node {
         &self.config
     }
 
+    /// The members this node acts under now.
+    pub fn configuration(&self) -> &Configuration {
+        &self.config.configuration
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.config.configuration.epoch
+    }
+
     /// A client operation on `name`; its reply comes from [`Node::poll_reply`].
     pub fn submit(&mut self, now: Instant, request: RequestId, name: LeaseName, op: Op) {
         let mut fx = Effects::default();
@@ -292,13 +284,57 @@ impl Node {
         self.pump(now);
     }
 
-    /// A message from peer `from`. Messages from non-members are dropped.
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message) {
-        if !self.quorums.contains(from) {
+    /// A message from peer `from`, stamped with its `epoch`. Messages from
+    /// non-members are dropped; a message of another epoch is answered with
+    /// this node's configuration and not acted on (`configuration.rs`).
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, epoch: Epoch, message: Message) {
+        if let Message::Configuration(theirs) = message {
+            self.on_configuration(now, from, theirs);
+        } else if epoch != self.epoch() {
+            self.tell_configuration(from);
+        } else if self.quorums.contains(from) {
+            self.deliver(now, from, message);
+        }
+        self.pump(now);
+    }
+
+    /// Adopt `configuration` if it is later than this node's: durably
+    /// before anything this node sends under it (a change of members calls
+    /// this on its coordinator; peers learn it from their messages).
+    pub fn reconfigure(&mut self, now: Instant, configuration: Configuration) {
+        self.adopt(now, configuration);
+        self.pump(now);
+    }
+
+    fn on_configuration(&mut self, now: Instant, from: NodeId, theirs: Configuration) {
+        let ours = self.epoch();
+        if theirs.epoch > ours {
+            self.adopt(now, theirs);
+        } else if theirs.epoch < ours {
+            self.tell_configuration(from);
+        }
+    }
+
+    /// Answer a message of another epoch: the node that is behind adopts
+    /// the later configuration. Held behind this node's writes, so that
+    /// the configuration it tells is durable here first.
+    fn tell_configuration(&mut self, to: NodeId) {
+        let ours = Message::Configuration(self.config.configuration.clone());
+        self.hold(Outgoing::Send(to, self.epoch(), ours));
+    }
+
+    fn adopt(&mut self, now: Instant, configuration: Configuration) {
+        if configuration.epoch <= self.epoch() || configuration.check().is_err() {
             return;
         }
-        self.deliver(now, from, message);
-        self.pump(now);
+        self.issue(Record::Configuration(configuration.clone()), true);
+        self.quorums = configuration.quorums();
+        self.config.configuration = configuration;
+        self.compactor.reconfigure(self.quorums.clone());
+        let mut fx = Effects::default();
+        self.proposer
+            .reconfigure(now, self.quorums.clone(), &self.acceptor, &mut fx);
+        self.absorb(now, fx);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -528,7 +564,11 @@ impl Node {
                 }
                 // Answered once every write before it is durable.
                 let held = self.acceptor.token_floor();
-                return self.hold(Outgoing::Send(from, Message::FloorRaised { token: held }));
+                return self.hold(Outgoing::Send(
+                    from,
+                    self.epoch(),
+                    Message::FloorRaised { token: held },
+                ));
             }
             Message::FloorRaised { token } => return self.compactor.on_floor_raised(from, token),
             Message::Compact { name, ballot } => {
@@ -550,7 +590,8 @@ impl Node {
                 let durable = !self.lazy_names.contains_key(&name);
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
-                self.held_apart.push((gate, Outgoing::Send(from, reply)));
+                self.held_apart
+                    .push((gate, Outgoing::Send(from, self.epoch(), reply)));
                 return;
             }
             reply => {
@@ -565,18 +606,18 @@ impl Node {
             self.issue(record, true);
         }
         let Some(record) = step.lazy else {
-            return self.hold(Outgoing::Send(from, step.reply));
+            return self.hold(Outgoing::Send(from, self.epoch(), step.reply));
         };
         let name = match &record {
             Record::Register { name, .. } | Record::Compact { name, .. } => {
                 self.unsynced_names.get(name).copied()
             }
-            Record::Horizon(_) | Record::TokenFloor(_) => None,
+            Record::Horizon(_) | Record::TokenFloor(_) | Record::Configuration(_) => None,
         };
         let gate = name.unwrap_or(0).max(self.horizon_write);
         self.issue(record, false);
         self.held_apart
-            .push((gate, Outgoing::Send(from, step.reply)));
+            .push((gate, Outgoing::Send(from, self.epoch(), step.reply)));
     }
 
     /// Queue `record` to be made durable; a `strict` one gates the lazy
@@ -594,8 +635,8 @@ impl Node {
                 names.insert(name.clone(), self.last_write);
             }
             Record::Horizon(_) => self.horizon_write = self.last_write,
-            // Nothing waits for it but what `hold` queues after it.
-            Record::TokenFloor(_) => {}
+            // Nothing waits for these but what is queued after them.
+            Record::TokenFloor(_) | Record::Configuration(_) => {}
         }
         self.writes.push_back(Write {
             id: WriteId(self.last_write),
@@ -643,7 +684,8 @@ impl Node {
             for &to in self.quorums.members() {
                 if to != proposer {
                     let message = news.clone();
-                    self.transmits.push_back(Transmit { to, message });
+                    let epoch = self.epoch();
+                    self.transmits.push_back(Transmit { to, epoch, message });
                 }
             }
         }
@@ -664,14 +706,15 @@ impl Node {
         // "Forgetting is aging"). So a renewal's reply does not wait for the
         // proposer's own disk either.
         let gate = self.last_strict;
+        let epoch = self.epoch();
         for (to, message) in fx.sends {
             match to {
                 To::Node(node) => self
                     .held_proposer
-                    .push_back((gate, Outgoing::Send(node, message))),
+                    .push_back((gate, Outgoing::Send(node, epoch, message))),
                 To::All => {
                     for &node in self.quorums.members() {
-                        let out = Outgoing::Send(node, message.clone());
+                        let out = Outgoing::Send(node, epoch, message.clone());
                         self.held_proposer.push_back((gate, out));
                     }
                 }
@@ -702,10 +745,14 @@ impl Node {
                 break;
             };
             match out {
-                Outgoing::Send(to, message) if to == self.config.node => {
-                    self.deliver(now, to, message)
+                Outgoing::Send(to, epoch, message) if to == self.config.node => {
+                    if epoch == self.epoch() {
+                        self.deliver(now, to, message)
+                    }
                 }
-                Outgoing::Send(to, message) => self.transmits.push_back(Transmit { to, message }),
+                Outgoing::Send(to, epoch, message) => {
+                    self.transmits.push_back(Transmit { to, epoch, message })
+                }
                 Outgoing::Reply(reply) => self.replies.push_back(reply),
             }
         }

@@ -522,6 +522,24 @@ impl Proposer {
         }
     }
 
+    /// The members changed (`configuration.rs`): reservations were won
+    /// under the old quorums and answers counted by them count no more,
+    /// so every reservation goes and every running round asks again.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        quorums: Quorums,
+        local: &dyn Local,
+        fx: &mut Effects,
+    ) {
+        self.shared.quorums = quorums;
+        self.shared.fast = FastPaths::default();
+        let names: Vec<LeaseName> = self.names.keys().cloned().collect();
+        for name in names {
+            self.with_name(now, &name, local, fx, |r| r.reconfigured());
+        }
+    }
+
     /// Acquires waiting on this node for `name`.
     pub fn waiting(&self, name: &LeaseName) -> usize {
         self.names.get(name).map_or(0, |s| s.parked.len())

@@ -11,8 +11,9 @@ mod common;
 
 use common::net::Net;
 use tenure_core::{
-    Compaction, Config, Durable, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay,
-    Micros, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Token, Ttl, HORIZON_STEP,
+    Ballot, Compaction, Config, Configuration, Durable, Epoch, Failure, HolderId, Instant,
+    LeaseName, LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Record, RequestId,
+    Rules, Timing, Token, Transmit, Ttl, HORIZON_STEP,
 };
 
 fn name() -> LeaseName {
@@ -36,12 +37,20 @@ fn ids(list: &[u16]) -> Vec<NodeId> {
     list.iter().map(|i| NodeId(*i)).collect()
 }
 
-/// Node `node` in configuration `members` (moving to `joining`), in life
-/// `incarnation`, on `state` recovered from its store.
+/// The configuration `members` (moving to `joining`) at `epoch`.
+fn configuration(epoch: u64, members: &[u16], joining: &[u16]) -> Configuration {
+    Configuration {
+        epoch: Epoch(epoch),
+        members: ids(members),
+        joining: ids(joining),
+    }
+}
+
+/// Node `node` in configuration `members` (moving to `joining`) of
+/// `epoch`, in life `incarnation`, on `state` recovered from its store.
 fn node(
     node: u16,
-    members: &[u16],
-    joining: &[u16],
+    (epoch, members, joining): (u64, &[u16], &[u16]),
     incarnation: u32,
     state: Option<Durable>,
     now: Instant,
@@ -53,8 +62,7 @@ fn node(
         // over-count what it promised.
         promise_horizon: if incarnation > 1 { 8 * HORIZON_STEP } else { 0 },
         token_floor: Token(0),
-        members: ids(members),
-        joining: ids(joining),
+        configuration: configuration(epoch, members, joining),
         rules: Rules::default(),
         timing: Timing::default(),
         compaction: Compaction::default(),
@@ -67,13 +75,12 @@ fn node(
 /// Like [`node`], on the state of several names.
 fn node_with(
     id: u16,
-    members: &[u16],
-    joining: &[u16],
+    lists: (u64, &[u16], &[u16]),
     incarnation: u32,
     states: Vec<(LeaseName, Durable)>,
     now: Instant,
 ) -> Node {
-    let mut n = node(id, members, joining, incarnation, None, now);
+    let mut n = node(id, lists, incarnation, None, now);
     if !states.is_empty() {
         let config = n.config().clone();
         n = Node::new(config, states, now).expect("a valid config");
@@ -84,7 +91,7 @@ fn node_with(
 /// A node that is down for good: it holds nothing and does nothing, and
 /// what is sent to it is lost.
 fn dead(id: u16, now: Instant) -> Node {
-    node(id, &[id], &[], 1, None, now)
+    node(id, (1, &[id], &[]), 1, None, now)
 }
 
 struct Run {
@@ -157,7 +164,8 @@ fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
     // into the joint configuration.
     let now = run.net.now;
     let (one, two) = (run.state(1), run.state(2));
-    let joint = |id, incarnation, state| node(id, &[1, 2, 3], &[1, 2, 4], incarnation, state, now);
+    let joint =
+        |id, incarnation, state| node(id, (2, &[1, 2, 3], &[1, 2, 4]), incarnation, state, now);
     run.net = Net::new(
         vec![
             joint(1, 2, one),
@@ -181,7 +189,7 @@ fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
     // The move to {1,2,4}; then node 1 goes down too.
     let now = run.net.now;
     let (two, four) = (run.state(2), run.state(4));
-    let new = |id, incarnation, state| node(id, &[1, 2, 4], &[], incarnation, state, now);
+    let new = |id, incarnation, state| node(id, (3, &[1, 2, 4], &[]), incarnation, state, now);
     run.net = Net::new(
         vec![dead(1, now), new(2, 3, two), dead(3, now), new(4, 2, four)],
         Micros::from_millis(1),
@@ -242,7 +250,13 @@ fn growing_from_three_to_five_survives_a_crash_mid_rescan_and_two_losses_after()
     // Joint configuration {1,2,3} + {1,...,5}; 4 and 5 join empty.
     let now = run.net.now;
     let joint = |id, incarnation, states| {
-        node_with(id, &[1, 2, 3], &[1, 2, 3, 4, 5], incarnation, states, now)
+        node_with(
+            id,
+            (2, &[1, 2, 3], &[1, 2, 3, 4, 5]),
+            incarnation,
+            states,
+            now,
+        )
     };
     let old: Vec<_> = (1..=3).map(|id| run.states(id, &names)).collect();
     run.net = Net::new(
@@ -266,15 +280,16 @@ fn growing_from_three_to_five_survives_a_crash_mid_rescan_and_two_losses_after()
     run.net.run_until(soon);
     let now = run.net.now;
     let kept = run.states(1, &names);
-    run.net.nodes[0] = node_with(1, &[1, 2, 3], &[1, 2, 3, 4, 5], 3, kept, now);
+    run.net.nodes[0] = node_with(1, (2, &[1, 2, 3], &[1, 2, 3, 4, 5]), 3, kept, now);
     run.net.nodes[0].start_rescan(now);
     run.finish_rescans();
 
     // Five members; then 1 and 2 are lost. {3, 4, 5} is a majority and
     // must know every grant.
     let now = run.net.now;
-    let five =
-        |id, incarnation, states| node_with(id, &[1, 2, 3, 4, 5], &[], incarnation, states, now);
+    let five = |id, incarnation, states| {
+        node_with(id, (3, &[1, 2, 3, 4, 5], &[]), incarnation, states, now)
+    };
     let states: Vec<_> = (3..=5).map(|id| run.states(id, &names)).collect();
     run.net = Net::new(
         vec![
@@ -300,8 +315,9 @@ fn growing_from_three_to_five_survives_a_crash_mid_rescan_and_two_losses_after()
     }
 }
 
-/// `old` restarted in configuration `members` (moving to `joining`) on
-/// what it made durable of `names`, its token floor included.
+/// `old` restarted in configuration `members` (moving to `joining`), the
+/// epoch after its own, on what it made durable of `names`, its token
+/// floor included.
 fn restart(
     old: &Node,
     members: &[u16],
@@ -313,8 +329,7 @@ fn restart(
     config.incarnation += 1;
     config.promise_horizon = 8 * HORIZON_STEP * u64::from(config.incarnation);
     config.token_floor = old.token_floor();
-    config.members = ids(members);
-    config.joining = ids(joining);
+    config.configuration = configuration(old.epoch().0 + 1, members, joining);
     let states: Vec<_> = names
         .iter()
         .filter_map(|n| old.acceptor_state(n).map(|s| (n.clone(), s)))
@@ -322,15 +337,14 @@ fn restart(
     Node::new(config, states, now).expect("a valid config")
 }
 
-/// A node joining empty, compacting as the others do.
+/// A node joining empty in the epoch after `like`'s, compacting as it does.
 fn joiner(id: u16, like: &Node, members: &[u16], joining: &[u16], now: Instant) -> Node {
     let mut config = like.config().clone();
     config.node = NodeId(id);
     config.incarnation = 1;
     config.promise_horizon = 0;
     config.token_floor = Token(0);
-    config.members = ids(members);
-    config.joining = ids(joining);
+    config.configuration = configuration(like.epoch().0 + 1, members, joining);
     config.seed = u64::from(id);
     Node::new(config, [], now).expect("a valid config")
 }
@@ -496,4 +510,127 @@ fn rescan_with_node_2_cut_for(cut_for: Micros) -> u64 {
     run.finish_rescans();
     assert!(run.state(2).is_some(), "node 2 now holds the grant");
     run.net.nodes[0].carried_names()
+}
+
+/// Three fresh nodes at the first epoch, with `a` granted the name
+/// through node 1.
+fn granted_at_the_first_epoch() -> Run {
+    let mut run = Run {
+        net: Net::new(
+            common::fresh_nodes(3, |n| u64::from(n.0)),
+            Micros::from_millis(1),
+        ),
+        next: 1,
+    };
+    match run.call(1, acquire("a")) {
+        Ok(Outcome::Granted { .. }) => run,
+        other => panic!("the first grant: {other:?}"),
+    }
+}
+
+fn refused_to_b_while_a_holds(answer: Result<Outcome, Failure>) {
+    match answer {
+        Ok(Outcome::Conflict(LeaseView::Held { holder, .. })) => assert_eq!(holder.as_str(), "a"),
+        other => panic!("b must be refused while a holds the name: {other:?}"),
+    }
+}
+
+#[test]
+fn a_node_behind_adopts_the_later_configuration_and_its_request_completes() {
+    let mut run = granted_at_the_first_epoch();
+    let later = configuration(2, &[1, 2, 3], &[]);
+    let now = run.net.now;
+    run.net.nodes[0].reconfigure(now, later.clone());
+    // Node 2 can reach node 1 only: its round's messages are answered with
+    // node 1's configuration, which it adopts, and its round asks again.
+    run.net.cut.insert(NodeId(3));
+    refused_to_b_while_a_holds(run.call(2, acquire("b")));
+    assert_eq!(run.net.nodes[1].configuration(), &later);
+    assert_eq!(
+        run.net.nodes[2].epoch(),
+        Epoch::FIRST,
+        "node 3 heard nothing"
+    );
+
+    // Node 3 is reached again: the first message it gets from a node of
+    // the later epoch makes it answer with its own, and learn the later.
+    run.net.cut.clear();
+    run.net.cut.insert(NodeId(1));
+    refused_to_b_while_a_holds(run.call(2, acquire("b")));
+    assert_eq!(run.net.nodes[2].configuration(), &later);
+}
+
+#[test]
+fn a_message_of_an_older_epoch_changes_nothing_and_is_answered_with_the_configuration() {
+    // Once a majority has moved on, a round of the old epoch gathers no
+    // quorum: what a change's rescan carries cannot be overtaken.
+    let mut run = granted_at_the_first_epoch();
+    let now = run.net.now;
+    let later = configuration(2, &[1, 2, 3], &[]);
+    let two = &mut run.net.nodes[1];
+    two.reconfigure(now, later.clone());
+    let written: Vec<_> = std::iter::from_fn(|| two.poll_write()).collect();
+    assert!(
+        matches!(written.as_slice(), [w] if w.record == Record::Configuration(later.clone())),
+        "the configuration is written before the node acts under it: {written:?}"
+    );
+    two.handle_durable(now, written[0].id);
+    let before = two.acceptor_state(&name());
+    let ballot = Ballot {
+        counter: 1 << 40,
+        node: 1,
+        incarnation: 1,
+    };
+    let prepare = Message::Prepare {
+        name: name(),
+        ballot,
+    };
+    two.handle_message(now, NodeId(1), Epoch::FIRST, prepare);
+    assert!(two.poll_write().is_none(), "no promise was made");
+    assert_eq!(two.acceptor_state(&name()), before);
+    let sent: Vec<Transmit> = std::iter::from_fn(|| two.poll_transmit()).collect();
+    assert_eq!(
+        sent,
+        vec![Transmit {
+            to: NodeId(1),
+            epoch: Epoch(2),
+            message: Message::Configuration(later),
+        }]
+    );
+}
+
+#[test]
+fn a_round_under_way_asks_again_under_the_new_quorums_once_they_are_durable() {
+    let mut run = granted_at_the_first_epoch();
+    let now = run.net.now;
+    let one = &mut run.net.nodes[0];
+    one.submit(now, RequestId(99), name(), acquire("b"));
+    common::sync_all_writes(one, now);
+    let first: Vec<Transmit> = std::iter::from_fn(|| one.poll_transmit()).collect();
+    assert!(!first.is_empty() && first.iter().all(|t| t.epoch == Epoch::FIRST));
+
+    // Node 4 joins: the round's answers so far counted under {1,2,3}.
+    let joint = configuration(2, &[1, 2, 3], &[1, 2, 4]);
+    one.handle_message(now, NodeId(2), Epoch(2), Message::Configuration(joint));
+    assert_eq!(one.epoch(), Epoch(2));
+    assert!(
+        one.poll_transmit().is_none(),
+        "nothing leaves under the new configuration before it is durable"
+    );
+    common::sync_all_writes(one, now);
+    let again: Vec<Transmit> = std::iter::from_fn(|| one.poll_transmit()).collect();
+    assert!(!again.is_empty(), "the round asked again");
+    assert!(again.iter().all(|t| t.epoch == Epoch(2)));
+    // {1, 2} is a majority of both lists: the look asks node 2 again, with
+    // a new look, whose answers count under the joint quorums.
+    let peeks = |sent: &[Transmit]| -> Vec<u64> {
+        sent.iter()
+            .filter_map(|t| match t.message {
+                Message::Peek { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    let (before, after) = (peeks(&first), peeks(&again));
+    assert!(!after.is_empty() && after.iter().all(|id| !before.contains(id)));
 }

@@ -298,12 +298,19 @@ impl NodeLoop {
         }
     }
 
-    fn on_peer(&mut self, PeerEvent { from, message }: PeerEvent) {
+    fn on_peer(
+        &mut self,
+        PeerEvent {
+            from,
+            epoch,
+            message,
+        }: PeerEvent,
+    ) {
         if matches!(message, Message::Nack { .. }) {
             self.metrics.nack_received();
         }
         let now = self.clock.now();
-        self.node.handle_message(now, from, message);
+        self.node.handle_message(now, from, epoch, message);
     }
 
     fn on_call(&mut self, call: ClientCall) {
@@ -361,7 +368,8 @@ impl NodeLoop {
         self.commit(writes, stopping);
         while let Some(transmit) = self.node.poll_transmit() {
             self.metrics.message_sent(transmit.message.kind());
-            self.peers.send(transmit.to, transmit.message);
+            self.peers
+                .send(transmit.to, transmit.epoch, transmit.message);
         }
         while let Some(reply) = self.node.poll_reply() {
             self.complete(reply);

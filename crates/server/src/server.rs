@@ -346,8 +346,7 @@ fn core_config(
         incarnation,
         promise_horizon,
         token_floor,
-        members,
-        joining: Vec::new(),
+        configuration: tenure_core::Configuration::first(members),
         rules: Rules {
             drift: config.drift,
             ..Rules::default()

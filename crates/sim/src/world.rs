@@ -17,8 +17,9 @@ mod crowd;
 mod faults;
 mod nodes;
 use tenure_core::{
-    Bug, Bugs, Compaction, Config, DriftBound, Failure, HolderId, Instant, LeaseName, LockDelay,
-    Message, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl, WriteId,
+    Bug, Bugs, Compaction, Config, Configuration, DriftBound, Epoch, Failure, HolderId, Instant,
+    LeaseName, LockDelay, Message, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl,
+    WriteId,
 };
 
 /// What a run is asked to do.
@@ -83,6 +84,7 @@ enum Event {
     Deliver {
         from: NodeId,
         to: usize,
+        epoch: Epoch,
         message: Message,
     },
     Submit {
@@ -438,14 +440,19 @@ impl World {
             return;
         };
         match event {
-            Event::Deliver { from, to, message } => {
+            Event::Deliver {
+                from,
+                to,
+                epoch,
+                message,
+            } => {
                 let now = self.local(to);
                 self.trace.line(
                     self.now,
                     format_args!("{from} -> node {to} {}", message.kind()),
                 );
                 if let Some(node) = self.nodes[to].node.as_mut() {
-                    node.handle_message(now, from, message);
+                    node.handle_message(now, from, epoch, message);
                     self.drain(to);
                 }
             }

@@ -18,8 +18,10 @@ pub enum BootError {
 
 /// Open the store at `at` and build the node on it: the acceptor from the
 /// records as they are read, with the incarnation and promise horizon the
-/// store hands out, into the configuration `config` makes of them. `now`
-/// is the node's clock at boot, where every lease clock it loads starts.
+/// store hands out, into the configuration `config` makes of them. The
+/// members the store last recorded, if any, replace those `config` gives:
+/// a node acts under the latest configuration it made durable. `now` is
+/// the node's clock at boot, where every lease clock it loads starts.
 pub fn boot_node(
     options: &StoreOptions,
     at: StoreAt<'_>,
@@ -27,7 +29,11 @@ pub fn boot_node(
     now: Instant,
 ) -> Result<(Store, Node), BootError> {
     let (store, node) = options.open(at, |boot, records| {
-        let config = config(boot);
+        let stored = boot.configuration.clone();
+        let mut config = config(boot.clone());
+        if let Some(stored) = stored {
+            config.configuration = stored;
+        }
         assert_eq!(
             (
                 config.incarnation,

@@ -20,7 +20,7 @@
 //! | 2 | `Durable` with each value's queue of waiters (`v2.rs`) |
 //! | 3 | `Durable` whose grants say whether they were found expired |
 
-use tenure_core::{Durable, InputError};
+use tenure_core::{Configuration, Durable, InputError};
 
 mod v1;
 mod v2;
@@ -98,6 +98,25 @@ pub(crate) fn encode_u64(key: &str, n: u64) -> Vec<u8> {
 
 pub(crate) fn decode_u64(key: &str, value: &[u8]) -> Result<u64, RecordError> {
     verify_bytes(key, value).map(u64::from_le_bytes)
+}
+
+/// Encode the node's configuration (members and epoch).
+pub(crate) fn encode_configuration(
+    key: &str,
+    configuration: &Configuration,
+) -> Result<Vec<u8>, postcard::Error> {
+    seal(key, |body| postcard::to_extend(configuration, body))
+}
+
+pub(crate) fn decode_configuration(key: &str, value: &[u8]) -> Result<Configuration, RecordError> {
+    let (_, payload) = verify_any(key, value, &[VERSION])?;
+    let (configuration, rest) = postcard::take_from_bytes(payload).map_err(RecordError::Payload)?;
+    if !rest.is_empty() {
+        return Err(RecordError::Trailing {
+            trailing: rest.len(),
+        });
+    }
+    Ok(configuration)
 }
 
 /// Encode a short text of the store's own (the cluster identity).

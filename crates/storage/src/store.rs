@@ -20,7 +20,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tenure_core::{Durable, LeaseName, Record, Token, Write, WriteId};
+use tenure_core::{Configuration, Durable, LeaseName, Record, Token, Write, WriteId};
 
 mod open;
 
@@ -47,6 +47,11 @@ const ROLLED_BACK_KEY: &str = "rolled-back";
 /// split the cluster. Absent in stores from before it; a build that does
 /// not know it starts anyway.
 const IDENTITY_KEY: &str = "identity";
+/// The members and their epoch the node last acted under
+/// (`tenure_core::Configuration`), written before it acts under them.
+/// Absent in stores from before it and in stores whose node never changed
+/// members: the node then starts at the first epoch, from its flags.
+const CONFIGURATION_KEY: &str = "configuration";
 /// The layout of the whole file: which tables, which keys. Bump it, with a
 /// migration, when either changes. Format 2 added `horizon`: a build that
 /// knows only format 1 would ignore it and forget promises, so it must
@@ -86,6 +91,8 @@ pub struct Recovered {
     pub horizon: u64,
     /// The acceptor's token floor, as last made durable.
     pub token_floor: Token,
+    /// The configuration last made durable, if any.
+    pub configuration: Option<Configuration>,
     /// Every stored name, in name order.
     pub records: Vec<(LeaseName, Durable)>,
 }
@@ -127,6 +134,8 @@ pub struct Store {
     last_write: WriteId,
     /// The cluster identity recorded in the store, if any.
     identity: Option<String>,
+    /// The configuration recorded in the store, if any.
+    configuration: Option<Configuration>,
 }
 
 impl std::fmt::Debug for Store {
@@ -174,6 +183,13 @@ impl Store {
         if let Err(error) = &result {
             self.stopped = Some(error.clone().stopped());
             return result;
+        }
+        let adopted = writes.iter().rev().find_map(|w| match &w.record {
+            Record::Configuration(c) => Some(c.clone()),
+            _ => None,
+        });
+        if adopted.is_some() {
+            self.configuration = adopted;
         }
         self.deleted_since_shrink += writes
             .iter()
@@ -280,6 +296,13 @@ impl Store {
         self.identity.as_deref()
     }
 
+    /// The configuration the node last recorded (see
+    /// [`tenure_core::Record::Configuration`]); `None` in a new store, or
+    /// one whose node has only ever had its first configuration.
+    pub fn configuration(&self) -> Option<&Configuration> {
+        self.configuration.as_ref()
+    }
+
     /// Record, durably, the identity of the cluster this store belongs to:
     /// an opaque text its node compares at every start.
     pub fn record_identity(&mut self, identity: &str) -> Result<(), OpenError> {
@@ -318,6 +341,7 @@ impl Store {
             let mut table = txn.open_table(REGISTERS).map_err(|e| failed(e.into()))?;
             let mut horizon = None;
             let mut token_floor = None;
+            let mut configuration = None;
             // In order, so that the last write of a name is the one that stays.
             for write in writes {
                 match &write.record {
@@ -342,11 +366,23 @@ impl Store {
                         token_floor = token_floor.max(Some(floor.0));
                     }
                     Record::TokenFloor(floor) => token_floor = token_floor.max(Some(floor.0)),
+                    Record::Configuration(c) => configuration = Some(c),
                 }
             }
             let numbers = [(HORIZON_KEY, horizon), (TOKEN_FLOOR_KEY, token_floor)];
-            if numbers.iter().any(|(_, n)| n.is_some()) {
+            if numbers.iter().any(|(_, n)| n.is_some()) || configuration.is_some() {
                 let mut meta = txn.open_table(META).map_err(|e| failed(e.into()))?;
+                if let Some(c) = configuration {
+                    let value =
+                        record::encode_configuration(CONFIGURATION_KEY, c).map_err(|source| {
+                            PersistError::Encode {
+                                name: CONFIGURATION_KEY.to_string(),
+                                source,
+                            }
+                        })?;
+                    meta.insert(CONFIGURATION_KEY, value.as_slice())
+                        .map_err(|e| failed(e.into()))?;
+                }
                 for (key, n) in numbers {
                     if let Some(n) = n {
                         meta.insert(key, record::encode_u64(key, n).as_slice())

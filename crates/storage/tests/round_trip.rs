@@ -44,6 +44,7 @@ fn streamed_records_are_the_collected_ones() {
         incarnation: boot.incarnation,
         horizon: boot.horizon,
         token_floor: boot.token_floor,
+        configuration: boot.configuration,
         records: streamed,
     };
     assert_eq!(as_map(streamed), expected);

@@ -105,6 +105,65 @@ fn a_raised_token_floor_survives_a_restart() {
     assert_eq!(open().1.token_floor, Token(90));
 }
 
+#[test]
+fn a_recorded_configuration_survives_a_restart_and_the_latest_stays() {
+    use tenure_core::{Configuration, Epoch, NodeId};
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), tenure_storage::collect)
+            .unwrap()
+    };
+    let (mut store, recovered) = open();
+    assert_eq!(recovered.configuration, None, "a new store has none");
+    let ids = |l: &[u16]| l.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+    let joint = Configuration {
+        epoch: Epoch(2),
+        members: ids(&[1, 2, 3]),
+        joining: ids(&[1, 2, 4]),
+    };
+    let after = Configuration {
+        epoch: Epoch(3),
+        members: ids(&[1, 2, 4]),
+        joining: Vec::new(),
+    };
+    let record = |id, c: &Configuration| Write {
+        id: WriteId(id),
+        record: Record::Configuration(c.clone()),
+    };
+    store.persist(&[record(1, &joint)]).unwrap();
+    assert_eq!(store.configuration(), Some(&joint));
+    drop(store);
+    let (mut store, recovered) = open();
+    assert_eq!(recovered.configuration.as_ref(), Some(&joint));
+    assert_eq!(store.configuration(), Some(&joint));
+    // The last of a batch is the one kept.
+    store
+        .persist(&[record(1, &joint), record(2, &after)])
+        .unwrap();
+    drop(store);
+    assert_eq!(open().1.configuration, Some(after.clone()));
+
+    // A node boots under the recorded configuration, not the first one
+    // its flags describe.
+    let flags = |boot: tenure_storage::Boot| tenure_core::Config {
+        node: NodeId(1),
+        incarnation: boot.incarnation,
+        promise_horizon: boot.horizon,
+        token_floor: boot.token_floor,
+        configuration: Configuration::first(ids(&[1, 2, 3])),
+        rules: tenure_core::Rules::default(),
+        timing: tenure_core::Timing::default(),
+        compaction: tenure_core::Compaction::default(),
+        seed: 1,
+    };
+    let now = tenure_core::Instant::ZERO;
+    let at = StoreAt::dir(dir.path());
+    let (_store, node) =
+        tenure_storage::boot_node(&StoreOptions::default(), at, flags, now).unwrap();
+    assert_eq!(node.configuration(), &after);
+}
+
 /// The goal in docs/storage.md: a million names used once take at most
 /// 10 MB once compacted. About a minute in a release build:
 /// `cargo test --release -p tenure-storage --test space -- --ignored`.

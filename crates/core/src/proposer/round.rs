@@ -433,6 +433,20 @@ impl RoundCtx<'_> {
         self.start();
     }
 
+    /// The configuration changed: a running round's answers were counted
+    /// under the old quorums, so it asks again under the new ones; a
+    /// paused one will when its pause ends.
+    pub fn reconfigured(&mut self) {
+        let Some(round) = self.state.round.as_ref() else {
+            return;
+        };
+        match round.phase {
+            Phase::Paused { .. } => {}
+            Phase::Looking { .. } => self.look(),
+            Phase::Preparing { .. } | Phase::Accepting { .. } => self.prepare(),
+        }
+    }
+
     /// This node's acceptor accepted a value for the name: a round waiting
     /// for another proposer's write looks now.
     pub fn on_value_accepted(&mut self) {

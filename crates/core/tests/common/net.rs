@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use tenure_core::{
-    Failure, Instant, LeaseName, Message, Micros, Node, NodeId, Op, Outcome, RequestId,
+    Failure, Instant, LeaseName, Micros, Node, NodeId, Op, Outcome, RequestId, Transmit,
 };
 
 pub struct Net {
@@ -11,7 +11,7 @@ pub struct Net {
     pub now: Instant,
     delay: Micros,
     /// Messages in flight by arrival time, in send order.
-    in_flight: BTreeMap<(Instant, u64), (NodeId, NodeId, Message)>,
+    in_flight: BTreeMap<(Instant, u64), (NodeId, Transmit)>,
     sent: u64,
     /// Every answer, as the node gave it, with when.
     pub answers: Vec<(Instant, RequestId, Result<Outcome, Failure>)>,
@@ -50,8 +50,7 @@ impl Net {
                 }
                 self.sent += 1;
                 let at = now.plus(self.delay);
-                self.in_flight
-                    .insert((at, self.sent), (node.id(), t.to, t.message));
+                self.in_flight.insert((at, self.sent), (node.id(), t));
             }
             while let Some(r) = node.poll_reply() {
                 self.answers.push((now, r.request, r.result));
@@ -80,8 +79,8 @@ impl Net {
             let now = self.now;
             let due_message = self.in_flight.keys().next().is_some_and(|&(m, _)| m <= now);
             if due_message {
-                let (_, (from, to, message)) = self.in_flight.pop_first().expect("a message");
-                self.nodes[usize::from(to.0 - 1)].handle_message(now, from, message);
+                let (_, (from, t)) = self.in_flight.pop_first().expect("a message");
+                self.nodes[usize::from(t.to.0 - 1)].handle_message(now, from, t.epoch, t.message);
             } else {
                 for node in &mut self.nodes {
                     if node.poll_timeout().is_some_and(|t| t <= now) {

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use tenure_core::{
-    holder_deadline, Bugs, Config, DriftBound, Durable, Failure, HolderId, Instant, LeaseName,
-    LeaseView, LockDelay, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId, Rules,
-    Timing, Token, Ttl, Write,
+    holder_deadline, Bugs, Config, Configuration, DriftBound, Durable, Epoch, Failure, HolderId,
+    Instant, LeaseName, LeaseView, LockDelay, Micros, Node, NodeId, Op, Outcome, Record, Reply,
+    RequestId, Rules, Timing, Token, Ttl, Write,
 };
 
 /// The cluster size the protocol is meant for; the smallest with a
@@ -53,8 +53,8 @@ impl Machine {
                     self.disk.insert(name, state);
                 }
                 Record::Horizon(horizon) => self.horizon = self.horizon.max(horizon),
-                Record::Compact { .. } | Record::TokenFloor(_) => {
-                    unreachable!("the model runs without compaction or rescans")
+                Record::Compact { .. } | Record::TokenFloor(_) | Record::Configuration(_) => {
+                    unreachable!("the model runs without compaction, rescans or member changes")
                 }
             }
         }
@@ -262,11 +262,14 @@ impl LeaseModel {
             incarnation,
             promise_horizon,
             token_floor: tenure_core::Token(0),
-            members: (0..NODES).map(node_id).collect(),
-            joining: if self.scenario.replacing {
-                vec![node_id(0), node_id(1), node_id(LOST + 1)]
-            } else {
-                Vec::new()
+            configuration: Configuration {
+                epoch: Epoch::FIRST,
+                members: (0..NODES).map(node_id).collect(),
+                joining: if self.scenario.replacing {
+                    vec![node_id(0), node_id(1), node_id(LOST + 1)]
+                } else {
+                    Vec::new()
+                },
             },
             rules: self.rules,
             timing: self.timing,
@@ -523,7 +526,8 @@ impl LeaseModel {
     pub(crate) fn deliver(&self, s: &mut State, envelope: Envelope) {
         let from = node_id(envelope.from);
         self.step(s, envelope.to, |node, now| {
-            node.handle_message(now, from, envelope.message)
+            // One configuration throughout: its first epoch.
+            node.handle_message(now, from, Epoch::FIRST, envelope.message)
         });
     }
 

@@ -5,7 +5,7 @@
 use super::cluster::*;
 use super::network::Envelope;
 use super::shared::hash_of;
-use tenure_core::Message;
+use tenure_core::{Epoch, Message};
 
 impl LeaseModel {
     /// Remove envelopes whose delivery could never change anything. Each
@@ -54,7 +54,8 @@ impl LeaseModel {
             Message::Chosen(_)
             | Message::Compact { .. }
             | Message::RaiseFloor { .. }
-            | Message::FloorRaised { .. } => true,
+            | Message::FloorRaised { .. }
+            | Message::Configuration(_) => true,
         }
     }
 
@@ -74,6 +75,7 @@ impl LeaseModel {
             probe.handle_message(
                 self.node_clock(e.to, s.now),
                 node_id(e.from),
+                Epoch::FIRST,
                 e.message.clone(),
             );
             probe == machine.node
@@ -110,6 +112,7 @@ impl LeaseModel {
         probe.handle_message(
             self.node_clock(e.to, s.now),
             node_id(e.from),
+            Epoch::FIRST,
             e.message.clone(),
         );
         if probe.poll_write().is_some() {

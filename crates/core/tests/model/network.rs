@@ -87,6 +87,7 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         Message::RaiseFloor { .. } | Message::FloorRaised { .. } => {
             unreachable!("the model runs no rescan")
         }
+        Message::Configuration(_) => unreachable!("the model's members never change"),
     };
     let name = message
         .name()
@@ -125,6 +126,7 @@ impl fmt::Debug for Envelope {
             Message::Compact { ballot, .. } => write!(f, "Compact {ballot}"),
             Message::RaiseFloor { token } => write!(f, "RaiseFloor {token}"),
             Message::FloorRaised { token } => write!(f, "FloorRaised {token}"),
+            Message::Configuration(c) => write!(f, "Configuration {}", c.epoch),
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tenure_core::{Message, NodeId};
+use tenure_core::{Epoch, Message, NodeId};
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
 /// different versions refuse each other's connections rather than guess.
-pub const PROTOCOL_VERSION: u16 = 13;
+pub const PROTOCOL_VERSION: u16 = 14;
 
 /// Largest frame. Names and holders are at most 128 bytes each, so a real
 /// message is a few hundred bytes, and one carrying a full queue of
@@ -53,10 +53,9 @@ pub enum Body {
     Welcome,
     /// The answer to a refused hello, and why, before the connection
     /// closes: for the dialling node's log.
-    Refused {
-        reason: String,
-    },
-    Message(Message),
+    Refused { reason: String },
+    /// A core message, stamped with the sender's epoch.
+    Message(Epoch, Message),
     /// Nothing to say: sent on an idle link so that its clock can still be
     /// measured, and its silence noticed.
     Tick,
@@ -102,14 +101,17 @@ mod tests {
             from: NodeId(3),
             sent_at_us: 42,
             echo_offset_us: None,
-            body: Body::Message(Message::Prepare {
-                name: LeaseName::new("a/b").unwrap(),
-                ballot: Ballot {
-                    counter: 7,
-                    node: 3,
-                    incarnation: 2,
+            body: Body::Message(
+                Epoch::FIRST,
+                Message::Prepare {
+                    name: LeaseName::new("a/b").unwrap(),
+                    ballot: Ballot {
+                        counter: 7,
+                        node: 3,
+                        incarnation: 2,
+                    },
                 },
-            }),
+            ),
         };
         let bytes = encode(&frame).unwrap();
         assert!(bytes.len() < MAX_FRAME_BYTES);
@@ -139,12 +141,15 @@ mod tests {
             from: NodeId(u16::MAX),
             sent_at_us: u64::MAX,
             echo_offset_us: Some(i64::MIN),
-            body: Body::Message(Message::Chosen(Chosen {
-                name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
-                ballot,
-                took: Micros(u64::MAX),
-                changes: vec![change; tenure_core::MAX_CHANGES_TOLD],
-            })),
+            body: Body::Message(
+                Epoch::FIRST,
+                Message::Chosen(Chosen {
+                    name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
+                    ballot,
+                    took: Micros(u64::MAX),
+                    changes: vec![change; tenure_core::MAX_CHANGES_TOLD],
+                }),
+            ),
         };
         let bytes = encode(&frame).unwrap();
         assert!(
@@ -205,13 +210,16 @@ mod tests {
             from: NodeId(u16::MAX),
             sent_at_us: u64::MAX,
             echo_offset_us: Some(i64::MIN),
-            body: Body::Message(Message::Accept {
-                name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
-                ballot,
-                value,
-                age: Micros(u64::MAX),
-                origin: ballot,
-            }),
+            body: Body::Message(
+                Epoch::FIRST,
+                Message::Accept {
+                    name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
+                    ballot,
+                    value,
+                    age: Micros(u64::MAX),
+                    origin: ballot,
+                },
+            ),
         };
         let bytes = encode(&frame).unwrap();
         assert!(
@@ -248,10 +256,13 @@ mod tests {
             from: NodeId(1),
             sent_at_us: 1,
             echo_offset_us: None,
-            body: Body::Message(Message::Peek {
-                name: LeaseName::new("ab").unwrap(),
-                id: 1,
-            }),
+            body: Body::Message(
+                Epoch::FIRST,
+                Message::Peek {
+                    name: LeaseName::new("ab").unwrap(),
+                    id: 1,
+                },
+            ),
         })
         .unwrap()
         .to_vec();
@@ -277,10 +288,13 @@ mod fuzz {
             from: NodeId(2),
             sent_at_us: 5,
             echo_offset_us: None,
-            body: Body::Message(Message::Peek {
-                name: LeaseName::new("jobs/a").expect("name"),
-                id: 3,
-            }),
+            body: Body::Message(
+                Epoch::FIRST,
+                Message::Peek {
+                    name: LeaseName::new("jobs/a").expect("name"),
+                    id: 3,
+                },
+            ),
         })
         .expect("encode")
         .to_vec()
@@ -288,7 +302,7 @@ mod fuzz {
 
     fn names_are_valid(frame: &Frame) -> bool {
         match &frame.body {
-            Body::Message(m) => m.name().is_none_or(|n| LeaseName::new(n.as_str()).is_ok()),
+            Body::Message(_, m) => m.name().is_none_or(|n| LeaseName::new(n.as_str()).is_ok()),
             _ => true,
         }
     }

@@ -322,10 +322,18 @@ async fn connection(
             .sample(from, view.clock.now().as_micros(), frame.sent_at_us);
         link.set_echo(echo);
         view.rates.echo(from, frame.echo_offset_us);
-        if let Body::Message(message) = frame.body {
+        if let Body::Message(epoch, message) = frame.body {
             // Waiting here pushes back on the peer through TCP when the node
             // loop is busy, instead of buffering without bound.
-            if events.send(PeerEvent { from, message }).await.is_err() {
+            if events
+                .send(PeerEvent {
+                    from,
+                    epoch,
+                    message,
+                })
+                .await
+                .is_err()
+            {
                 return Ok(()); // The node is stopping.
             }
         }
@@ -512,10 +520,13 @@ mod tests {
     }
 
     fn peek() -> Body {
-        Body::Message(Message::Peek {
-            name: LeaseName::new("x").expect("name"),
-            id: 7,
-        })
+        Body::Message(
+            tenure_core::Epoch::FIRST,
+            Message::Peek {
+                name: LeaseName::new("x").expect("name"),
+                id: 7,
+            },
+        )
     }
 
     async fn dial(

@@ -154,7 +154,7 @@ impl StoreOptions {
             rolled_back_now,
             build,
         );
-        let (built, closed, marked, identity) = match recovered {
+        let (built, meta) = match recovered {
             Ok(recovered) => recovered,
             Err(error) => {
                 // A panic inside redb may have poisoned its locks, and its
@@ -166,9 +166,9 @@ impl StoreOptions {
 
         // A rollback is reported at every open until it is accepted, not
         // only at the one that saw it: the verdict is in the store.
-        let recovery = if rolled_back_now || marked {
+        let recovery = if rolled_back_now || meta.rolled_back {
             Recovery::RolledBack
-        } else if closed {
+        } else if meta.closed {
             Recovery::Clean
         } else {
             Recovery::Repaired
@@ -180,7 +180,8 @@ impl StoreOptions {
             recovery,
             location,
             last_write: WriteId(0),
-            identity,
+            identity: meta.identity,
+            configuration: meta.configuration,
             deleted_since_shrink: 0,
             shrink_stagger: 0,
         };
@@ -245,7 +246,7 @@ impl Iterator for Records<'_> {
 }
 
 /// What a store says a node starts from, besides its records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Boot {
     /// New for this start (see [`Recovered::incarnation`]).
     pub incarnation: u32,
@@ -253,6 +254,8 @@ pub struct Boot {
     pub horizon: u64,
     /// The acceptor's token floor, as last made durable.
     pub token_floor: Token,
+    /// The configuration last made durable, if the node ever recorded one.
+    pub configuration: Option<Configuration>,
 }
 
 /// The `build` of [`StoreOptions::open`] that keeps every record: for
@@ -262,21 +265,21 @@ pub fn collect(boot: Boot, records: &mut Records<'_>) -> Recovered {
         incarnation: boot.incarnation,
         horizon: boot.horizon,
         token_floor: boot.token_floor,
+        configuration: boot.configuration,
         records: records.collect(),
     }
 }
 
 /// Read the meta table, stream every record into `build`, check that all
 /// were read and good, then durably take the next incarnation. Returns what
-/// `build` made, whether the last life closed the store, whether it is
-/// marked rolled back, and its cluster identity.
+/// `build` made and what the meta table said.
 fn recover<T>(
     db: &Database,
     location: &str,
     two_phase_commit: bool,
     rolled_back_now: bool,
     build: impl FnOnce(Boot, &mut Records<'_>) -> T,
-) -> Result<(T, bool, bool, Option<String>), OpenError> {
+) -> Result<(T, Meta), OpenError> {
     let txn = guarded(location, || db.begin_read())?.map_err(|e| unreadable(location, e.into()))?;
     let opened = guarded(location, || open_tables(&txn, location));
     let (meta, registers) = match opened {
@@ -307,6 +310,7 @@ fn recover<T>(
         incarnation,
         horizon: meta.horizon,
         token_floor: meta.token_floor,
+        configuration: meta.configuration.clone(),
     };
     let built = build(boot, &mut records);
     // Check the records `build` left unread too.
@@ -337,7 +341,7 @@ fn recover<T>(
         store: location.to_string(),
         source,
     })?;
-    Ok((built, meta.closed, meta.rolled_back, meta.identity))
+    Ok((built, meta))
 }
 
 /// What the meta table says about the file before this open.
@@ -351,6 +355,7 @@ struct Meta {
     /// An earlier open rolled back and nobody has accepted it yet.
     rolled_back: bool,
     identity: Option<String>,
+    configuration: Option<Configuration>,
 }
 
 /// The registers table's record count, and a range over all its records.
@@ -384,6 +389,7 @@ fn open_tables(
                 token_floor: Token(0),
                 rolled_back: false,
                 identity: None,
+                configuration: None,
             };
             return Ok((meta, None));
         }
@@ -442,6 +448,16 @@ fn open_tables(
         ),
         None => None,
     };
+    let configuration = match meta
+        .get(CONFIGURATION_KEY)
+        .map_err(|e| unreadable(e.into()))?
+    {
+        Some(value) => Some(
+            record::decode_configuration(CONFIGURATION_KEY, value.value())
+                .map_err(|e| bad_record(CONFIGURATION_KEY, e))?,
+        ),
+        None => None,
+    };
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
     // The table's own `range` keeps the transaction alive: it may outlive
     // `registers`.
@@ -456,6 +472,7 @@ fn open_tables(
         token_floor,
         rolled_back,
         identity,
+        configuration,
     };
     Ok((meta, Some((count, range))))
 }

@@ -63,9 +63,7 @@ pub fn horizon(id: u64, horizon: u64) -> Write {
 pub fn register(write: &Write) -> (&LeaseName, &Durable) {
     match &write.record {
         Record::Register { name, state } => (name, state),
-        Record::Horizon(_) | Record::Compact { .. } | Record::TokenFloor(_) => {
-            panic!("not a register write")
-        }
+        _ => panic!("not a register write"),
     }
 }
 
@@ -115,6 +113,7 @@ pub struct Map {
     pub horizon: u64,
     pub token_floor: u64,
     pub registers: BTreeMap<LeaseName, Durable>,
+    pub configuration: Option<tenure_core::Configuration>,
 }
 
 impl Map {
@@ -139,6 +138,7 @@ pub fn apply(map: &mut Map, batch: &[Write]) {
                 map.token_floor = map.token_floor.max(token_floor.0);
             }
             Record::TokenFloor(floor) => map.token_floor = map.token_floor.max(floor.0),
+            Record::Configuration(c) => map.configuration = Some(c.clone()),
         }
     }
 }
@@ -162,5 +162,6 @@ pub fn as_map(recovered: Recovered) -> Map {
         horizon: recovered.horizon,
         token_floor: recovered.token_floor.0,
         registers,
+        configuration: recovered.configuration,
     }
 }

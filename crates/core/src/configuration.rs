@@ -1,0 +1,146 @@
+//! Who the members are, and since when: a member list, or two during a
+//! change of members, numbered by an epoch that only rises
+//! (docs/membership.md, "Configurations and epochs").
+//!
+//! Every peer message is stamped with its sender's epoch. A node answers a
+//! message of another epoch with its own configuration and nothing else,
+//! and the node that is behind adopts the later one, durably, before it
+//! acts under it. So once a majority of the old members has moved on, no
+//! round of the old epoch can gather a quorum: what a change's rescan
+//! carries cannot be overtaken behind its back.
+
+use crate::ballot::NodeId;
+use crate::quorum::Quorums;
+use serde::{Deserialize, Serialize};
+
+/// The number of a configuration. A cluster starts at [`Epoch::FIRST`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// A cluster's first configuration, and that of every store written
+    /// before configurations were recorded.
+    pub const FIRST: Epoch = Epoch(1);
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "epoch {}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Configuration {
+    pub epoch: Epoch,
+    pub members: Vec<NodeId>,
+    /// During a change, the list being moved to: quorums then need a
+    /// majority of `members` and of this list at once. Empty otherwise.
+    pub joining: Vec<NodeId>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigurationError {
+    #[error("a cluster has 1 to 7 members, not {0}")]
+    MemberCount(usize),
+    #[error("node {0} is listed twice among the members")]
+    DuplicateMember(NodeId),
+    #[error("epochs start at 1, and 0 marks none")]
+    ZeroEpoch,
+}
+
+impl Configuration {
+    /// A cluster's first configuration: `members`, with no change under way.
+    pub fn first(members: Vec<NodeId>) -> Configuration {
+        Configuration {
+            epoch: Epoch::FIRST,
+            members,
+            joining: Vec::new(),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ConfigurationError> {
+        if self.epoch.0 == 0 {
+            return Err(ConfigurationError::ZeroEpoch);
+        }
+        if self.members.is_empty() {
+            return Err(ConfigurationError::MemberCount(0));
+        }
+        for list in [&self.members, &self.joining] {
+            if list.len() > 7 {
+                return Err(ConfigurationError::MemberCount(list.len()));
+            }
+            if let Some(dup) = list
+                .iter()
+                .find(|m| list.iter().filter(|n| n == m).count() > 1)
+            {
+                return Err(ConfigurationError::DuplicateMember(*dup));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sets of members that decide under this configuration.
+    pub fn quorums(&self) -> Quorums {
+        if self.joining.is_empty() {
+            Quorums::majority(&self.members)
+        } else {
+            Quorums::joint(&self.members, &self.joining)
+        }
+    }
+
+    /// Whether `node` is in either list.
+    pub fn includes(&self, node: NodeId) -> bool {
+        self.members.contains(&node) || self.joining.contains(&node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(list: &[u16]) -> Vec<NodeId> {
+        list.iter().map(|&i| NodeId(i)).collect()
+    }
+
+    #[test]
+    fn a_first_configuration_is_epoch_one_with_plain_majorities() {
+        let c = Configuration::first(ids(&[1, 2, 3]));
+        assert_eq!(c.epoch, Epoch::FIRST);
+        assert_eq!(c.check(), Ok(()));
+        assert!(c.quorums().is_quorum(|m| m != NodeId(3)));
+        assert!(!c.includes(NodeId(4)));
+    }
+
+    #[test]
+    fn a_joint_configuration_needs_a_majority_of_both_lists() {
+        let c = Configuration {
+            epoch: Epoch(2),
+            members: ids(&[1, 2, 3]),
+            joining: ids(&[2, 3, 4]),
+        };
+        assert!(c.includes(NodeId(4)));
+        // {1, 2}: a majority of the old list only.
+        assert!(!c.quorums().is_quorum(|m| m == NodeId(1) || m == NodeId(2)));
+        assert!(c.quorums().is_quorum(|m| m == NodeId(2) || m == NodeId(3)));
+    }
+
+    #[test]
+    fn bad_configurations_say_what_is_wrong() {
+        let mut c = Configuration::first(ids(&[1, 2, 2]));
+        assert_eq!(
+            c.check(),
+            Err(ConfigurationError::DuplicateMember(NodeId(2)))
+        );
+        c.members = Vec::new();
+        assert_eq!(c.check(), Err(ConfigurationError::MemberCount(0)));
+        c = Configuration::first(ids(&[1, 2, 3]));
+        c.epoch = Epoch(0);
+        assert_eq!(c.check(), Err(ConfigurationError::ZeroEpoch));
+        c = Configuration::first(ids(&[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(c.check(), Err(ConfigurationError::MemberCount(8)));
+    }
+}
