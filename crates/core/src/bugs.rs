@@ -47,10 +47,14 @@ pub enum Bug {
     /// member that missed the settle keeps an older value, which a quorum
     /// with members that deleted then takes for the latest.
     CompactOnMajority,
+    /// The coordinator of a change of members moves to the new members as
+    /// soon as the joint configuration is in force, without the rescan: a
+    /// value only the old members held is lost to the new quorums.
+    SkipRescan,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -63,6 +67,7 @@ impl Bug {
         Bug::LazyMajority,
         Bug::PromiseHidesFloor,
         Bug::CompactOnMajority,
+        Bug::SkipRescan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Bug {
             Bug::LazyMajority => "lazy-majority",
             Bug::PromiseHidesFloor => "promise-hides-floor",
             Bug::CompactOnMajority => "compact-on-majority",
+            Bug::SkipRescan => "skip-rescan",
         }
     }
 

@@ -2,12 +2,19 @@
 //! change of members, numbered by an epoch that only rises
 //! (docs/membership.md, "Configurations and epochs").
 //!
-//! Every peer message is stamped with its sender's epoch. A node answers a
-//! message of another epoch with its own configuration and nothing else,
-//! and the node that is behind adopts the later one, durably, before it
-//! acts under it. So once a majority of the old members has moved on, no
-//! round of the old epoch can gather a quorum: what a change's rescan
-//! carries cannot be overtaken behind its back.
+//! Every peer message is stamped with its sender's configuration (its
+//! [`Stamp`]). A node answers a message of another stamp with its own
+//! configuration and nothing else, and the node that is behind adopts the
+//! later one, durably, before it acts under it. So once a majority of the
+//! old members has moved on, no round of the old epoch can gather a
+//! quorum: what a change's rescan carries cannot be overtaken behind its
+//! back.
+//!
+//! The stamp is the epoch and a digest of the member lists: two different
+//! configurations of one epoch (two changes begun at once on two nodes)
+//! never pass for each other. A node keeps the first of them it adopted,
+//! so at most one of them reaches a majority of the old members, and only
+//! that one goes on (`change.rs`).
 
 use crate::ballot::NodeId;
 use crate::quorum::Quorums;
@@ -29,6 +36,16 @@ impl std::fmt::Display for Epoch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "epoch {}", self.0)
     }
+}
+
+/// What every peer message is stamped with: its sender's configuration,
+/// in short. Equal stamps are equal configurations, but for a digest
+/// collision, which two lists of at most seven small ids make unlikely
+/// only by chance, never by design.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stamp {
+    pub epoch: Epoch,
+    pub digest: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,6 +109,32 @@ impl Configuration {
         }
     }
 
+    /// The stamp of this configuration: the same on every node, whatever
+    /// the order its lists were given in.
+    pub fn stamp(&self) -> Stamp {
+        // FNV-1a: fixed, so that every build and node computes the same.
+        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |word: u64| {
+            for byte in word.to_le_bytes() {
+                digest ^= u64::from(byte);
+                digest = digest.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        eat(self.epoch.0);
+        for list in [&self.members, &self.joining] {
+            let mut sorted = list.clone();
+            sorted.sort_unstable();
+            eat(sorted.len() as u64);
+            for m in sorted {
+                eat(u64::from(m.0));
+            }
+        }
+        Stamp {
+            epoch: self.epoch,
+            digest,
+        }
+    }
+
     /// Whether `node` is in either list.
     pub fn includes(&self, node: NodeId) -> bool {
         self.members.contains(&node) || self.joining.contains(&node)
@@ -126,6 +169,25 @@ mod tests {
         // {1, 2}: a majority of the old list only.
         assert!(!c.quorums().is_quorum(|m| m == NodeId(1) || m == NodeId(2)));
         assert!(c.quorums().is_quorum(|m| m == NodeId(2) || m == NodeId(3)));
+    }
+
+    #[test]
+    fn stamps_tell_configurations_of_one_epoch_apart_but_not_the_order_of_a_list() {
+        let joint = |joining: &[u16]| Configuration {
+            epoch: Epoch(2),
+            members: ids(&[1, 2, 3]),
+            joining: ids(joining),
+        };
+        assert_ne!(joint(&[1, 2, 4]).stamp(), joint(&[1, 2, 5]).stamp());
+        assert_eq!(joint(&[1, 2, 4]).stamp(), joint(&[4, 2, 1]).stamp());
+        // The lists are told apart, not only their union.
+        let plain = Configuration::first(ids(&[1, 2, 3, 4]));
+        let split = Configuration {
+            epoch: Epoch::FIRST,
+            members: ids(&[1, 2]),
+            joining: ids(&[3, 4]),
+        };
+        assert_ne!(plain.stamp(), split.stamp());
     }
 
     #[test]

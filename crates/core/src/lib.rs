@@ -19,6 +19,7 @@
 pub mod acceptor;
 mod ballot;
 mod bugs;
+mod change;
 mod compact;
 mod configuration;
 pub mod input;
@@ -33,8 +34,9 @@ mod time;
 pub use acceptor::{Durable, Record, HORIZON_STEP};
 pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
+pub use change::{ChangeError, ChangeStep};
 pub use compact::Compaction;
-pub use configuration::{Configuration, ConfigurationError, Epoch};
+pub use configuration::{Configuration, ConfigurationError, Epoch, Stamp};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
     holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,

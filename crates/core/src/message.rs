@@ -111,9 +111,16 @@ pub enum Message {
         token: Token,
     },
     /// The sender's configuration: the answer to a message of another
-    /// epoch, in place of any other (`configuration.rs`). A node that is
-    /// behind adopts it.
+    /// epoch, in place of any other (`configuration.rs`), and how a change
+    /// of members is told (`change.rs`). A node that is behind adopts it,
+    /// and answers `Recorded` once it holds it durably.
     Configuration(Configuration),
+    /// The sender holds the configuration of this message's epoch durably.
+    Recorded,
+    /// Rescan every stored name under this message's epoch, and answer
+    /// `Rescanned` once the rescan has ended (`change.rs`).
+    Rescan,
+    Rescanned,
 }
 
 impl Message {
@@ -132,6 +139,9 @@ impl Message {
             Message::RaiseFloor { .. } => "raise-floor",
             Message::FloorRaised { .. } => "floor-raised",
             Message::Configuration(_) => "configuration",
+            Message::Recorded => "recorded",
+            Message::Rescan => "rescan",
+            Message::Rescanned => "rescanned",
         }
     }
 
@@ -149,7 +159,10 @@ impl Message {
             | Message::Chosen(Chosen { name, .. }) => name,
             Message::RaiseFloor { .. }
             | Message::FloorRaised { .. }
-            | Message::Configuration(_) => return None,
+            | Message::Configuration(_)
+            | Message::Recorded
+            | Message::Rescan
+            | Message::Rescanned => return None,
         })
     }
 }

@@ -28,8 +28,9 @@
 use crate::acceptor::{Acceptor, Durable, Record};
 use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
+use crate::change::{Change, ChangeError, ChangeStep};
 use crate::compact::{Compaction, Compactor};
-use crate::configuration::{Configuration, ConfigurationError, Epoch};
+use crate::configuration::{Configuration, ConfigurationError, Epoch, Stamp};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
 use crate::message::{Chosen, Message, Report};
@@ -38,7 +39,7 @@ use crate::proposer::{
 };
 use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// The configuration of one node. Every node of a cluster must use the same
@@ -94,11 +95,11 @@ pub struct Write {
     pub record: Record,
 }
 
-/// A message for a peer, stamped with the sender's epoch.
+/// A message for a peer, stamped with the sender's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Transmit {
     pub to: NodeId,
-    pub epoch: Epoch,
+    pub stamp: Stamp,
     pub message: Message,
 }
 
@@ -123,9 +124,9 @@ pub enum Event {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Outgoing {
-    /// To a peer, stamped with the epoch it was made under: a message of
+    /// To a peer, stamped with the configuration it was made under: a message of
     /// an old configuration stays of it, however late it leaves.
-    Send(NodeId, Epoch, Message),
+    Send(NodeId, Stamp, Message),
     Reply(Reply),
 }
 
@@ -134,6 +135,8 @@ pub struct Node {
     config: Config,
     /// Who decides, and whom this node talks to.
     quorums: Quorums,
+    /// The stamp of `config.configuration`.
+    stamp: Stamp,
     acceptor: Acceptor,
     proposer: Proposer,
     compactor: Compactor,
@@ -166,6 +169,12 @@ pub struct Node {
     replies: VecDeque<Reply>,
     events: VecDeque<Event>,
     renewals_told: Advice<RenewalsTold>,
+    /// The change of members this node coordinates, if any.
+    change: Option<Change>,
+    /// Nodes that asked for a rescan at this epoch, answered when it ends.
+    rescan_askers: BTreeSet<NodeId>,
+    /// The epoch under which this node's last rescan ended.
+    rescanned_at: Option<Epoch>,
 }
 
 impl Local for Acceptor {
@@ -225,6 +234,7 @@ impl Node {
             seed: config.seed,
         });
         Ok(Node {
+            stamp: config.configuration.stamp(),
             config,
             quorums,
             acceptor,
@@ -245,6 +255,9 @@ impl Node {
             replies: VecDeque::new(),
             events: VecDeque::new(),
             renewals_told: Advice::default(),
+            change: None,
+            rescan_askers: BTreeSet::new(),
+            rescanned_at: None,
         })
     }
 
@@ -263,6 +276,11 @@ impl Node {
 
     pub fn epoch(&self) -> Epoch {
         self.config.configuration.epoch
+    }
+
+    /// What this node's messages are stamped with.
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
     }
 
     /// A client operation on `name`; its reply comes from [`Node::poll_reply`].
@@ -284,13 +302,14 @@ impl Node {
         self.pump(now);
     }
 
-    /// A message from peer `from`, stamped with its `epoch`. Messages from
-    /// non-members are dropped; a message of another epoch is answered with
-    /// this node's configuration and not acted on (`configuration.rs`).
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, epoch: Epoch, message: Message) {
+    /// A message from peer `from`, stamped with its sender's configuration.
+    /// Messages from non-members are dropped; a message of another stamp is
+    /// answered with this node's configuration and not acted on
+    /// (`configuration.rs`).
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, stamp: Stamp, message: Message) {
         if let Message::Configuration(theirs) = message {
             self.on_configuration(now, from, theirs);
-        } else if epoch != self.epoch() {
+        } else if stamp != self.stamp {
             self.tell_configuration(from);
         } else if self.quorums.contains(from) {
             self.deliver(now, from, message);
@@ -308,10 +327,139 @@ impl Node {
 
     fn on_configuration(&mut self, now: Instant, from: NodeId, theirs: Configuration) {
         let ours = self.epoch();
+        if theirs.epoch < ours {
+            return self.tell_configuration(from);
+        }
+        let stamp = theirs.stamp();
         if theirs.epoch > ours {
+            // A change this node coordinated was finished, or overtaken,
+            // elsewhere.
+            self.change = None;
             self.adopt(now, theirs);
-        } else if theirs.epoch < ours {
-            self.tell_configuration(from);
+        }
+        // Another configuration of this epoch is not recorded: the first
+        // this node adopted stays (`configuration.rs`).
+        if stamp == self.stamp {
+            // Sent once the configuration is durable here.
+            self.hold(Outgoing::Send(from, self.stamp(), Message::Recorded));
+        }
+    }
+
+    /// Move the members to `target`, coordinated by this node
+    /// (`change.rs`). Asking again for the change under way resumes it,
+    /// on this node or any other; asking for the members there are does
+    /// nothing. [`Node::change_step`] says how far it is.
+    pub fn change_members(&mut self, now: Instant, target: Vec<NodeId>) -> Result<(), ChangeError> {
+        let current = self.config.configuration.clone();
+        let mut sorted = target.clone();
+        sorted.sort_unstable();
+        let same = |list: &[NodeId]| {
+            let mut list = list.to_vec();
+            list.sort_unstable();
+            list == sorted
+        };
+        if current.joining.is_empty() {
+            if same(&current.members) {
+                return Ok(());
+            }
+            let joint = Configuration {
+                epoch: Epoch(current.epoch.0 + 1),
+                members: current.members.clone(),
+                joining: target,
+            };
+            joint.check()?;
+            self.adopt(now, joint);
+        } else if !same(&current.joining) {
+            return Err(ChangeError::UnderWay {
+                under_way: current.joining,
+            });
+        }
+        let c = &self.config.configuration;
+        let everyone = c.quorums().members().to_vec();
+        self.change = Some(Change::new(self.config.node, &c.members, &everyone, now));
+        self.ask_change(now);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// How far the change this node coordinates is; `None` when it
+    /// coordinates none.
+    pub fn change_step(&self) -> Option<ChangeStep> {
+        self.change.as_ref().map(Change::step)
+    }
+
+    /// Ask those that have not answered the change's step, when due.
+    fn ask_change(&mut self, now: Instant) {
+        let Some(change) = self.change.as_mut() else {
+            return;
+        };
+        if change.ask_at > now {
+            return;
+        }
+        change.ask_at = now.plus(self.config.compaction.settle_timeout);
+        let asking = match change.step() {
+            ChangeStep::Recording => Message::Configuration(self.config.configuration.clone()),
+            ChangeStep::Rescanning => Message::Rescan,
+        };
+        for to in change.unanswered() {
+            let out = Outgoing::Send(to, self.stamp, asking.clone());
+            self.held.push_back((self.last_write, out));
+        }
+    }
+
+    /// `from` answered the change's `step`: on to the next once a
+    /// majority of the old members has.
+    fn on_change_answer(&mut self, now: Instant, from: NodeId, step: ChangeStep) {
+        let Some(change) = self.change.as_mut() else {
+            return;
+        };
+        if !change.answered(from, step) {
+            return;
+        }
+        let skip_rescan = self.config.rules.bugs.has(Bug::SkipRescan);
+        match step {
+            ChangeStep::Recording if !skip_rescan => {
+                change.rescan(now);
+                self.ask_change(now);
+            }
+            ChangeStep::Recording | ChangeStep::Rescanning => {
+                let everyone = change.everyone().to_vec();
+                self.change = None;
+                let current = &self.config.configuration;
+                let next = Configuration {
+                    epoch: Epoch(current.epoch.0 + 1),
+                    members: current.joining.clone(),
+                    joining: Vec::new(),
+                };
+                self.adopt(now, next);
+                for to in everyone {
+                    if to != self.config.node {
+                        self.tell_configuration(to);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A peer asks this node to rescan under the current epoch.
+    fn on_rescan_asked(&mut self, now: Instant, from: NodeId) {
+        if self.rescanned_at == Some(self.epoch()) {
+            return self.hold(Outgoing::Send(from, self.stamp(), Message::Rescanned));
+        }
+        self.rescan_askers.insert(from);
+        if !self.compactor.rescanning() {
+            self.begin_rescan(now);
+        }
+    }
+
+    /// Tell those that asked once this node's rescan has ended.
+    fn tell_rescanned(&mut self) {
+        if self.rescan_askers.is_empty() || self.compactor.rescanning() {
+            return;
+        }
+        self.rescanned_at = Some(self.epoch());
+        for to in std::mem::take(&mut self.rescan_askers) {
+            self.hold(Outgoing::Send(to, self.stamp(), Message::Rescanned));
         }
     }
 
@@ -320,7 +468,7 @@ impl Node {
     /// the configuration it tells is durable here first.
     fn tell_configuration(&mut self, to: NodeId) {
         let ours = Message::Configuration(self.config.configuration.clone());
-        self.hold(Outgoing::Send(to, self.epoch(), ours));
+        self.hold(Outgoing::Send(to, self.stamp(), ours));
     }
 
     fn adopt(&mut self, now: Instant, configuration: Configuration) {
@@ -329,8 +477,16 @@ impl Node {
         }
         self.issue(Record::Configuration(configuration.clone()), true);
         self.quorums = configuration.quorums();
+        self.stamp = configuration.stamp();
         self.config.configuration = configuration;
         self.compactor.reconfigure(self.quorums.clone());
+        // A rescan ends under the epoch it ran in: one under way starts
+        // over under the new quorums, and those that asked ask again.
+        self.rescan_askers.clear();
+        self.rescanned_at = None;
+        if self.compactor.rescanning() {
+            self.begin_rescan(now);
+        }
         let mut fx = Effects::default();
         self.proposer
             .reconfigure(now, self.quorums.clone(), &self.acceptor, &mut fx);
@@ -343,6 +499,8 @@ impl Node {
         self.absorb(now, fx);
         self.compact_step(now);
         self.rescan_step(now);
+        self.tell_rescanned();
+        self.ask_change(now);
         self.pump(now);
     }
 
@@ -351,11 +509,15 @@ impl Node {
     /// (docs/membership.md). Runs in steps at [`Node::handle_timeout`];
     /// [`Node::rescanning`] says when it is over.
     pub fn start_rescan(&mut self, now: Instant) {
+        self.begin_rescan(now);
+        self.pump(now);
+    }
+
+    fn begin_rescan(&mut self, now: Instant) {
         let mut fx = Effects::default();
         let floor = self.acceptor.token_floor();
         self.compactor.start_rescan(now, floor, &mut fx);
         self.absorb(now, fx);
-        self.pump(now);
     }
 
     /// Whether a rescan is still running.
@@ -484,10 +646,15 @@ impl Node {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.proposer.next_timer(), self.compactor.next_timer()]
-            .into_iter()
-            .flatten()
-            .min()
+        let change = self.change.as_ref().map(|c| c.ask_at);
+        [
+            self.proposer.next_timer(),
+            self.compactor.next_timer(),
+            change,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Writes issued but not yet acknowledged as durable.
@@ -566,11 +733,14 @@ impl Node {
                 let held = self.acceptor.token_floor();
                 return self.hold(Outgoing::Send(
                     from,
-                    self.epoch(),
+                    self.stamp(),
                     Message::FloorRaised { token: held },
                 ));
             }
             Message::FloorRaised { token } => return self.compactor.on_floor_raised(from, token),
+            Message::Recorded => return self.on_change_answer(now, from, ChangeStep::Recording),
+            Message::Rescan => return self.on_rescan_asked(now, from),
+            Message::Rescanned => return self.on_change_answer(now, from, ChangeStep::Rescanning),
             Message::Compact { name, ballot } => {
                 if let Some(record) = self.acceptor.handle_compact(&name, ballot) {
                     self.compacted += 1;
@@ -591,7 +761,7 @@ impl Node {
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
                 self.held_apart
-                    .push((gate, Outgoing::Send(from, self.epoch(), reply)));
+                    .push((gate, Outgoing::Send(from, self.stamp(), reply)));
                 return;
             }
             reply => {
@@ -606,7 +776,7 @@ impl Node {
             self.issue(record, true);
         }
         let Some(record) = step.lazy else {
-            return self.hold(Outgoing::Send(from, self.epoch(), step.reply));
+            return self.hold(Outgoing::Send(from, self.stamp(), step.reply));
         };
         let name = match &record {
             Record::Register { name, .. } | Record::Compact { name, .. } => {
@@ -617,7 +787,7 @@ impl Node {
         let gate = name.unwrap_or(0).max(self.horizon_write);
         self.issue(record, false);
         self.held_apart
-            .push((gate, Outgoing::Send(from, self.epoch(), step.reply)));
+            .push((gate, Outgoing::Send(from, self.stamp(), step.reply)));
     }
 
     /// Queue `record` to be made durable; a `strict` one gates the lazy
@@ -684,8 +854,8 @@ impl Node {
             for &to in self.quorums.members() {
                 if to != proposer {
                     let message = news.clone();
-                    let epoch = self.epoch();
-                    self.transmits.push_back(Transmit { to, epoch, message });
+                    let stamp = self.stamp;
+                    self.transmits.push_back(Transmit { to, stamp, message });
                 }
             }
         }
@@ -706,15 +876,15 @@ impl Node {
         // "Forgetting is aging"). So a renewal's reply does not wait for the
         // proposer's own disk either.
         let gate = self.last_strict;
-        let epoch = self.epoch();
+        let stamp = self.stamp;
         for (to, message) in fx.sends {
             match to {
                 To::Node(node) => self
                     .held_proposer
-                    .push_back((gate, Outgoing::Send(node, epoch, message))),
+                    .push_back((gate, Outgoing::Send(node, stamp, message))),
                 To::All => {
                     for &node in self.quorums.members() {
-                        let out = Outgoing::Send(node, epoch, message.clone());
+                        let out = Outgoing::Send(node, stamp, message.clone());
                         self.held_proposer.push_back((gate, out));
                     }
                 }
@@ -745,13 +915,13 @@ impl Node {
                 break;
             };
             match out {
-                Outgoing::Send(to, epoch, message) if to == self.config.node => {
-                    if epoch == self.epoch() {
+                Outgoing::Send(to, stamp, message) if to == self.config.node => {
+                    if stamp == self.stamp {
                         self.deliver(now, to, message)
                     }
                 }
-                Outgoing::Send(to, epoch, message) => {
-                    self.transmits.push_back(Transmit { to, epoch, message })
+                Outgoing::Send(to, stamp, message) => {
+                    self.transmits.push_back(Transmit { to, stamp, message })
                 }
                 Outgoing::Reply(reply) => self.replies.push_back(reply),
             }

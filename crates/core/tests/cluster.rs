@@ -6,10 +6,15 @@ mod common;
 
 use std::collections::VecDeque;
 use tenure_core::{
-    Config, Configuration, Epoch, Event, Failure, HolderId, Instant, LeaseName, LeaseView,
-    LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId, Rules, Timing,
+    Config, Configuration, Event, Failure, HolderId, Instant, LeaseName, LeaseView, LockDelay,
+    Message, Micros, Node, NodeId, Op, Outcome, Record, Reply, RequestId, Rules, Stamp, Timing,
     Token, Ttl, HORIZON_STEP,
 };
+
+/// The stamp of the three members every cluster here has.
+fn stamp() -> Stamp {
+    Configuration::first(vec![NodeId(1), NodeId(2), NodeId(3)]).stamp()
+}
 
 struct Cluster {
     nodes: Vec<Node>,
@@ -69,7 +74,7 @@ impl Cluster {
             };
             self.delivered.push(msg.clone());
             let now = self.now;
-            self.node(to.0).handle_message(now, from, Epoch::FIRST, msg);
+            self.node(to.0).handle_message(now, from, stamp(), msg);
             self.flush();
         }
         panic!("the network did not settle");
@@ -391,11 +396,11 @@ fn nothing_leaves_a_node_before_its_writes_are_durable() {
     };
     // A peer's prepare below the horizon needs no write of its own, but its
     // answer relies on the same horizon, so it waits for that write.
-    n1.handle_message(now, NodeId(2), Epoch::FIRST, prepare("e", 9));
+    n1.handle_message(now, NodeId(2), stamp(), prepare("e", 9));
     assert!(n1.poll_write().is_none(), "covered by the horizon");
     assert!(n1.poll_transmit().is_none(), "the promise for e must wait");
     // One past the horizon raises it again.
-    n1.handle_message(now, NodeId(2), Epoch::FIRST, prepare("f", HORIZON_STEP + 9));
+    n1.handle_message(now, NodeId(2), stamp(), prepare("f", HORIZON_STEP + 9));
     let second = n1
         .poll_write()
         .expect("the promise for f raises the horizon");
@@ -442,7 +447,7 @@ fn without_a_quorum_a_request_fails_as_unavailable_and_grants_nothing() {
         c.net.retain(|(_, to, _)| *to == NodeId(1));
         while let Some((from, to, msg)) = c.net.pop_front() {
             let now = c.now;
-            c.node(to.0).handle_message(now, from, Epoch::FIRST, msg);
+            c.node(to.0).handle_message(now, from, stamp(), msg);
         }
         c.advance(Micros::from_millis(100));
         if c.take_reply(request).is_some_and(|r| {
@@ -472,7 +477,7 @@ fn a_retried_round_never_applies_its_operations_twice() {
             break;
         };
         let now = c.now;
-        c.node(to.0).handle_message(now, from, Epoch::FIRST, msg);
+        c.node(to.0).handle_message(now, from, stamp(), msg);
     }
     // The phase times out; the retry must find the first attempt applied.
     for _ in 0..20 {
@@ -603,7 +608,7 @@ fn a_lazy_acceptance_waits_for_its_own_names_writes_only() {
     n2.handle_message(
         now,
         NodeId(1),
-        Epoch::FIRST,
+        stamp(),
         accept(&other, base + 10, other_value),
     );
     let other_write = n2.poll_write().expect("a new value for other is written");
@@ -614,7 +619,7 @@ fn a_lazy_acceptance_waits_for_its_own_names_writes_only() {
     n2.handle_message(
         now,
         NodeId(1),
-        Epoch::FIRST,
+        stamp(),
         accept(&job, base + 11, renewed.clone()),
     );
     assert_eq!(
@@ -631,14 +636,14 @@ fn a_lazy_acceptance_waits_for_its_own_names_writes_only() {
     n2.handle_message(
         now,
         NodeId(1),
-        Epoch::FIRST,
+        stamp(),
         accept(&job, base + 12, regrant.clone()),
     );
     let again = tenure_core::LeaseValue {
         writes: regrant.writes.after(at(base + 13)),
         ..regrant
     };
-    n2.handle_message(now, NodeId(1), Epoch::FIRST, accept(&job, base + 13, again));
+    n2.handle_message(now, NodeId(1), stamp(), accept(&job, base + 13, again));
     assert_eq!(
         accepted_replies(n2),
         [],
@@ -689,7 +694,7 @@ fn a_shell_learns_which_lazy_records_nothing_waits_for() {
     let lazy_renewal = |n: &mut Node| {
         while n.poll_transmit().is_some() {}
         let strict = n.last_strict_write();
-        n.handle_message(now, NodeId(1), Epoch::FIRST, renewal.clone());
+        n.handle_message(now, NodeId(1), stamp(), renewal.clone());
         let lazy = n.poll_write().expect("the renewal's record").id;
         assert_eq!(
             n.last_strict_write(),
@@ -704,7 +709,7 @@ fn a_shell_learns_which_lazy_records_nothing_waits_for() {
     // The proposer asks again for a durable answer: that waits for it.
     let n2 = c.node(2);
     let lazy = lazy_renewal(n2);
-    n2.handle_message(now, NodeId(1), Epoch::FIRST, renewal.clone());
+    n2.handle_message(now, NodeId(1), stamp(), renewal.clone());
     assert!(n2.awaited_write() >= lazy);
     assert!(accepted(n2).is_empty(), "the durable answer waits");
     n2.handle_durable(now, lazy);
@@ -718,7 +723,7 @@ fn a_shell_learns_which_lazy_records_nothing_waits_for() {
     n3.handle_message(
         now,
         NodeId(1),
-        Epoch::FIRST,
+        stamp(),
         Message::Peek {
             name: job.clone(),
             id: 7,

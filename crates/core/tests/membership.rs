@@ -11,9 +11,9 @@ mod common;
 
 use common::net::Net;
 use tenure_core::{
-    Ballot, Compaction, Config, Configuration, Durable, Epoch, Failure, HolderId, Instant,
-    LeaseName, LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome, Record, RequestId,
-    Rules, Timing, Token, Transmit, Ttl, HORIZON_STEP,
+    Ballot, ChangeError, ChangeStep, Compaction, Config, Configuration, Durable, Epoch, Failure,
+    HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome,
+    Record, RequestId, Rules, Timing, Token, Transmit, Ttl, HORIZON_STEP,
 };
 
 fn name() -> LeaseName {
@@ -585,7 +585,8 @@ fn a_message_of_an_older_epoch_changes_nothing_and_is_answered_with_the_configur
         name: name(),
         ballot,
     };
-    two.handle_message(now, NodeId(1), Epoch::FIRST, prepare);
+    let first = Configuration::first(ids(&[1, 2, 3])).stamp();
+    two.handle_message(now, NodeId(1), first, prepare);
     assert!(two.poll_write().is_none(), "no promise was made");
     assert_eq!(two.acceptor_state(&name()), before);
     let sent: Vec<Transmit> = std::iter::from_fn(|| two.poll_transmit()).collect();
@@ -593,7 +594,7 @@ fn a_message_of_an_older_epoch_changes_nothing_and_is_answered_with_the_configur
         sent,
         vec![Transmit {
             to: NodeId(1),
-            epoch: Epoch(2),
+            stamp: later.stamp(),
             message: Message::Configuration(later),
         }]
     );
@@ -607,11 +608,13 @@ fn a_round_under_way_asks_again_under_the_new_quorums_once_they_are_durable() {
     one.submit(now, RequestId(99), name(), acquire("b"));
     common::sync_all_writes(one, now);
     let first: Vec<Transmit> = std::iter::from_fn(|| one.poll_transmit()).collect();
-    assert!(!first.is_empty() && first.iter().all(|t| t.epoch == Epoch::FIRST));
+    let stamp = one.stamp();
+    assert!(!first.is_empty() && first.iter().all(|t| t.stamp == stamp));
 
     // Node 4 joins: the round's answers so far counted under {1,2,3}.
     let joint = configuration(2, &[1, 2, 3], &[1, 2, 4]);
-    one.handle_message(now, NodeId(2), Epoch(2), Message::Configuration(joint));
+    let theirs = joint.stamp();
+    one.handle_message(now, NodeId(2), theirs, Message::Configuration(joint));
     assert_eq!(one.epoch(), Epoch(2));
     assert!(
         one.poll_transmit().is_none(),
@@ -620,7 +623,7 @@ fn a_round_under_way_asks_again_under_the_new_quorums_once_they_are_durable() {
     common::sync_all_writes(one, now);
     let again: Vec<Transmit> = std::iter::from_fn(|| one.poll_transmit()).collect();
     assert!(!again.is_empty(), "the round asked again");
-    assert!(again.iter().all(|t| t.epoch == Epoch(2)));
+    assert!(again.iter().all(|t| t.stamp == theirs));
     // {1, 2} is a majority of both lists: the look asks node 2 again, with
     // a new look, whose answers count under the joint quorums.
     let peeks = |sent: &[Transmit]| -> Vec<u64> {
@@ -633,4 +636,175 @@ fn a_round_under_way_asks_again_under_the_new_quorums_once_they_are_durable() {
     };
     let (before, after) = (peeks(&first), peeks(&again));
     assert!(!after.is_empty() && after.iter().all(|id| !before.contains(id)));
+}
+
+/// The scylladb#5251 replace, driven by the coordinator on node 1: a grant
+/// accepted by nodes 1 and 3 only; node 3 lost; node 4 joins empty; node 1
+/// moves the members to {1, 2, 4}; then node 1 goes down too and `b` asks
+/// through node 4. Returns that answer, the grant's token, and the nodes.
+fn coordinated_replace(rules: Rules) -> (Result<Outcome, Failure>, Token, Vec<Node>) {
+    let nodes = common::fresh_nodes_tuned(3, |n| u64::from(n.0), |c| c.rules = rules);
+    let mut run = Run {
+        net: Net::new(nodes, Micros::from_millis(1)),
+        next: 1,
+    };
+    run.net.cut.insert(NodeId(2));
+    let token = match run.call(1, acquire("a")) {
+        Ok(Outcome::Granted { token, .. }) => token,
+        other => panic!("the first grant: {other:?}"),
+    };
+    assert!(run.state(2).is_none(), "node 2 never heard of the grant");
+
+    // Node 3 is lost; node 4 starts empty under the joint configuration,
+    // as a joining node learns it from the cluster.
+    let now = run.net.now;
+    let mut nodes = std::mem::take(&mut run.net.nodes);
+    let like = nodes[0].clone();
+    nodes[2] = dead(3, now);
+    nodes.push(joiner(4, &like, &[1, 2, 3], &[1, 2, 4], now));
+    run.net = Net::new(nodes, Micros::from_millis(1));
+    run.net.now = now;
+    run.net.cut = [NodeId(3)].into();
+    run.net.nodes[0]
+        .change_members(now, ids(&[1, 2, 4]))
+        .expect("the change starts");
+    for _ in 0..1_000 {
+        if run.net.nodes[0].change_step().is_none() {
+            break;
+        }
+        let next = run.net.now.plus(Micros::from_millis(10));
+        run.net.run_until(next);
+    }
+    assert_eq!(run.net.nodes[0].change_step(), None, "the change ended");
+    let after = configuration(3, &[1, 2, 4], &[]);
+    assert_eq!(run.net.nodes[0].configuration(), &after);
+
+    // Node 1 goes down: {2, 4} decides, and node 4 learns the final
+    // configuration from node 2 if the coordinator's word was not enough.
+    run.net.cut.insert(NodeId(1));
+    let answer = run.call(4, acquire("b"));
+    (answer, token, run.net.nodes)
+}
+
+#[test]
+fn the_coordinator_replaces_a_lost_node_without_losing_a_grant() {
+    let (answer, token, nodes) = coordinated_replace(Rules::default());
+    match answer {
+        Ok(Outcome::Conflict(LeaseView::Held {
+            holder, token: t, ..
+        })) => assert_eq!((holder.as_str(), t), ("a", token)),
+        other => panic!("b must be refused while a holds the name: {other:?}"),
+    }
+    let after = configuration(3, &[1, 2, 4], &[]);
+    for id in [2, 4] {
+        assert_eq!(nodes[id - 1].configuration(), &after, "node {id}");
+    }
+}
+
+#[test]
+fn a_coordinator_that_skips_the_rescan_loses_the_grant() {
+    // The same change with the rescan left out: the new quorum {2, 4}
+    // never heard of a's grant, and gives b the name with a reused token.
+    let rules = Rules {
+        bugs: tenure_core::Bugs::inject(tenure_core::Bug::SkipRescan),
+        ..Rules::default()
+    };
+    let (answer, token, _) = coordinated_replace(rules);
+    match answer {
+        Ok(Outcome::Granted { token: t, .. }) => assert!(t <= token, "{t:?} vs {token:?}"),
+        other => panic!("expected the lost grant to show: {other:?}"),
+    }
+}
+
+#[test]
+fn asking_again_resumes_a_change_and_another_change_waits_for_it() {
+    let mut run = granted_at_the_first_epoch();
+    let now = run.net.now;
+    // Node 3 is cut off: it cannot record, but 1 and 2 are a majority.
+    run.net.cut.insert(NodeId(3));
+    let one = &mut run.net.nodes[0];
+    one.change_members(now, ids(&[1, 2]))
+        .expect("a shrink starts");
+    assert_eq!(one.change_step(), Some(ChangeStep::Recording));
+    assert_eq!(
+        one.change_members(now, ids(&[1, 2, 3, 4])),
+        Err(ChangeError::UnderWay {
+            under_way: ids(&[1, 2])
+        })
+    );
+    // Node 1 restarts on its durable state, which holds the joint
+    // configuration; asking for the same members resumes the change.
+    let mut config = one.config().clone();
+    config.incarnation += 1;
+    config.promise_horizon = 8 * HORIZON_STEP;
+    let states: Vec<_> = one
+        .acceptor_state(&name())
+        .map(|s| (name(), s))
+        .into_iter()
+        .collect();
+    run.net.nodes[0] = Node::new(config, states, now).expect("a valid config");
+    assert_eq!(
+        run.net.nodes[0].change_step(),
+        None,
+        "a restart coordinates nothing"
+    );
+    run.net.nodes[0]
+        .change_members(now, ids(&[2, 1]))
+        .expect("the change resumes");
+    for _ in 0..1_000 {
+        if run.net.nodes[0].change_step().is_none() {
+            break;
+        }
+        let next = run.net.now.plus(Micros::from_millis(10));
+        run.net.run_until(next);
+    }
+    let after = configuration(3, &[1, 2], &[]);
+    assert_eq!(run.net.nodes[0].configuration(), &after);
+    // The two members serve the name on their own.
+    refused_to_b_while_a_holds(run.call(2, acquire("b")));
+    assert_eq!(run.net.nodes[1].configuration(), &after);
+    // Asking for the members there are changes nothing.
+    let now = run.net.now;
+    assert_eq!(run.net.nodes[0].change_members(now, ids(&[1, 2])), Ok(()));
+    assert_eq!(run.net.nodes[0].change_step(), None);
+}
+
+#[test]
+fn two_changes_begun_at_once_on_two_nodes_never_both_take_effect() {
+    // Node 1 grows to {1,2,3,4} while node 3 grows to {1,2,3,5}: two
+    // configurations of epoch 2. Node 2 records the first it hears of;
+    // only that change reaches a majority of {1,2,3}, and the other's
+    // coordinator adopts the winner's final configuration.
+    let mut run = granted_at_the_first_epoch();
+    let now = run.net.now;
+    let mut nodes = std::mem::take(&mut run.net.nodes);
+    let like = nodes[0].clone();
+    nodes.push(joiner(4, &like, &[1, 2, 3], &[1, 2, 3, 4], now));
+    nodes.push(joiner(5, &like, &[1, 2, 3], &[1, 2, 3, 5], now));
+    run.net = Net::new(nodes, Micros::from_millis(1));
+    run.net.now = now;
+    run.net.nodes[0]
+        .change_members(now, ids(&[1, 2, 3, 4]))
+        .expect("node 1's change starts");
+    run.net.nodes[2]
+        .change_members(now, ids(&[1, 2, 3, 5]))
+        .expect("node 3's change starts");
+    let until = run.net.now.plus(Micros::from_millis(10_000));
+    run.net.run_until(until);
+
+    let finals: Vec<&Configuration> = run
+        .net
+        .nodes
+        .iter()
+        .map(Node::configuration)
+        .filter(|c| c.epoch == Epoch(3))
+        .collect();
+    assert!(finals.len() >= 3, "a majority moved on: {finals:?}");
+    assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:?}");
+    for n in &run.net.nodes[..3] {
+        assert_eq!(n.configuration(), finals[0], "node {}", n.id());
+        assert_eq!(n.change_step(), None, "node {}", n.id());
+    }
+    // The name is still a's, under the winner's members.
+    refused_to_b_while_a_holds(run.call(2, acquire("b")));
 }

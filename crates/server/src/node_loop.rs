@@ -302,7 +302,7 @@ impl NodeLoop {
         &mut self,
         PeerEvent {
             from,
-            epoch,
+            stamp,
             message,
         }: PeerEvent,
     ) {
@@ -310,7 +310,7 @@ impl NodeLoop {
             self.metrics.nack_received();
         }
         let now = self.clock.now();
-        self.node.handle_message(now, from, epoch, message);
+        self.node.handle_message(now, from, stamp, message);
     }
 
     fn on_call(&mut self, call: ClientCall) {
@@ -369,7 +369,7 @@ impl NodeLoop {
         while let Some(transmit) = self.node.poll_transmit() {
             self.metrics.message_sent(transmit.message.kind());
             self.peers
-                .send(transmit.to, transmit.epoch, transmit.message);
+                .send(transmit.to, transmit.stamp, transmit.message);
         }
         while let Some(reply) = self.node.poll_reply() {
             self.complete(reply);

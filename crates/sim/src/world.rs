@@ -17,8 +17,8 @@ mod crowd;
 mod faults;
 mod nodes;
 use tenure_core::{
-    Bug, Bugs, Compaction, Config, Configuration, DriftBound, Epoch, Failure, HolderId, Instant,
-    LeaseName, LockDelay, Message, Node, NodeId, Op, Outcome, RequestId, Rules, Timing, Ttl,
+    Bug, Bugs, Compaction, Config, Configuration, DriftBound, Failure, HolderId, Instant,
+    LeaseName, LockDelay, Message, Node, NodeId, Op, Outcome, RequestId, Rules, Stamp, Timing, Ttl,
     WriteId,
 };
 
@@ -84,7 +84,7 @@ enum Event {
     Deliver {
         from: NodeId,
         to: usize,
-        epoch: Epoch,
+        stamp: Stamp,
         message: Message,
     },
     Submit {
@@ -443,7 +443,7 @@ impl World {
             Event::Deliver {
                 from,
                 to,
-                epoch,
+                stamp,
                 message,
             } => {
                 let now = self.local(to);
@@ -452,7 +452,7 @@ impl World {
                     format_args!("{from} -> node {to} {}", message.kind()),
                 );
                 if let Some(node) = self.nodes[to].node.as_mut() {
-                    node.handle_message(now, from, epoch, message);
+                    node.handle_message(now, from, stamp, message);
                     self.drain(to);
                 }
             }

@@ -80,7 +80,7 @@ impl Net {
             let due_message = self.in_flight.keys().next().is_some_and(|&(m, _)| m <= now);
             if due_message {
                 let (_, (from, t)) = self.in_flight.pop_first().expect("a message");
-                self.nodes[usize::from(t.to.0 - 1)].handle_message(now, from, t.epoch, t.message);
+                self.nodes[usize::from(t.to.0 - 1)].handle_message(now, from, t.stamp, t.message);
             } else {
                 for node in &mut self.nodes {
                     if node.poll_timeout().is_some_and(|t| t <= now) {

@@ -526,8 +526,9 @@ impl LeaseModel {
     pub(crate) fn deliver(&self, s: &mut State, envelope: Envelope) {
         let from = node_id(envelope.from);
         self.step(s, envelope.to, |node, now| {
-            // One configuration throughout: its first epoch.
-            node.handle_message(now, from, Epoch::FIRST, envelope.message)
+            // One configuration throughout: every node's own.
+            let stamp = node.stamp();
+            node.handle_message(now, from, stamp, envelope.message)
         });
     }
 

@@ -5,7 +5,7 @@
 use super::cluster::*;
 use super::network::Envelope;
 use super::shared::hash_of;
-use tenure_core::{Epoch, Message};
+use tenure_core::Message;
 
 impl LeaseModel {
     /// Remove envelopes whose delivery could never change anything. Each
@@ -55,7 +55,10 @@ impl LeaseModel {
             | Message::Compact { .. }
             | Message::RaiseFloor { .. }
             | Message::FloorRaised { .. }
-            | Message::Configuration(_) => true,
+            | Message::Configuration(_)
+            | Message::Recorded
+            | Message::Rescan
+            | Message::Rescanned => true,
         }
     }
 
@@ -75,7 +78,7 @@ impl LeaseModel {
             probe.handle_message(
                 self.node_clock(e.to, s.now),
                 node_id(e.from),
-                Epoch::FIRST,
+                probe.stamp(),
                 e.message.clone(),
             );
             probe == machine.node
@@ -112,7 +115,7 @@ impl LeaseModel {
         probe.handle_message(
             self.node_clock(e.to, s.now),
             node_id(e.from),
-            Epoch::FIRST,
+            probe.stamp(),
             e.message.clone(),
         );
         if probe.poll_write().is_some() {

@@ -87,7 +87,9 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         Message::RaiseFloor { .. } | Message::FloorRaised { .. } => {
             unreachable!("the model runs no rescan")
         }
-        Message::Configuration(_) => unreachable!("the model's members never change"),
+        Message::Configuration(_) | Message::Recorded | Message::Rescan | Message::Rescanned => {
+            unreachable!("the model's members never change")
+        }
     };
     let name = message
         .name()
@@ -127,6 +129,9 @@ impl fmt::Debug for Envelope {
             Message::RaiseFloor { token } => write!(f, "RaiseFloor {token}"),
             Message::FloorRaised { token } => write!(f, "FloorRaised {token}"),
             Message::Configuration(c) => write!(f, "Configuration {}", c.epoch),
+            Message::Recorded => write!(f, "Recorded"),
+            Message::Rescan => write!(f, "Rescan"),
+            Message::Rescanned => write!(f, "Rescanned"),
         }
     }
 }

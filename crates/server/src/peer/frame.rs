@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tenure_core::{Epoch, Message, NodeId};
+use tenure_core::{Message, NodeId, Stamp};
 use tokio_util::codec::LengthDelimitedCodec;
 
 /// Bumped on any change to [`Frame`] or to the core's `Message`. Nodes of
@@ -54,8 +54,8 @@ pub enum Body {
     /// The answer to a refused hello, and why, before the connection
     /// closes: for the dialling node's log.
     Refused { reason: String },
-    /// A core message, stamped with the sender's epoch.
-    Message(Epoch, Message),
+    /// A core message, stamped with the sender's configuration (its stamp).
+    Message(Stamp, Message),
     /// Nothing to say: sent on an idle link so that its clock can still be
     /// measured, and its silence noticed.
     Tick,
@@ -90,9 +90,15 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use tenure_core::{Ballot, LeaseName};
+    use tenure_core::{Ballot, Epoch, LeaseName};
+
+    /// Any stamp: the frame carries it untouched.
+    pub(in crate::peer) const STAMP: Stamp = Stamp {
+        epoch: Epoch::FIRST,
+        digest: 7,
+    };
 
     #[test]
     fn frames_round_trip() {
@@ -102,7 +108,7 @@ mod tests {
             sent_at_us: 42,
             echo_offset_us: None,
             body: Body::Message(
-                Epoch::FIRST,
+                STAMP,
                 Message::Prepare {
                     name: LeaseName::new("a/b").unwrap(),
                     ballot: Ballot {
@@ -142,7 +148,7 @@ mod tests {
             sent_at_us: u64::MAX,
             echo_offset_us: Some(i64::MIN),
             body: Body::Message(
-                Epoch::FIRST,
+                STAMP,
                 Message::Chosen(Chosen {
                     name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
                     ballot,
@@ -211,7 +217,7 @@ mod tests {
             sent_at_us: u64::MAX,
             echo_offset_us: Some(i64::MIN),
             body: Body::Message(
-                Epoch::FIRST,
+                STAMP,
                 Message::Accept {
                     name: LeaseName::new(&"n".repeat(tenure_core::input::MAX_NAME_BYTES)).unwrap(),
                     ballot,
@@ -257,7 +263,7 @@ mod tests {
             sent_at_us: 1,
             echo_offset_us: None,
             body: Body::Message(
-                Epoch::FIRST,
+                STAMP,
                 Message::Peek {
                     name: LeaseName::new("ab").unwrap(),
                     id: 1,
@@ -278,6 +284,7 @@ mod tests {
 /// proptest's 256 cases.
 #[cfg(test)]
 mod fuzz {
+    use super::tests::STAMP;
     use super::*;
     use proptest::prelude::*;
     use tenure_core::LeaseName;
@@ -289,7 +296,7 @@ mod fuzz {
             sent_at_us: 5,
             echo_offset_us: None,
             body: Body::Message(
-                Epoch::FIRST,
+                STAMP,
                 Message::Peek {
                     name: LeaseName::new("jobs/a").expect("name"),
                     id: 3,

@@ -322,13 +322,13 @@ async fn connection(
             .sample(from, view.clock.now().as_micros(), frame.sent_at_us);
         link.set_echo(echo);
         view.rates.echo(from, frame.echo_offset_us);
-        if let Body::Message(epoch, message) = frame.body {
+        if let Body::Message(stamp, message) = frame.body {
             // Waiting here pushes back on the peer through TCP when the node
             // loop is busy, instead of buffering without bound.
             if events
                 .send(PeerEvent {
                     from,
-                    epoch,
+                    stamp,
                     message,
                 })
                 .await
@@ -372,6 +372,7 @@ async fn answer(answers: &mut FrameWriter, view: &PeerView, body: Body) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::frame::tests::STAMP;
     use super::*;
     use crate::clock::Clock;
     use crate::peer::frame::{Frame, PROTOCOL_VERSION};
@@ -521,7 +522,7 @@ mod tests {
 
     fn peek() -> Body {
         Body::Message(
-            tenure_core::Epoch::FIRST,
+            STAMP,
             Message::Peek {
                 name: LeaseName::new("x").expect("name"),
                 id: 7,

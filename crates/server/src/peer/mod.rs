@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tenure_core::{Epoch, Message, NodeId};
+use tenure_core::{Message, NodeId, Stamp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -47,7 +47,7 @@ fn framed(conn: Conn) -> (FrameReader, FrameWriter) {
 #[derive(Debug)]
 pub struct PeerEvent {
     pub from: NodeId,
-    pub epoch: Epoch,
+    pub stamp: Stamp,
     pub message: Message,
 }
 
@@ -227,7 +227,7 @@ impl PeerView {
 }
 
 struct Link {
-    queue: mpsc::Sender<(Epoch, Message)>,
+    queue: mpsc::Sender<(Stamp, Message)>,
 }
 
 /// The sending side, owned by the node loop.
@@ -239,11 +239,11 @@ pub struct PeerNet {
 impl PeerNet {
     /// Hand `message` to `to`'s connection task; dropped if its queue is
     /// full (the peer is slow or unreachable).
-    pub fn send(&self, to: NodeId, epoch: Epoch, message: Message) {
+    pub fn send(&self, to: NodeId, stamp: Stamp, message: Message) {
         let Some(link) = self.links.get(&to) else {
             return; // Not a member: the core never asks this.
         };
-        if link.queue.try_send((epoch, message)).is_err() {
+        if link.queue.try_send((stamp, message)).is_err() {
             self.metrics.peer_dropped(to.0);
         }
     }

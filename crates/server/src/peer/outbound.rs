@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tenure_core::{Epoch, Message, NodeId};
+use tenure_core::{Message, NodeId};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -34,7 +34,7 @@ pub(super) async fn run(
     me: super::Hello,
     peer: NodeId,
     addr: String,
-    mut queue: mpsc::Receiver<(Epoch, Message)>,
+    mut queue: mpsc::Receiver<(tenure_core::Stamp, Message)>,
     link: Arc<LinkState>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -158,7 +158,7 @@ async fn session(
     dialer: &Dialer,
     peer: NodeId,
     stream: TcpStream,
-    queue: &mut mpsc::Receiver<(Epoch, Message)>,
+    queue: &mut mpsc::Receiver<(tenure_core::Stamp, Message)>,
     link: &LinkState,
     shutdown: &mut watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -187,11 +187,11 @@ async fn session(
             }
             message = queue.recv() => {
                 let Some(message) = message else { return Ok(()) };
-                let (epoch, message) = message;
-                let mut batch = vec![Body::Message(epoch, message)];
+                let (stamp, message) = message;
+                let mut batch = vec![Body::Message(stamp, message)];
                 while batch.len() < MAX_WRITE_BATCH {
                     match queue.try_recv() {
-                        Ok((epoch, m)) => batch.push(Body::Message(epoch, m)),
+                        Ok((stamp, m)) => batch.push(Body::Message(stamp, m)),
                         Err(_) => break,
                     }
                 }
@@ -287,7 +287,11 @@ async fn write_frames(
 }
 
 /// Drop queued messages until the queue closes.
-async fn discard(queue: &mut mpsc::Receiver<(Epoch, Message)>, metrics: &Metrics, peer: NodeId) {
+async fn discard(
+    queue: &mut mpsc::Receiver<(tenure_core::Stamp, Message)>,
+    metrics: &Metrics,
+    peer: NodeId,
+) {
     while queue.recv().await.is_some() {
         metrics.peer_dropped(peer.0);
     }

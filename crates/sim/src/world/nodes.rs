@@ -127,7 +127,7 @@ impl World {
         for t in transmits {
             let to = usize::from(t.to.0) - 1;
             let lazy = matches!(t.message, Message::Accepted { durable: false, .. });
-            self.send_message(i, to, from, t.epoch, t.message);
+            self.send_message(i, to, from, t.stamp, t.message);
             if lazy && self.crash_rng.chance(self.faults.lazy_crash_ppm) {
                 let at = self.now + self.crash_rng.below(300);
                 self.schedule(at, Event::CrashNode { node: i });
@@ -175,7 +175,7 @@ impl World {
         from_index: usize,
         to: usize,
         from: NodeId,
-        epoch: Epoch,
+        stamp: Stamp,
         message: Message,
     ) {
         let copies = if self.rng.chance(self.faults.duplicate_ppm) {
@@ -190,7 +190,7 @@ impl World {
                     Event::Deliver {
                         from,
                         to,
-                        epoch,
+                        stamp,
                         message: message.clone(),
                     },
                 );
