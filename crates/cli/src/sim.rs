@@ -39,6 +39,10 @@ pub struct SimArgs {
     /// (from half to twice true speed, with steps).
     #[arg(long, value_enum, default_value = "sometimes")]
     bad_clock: BadClockArg,
+    /// Change the members in every seed, amid the faults: a member lost
+    /// with its disk and replaced by an empty node, or a growth to five.
+    #[arg(long)]
+    member_change: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -76,6 +80,7 @@ pub fn run_sim(args: SimArgs) -> Result<ExitCode> {
             BadClockArg::Sometimes => BadClocks::Sometimes,
             BadClockArg::Always => BadClocks::Always,
         },
+        member_change: args.member_change,
         ..SimConfig::new(seed)
     };
     let started = Instant::now();
@@ -126,8 +131,17 @@ pub fn run_sim(args: SimArgs) -> Result<ExitCode> {
     let grants: usize = reports.iter().map(|r| r.grants).sum();
     let events: u64 = reports.iter().map(|r| r.events).sum();
     let compactions: u64 = reports.iter().map(|r| r.compactions).sum();
+    let changed = reports
+        .iter()
+        .filter(|r| r.member_change_done == Some(true))
+        .count();
+    let changes = if args.member_change {
+        format!(", {changed} member changes over")
+    } else {
+        String::new()
+    };
     println!(
-        "sim: {} seeds, {} with violations, {} not fully checked, {operations} operations, {grants} grants, {compactions} registers compacted, {events} events, {:.1} s{}",
+        "sim: {} seeds, {} with violations, {} not fully checked, {operations} operations, {grants} grants, {compactions} registers compacted{changes}, {events} events, {:.1} s{}",
         reports.len(),
         failed.len(),
         unchecked.len(),
@@ -185,6 +199,9 @@ fn reproduce(seed: u64, args: &SimArgs) -> String {
     }
     if let Some(bug) = bug {
         command.push_str(&format!(" --inject-bug {bug}"));
+    }
+    if args.member_change {
+        command.push_str(" --member-change");
     }
     command
 }

@@ -123,6 +123,10 @@ struct Rescan {
     scanned_all: bool,
     /// Carries of this pass that failed: the pass is repeated.
     failed: u64,
+    /// Passes in a row that had a carry fail: each waits longer before
+    /// the next, so that a name in constant use is not pre-empted by a
+    /// carry every few milliseconds.
+    failed_passes: u32,
     next_step: Instant,
     /// This node's token floor, which covers every name the members
     /// compacted (compaction needs every member), and the members that
@@ -191,6 +195,7 @@ impl Compactor {
             cursor: None,
             scanned_all: false,
             failed: 0,
+            failed_passes: 0,
             next_step: now,
             floor,
             floor_held: BTreeSet::new(),
@@ -265,10 +270,16 @@ impl Compactor {
                 rescan.next_step = now.plus(self.config.settle_timeout);
                 return None;
             }
-            // Again, for the names whose carry failed.
+            // Again, for the names whose carry failed, after a pause
+            // that doubles with each failed pass, up to a settle's time.
             rescan.cursor = None;
             rescan.scanned_all = false;
             rescan.failed = 0;
+            rescan.failed_passes = rescan.failed_passes.saturating_add(1);
+            let doubled = STEP_PAUSE.0 << rescan.failed_passes.min(8);
+            let pause = Micros(doubled.min(self.config.settle_timeout.0));
+            rescan.next_step = now.plus(pause);
+            return None;
         }
         if room == 0 {
             rescan.next_step = now.plus(STEP_PAUSE);

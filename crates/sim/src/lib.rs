@@ -46,6 +46,9 @@ pub struct RunReport {
     /// Registers the nodes deleted (a name compacted on three nodes counts
     /// three).
     pub compactions: u64,
+    /// With `SimConfig::member_change`: whether the change of members was
+    /// over by the end of the run.
+    pub member_change_done: Option<bool>,
 }
 
 /// Run one seed and check it.
@@ -96,5 +99,6 @@ pub fn run(config: SimConfig) -> RunReport {
         grants,
         unchecked_names,
         compactions: world.compactions,
+        member_change_done: world.member_change_done(),
     }
 }

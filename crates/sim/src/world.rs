@@ -15,7 +15,9 @@ use tenure_storage::Boot;
 
 mod crowd;
 mod faults;
+mod members;
 mod nodes;
+use members::MemberPlan;
 use tenure_core::{
     Bug, Bugs, Compaction, Config, Configuration, DriftBound, Failure, HolderId, Instant,
     LeaseName, LockDelay, Message, Node, NodeId, Op, Outcome, RequestId, Rules, Stamp, Timing, Ttl,
@@ -37,6 +39,9 @@ pub struct SimConfig {
     /// How often a seed has one node whose clock breaks the drift bound
     /// (`faults::BadClock`).
     pub bad_clocks: BadClocks,
+    /// Change the members amid the faults: replace a lost member, or
+    /// grow to five (`world/members.rs`).
+    pub member_change: bool,
 }
 
 impl SimConfig {
@@ -49,6 +54,7 @@ impl SimConfig {
             full_trace: false,
             check_budget: crate::check::linearizability::STEP_BUDGET,
             bad_clocks: BadClocks::Sometimes,
+            member_change: false,
         }
     }
 }
@@ -125,6 +131,10 @@ enum Event {
     Restart {
         node: usize,
     },
+    /// The change of members begins.
+    ChangeMembers,
+    /// Ask for the change again, unless it is over.
+    NudgeMembers,
     Repartition,
     Pause,
     Heal,
@@ -153,6 +163,12 @@ struct SimNode {
     paused_until: u64,
     /// Requests in progress: the client, and the operation in the history.
     requests: BTreeMap<u64, (usize, LeaseName, usize)>,
+    /// The configuration it starts under while its store records none.
+    first: Configuration,
+    /// Lost for good, with its disk: never started again.
+    gone: bool,
+    /// A node that joins in a change of members, not started before.
+    spare: bool,
 }
 
 pub struct World {
@@ -194,6 +210,9 @@ pub struct World {
     revive_scheduled: bool,
     /// When the clients that came back stop for good.
     revived_until: Option<u64>,
+    member_plan: Option<MemberPlan>,
+    /// Draws for the change of members, apart from `rng`.
+    member_rng: SimRng,
 }
 
 impl World {
@@ -242,11 +261,26 @@ impl World {
             processed: 0,
             revive_scheduled: false,
             revived_until: None,
+            member_plan: None,
+            member_rng: SimRng::new(config.seed ^ 0x3E3B_E125),
             config,
             rng,
         };
-        for i in 0..world.config.nodes {
+        let members: Vec<NodeId> = (1..=world.config.nodes as u16).map(NodeId).collect();
+        if world.config.member_change {
+            let period = world.config.fault_period.0;
+            let plan = MemberPlan::draw(&mut world.member_rng, members.len(), period);
+            world.schedule(plan.at, Event::ChangeMembers);
+            world.member_plan = Some(plan);
+        }
+        let spares = world.member_plan.as_ref().map_or(0, |p| p.joiners.len());
+        for i in 0..world.config.nodes + spares {
             let clock = world.new_clock(Side::Node);
+            let spare = i >= world.config.nodes;
+            let first = match &world.member_plan {
+                Some(plan) if spare => plan.joint.clone(),
+                _ => Configuration::first(members.clone()),
+            };
             world.nodes.push(SimNode {
                 id: NodeId(i as u16 + 1),
                 node: None,
@@ -257,8 +291,13 @@ impl World {
                 timer_at: None,
                 paused_until: 0,
                 requests: BTreeMap::new(),
+                first,
+                gone: false,
+                spare,
             });
-            world.boot(i);
+            if !spare {
+                world.boot(i);
+            }
         }
         let client_count = world.rng.between(2, 7) as usize;
         for c in 0..client_count {
@@ -308,7 +347,7 @@ impl World {
             .iter()
             .map(|n| {
                 format!(
-                    "{}: up={} life={} syncing={} disk_unsynced={} node_unsynced={:?} held={:?} timer={:?}",
+                    "{}: up={} life={} syncing={} disk_unsynced={} node_unsynced={:?} held={:?} timer={:?} configuration={:?} coordinating={:?} rescanning={:?} carried={:?}",
                     n.id,
                     n.node.is_some(),
                     n.life,
@@ -317,6 +356,10 @@ impl World {
                     n.node.as_ref().map(Node::unsynced_writes),
                     n.node.as_ref().map(Node::held_messages),
                     n.node.as_ref().and_then(Node::poll_timeout),
+                    n.node.as_ref().map(Node::configuration),
+                    n.node.as_ref().map(Node::change_step),
+                    n.node.as_ref().map(Node::rescanning),
+                    n.node.as_ref().map(Node::carried_names),
                 )
             })
             .collect()
@@ -577,10 +620,13 @@ impl World {
                 }
             }
             Event::Restart { node } => {
-                if self.nodes[node].node.is_none() {
+                let sim = &self.nodes[node];
+                if sim.node.is_none() && !sim.gone && !sim.spare {
                     self.boot(node);
                 }
             }
+            Event::ChangeMembers => self.begin_member_change(),
+            Event::NudgeMembers => self.nudge_member_change(),
             Event::Repartition => {
                 self.repartition();
                 let next = self.now

@@ -14,9 +14,10 @@ impl World {
             self.now,
             format_args!("a crowd of {count} contends for {name}"),
         );
+        let serving = self.serving_nodes();
         for i in 0..count {
             let clock = self.new_clock(Side::Holder);
-            let node = i % self.nodes.len();
+            let node = serving[i % serving.len()];
             let waits = self.rng.chance(500_000);
             self.crowd.push(Contender::new(
                 CROWD + i,

@@ -62,7 +62,7 @@ impl World {
         for node in &mut self.nodes {
             node.paused_until = 0;
         }
-        for i in 0..self.nodes.len() {
+        for i in self.serving_nodes() {
             if self.nodes[i].node.is_none() {
                 self.boot(i);
             }
@@ -81,7 +81,8 @@ impl World {
             return;
         }
         let name = LeaseName::new("liveness-probe").unwrap_or_else(|_| unreachable!());
-        let node = self.rng.below(self.nodes.len() as u64) as usize;
+        let serving = self.serving_nodes();
+        let node = serving[self.rng.below(serving.len() as u64) as usize];
         self.seq += 1;
         let request = (PROBE as u64) << 40 | self.seq;
         let op = Op::Acquire {

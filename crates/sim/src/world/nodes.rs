@@ -10,19 +10,19 @@ impl World {
             clock = clock.with_rate(bad.rate_ppm, self.now);
         }
         let seed = self.rng.next_u64();
-        let members = (1..=self.config.nodes as u16).map(NodeId).collect();
         let rules = self.rules;
         let compaction = self.compaction;
         let sim = &mut self.nodes[i];
         sim.clock = clock;
         let now = sim.clock.local(self.now);
         let id = sim.id;
+        let first = sim.first.clone();
         let config = |boot: Boot| Config {
             node: id,
             incarnation: boot.incarnation,
             promise_horizon: boot.horizon,
             token_floor: boot.token_floor,
-            configuration: Configuration::first(members),
+            configuration: first,
             rules,
             timing: Timing {
                 phase_timeout: tenure_core::Micros::from_millis(100),
