@@ -125,6 +125,19 @@ impl Run {
             .collect()
     }
 
+    /// Run until node `id` coordinates no change; bounded.
+    fn finish_change(&mut self, id: u16) {
+        let index = usize::from(id - 1);
+        for _ in 0..1_000 {
+            if self.net.nodes[index].change_step().is_none() {
+                return;
+            }
+            let next = self.net.now.plus(Micros::from_millis(10));
+            self.net.run_until(next);
+        }
+        panic!("the change coordinated by node {id} did not end");
+    }
+
     /// Run until no node is rescanning; bounded.
     fn finish_rescans(&mut self) {
         for _ in 0..1_000 {
@@ -465,17 +478,7 @@ fn a_lost_floor_message_is_sent_again_and_the_rescan_ends() {
 /// Replace 3 by 4 with node 2 cut off for `cut_for` from the rescan's
 /// start; then run the rescan to its end. Names carried.
 fn rescan_with_node_2_cut_for(cut_for: Micros) -> u64 {
-    let mut run = Run {
-        net: Net::new(
-            common::fresh_nodes(3, |n| u64::from(n.0)),
-            Micros::from_millis(1),
-        ),
-        next: 1,
-    };
-    match run.call(1, acquire("a")) {
-        Ok(Outcome::Granted { .. }) => {}
-        other => panic!("the first grant: {other:?}"),
-    }
+    let mut run = granted_at_the_first_epoch();
     let now = run.net.now;
     let names = [name()];
     let joint: Vec<Node> = (1..=4u16)
@@ -668,14 +671,7 @@ fn coordinated_replace(rules: Rules) -> (Result<Outcome, Failure>, Token, Vec<No
     run.net.nodes[0]
         .change_members(now, ids(&[1, 2, 4]))
         .expect("the change starts");
-    for _ in 0..1_000 {
-        if run.net.nodes[0].change_step().is_none() {
-            break;
-        }
-        let next = run.net.now.plus(Micros::from_millis(10));
-        run.net.run_until(next);
-    }
-    assert_eq!(run.net.nodes[0].change_step(), None, "the change ended");
+    run.finish_change(1);
     let after = configuration(3, &[1, 2, 4], &[]);
     assert_eq!(run.net.nodes[0].configuration(), &after);
 
@@ -751,13 +747,7 @@ fn asking_again_resumes_a_change_and_another_change_waits_for_it() {
     run.net.nodes[0]
         .change_members(now, ids(&[2, 1]))
         .expect("the change resumes");
-    for _ in 0..1_000 {
-        if run.net.nodes[0].change_step().is_none() {
-            break;
-        }
-        let next = run.net.now.plus(Micros::from_millis(10));
-        run.net.run_until(next);
-    }
+    run.finish_change(1);
     let after = configuration(3, &[1, 2], &[]);
     assert_eq!(run.net.nodes[0].configuration(), &after);
     // The two members serve the name on their own.
