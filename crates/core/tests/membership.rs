@@ -151,18 +151,13 @@ impl Run {
     }
 }
 
-/// The grant to `a` through node 1, accepted by nodes 1 and 3 only, then
-/// node 3 lost for good and node 4 in its place, under the joint
-/// configuration {1,2,3} + {1,2,4}; with `rescan`, nodes 1 and 2 carry
-/// their names before the move to {1,2,4} alone. Then node 1 goes down,
-/// and `b` asks for the name through node 4. Returns that answer and the
-/// grant's token.
-fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
+/// Three fresh nodes under `rules`, and `a` granted the name through node
+/// 1 while node 2 is cut off: accepted by nodes 1 and 3 only. Returns the
+/// run, node 2 reachable again, and the grant's token.
+fn granted_by_1_and_3(rules: Rules) -> (Run, Token) {
+    let nodes = common::fresh_nodes_tuned(3, |n| u64::from(n.0), |c| c.rules = rules);
     let mut run = Run {
-        net: Net::new(
-            common::fresh_nodes(3, |n| u64::from(n.0)),
-            Micros::from_millis(1),
-        ),
+        net: Net::new(nodes, Micros::from_millis(1)),
         next: 1,
     };
     run.net.cut.insert(NodeId(2));
@@ -171,6 +166,18 @@ fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
         other => panic!("the first grant: {other:?}"),
     };
     assert!(run.state(2).is_none(), "node 2 never heard of the grant");
+    run.net.cut.clear();
+    (run, token)
+}
+
+/// The grant to `a` through node 1, accepted by nodes 1 and 3 only, then
+/// node 3 lost for good and node 4 in its place, under the joint
+/// configuration {1,2,3} + {1,2,4}; with `rescan`, nodes 1 and 2 carry
+/// their names before the move to {1,2,4} alone. Then node 1 goes down,
+/// and `b` asks for the name through node 4. Returns that answer and the
+/// grant's token.
+fn replace_node_3(rescan: bool) -> (Result<Outcome, Failure>, Token) {
+    let (mut run, token) = granted_by_1_and_3(Rules::default());
     assert!(run.state(3).is_some());
 
     // Node 3's disk is gone; node 4 joins empty. Nodes 1 and 2 restart
@@ -646,17 +653,7 @@ fn a_round_under_way_asks_again_under_the_new_quorums_once_they_are_durable() {
 /// moves the members to {1, 2, 4}; then node 1 goes down too and `b` asks
 /// through node 4. Returns that answer, the grant's token, and the nodes.
 fn coordinated_replace(rules: Rules) -> (Result<Outcome, Failure>, Token, Vec<Node>) {
-    let nodes = common::fresh_nodes_tuned(3, |n| u64::from(n.0), |c| c.rules = rules);
-    let mut run = Run {
-        net: Net::new(nodes, Micros::from_millis(1)),
-        next: 1,
-    };
-    run.net.cut.insert(NodeId(2));
-    let token = match run.call(1, acquire("a")) {
-        Ok(Outcome::Granted { token, .. }) => token,
-        other => panic!("the first grant: {other:?}"),
-    };
-    assert!(run.state(2).is_none(), "node 2 never heard of the grant");
+    let (mut run, token) = granted_by_1_and_3(rules);
 
     // Node 3 is lost; node 4 starts empty under the joint configuration,
     // as a joining node learns it from the cluster.
