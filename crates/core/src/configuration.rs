@@ -135,10 +135,47 @@ impl Configuration {
         }
     }
 
+    /// The joint configuration a change of members to `target` goes
+    /// through: these members and `target`, at the next epoch
+    /// (`change.rs`). Every node that begins the same change from the
+    /// same configuration makes the same one.
+    pub fn joint_to(&self, target: Vec<NodeId>) -> Configuration {
+        Configuration {
+            epoch: Epoch(self.epoch.0 + 1),
+            members: self.members.clone(),
+            joining: target,
+        }
+    }
+
+    /// The configuration a change ends in: the joining members alone, at
+    /// the next epoch.
+    pub fn completed(&self) -> Configuration {
+        Configuration {
+            epoch: Epoch(self.epoch.0 + 1),
+            members: self.joining.clone(),
+            joining: Vec::new(),
+        }
+    }
+
+    /// Whether this configuration is `target` alone, no change under way.
+    pub fn is_settled_on(&self, target: &[NodeId]) -> bool {
+        self.joining.is_empty() && same_members(&self.members, target)
+    }
+
     /// Whether `node` is in either list.
     pub fn includes(&self, node: NodeId) -> bool {
         self.members.contains(&node) || self.joining.contains(&node)
     }
+}
+
+/// Whether two member lists hold the same members, in any order.
+pub fn same_members(a: &[NodeId], b: &[NodeId]) -> bool {
+    let sorted = |list: &[NodeId]| {
+        let mut list = list.to_vec();
+        list.sort_unstable();
+        list
+    };
+    sorted(a) == sorted(b)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub use ballot::{Ballot, NodeId};
 pub use bugs::{Bug, Bugs};
 pub use change::{ChangeError, ChangeStep};
 pub use compact::Compaction;
-pub use configuration::{Configuration, ConfigurationError, Epoch, Stamp};
+pub use configuration::{same_members, Configuration, ConfigurationError, Epoch, Stamp};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
     holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,

@@ -30,7 +30,7 @@ use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
 use crate::change::{Change, ChangeError, ChangeStep};
 use crate::compact::{Compaction, Compactor};
-use crate::configuration::{Configuration, ConfigurationError, Epoch, Stamp};
+use crate::configuration::{same_members, Configuration, ConfigurationError, Epoch, Stamp};
 use crate::input::LeaseName;
 use crate::lease::{LeaseValue, Op, Rules, Token, TransitionKind};
 use crate::message::{Chosen, Message, Report};
@@ -317,9 +317,10 @@ impl Node {
         self.pump(now);
     }
 
-    /// Adopt `configuration` if it is later than this node's: durably
-    /// before anything this node sends under it (a change of members calls
-    /// this on its coordinator; peers learn it from their messages).
+    /// Adopt `configuration` if it is later than this node's, durably
+    /// before anything this node sends under it. A change of members
+    /// adopts its configurations through [`Node::change_members`], and
+    /// peers learn them from their messages; this moves one node by hand.
     pub fn reconfigure(&mut self, now: Instant, configuration: Configuration) {
         self.adopt(now, configuration);
         self.pump(now);
@@ -341,7 +342,7 @@ impl Node {
         // this node adopted stays (`configuration.rs`).
         if stamp == self.stamp {
             // Sent once the configuration is durable here.
-            self.hold(Outgoing::Send(from, self.stamp(), Message::Recorded));
+            self.hold(from, Message::Recorded);
         }
     }
 
@@ -350,28 +351,17 @@ impl Node {
     /// on this node or any other; asking for the members there are does
     /// nothing. [`Node::change_step`] says how far it is.
     pub fn change_members(&mut self, now: Instant, target: Vec<NodeId>) -> Result<(), ChangeError> {
-        let current = self.config.configuration.clone();
-        let mut sorted = target.clone();
-        sorted.sort_unstable();
-        let same = |list: &[NodeId]| {
-            let mut list = list.to_vec();
-            list.sort_unstable();
-            list == sorted
-        };
+        let current = &self.config.configuration;
         if current.joining.is_empty() {
-            if same(&current.members) {
+            if current.is_settled_on(&target) {
                 return Ok(());
             }
-            let joint = Configuration {
-                epoch: Epoch(current.epoch.0 + 1),
-                members: current.members.clone(),
-                joining: target,
-            };
+            let joint = current.joint_to(target);
             joint.check()?;
             self.adopt(now, joint);
-        } else if !same(&current.joining) {
+        } else if !same_members(&current.joining, &target) {
             return Err(ChangeError::UnderWay {
-                under_way: current.joining,
+                under_way: current.joining.clone(),
             });
         }
         let c = &self.config.configuration;
@@ -401,9 +391,9 @@ impl Node {
             ChangeStep::Recording => Message::Configuration(self.config.configuration.clone()),
             ChangeStep::Rescanning => Message::Rescan,
         };
-        for to in change.unanswered() {
-            let out = Outgoing::Send(to, self.stamp, asking.clone());
-            self.held.push_back((self.last_write, out));
+        let unanswered = change.unanswered();
+        for to in unanswered {
+            self.hold(to, asking.clone());
         }
     }
 
@@ -425,13 +415,7 @@ impl Node {
             ChangeStep::Recording | ChangeStep::Rescanning => {
                 let everyone = change.everyone().to_vec();
                 self.change = None;
-                let current = &self.config.configuration;
-                let next = Configuration {
-                    epoch: Epoch(current.epoch.0 + 1),
-                    members: current.joining.clone(),
-                    joining: Vec::new(),
-                };
-                self.adopt(now, next);
+                self.adopt(now, self.config.configuration.completed());
                 for to in everyone {
                     if to != self.config.node {
                         self.tell_configuration(to);
@@ -444,7 +428,7 @@ impl Node {
     /// A peer asks this node to rescan under the current epoch.
     fn on_rescan_asked(&mut self, now: Instant, from: NodeId) {
         if self.rescanned_at == Some(self.epoch()) {
-            return self.hold(Outgoing::Send(from, self.stamp(), Message::Rescanned));
+            return self.hold(from, Message::Rescanned);
         }
         self.rescan_askers.insert(from);
         if !self.compactor.rescanning() {
@@ -459,7 +443,7 @@ impl Node {
         }
         self.rescanned_at = Some(self.epoch());
         for to in std::mem::take(&mut self.rescan_askers) {
-            self.hold(Outgoing::Send(to, self.stamp(), Message::Rescanned));
+            self.hold(to, Message::Rescanned);
         }
     }
 
@@ -468,7 +452,7 @@ impl Node {
     /// the configuration it tells is durable here first.
     fn tell_configuration(&mut self, to: NodeId) {
         let ours = Message::Configuration(self.config.configuration.clone());
-        self.hold(Outgoing::Send(to, self.stamp(), ours));
+        self.hold(to, ours);
     }
 
     fn adopt(&mut self, now: Instant, configuration: Configuration) {
@@ -731,11 +715,7 @@ impl Node {
                 }
                 // Answered once every write before it is durable.
                 let held = self.acceptor.token_floor();
-                return self.hold(Outgoing::Send(
-                    from,
-                    self.stamp(),
-                    Message::FloorRaised { token: held },
-                ));
+                return self.hold(from, Message::FloorRaised { token: held });
             }
             Message::FloorRaised { token } => return self.compactor.on_floor_raised(from, token),
             Message::Recorded => return self.on_change_answer(now, from, ChangeStep::Recording),
@@ -761,7 +741,7 @@ impl Node {
                 let gate = self.unsynced_names.get(&name).copied().unwrap_or(0);
                 let reply = self.acceptor.handle_peek(now, &name, id, durable);
                 self.held_apart
-                    .push((gate, Outgoing::Send(from, self.stamp(), reply)));
+                    .push((gate, Outgoing::Send(from, self.stamp, reply)));
                 return;
             }
             reply => {
@@ -776,7 +756,7 @@ impl Node {
             self.issue(record, true);
         }
         let Some(record) = step.lazy else {
-            return self.hold(Outgoing::Send(from, self.stamp(), step.reply));
+            return self.hold(from, step.reply);
         };
         let name = match &record {
             Record::Register { name, .. } | Record::Compact { name, .. } => {
@@ -787,7 +767,7 @@ impl Node {
         let gate = name.unwrap_or(0).max(self.horizon_write);
         self.issue(record, false);
         self.held_apart
-            .push((gate, Outgoing::Send(from, self.stamp(), step.reply)));
+            .push((gate, Outgoing::Send(from, self.stamp, step.reply)));
     }
 
     /// Queue `record` to be made durable; a `strict` one gates the lazy
@@ -895,7 +875,10 @@ impl Node {
         }
     }
 
-    fn hold(&mut self, out: Outgoing) {
+    /// Send `message` to `to` once every write issued before it is
+    /// durable, stamped with this node's configuration.
+    fn hold(&mut self, to: NodeId, message: Message) {
+        let out = Outgoing::Send(to, self.stamp, message);
         self.held.push_back((self.last_write, out));
     }
 

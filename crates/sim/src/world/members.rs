@@ -44,11 +44,7 @@ impl MemberPlan {
             .filter(|id| Some(usize::from(id.0) - 1) != lost)
             .collect();
         target.extend(joiners.iter().map(|&j| NodeId(j as u16 + 1)));
-        let joint = Configuration {
-            epoch: tenure_core::Epoch(2),
-            members: old,
-            joining: target.clone(),
-        };
+        let joint = Configuration::first(old).joint_to(target.clone());
         MemberPlan {
             at,
             lost,
@@ -94,18 +90,11 @@ impl World {
         let Some(plan) = self.member_plan.as_mut() else {
             return;
         };
-        let mut sorted = plan.target.clone();
-        sorted.sort_unstable();
-        let finished = |c: &Configuration| {
-            let mut members = c.members.clone();
-            members.sort_unstable();
-            c.joining.is_empty() && members == sorted
-        };
         if self
             .nodes
             .iter()
             .filter_map(|n| n.node.as_ref())
-            .any(|n| finished(n.configuration()))
+            .any(|n| n.configuration().is_settled_on(&plan.target))
         {
             plan.done = true;
             self.trace
