@@ -523,24 +523,22 @@ impl Compactor {
     /// which starts over), and the next ones count under `quorums`.
     pub(crate) fn reconfigure(&mut self, quorums: Quorums) {
         self.quorums = quorums;
-        let carries_lost = self
-            .settling
-            .values()
-            .filter(|s| s.purpose == Purpose::Carry)
-            .count();
-        self.settling.clear();
-        if let Some(rescan) = self.rescan.as_mut() {
-            rescan.failed += carries_lost as u64;
-        }
+        self.give_up(|_| false);
     }
 
     /// Give up the settles whose time ran out: a member is down or slow.
     pub(crate) fn expire(&mut self, now: Instant) {
+        self.give_up(|s| s.until > now);
+    }
+
+    /// Give up every settle but those to `keep`; a carry given up fails
+    /// its rescan's pass.
+    fn give_up(&mut self, keep: impl Fn(&Settling) -> bool) {
         let mut carries_lost = 0;
         self.settling.retain(|_, s| {
-            let keep = s.until > now;
-            carries_lost += u64::from(!keep && s.purpose == Purpose::Carry);
-            keep
+            let kept = keep(s);
+            carries_lost += u64::from(!kept && s.purpose == Purpose::Carry);
+            kept
         });
         if let Some(rescan) = self.rescan.as_mut() {
             rescan.failed += carries_lost;
