@@ -5,7 +5,14 @@ mod common;
 use common::{name, state, write};
 use std::path::Path;
 use tenure_core::{Record, Token, Write, WriteId};
-use tenure_storage::{StoreAt, StoreOptions};
+use tenure_storage::{Recovered, Store, StoreAt, StoreOptions};
+
+/// The store in `dir`, opened as a node opens it, with all it recovered.
+fn open(dir: &Path) -> (Store, Recovered) {
+    StoreOptions::default()
+        .open(StoreAt::dir(dir), tenure_storage::collect)
+        .unwrap()
+}
 
 fn file_size(dir: &Path) -> u64 {
     std::fs::metadata(dir.join(tenure_storage::FILE_NAME))
@@ -17,9 +24,7 @@ fn file_size(dir: &Path) -> u64 {
 /// each compacted: the size of the file before and after, and after the
 /// store is opened again.
 fn write_then_compact(dir: &Path, names: u64) -> (u64, u64, u64) {
-    let (mut store, _) = StoreOptions::default()
-        .open(StoreAt::dir(dir), tenure_storage::collect)
-        .unwrap();
+    let (mut store, _) = open(dir);
     let mut id = 0;
     let mut next = |record: Record| {
         id += 1;
@@ -58,9 +63,7 @@ fn write_then_compact(dir: &Path, names: u64) -> (u64, u64, u64) {
     );
     let shrunk = file_size(dir);
     drop(store);
-    let (_store, recovered) = StoreOptions::default()
-        .open(StoreAt::dir(dir), tenure_storage::collect)
-        .unwrap();
+    let (_store, recovered) = open(dir);
     assert!(recovered.records.is_empty());
     assert_eq!(recovered.token_floor, Token(names));
     eprintln!("{names} names: {shrunk} bytes after the last shrink");
@@ -78,19 +81,14 @@ fn compacted_names_give_their_space_back() {
 #[test]
 fn a_raised_token_floor_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        StoreOptions::default()
-            .open(StoreAt::dir(dir.path()), tenure_storage::collect)
-            .unwrap()
-    };
-    let (mut store, _) = open();
+    let (mut store, _) = open(dir.path());
     let raise = |id, token| Write {
         id: WriteId(id),
         record: Record::TokenFloor(Token(token)),
     };
     store.persist(&[raise(1, 40), raise(2, 70)]).unwrap();
     drop(store);
-    let (mut store, recovered) = open();
+    let (mut store, recovered) = open(dir.path());
     assert_eq!(recovered.token_floor, Token(70));
     // With a compaction in the same batch, the highest floor stays.
     let compact = Write {
@@ -102,19 +100,14 @@ fn a_raised_token_floor_survives_a_restart() {
     };
     store.persist(&[compact, raise(2, 90)]).unwrap();
     drop(store);
-    assert_eq!(open().1.token_floor, Token(90));
+    assert_eq!(open(dir.path()).1.token_floor, Token(90));
 }
 
 #[test]
 fn a_recorded_configuration_survives_a_restart_and_the_latest_stays() {
     use tenure_core::{Configuration, Epoch, NodeId};
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        StoreOptions::default()
-            .open(StoreAt::dir(dir.path()), tenure_storage::collect)
-            .unwrap()
-    };
-    let (mut store, recovered) = open();
+    let (mut store, recovered) = open(dir.path());
     assert_eq!(recovered.configuration, None, "a new store has none");
     let ids = |l: &[u16]| l.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
     let joint = Configuration {
@@ -134,7 +127,7 @@ fn a_recorded_configuration_survives_a_restart_and_the_latest_stays() {
     store.persist(&[record(1, &joint)]).unwrap();
     assert_eq!(store.configuration(), Some(&joint));
     drop(store);
-    let (mut store, recovered) = open();
+    let (mut store, recovered) = open(dir.path());
     assert_eq!(recovered.configuration.as_ref(), Some(&joint));
     assert_eq!(store.configuration(), Some(&joint));
     // The last of a batch is the one kept.
@@ -142,7 +135,7 @@ fn a_recorded_configuration_survives_a_restart_and_the_latest_stays() {
         .persist(&[record(1, &joint), record(2, &after)])
         .unwrap();
     drop(store);
-    assert_eq!(open().1.configuration, Some(after.clone()));
+    assert_eq!(open(dir.path()).1.configuration, Some(after.clone()));
 
     // A node boots under the recorded configuration, not the first one
     // its flags describe.

@@ -415,25 +415,21 @@ fn open_tables(
     }
     let incarnation = meta_u32(INCARNATION_KEY)?;
     let closed = meta_u32(CLOSED_KEY)? == 1;
-    let horizon = match meta.get(HORIZON_KEY).map_err(|e| unreadable(e.into()))? {
+    // An entry later formats added: absent in older stores.
+    let optional = |key: &str| meta.get(key).map_err(|e| unreadable(e.into()));
+    let horizon = match optional(HORIZON_KEY)? {
         Some(value) => record::decode_u64(HORIZON_KEY, value.value())
             .map_err(|e| bad_record(HORIZON_KEY, e))?,
         None => 0,
     };
-    let token_floor = match meta
-        .get(TOKEN_FLOOR_KEY)
-        .map_err(|e| unreadable(e.into()))?
-    {
+    let token_floor = match optional(TOKEN_FLOOR_KEY)? {
         Some(value) => Token(
             record::decode_u64(TOKEN_FLOOR_KEY, value.value())
                 .map_err(|e| bad_record(TOKEN_FLOOR_KEY, e))?,
         ),
         None => Token(0),
     };
-    let rolled_back = match meta
-        .get(ROLLED_BACK_KEY)
-        .map_err(|e| unreadable(e.into()))?
-    {
+    let rolled_back = match optional(ROLLED_BACK_KEY)? {
         Some(value) => {
             record::decode_u32(ROLLED_BACK_KEY, value.value())
                 .map_err(|e| bad_record(ROLLED_BACK_KEY, e))?
@@ -441,23 +437,14 @@ fn open_tables(
         }
         None => false,
     };
-    let identity = match meta.get(IDENTITY_KEY).map_err(|e| unreadable(e.into()))? {
-        Some(value) => Some(
-            record::decode_text(IDENTITY_KEY, value.value())
-                .map_err(|e| bad_record(IDENTITY_KEY, e))?,
-        ),
-        None => None,
-    };
-    let configuration = match meta
-        .get(CONFIGURATION_KEY)
-        .map_err(|e| unreadable(e.into()))?
-    {
-        Some(value) => Some(
-            record::decode_configuration(CONFIGURATION_KEY, value.value())
-                .map_err(|e| bad_record(CONFIGURATION_KEY, e))?,
-        ),
-        None => None,
-    };
+    let identity = optional(IDENTITY_KEY)?
+        .map(|value| record::decode_text(IDENTITY_KEY, value.value()))
+        .transpose()
+        .map_err(|e| bad_record(IDENTITY_KEY, e))?;
+    let configuration = optional(CONFIGURATION_KEY)?
+        .map(|value| record::decode_configuration(CONFIGURATION_KEY, value.value()))
+        .transpose()
+        .map_err(|e| bad_record(CONFIGURATION_KEY, e))?;
     let count = registers.len().map_err(|e| unreadable(e.into()))?;
     // The table's own `range` keeps the transaction alive: it may outlive
     // `registers`.
