@@ -44,6 +44,19 @@ fn flag_or_env(flag: &Option<std::path::PathBuf>, var: &str) -> Option<std::path
 }
 
 impl Conn {
+    /// The endpoints `urls`, with the token and TLS files the environment
+    /// names.
+    pub fn from_env(urls: &str) -> Conn {
+        Conn {
+            endpoints: Some(urls.to_string()),
+            token_file: None,
+            ca: None,
+            cert: None,
+            key: None,
+            json: false,
+        }
+    }
+
     pub fn client(&self) -> Result<Client> {
         let list = match &self.endpoints {
             Some(list) => list.clone(),

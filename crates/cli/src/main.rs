@@ -7,6 +7,8 @@ mod certs;
 mod client_cmds;
 mod dev;
 mod elect;
+mod join;
+mod members;
 mod run;
 mod serve;
 mod signal;
@@ -76,6 +78,8 @@ enum Command {
     /// A lease's last changes (granted, renewed, released, expired,
     /// superseded), newest first, as one node learnt them.
     History(client_cmds::HistoryArgs),
+    /// See or change the cluster's members: list, add, remove, replace.
+    Members(members::MembersArgs),
     /// Campaign for leadership, print each change of leader, resign on Ctrl-C.
     Elect(elect::ElectArgs),
     /// Run a command only while holding a lease; stop it before the lease
@@ -122,6 +126,7 @@ impl Command {
             Command::Watch(a) => a.conn.json,
             Command::History(a) => a.conn.json,
             Command::Elect(a) => a.conn.json,
+            Command::Members(a) => a.json(),
             Command::Run(a) => a.conn.json,
             _ => false,
         }
@@ -184,6 +189,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Watch(args) => runtime.block_on(client_cmds::watch(args)),
         Command::History(args) => runtime.block_on(client_cmds::history(args)),
         Command::Elect(args) => runtime.block_on(elect::elect(args)),
+        Command::Members(args) => runtime.block_on(members::members(args)),
         // Exits with the command's status.
         Command::Run(args) => return runtime.block_on(run::run(args)),
     };

@@ -24,8 +24,19 @@ pub struct ServerArgs {
     peer_listen: String,
     /// Every member's peer address, this node's included:
     /// 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT.
-    #[arg(long, value_name = "LIST")]
-    peers: String,
+    #[arg(
+        long,
+        value_name = "LIST",
+        required_unless_present = "join",
+        conflicts_with = "join"
+    )]
+    peers: Option<String>,
+    /// Join a running cluster instead: learn its configuration from the
+    /// members at these URLs (comma-separated), waiting until `tenure
+    /// members add` or `replace` has taken this node in. $TENURE_TOKEN_FILE
+    /// and $TENURE_CA are used as `tenure members` uses them.
+    #[arg(long, value_name = "URLS")]
+    join: Option<String>,
     /// The cluster's name, the same on every member. The data directory
     /// records it with the member ids at the first start, and a node whose
     /// flags differ from its data directory, or whose hello differs from
@@ -196,7 +207,7 @@ fn parse_drift_ppm(s: &str) -> Result<u32, String> {
     Ok(ppm)
 }
 
-pub async fn run(args: ServerArgs) -> Result<()> {
+pub async fn run(mut args: ServerArgs) -> Result<()> {
     let https = args.peer_tls.https();
     let peer_tls = args.peer_tls.files()?;
     if peer_tls.is_none() {
@@ -205,8 +216,23 @@ pub async fn run(args: ServerArgs) -> Result<()> {
              forge members' messages"
         );
     }
-    let peers = parse_peers(&args.peers).context("--peers")?;
+    let (peers, joined) = match (&args.peers, &args.join) {
+        (Some(peers), _) => (parse_peers(peers).context("--peers")?, None),
+        (None, Some(urls)) => {
+            let (cluster_id, joined) = crate::join::learn(urls, NodeId(args.id)).await?;
+            let default = tenure_server::config::DEFAULT_CLUSTER_ID;
+            anyhow::ensure!(
+                args.cluster_id == default || args.cluster_id == cluster_id,
+                "--cluster-id {} was given, but {urls} is of cluster {cluster_id}",
+                args.cluster_id
+            );
+            args.cluster_id = cluster_id;
+            (joined.addresses.clone(), Some(joined))
+        }
+        (None, None) => anyhow::bail!("--peers or --join is needed"),
+    };
     let mut config = ServerConfig::new(NodeId(args.id), args.data_dir, peers);
+    config.joined = joined;
     config.accept_rolled_back_store = args.accept_rolled_back_store;
     config.drift = args.drift.bound();
     config.clock_check = !args.no_clock_check;

@@ -10,6 +10,8 @@ mod answers;
 mod causes;
 mod history;
 pub use history::HistoryChange;
+mod members;
+pub use members::Members;
 mod inputs;
 
 use crate::clock::{Clock, Stamp};

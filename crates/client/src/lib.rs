@@ -36,7 +36,8 @@ mod tls;
 mod watch;
 
 pub use client::{
-    Client, Granted, HistoryChange, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT, DEV_ENDPOINTS,
+    Client, Granted, HistoryChange, Members, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_CALL_TIMEOUT,
+    DEV_ENDPOINTS,
 };
 pub use clock::{BootTime, Clock, ClockSource, Stamp, SuspendableClock, LOOK_EVERY};
 pub use election::LeaderElection;

@@ -19,6 +19,7 @@
 use crate::ballot::NodeId;
 use crate::quorum::Quorums;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The number of a configuration. A cluster starts at [`Epoch::FIRST`].
 #[derive(
@@ -55,6 +56,10 @@ pub struct Configuration {
     /// During a change, the list being moved to: quorums then need a
     /// majority of `members` and of this list at once. Empty otherwise.
     pub joining: Vec<NodeId>,
+    /// Where to reach members, as the operator gave them: opaque to the
+    /// core, carried so that a node learns how to dial a member it learns
+    /// of. Empty where nothing dials (the simulator, the model).
+    pub addresses: BTreeMap<NodeId, String>,
 }
 
 /// Why a configuration cannot be used.
@@ -76,6 +81,17 @@ impl Configuration {
             epoch: Epoch::FIRST,
             members,
             joining: Vec::new(),
+            addresses: BTreeMap::new(),
+        }
+    }
+
+    /// A first configuration of the members `addresses` names, at those
+    /// addresses.
+    pub fn first_at(addresses: BTreeMap<NodeId, String>) -> Configuration {
+        let members = addresses.keys().copied().collect();
+        Configuration {
+            addresses,
+            ..Configuration::first(members)
         }
     }
 
@@ -129,6 +145,13 @@ impl Configuration {
                 eat(u64::from(m.0));
             }
         }
+        for (m, address) in &self.addresses {
+            eat(u64::from(m.0));
+            eat(address.len() as u64);
+            for byte in address.bytes() {
+                eat(u64::from(byte));
+            }
+        }
         Stamp {
             epoch: self.epoch,
             digest,
@@ -139,11 +162,20 @@ impl Configuration {
     /// through: these members and `target`, at the next epoch
     /// (`change.rs`). Every node that begins the same change from the
     /// same configuration makes the same one.
-    pub fn joint_to(&self, target: Vec<NodeId>) -> Configuration {
+    /// `addresses` are those of members new to the cluster (or moved).
+    pub fn joint_to(
+        &self,
+        target: Vec<NodeId>,
+        addresses: &BTreeMap<NodeId, String>,
+    ) -> Configuration {
+        let mut known = self.addresses.clone();
+        known.extend(addresses.iter().map(|(m, a)| (*m, a.clone())));
+        known.retain(|m, _| self.members.contains(m) || target.contains(m));
         Configuration {
             epoch: Epoch(self.epoch.0 + 1),
             members: self.members.clone(),
             joining: target,
+            addresses: known,
         }
     }
 
@@ -154,6 +186,12 @@ impl Configuration {
             epoch: Epoch(self.epoch.0 + 1),
             members: self.joining.clone(),
             joining: Vec::new(),
+            addresses: self
+                .addresses
+                .iter()
+                .filter(|(m, _)| self.joining.contains(m))
+                .map(|(m, a)| (*m, a.clone()))
+                .collect(),
         }
     }
 
@@ -201,6 +239,7 @@ mod tests {
             epoch: Epoch(2),
             members: ids(&[1, 2, 3]),
             joining: ids(&[2, 3, 4]),
+            addresses: BTreeMap::new(),
         };
         assert!(c.includes(NodeId(4)));
         // {1, 2}: a majority of the old list only.
@@ -214,6 +253,7 @@ mod tests {
             epoch: Epoch(2),
             members: ids(&[1, 2, 3]),
             joining: ids(joining),
+            addresses: BTreeMap::new(),
         };
         assert_ne!(joint(&[1, 2, 4]).stamp(), joint(&[1, 2, 5]).stamp());
         assert_eq!(joint(&[1, 2, 4]).stamp(), joint(&[4, 2, 1]).stamp());
@@ -223,8 +263,27 @@ mod tests {
             epoch: Epoch::FIRST,
             members: ids(&[1, 2]),
             joining: ids(&[3, 4]),
+            addresses: BTreeMap::new(),
         };
         assert_ne!(plain.stamp(), split.stamp());
+    }
+
+    #[test]
+    fn a_change_carries_the_addresses_of_the_members_it_keeps_or_adds() {
+        let at = |list: &[(u16, &str)]| -> BTreeMap<NodeId, String> {
+            list.iter()
+                .map(|&(i, a)| (NodeId(i), a.to_string()))
+                .collect()
+        };
+        let old = Configuration::first_at(at(&[(1, "a:1"), (2, "b:1"), (3, "c:1")]));
+        assert_eq!(old.members, ids(&[1, 2, 3]));
+        let joint = old.joint_to(ids(&[1, 2, 4]), &at(&[(4, "d:1")]));
+        assert_eq!(joint.addresses.len(), 4, "{joint:?}");
+        let done = joint.completed();
+        assert_eq!(done.addresses, at(&[(1, "a:1"), (2, "b:1"), (4, "d:1")]));
+        // A member moved to another address is another configuration.
+        let moved = Configuration::first_at(at(&[(1, "a:2"), (2, "b:1"), (3, "c:1")]));
+        assert_ne!(old.stamp(), moved.stamp());
     }
 
     #[test]

@@ -351,12 +351,23 @@ impl Node {
     /// on this node or any other; asking for the members there are does
     /// nothing. [`Node::change_step`] says how far it is.
     pub fn change_members(&mut self, now: Instant, target: Vec<NodeId>) -> Result<(), ChangeError> {
+        self.change_members_at(now, target, &BTreeMap::new())
+    }
+
+    /// [`Node::change_members`], with the addresses of members new to the
+    /// cluster, which the configuration carries to every node.
+    pub fn change_members_at(
+        &mut self,
+        now: Instant,
+        target: Vec<NodeId>,
+        addresses: &BTreeMap<NodeId, String>,
+    ) -> Result<(), ChangeError> {
         let current = &self.config.configuration;
         if current.joining.is_empty() {
             if current.is_settled_on(&target) {
                 return Ok(());
             }
-            let joint = current.joint_to(target);
+            let joint = current.joint_to(target, addresses);
             joint.check()?;
             self.adopt(now, joint);
         } else if !same_members(&current.joining, &target) {

@@ -43,6 +43,7 @@ fn configuration(epoch: u64, members: &[u16], joining: &[u16]) -> Configuration 
         epoch: Epoch(epoch),
         members: ids(members),
         joining: ids(joining),
+        addresses: Default::default(),
     }
 }
 

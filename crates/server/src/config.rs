@@ -48,6 +48,10 @@ pub struct ServerConfig {
     /// Record this configuration's identity in a data directory that holds
     /// another: the operator is changing a stopped cluster's members.
     pub rewrite_cluster_identity: bool,
+    /// The configuration a joining node (`--join`) learnt from the
+    /// cluster, which took it in with `tenure members`: it starts in it
+    /// when its data directory holds none yet.
+    pub joined: Option<tenure_core::Configuration>,
     /// Changes kept in memory per name for `GET /v1/locks/{name}/history`.
     pub history_per_name: usize,
     /// The bearer tokens clients must send (`http/auth.rs`); `None`: no
@@ -80,6 +84,7 @@ impl ServerConfig {
             clock_check: true,
             cluster_id: DEFAULT_CLUSTER_ID.to_string(),
             rewrite_cluster_identity: false,
+            joined: None,
             history_per_name: crate::history::DEFAULT_PER_NAME,
             tokens: None,
             peer_tls: None,
@@ -90,6 +95,14 @@ impl ServerConfig {
 
     pub fn members(&self) -> Vec<NodeId> {
         self.peers.keys().copied().collect()
+    }
+
+    /// The configuration a node with a new data directory starts in: the
+    /// one it joined, or the members of `--peers` as epoch 1.
+    pub fn first_configuration(&self) -> tenure_core::Configuration {
+        self.joined
+            .clone()
+            .unwrap_or_else(|| tenure_core::Configuration::first_at(self.peers.clone()))
     }
 }
 

@@ -5,11 +5,19 @@
 //! (a wrong `--peers`, a one-node cluster on a member's data, another
 //! cluster's directory) would vote in a second cluster with the first one's
 //! promises and values, and could grant a name already held with a token
-//! already given. So it refuses to start, and says what differs. Peers
-//! check the same identity in every hello (`peer::inbound`).
+//! already given. So it refuses to start, and says what differs.
+//!
+//! Once the members were changed (`tenure members`), the store holds the
+//! configuration its node adopted, and that, not the identity recorded at
+//! the first start, says who the members are: flags that name the members
+//! before or after the change are both accepted, the store's configuration
+//! wins, and flags that name neither are refused. Peers check the cluster
+//! id in every hello (`peer::inbound`); members are checked by the
+//! configuration stamp on every message (`tenure_core::Configuration`).
 
 use crate::config::ServerConfig;
 use std::path::PathBuf;
+use tenure_core::{same_members, Configuration, NodeId};
 use tenure_storage::Store;
 
 /// A cluster id: what `--cluster-id` accepts.
@@ -24,6 +32,38 @@ pub fn of(config: &ServerConfig) -> String {
         config.cluster_id,
         members.join(",")
     )
+}
+
+/// What a node says of its cluster in every hello: the cluster id. The
+/// members are told apart by every message's configuration stamp.
+pub fn hello(config: &ServerConfig) -> String {
+    format!("cluster {}", config.cluster_id)
+}
+
+/// The identity text of a changed configuration, for messages.
+fn of_configuration(cluster_id: &str, c: &Configuration) -> String {
+    let ids = |list: &[NodeId]| {
+        let mut list = list.to_vec();
+        list.sort_unstable();
+        list.iter()
+            .map(|m| m.0.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if c.joining.is_empty() {
+        format!(
+            "cluster {cluster_id}, members {} ({})",
+            ids(&c.members),
+            c.epoch
+        )
+    } else {
+        format!(
+            "cluster {cluster_id}, members {} moving to {} ({})",
+            ids(&c.members),
+            ids(&c.joining),
+            c.epoch
+        )
+    }
 }
 
 /// Why a cluster id was refused.
@@ -68,40 +108,71 @@ pub enum IdentityError {
 
 /// Whether this node may start on `store` as `config` says: a new store (or
 /// one from before identities) takes the configured identity; a store of
-/// another identity is refused unless the operator asked to rewrite it.
-pub fn gate(store: &mut Store, config: &ServerConfig) -> Result<(), IdentityError> {
+/// another identity is refused unless the operator asked to rewrite it, or
+/// its members were changed since and the flags name them. `starting` is
+/// the configuration the node was built in; a joining node's is recorded.
+pub fn gate(
+    store: &mut Store,
+    config: &ServerConfig,
+    starting: &Configuration,
+) -> Result<(), IdentityError> {
     let given = of(config);
     let dir = || config.data_dir.clone();
-    match store.identity() {
-        Some(stored) if stored == given => return Ok(()),
-        Some(stored) if !config.rewrite_cluster_identity => {
+    let record = |source| IdentityError::Record {
+        dir: dir(),
+        source: Box::new(source),
+    };
+    if config.joined.is_some() && store.configuration().is_none() {
+        store.record_configuration(starting).map_err(record)?;
+    }
+    match (store.identity(), store.configuration()) {
+        (Some(stored), _) if stored == given => return Ok(()),
+        (Some(stored), Some(changed)) => {
+            let flags = config.members();
+            let names = |list: &[NodeId]| same_members(&flags, list);
+            let everyone = changed.quorums().members().to_vec();
+            let same_cluster = stored.starts_with(&format!("{}, ", hello(config)));
+            let same_members = config.joined.is_some()
+                || names(&changed.members)
+                || names(&changed.joining)
+                || names(&everyone);
+            if same_cluster && same_members {
+                return Ok(());
+            }
+            return Err(IdentityError::Mismatch {
+                dir: dir(),
+                stored: of_configuration(
+                    stored
+                        .strip_prefix("cluster ")
+                        .and_then(|rest| rest.split(", ").next())
+                        .unwrap_or(stored),
+                    changed,
+                ),
+                given,
+            });
+        }
+        (Some(stored), None) if !config.rewrite_cluster_identity => {
             return Err(IdentityError::Mismatch {
                 dir: dir(),
                 stored: stored.to_string(),
                 given,
             })
         }
-        Some(stored) => tracing::warn!(
+        (Some(stored), None) => tracing::warn!(
             dir = %config.data_dir.display(),
             "the data directory belonged to {stored}; it now belongs to {given}, as the operator asked"
         ),
-        None => {
+        (None, _) => {
             tracing::info!(dir = %config.data_dir.display(), "this data directory belongs to {given}")
         }
     }
-    store
-        .record_identity(&given)
-        .map_err(|source| IdentityError::Record {
-            dir: dir(),
-            source: Box::new(source),
-        })
+    store.record_identity(&given).map_err(record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use tenure_core::NodeId;
 
     #[test]
     fn the_identity_names_the_cluster_and_its_members_in_order() {

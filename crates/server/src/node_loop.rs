@@ -22,13 +22,13 @@ use crate::metrics::{Metrics, NameCounts};
 use crate::peer::{PeerEvent, PeerNet};
 use crate::persist::{self, Ack, Persist};
 use crate::wakeups::Wakeups;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tenure_core::{
-    Event, Failure, LeaseName, LeaseView, Message, Node, Op, Outcome, Reply, RequestId, Write,
-    WriteId,
+    ChangeError, ChangeStep, Configuration, Event, Failure, LeaseName, LeaseView, Message, Node,
+    NodeId, Op, Outcome, Reply, RequestId, Stamp, Write, WriteId,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -61,11 +61,28 @@ pub enum CallError {
     ClockDisagrees(String),
 }
 
+/// An operator's change of members (`/v1/members`), coordinated by this
+/// node: to `target`, with the addresses of members new to the cluster.
+pub struct MembersCall {
+    pub target: Vec<NodeId>,
+    pub addresses: BTreeMap<NodeId, String>,
+    pub reply: oneshot::Sender<Result<(), ChangeError>>,
+}
+
+/// The node's configuration, and how far the change it coordinates is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembersNow {
+    pub configuration: Configuration,
+    pub step: Option<ChangeStep>,
+}
+
 /// How HTTP handlers reach the node loop.
 #[derive(Clone)]
 pub struct NodeHandle {
     calls: mpsc::Sender<ClientCall>,
     cancels: mpsc::UnboundedSender<RequestId>,
+    members: mpsc::Sender<MembersCall>,
+    members_now: watch::Receiver<MembersNow>,
     next_request: Arc<AtomicU64>,
 }
 
@@ -73,12 +90,41 @@ impl NodeHandle {
     pub fn new(
         calls: mpsc::Sender<ClientCall>,
         cancels: mpsc::UnboundedSender<RequestId>,
+        members: mpsc::Sender<MembersCall>,
+        members_now: watch::Receiver<MembersNow>,
     ) -> NodeHandle {
         NodeHandle {
             calls,
             cancels,
+            members,
+            members_now,
             next_request: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// The node's configuration now.
+    pub fn members_now(&self) -> watch::Receiver<MembersNow> {
+        self.members_now.clone()
+    }
+
+    /// Begin (or resume) a change of members to `target`, coordinated by
+    /// this node.
+    pub async fn change_members(
+        &self,
+        target: Vec<NodeId>,
+        addresses: BTreeMap<NodeId, String>,
+    ) -> Result<Result<(), ChangeError>, CallError> {
+        let (reply, done) = oneshot::channel();
+        let call = MembersCall {
+            target,
+            addresses,
+            reply,
+        };
+        self.members
+            .send(call)
+            .await
+            .map_err(|_| CallError::Stopping)?;
+        done.await.map_err(|_| CallError::Stopping)
     }
 
     /// Ask the node. Dropping the future before it resolves tells the node
@@ -150,6 +196,9 @@ pub struct NodeLoop {
     lazy: LazyRecords,
     /// The names stored, as the metrics last heard.
     names_stored: Option<NameCounts>,
+    /// The configuration as the peers and handlers last heard it.
+    members: (Stamp, Option<ChangeStep>),
+    members_now: watch::Sender<MembersNow>,
 }
 
 /// Lazy records not yet handed to storage.
@@ -173,6 +222,7 @@ pub struct Observers {
 /// The channels the loop reads.
 pub struct Inputs {
     pub calls: mpsc::Receiver<ClientCall>,
+    pub members: mpsc::Receiver<MembersCall>,
     pub cancels: mpsc::UnboundedReceiver<RequestId>,
     pub peers: mpsc::Receiver<PeerEvent>,
     pub acks: mpsc::UnboundedReceiver<Ack>,
@@ -183,19 +233,26 @@ pub struct Inputs {
 }
 
 impl NodeLoop {
+    /// Also returns what the node's configuration is, kept up to date.
     pub fn new(
         node: Node,
         clock: Clock,
         persist: Persist,
         peers: PeerNet,
         observers: Observers,
-    ) -> NodeLoop {
+    ) -> (NodeLoop, watch::Receiver<MembersNow>) {
         let Observers {
             wakeups,
             metrics,
             history,
         } = observers;
-        NodeLoop {
+        let now = MembersNow {
+            configuration: node.configuration().clone(),
+            step: node.change_step(),
+        };
+        let members = (node.stamp(), now.step);
+        let (members_now, members_rx) = watch::channel(now);
+        let node_loop = NodeLoop {
             node,
             clock,
             persist,
@@ -205,13 +262,16 @@ impl NodeLoop {
             history,
             pending: HashMap::new(),
             names_stored: None,
+            members,
+            members_now,
             lazy: LazyRecords {
                 held: Vec::new(),
                 submitted_through: 0,
                 due: None,
                 delay: crate::config::DEFAULT_LAZY_COMMIT_DELAY,
             },
-        }
+        };
+        (node_loop, members_rx)
     }
 
     /// How long lazy records may wait for company (zero: never).
@@ -250,6 +310,11 @@ impl NodeLoop {
                     self.commit(Vec::new(), true);
                 }
                 Some(request) = inputs.cancels.recv() => self.on_cancel(request),
+                Some(call) = inputs.members.recv(), if drain_until.is_none() => {
+                    let now = self.clock.now();
+                    let result = self.node.change_members_at(now, call.target, &call.addresses);
+                    let _ = call.reply.send(result);
+                }
                 Some(call) = inputs.calls.recv(), if drain_until.is_none() => {
                     self.on_call(call);
                     for _ in 1..MAX_INPUTS_PER_STEP {
@@ -366,6 +431,7 @@ impl NodeLoop {
     fn flush(&mut self, stopping: bool) {
         let writes: Vec<_> = std::iter::from_fn(|| self.node.poll_write()).collect();
         self.commit(writes, stopping);
+        self.tell_members();
         while let Some(transmit) = self.node.poll_transmit() {
             self.metrics.message_sent(transmit.message.kind());
             self.peers
@@ -400,6 +466,31 @@ impl NodeLoop {
                 }
             }
         }
+    }
+
+    /// Link to the members of a configuration the node adopted, before
+    /// anything is sent under it, and tell the handlers.
+    fn tell_members(&mut self) {
+        let now = (self.node.stamp(), self.node.change_step());
+        if now == self.members {
+            return;
+        }
+        let configuration = self.node.configuration().clone();
+        if now.0 != self.members.0 {
+            tracing::info!(
+                epoch = configuration.epoch.0,
+                members = ?configuration.members,
+                joining = ?configuration.joining,
+                "this node adopted a configuration"
+            );
+            let everyone = configuration.quorums().members().to_vec();
+            self.peers.set_members(&everyone, &configuration.addresses);
+        }
+        self.members = now;
+        self.members_now.send_replace(MembersNow {
+            configuration,
+            step: now.1,
+        });
     }
 
     /// Hand `writes` to storage, after the lazy records held back, or hold

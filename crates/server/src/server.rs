@@ -148,11 +148,11 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         Some(files) => Some(Arc::new(crate::tls::HttpsTls::load(files.clone())?)),
         None => None,
     };
-    let members = config.members();
+    let first = config.first_configuration();
     // Check the configuration before storage bumps the incarnation for a
     // start that would fail anyway.
     Node::new(
-        core_config(&config, members.clone(), 1, 0, Token(0)),
+        core_config(&config, first.clone(), 1, 0, Token(0)),
         [],
         tenure_core::Instant::ZERO,
     )?;
@@ -173,7 +173,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         let config = |boot: Boot| {
             core_config(
                 &node_config,
-                members,
+                first,
                 boot.incarnation,
                 boot.horizon,
                 boot.token_floor,
@@ -217,7 +217,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         drop(store);
         return Err(e.into());
     }
-    if let Err(e) = crate::identity::gate(&mut store, &config) {
+    if let Err(e) = crate::identity::gate(&mut store, &config, node.configuration()) {
         drop(store);
         return Err(e.into());
     }
@@ -243,7 +243,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         max_drift_ppm: config.drift.ppm(),
         clock,
         clock_check: config.clock_check,
-        identity: crate::identity::of(&config).into(),
+        identity: crate::identity::hello(&config).into(),
         incarnation,
         boot: {
             use std::hash::BuildHasher;
@@ -251,7 +251,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         },
         tls: tls.clone(),
     };
-    let (net, view) = peer::start(
+    let (mut net, view) = peer::start(
         hello,
         &config.peers,
         listeners.peer,
@@ -260,6 +260,9 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         metrics.clone(),
         stop_peers_rx,
     );
+    // The node's configuration, which its store may hold, not the flags.
+    let configuration = node.configuration();
+    net.set_members(configuration.quorums().members(), &configuration.addresses);
     let wakeups = Wakeups::new();
     let history = Arc::new(History::new(config.history_per_name));
     let observers = Observers {
@@ -267,10 +270,12 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
         metrics: metrics.clone(),
         history: history.clone(),
     };
-    let node_loop = NodeLoop::new(node, clock, persist, net, observers)
-        .with_lazy_commit_delay(config.lazy_commit_delay);
+    let (node_loop, members_now) = NodeLoop::new(node, clock, persist, net, observers);
+    let node_loop = node_loop.with_lazy_commit_delay(config.lazy_commit_delay);
+    let (members_tx, members_rx) = mpsc::channel(8);
     let node_task = tokio::spawn(node_loop.run(Inputs {
         calls: call_rx,
+        members: members_rx,
         cancels: cancel_rx,
         peers: peer_rx,
         acks,
@@ -280,7 +285,8 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
 
     let request_deadline = Duration::from_micros(config.timing.request_deadline.0);
     let state = AppState {
-        node: NodeHandle::new(call_tx, cancel_tx),
+        node: NodeHandle::new(call_tx, cancel_tx, members_tx, members_now),
+        cluster_id: config.cluster_id.as_str().into(),
         wakeups,
         metrics: metrics.clone(),
         history,
@@ -336,7 +342,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
 
 fn core_config(
     config: &ServerConfig,
-    members: Vec<NodeId>,
+    configuration: tenure_core::Configuration,
     incarnation: u32,
     promise_horizon: u64,
     token_floor: Token,
@@ -346,7 +352,7 @@ fn core_config(
         incarnation,
         promise_horizon,
         token_floor,
-        configuration: tenure_core::Configuration::first(members),
+        configuration,
         rules: Rules {
             drift: config.drift,
             ..Rules::default()

@@ -79,6 +79,12 @@ pub enum OpenError {
         #[source]
         source: redb::Error,
     },
+    #[error("could not durably record the configuration in store {store} ({source})")]
+    RecordConfiguration {
+        store: String,
+        #[source]
+        source: redb::Error,
+    },
     #[error(
         "store {store} has been opened {max} times, so no fresh incarnation is left and ballots \
          could repeat; this node cannot start with this store (see docs/storage.md)",

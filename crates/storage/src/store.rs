@@ -306,23 +306,42 @@ impl Store {
     /// Record, durably, the identity of the cluster this store belongs to:
     /// an opaque text its node compares at every start.
     pub fn record_identity(&mut self, identity: &str) -> Result<(), OpenError> {
-        let write = || -> Result<(), redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(redb::Durability::Immediate)?;
-            txn.set_two_phase_commit(self.two_phase_commit);
-            {
-                let mut meta = txn.open_table(META)?;
-                let value = record::encode_text(IDENTITY_KEY, identity);
-                meta.insert(IDENTITY_KEY, value.as_slice())?;
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        write().map_err(|source| OpenError::RecordIdentity {
-            store: self.location.clone(),
-            source,
-        })?;
+        let value = record::encode_text(IDENTITY_KEY, identity);
+        self.put_meta(IDENTITY_KEY, &value)
+            .map_err(|source| OpenError::RecordIdentity {
+                store: self.location.clone(),
+                source,
+            })?;
         self.identity = Some(identity.to_string());
+        Ok(())
+    }
+
+    /// Record, durably, the configuration a node starts in when it has
+    /// none yet: the one a joining node was given. Later ones are the
+    /// node's own records.
+    pub fn record_configuration(&mut self, configuration: &Configuration) -> Result<(), OpenError> {
+        let store = self.location.clone();
+        let failed = |source| OpenError::RecordConfiguration {
+            store: store.clone(),
+            source,
+        };
+        let value = record::encode_configuration(CONFIGURATION_KEY, configuration)
+            .map_err(|e| failed(redb::Error::Corrupted(e.to_string())))?;
+        self.put_meta(CONFIGURATION_KEY, &value).map_err(failed)?;
+        self.configuration = Some(configuration.clone());
+        Ok(())
+    }
+
+    /// Write one meta entry, durably, in a transaction of its own.
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        txn.set_two_phase_commit(self.two_phase_commit);
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(key, value)?;
+        }
+        txn.commit()?;
         Ok(())
     }
 

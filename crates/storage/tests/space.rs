@@ -114,11 +114,13 @@ fn a_recorded_configuration_survives_a_restart_and_the_latest_stays() {
         epoch: Epoch(2),
         members: ids(&[1, 2, 3]),
         joining: ids(&[1, 2, 4]),
+        addresses: Default::default(),
     };
     let after = Configuration {
         epoch: Epoch(3),
         members: ids(&[1, 2, 4]),
         joining: Vec::new(),
+        addresses: Default::default(),
     };
     let record = |id, c: &Configuration| Write {
         id: WriteId(id),

@@ -360,6 +360,90 @@ impl Cluster {
         Ok(banner)
     }
 
+    /// Start a new node `id` with `tenure server --join` through node
+    /// `via`, with a certificate of the cluster's CA. It prints its banner
+    /// only once the cluster has taken it in (`tenure members`), so this
+    /// returns at once; [`Cluster::wait_joined`] awaits the banner.
+    pub fn join(&mut self, id: u16, via: u16) -> Proc {
+        let ports = free_ports(2);
+        let ca = tenure_server::tls::issue::Ca::open_or_create(&self.tls_dir()).expect("CA");
+        ca.issue_node(tenure_core::NodeId(id), &[])
+            .expect("certificate");
+        while self.http_ports.len() < usize::from(id) {
+            self.http_ports.push(0);
+            self.peer_ports.push(0);
+            self.nodes.push(None);
+        }
+        let i = usize::from(id - 1);
+        self.http_ports[i] = ports[0];
+        self.peer_ports[i] = ports[1];
+        let tls = |name: &str| self.tls_dir().join(name).display().to_string();
+        let args = [
+            "server".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            self.data_dir(id).display().to_string(),
+            "--http".into(),
+            format!("127.0.0.1:{}", ports[0]),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{}", ports[1]),
+            "--join".into(),
+            self.url(via),
+            "--ca".into(),
+            tls("ca.pem"),
+            "--cert".into(),
+            tls(&format!("node-{id}.pem")),
+            "--key".into(),
+            tls(&format!("node-{id}-key.pem")),
+        ];
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log");
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn a joining node");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            child,
+            banner: String::new(),
+            lines,
+        }
+    }
+
+    /// The peer address of node `id`, as `tenure members add` takes it.
+    pub fn peer_addr(&self, id: u16) -> String {
+        format!("127.0.0.1:{}", self.peer_ports[usize::from(id - 1)])
+    }
+
+    /// Keep `proc`, a node started with [`Cluster::join`], once it has
+    /// printed its banner.
+    pub fn wait_joined(&mut self, id: u16, mut proc: Proc) -> String {
+        match proc.lines.recv_timeout(START_TIMEOUT) {
+            Ok(banner) => proc.banner = banner,
+            Err(_) => {
+                proc.kill9();
+                panic!("node {id} did not join: {}", self.log(id));
+            }
+        }
+        let banner = proc.banner.clone();
+        self.nodes[usize::from(id - 1)] = Some(proc);
+        banner
+    }
+
     pub fn log(&self, id: u16) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
     }

@@ -270,6 +270,7 @@ impl LeaseModel {
                 } else {
                     Vec::new()
                 },
+                addresses: Default::default(),
             },
             rules: self.rules,
             timing: self.timing,

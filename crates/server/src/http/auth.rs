@@ -210,6 +210,10 @@ fn needs(method: &Method, path: &str, query: Option<&str>) -> Option<(Permission
     ) {
         return None;
     }
+    if path == "/v1/members" && !matches!(*method, Method::GET | Method::HEAD) {
+        // Changing the members is an operator's act.
+        return Some((Permission::Admin, None));
+    }
     let Some(name) = path.strip_prefix(LOCKS_PREFIX) else {
         return Some((Permission::Read, None));
     };

@@ -50,6 +50,12 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error, field)
     }
 
+    /// The state the request was decided on has changed, or a change
+    /// under way must finish first; nothing was done.
+    pub fn conflict(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, error, None)
+    }
+
     pub fn too_large(limit_bytes: usize) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -6,6 +6,7 @@
 //! - `view`: a lease's state as JSON, for answers and watch lines.
 //! - `watch`: `?watch=true` NDJSON streams.
 //! - `status`: `/v1/cluster`, `/metrics`, `/healthz`.
+//! - `members`: `/v1/members`, the configuration and changes of it.
 //! - `ui`: the live page at `/ui`, its files and its event stream.
 //! - `input`, `error`: what clients send, and what refusals say.
 //! - `serve`: the accept loop and graceful shutdown.
@@ -16,6 +17,7 @@ mod caller;
 mod error;
 mod input;
 mod locks;
+mod members;
 mod refusals;
 mod serve;
 mod slots;
@@ -47,6 +49,8 @@ use tokio::sync::watch as signal;
 #[derive(Clone)]
 pub struct AppState {
     pub node: NodeHandle,
+    /// The cluster's name (`--cluster-id`).
+    pub cluster_id: Arc<str>,
     pub wakeups: Wakeups,
     pub metrics: Arc<Metrics>,
     /// Each name's last changes, as this node learnt them.
@@ -115,6 +119,7 @@ pub fn router(state: AppState) -> Router {
                 .get(locks::get_lock),
         )
         .route("/v1/cluster", get(status::cluster))
+        .route("/v1/members", get(members::list).put(members::change))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))

@@ -16,9 +16,8 @@ pub async fn cluster(State(app): State<AppState>) -> Response {
 /// the live page show them.
 pub fn cluster_json(app: &AppState) -> serde_json::Value {
     let rates = app.peers.rates.last_rates();
-    let members: Vec<_> = app
-        .peers
-        .members
+    let links = app.peers.members();
+    let members: Vec<_> = links
         .iter()
         .map(|(id, (addr, link))| {
             let me = *id == app.peers.me;
@@ -42,7 +41,7 @@ pub fn cluster_json(app: &AppState) -> serde_json::Value {
         "incarnation": app.incarnation,
         "members": members,
         "reachable": app.peers.reachable(),
-        "quorum": app.peers.members.len() / 2 + 1,
+        "quorum": links.len() / 2 + 1,
         "max_drift_ppm": app.drift.ppm(),
         "peer_tls": app.peers.tls.is_some(),
         "clock": clock_status(app),
@@ -102,7 +101,7 @@ fn clock_status(app: &AppState) -> serde_json::Value {
 /// clients elsewhere.
 pub async fn healthz(State(app): State<AppState>) -> Response {
     let reachable = app.peers.reachable();
-    let quorum = app.peers.members.len() / 2 + 1;
+    let quorum = app.peers.members().len() / 2 + 1;
     let refusal = app.peers.rates.refusal();
     let status = if refusal.is_some() {
         StatusCode::SERVICE_UNAVAILABLE

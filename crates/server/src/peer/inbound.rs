@@ -237,7 +237,7 @@ async fn connection(
             format!("a hello in this node's own name, {from}"),
         ));
     }
-    let Some((_, link)) = view.members.get(&from) else {
+    let Some(link) = view.link(from) else {
         return Err(Refusal::Refused(
             "not_a_member",
             format!("{from} is not a member"),
@@ -407,7 +407,7 @@ mod tests {
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let members = (1..=3)
+        let members: super::super::MemberLinks = (1..=3)
             .map(|i| {
                 (
                     NodeId(i),
@@ -415,6 +415,7 @@ mod tests {
                 )
             })
             .collect();
+        let members = Arc::new(std::sync::RwLock::new(members));
         let view = PeerView {
             me: NodeId(1),
             members,

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use rates::Rates;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tenure_core::{Message, NodeId, Stamp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -132,11 +132,16 @@ impl LinkState {
     }
 }
 
+/// Every member's address and link, this node's included.
+pub type MemberLinks = BTreeMap<NodeId, (String, Arc<LinkState>)>;
+
 /// A read-only view of every member's link, for `/v1/cluster` and metrics.
 #[derive(Clone, Debug)]
 pub struct PeerView {
     pub me: NodeId,
-    pub members: BTreeMap<NodeId, (String, Arc<LinkState>)>,
+    /// Replaced when the node adopts a configuration with other members
+    /// (`PeerNet::set_members`).
+    pub(super) members: Arc<RwLock<MemberLinks>>,
     /// This node's drift bound, which every peer's hello must match.
     pub max_drift_ppm: u32,
     /// This node's cluster identity, which every peer's hello must match.
@@ -151,20 +156,35 @@ pub struct PeerView {
 }
 
 impl PeerView {
+    /// The members now, with their links.
+    pub fn members(&self) -> MemberLinks {
+        self.members
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The link of member `id`; `None` if it is not a member now.
+    pub fn link(&self, id: NodeId) -> Option<Arc<LinkState>> {
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        members.get(&id).map(|(_, link)| link.clone())
+    }
+
     /// Members this node can currently send to, itself included.
     pub fn reachable(&self) -> usize {
-        self.members
+        self.members()
             .iter()
             .filter(|(id, (_, link))| **id == self.me || link.connected())
             .count()
     }
 
     pub fn render_metrics(&self) -> String {
+        let members = self.members();
         let mut out = String::from(
             "# HELP tenure_peer_connected Whether this node's connection to a peer is up.\n\
              # TYPE tenure_peer_connected gauge\n",
         );
-        for (id, (_, link)) in &self.members {
+        for (id, (_, link)) in &members {
             if *id != self.me {
                 out.push_str(&format!(
                     "tenure_peer_connected{{peer=\"{}\"}} {}\n",
@@ -177,7 +197,7 @@ impl PeerView {
             "# HELP tenure_peer_last_heard_seconds Since a peer last sent this node anything (idle links tick every 50 ms).\n\
              # TYPE tenure_peer_last_heard_seconds gauge\n",
         );
-        for (id, (_, link)) in &self.members {
+        for (id, (_, link)) in &members {
             if let (false, Some(age)) = (*id == self.me, link.last_heard()) {
                 out.push_str(&format!(
                     "tenure_peer_last_heard_seconds{{peer=\"{}\"}} {:.3}\n",
@@ -190,7 +210,7 @@ impl PeerView {
             "# HELP tenure_peer_round_trip_seconds The lowest round trip to a peer in the last 300 ms, from the clock stamps of frames both ways (queueing mostly excluded).\n\
              # TYPE tenure_peer_round_trip_seconds gauge\n",
         );
-        for id in self.members.keys().filter(|id| **id != self.me) {
+        for id in members.keys().filter(|id| **id != self.me) {
             if let Some(rtt) = self.rates.round_trip(*id) {
                 out.push_str(&format!(
                     "tenure_peer_round_trip_seconds{{peer=\"{}\"}} {:.6}\n",
@@ -199,7 +219,7 @@ impl PeerView {
                 ));
             }
         }
-        let quorum = self.members.len() / 2 + 1;
+        let quorum = members.len() / 2 + 1;
         out.push_str(&format!(
             "# HELP tenure_quorum_reachable Whether this node can send to a quorum of members, itself included.\n\
              # TYPE tenure_quorum_reachable gauge\n\
@@ -227,6 +247,7 @@ impl PeerView {
 }
 
 struct Link {
+    addr: String,
     queue: mpsc::Sender<(Stamp, Message)>,
 }
 
@@ -234,6 +255,19 @@ struct Link {
 pub struct PeerNet {
     links: BTreeMap<NodeId, Link>,
     metrics: Arc<Metrics>,
+    dial: Dial,
+}
+
+/// What starting a link to a new member takes.
+struct Dial {
+    hello: Hello,
+    queue_bound: usize,
+    shutdown: watch::Receiver<bool>,
+    view: PeerView,
+    /// The addresses the operator gave at start: they win over those a
+    /// configuration carries, so that a node moved to a new address is
+    /// found there once its peers are restarted with it.
+    given: BTreeMap<NodeId, String>,
 }
 
 impl PeerNet {
@@ -241,11 +275,62 @@ impl PeerNet {
     /// full (the peer is slow or unreachable).
     pub fn send(&self, to: NodeId, stamp: Stamp, message: Message) {
         let Some(link) = self.links.get(&to) else {
-            return; // Not a member: the core never asks this.
+            return; // Not a member now: a message of a past configuration.
         };
         if link.queue.try_send((stamp, message)).is_err() {
             self.metrics.peer_dropped(to.0);
         }
+    }
+
+    /// Link to `members` at `addresses` (the node's configuration): dial
+    /// members new to this node, stop dialling those no longer members.
+    pub fn set_members(&mut self, members: &[NodeId], addresses: &BTreeMap<NodeId, String>) {
+        let dial = &self.dial;
+        let me = dial.hello.me;
+        let mut view = BTreeMap::new();
+        let known = dial.view.members();
+        for &id in members {
+            let Some(addr) = dial.given.get(&id).or_else(|| addresses.get(&id)) else {
+                tracing::warn!(peer = %id, "no address is known for member {id}: it cannot be dialled");
+                continue;
+            };
+            let kept = known.get(&id).filter(|(old, _)| old == addr);
+            let state = kept.map_or_else(Default::default, |(_, link)| link.clone());
+            view.insert(id, (addr.clone(), state.clone()));
+            let linked = self.links.get(&id).is_some_and(|l| l.addr == *addr);
+            if id == me || linked {
+                continue; // The core delivers a node's messages to itself.
+            }
+            if known.contains_key(&id) {
+                tracing::info!(peer = %id, %addr, "a member's address changed: dialling it there");
+            } else if !known.is_empty() {
+                tracing::info!(peer = %id, %addr, "a new member: dialling it");
+            }
+            let (tx, rx) = mpsc::channel(dial.queue_bound.max(1));
+            self.links.insert(
+                id,
+                Link {
+                    addr: addr.clone(),
+                    queue: tx,
+                },
+            );
+            tokio::spawn(outbound::run(
+                dial.hello.clone(),
+                id,
+                addr.clone(),
+                rx,
+                state,
+                self.metrics.clone(),
+                dial.shutdown.clone(),
+            ));
+        }
+        // Dropping a link's queue ends its task.
+        self.links.retain(|id, _| view.contains_key(id));
+        for gone in known.keys().filter(|id| !view.contains_key(id)) {
+            tracing::info!(peer = %gone, "no longer a member: its link is closed");
+        }
+        dial.view.rates.set_members(view.len());
+        *dial.view.members.write().unwrap_or_else(|e| e.into_inner()) = view;
     }
 }
 
@@ -271,8 +356,9 @@ pub struct Hello {
     pub tls: Option<Arc<crate::tls::PeerTls>>,
 }
 
-/// Start the transport: an accept loop on `listener`, one dialling task
-/// per other member, and the clock-rate watchdog. Peer messages are
+/// Start the transport: an accept loop on `listener` and the clock-rate
+/// watchdog; [`PeerNet::set_members`] starts one dialling task per other
+/// member. `peers` are the addresses the operator gave. Peer messages are
 /// delivered into `events`.
 pub fn start(
     hello: Hello,
@@ -290,31 +376,11 @@ pub fn start(
         clock_check,
         ..
     } = hello;
-    let mut links = BTreeMap::new();
-    let mut members = BTreeMap::new();
-    for (&id, addr) in peers {
-        let state = Arc::new(LinkState::default());
-        members.insert(id, (addr.clone(), state.clone()));
-        if id == me {
-            continue; // The core delivers a node's messages to itself.
-        }
-        let (tx, rx) = mpsc::channel(queue_bound.max(1));
-        links.insert(id, Link { queue: tx });
-        tokio::spawn(outbound::run(
-            hello.clone(),
-            id,
-            addr.clone(),
-            rx,
-            state,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-    }
-    let rates = Arc::new(Rates::new(members.len(), max_drift_ppm, clock_check));
+    let rates = Arc::new(Rates::new(peers.len(), max_drift_ppm, clock_check));
     tokio::spawn(check_rates(rates.clone(), clock, shutdown.clone()));
     let view = PeerView {
         me,
-        members,
+        members: Arc::default(),
         max_drift_ppm,
         identity: hello.identity.clone(),
         tls: hello.tls.clone(),
@@ -326,9 +392,20 @@ pub fn start(
         view.clone(),
         events,
         metrics.clone(),
-        shutdown,
+        shutdown.clone(),
     ));
-    (PeerNet { links, metrics }, view)
+    let net = PeerNet {
+        links: BTreeMap::new(),
+        metrics,
+        dial: Dial {
+            hello,
+            queue_bound,
+            shutdown,
+            view: view.clone(),
+            given: peers.clone(),
+        },
+    };
+    (net, view)
 }
 
 /// Bring the clock-rate verdict up to date every `CHECK_EVERY`.

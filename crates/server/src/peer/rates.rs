@@ -21,7 +21,7 @@
 //! stop serving, and says why, instead of silently costing availability.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tenure_core::NodeId;
@@ -165,7 +165,7 @@ pub enum Verdict {
 /// Every peer's clock, as this node measures it, and the last verdict.
 #[derive(Debug)]
 pub struct Rates {
-    members: usize,
+    members: AtomicUsize,
     rho_ppm: u32,
     /// Refuse requests on a disagreeing verdict (`--no-clock-check` only
     /// reports it).
@@ -186,13 +186,18 @@ const CONFIRM_CHECKS: u32 = 2;
 impl Rates {
     pub fn new(members: usize, rho_ppm: u32, enforce: bool) -> Rates {
         Rates {
-            members,
+            members: AtomicUsize::new(members),
             rho_ppm,
             enforce,
             peers: Mutex::new(BTreeMap::new()),
             refusing: AtomicBool::new(false),
             last: Mutex::new((BTreeMap::new(), Verdict::Agrees, 0)),
         }
+    }
+
+    /// The members are now `members` in number, this node included.
+    pub fn set_members(&self, members: usize) {
+        self.members.store(members, Ordering::Relaxed);
     }
 
     /// Bring the rates and the verdict up to date; log a change of
@@ -317,7 +322,8 @@ impl Rates {
             .filter(|(_, r)| r.disagrees())
             .map(|(id, r)| format!("n{} {:+.0} ppm", id.0, r.ppm))
             .collect();
-        if against.len() < self.members / 2 + 1 {
+        let members = self.members.load(Ordering::Relaxed);
+        if against.len() < members / 2 + 1 {
             return Verdict::Agrees;
         }
         Verdict::Disagrees {
@@ -326,7 +332,7 @@ impl Rates {
                  the bound is {} ppm): it refuses to decide leases until the rates agree \
                  again; check its clock source, NTP and virtualisation",
                 against.len(),
-                self.members,
+                members,
                 against.join(", "),
                 self.rho_ppm
             ),

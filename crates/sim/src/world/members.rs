@@ -44,7 +44,7 @@ impl MemberPlan {
             .filter(|id| Some(usize::from(id.0) - 1) != lost)
             .collect();
         target.extend(joiners.iter().map(|&j| NodeId(j as u16 + 1)));
-        let joint = Configuration::first(old).joint_to(target.clone());
+        let joint = Configuration::first(old).joint_to(target.clone(), &Default::default());
         MemberPlan {
             at,
             lost,
