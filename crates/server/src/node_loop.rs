@@ -199,6 +199,8 @@ pub struct NodeLoop {
     /// The configuration as the peers and handlers last heard it.
     members: (Stamp, Option<ChangeStep>),
     members_now: watch::Sender<MembersNow>,
+    /// Peers already said to have other members in this epoch.
+    told_other_members: std::collections::HashSet<NodeId>,
 }
 
 /// Lazy records not yet handed to storage.
@@ -264,6 +266,7 @@ impl NodeLoop {
             names_stored: None,
             members,
             members_now,
+            told_other_members: Default::default(),
             lazy: LazyRecords {
                 held: Vec::new(),
                 submitted_through: 0,
@@ -374,8 +377,32 @@ impl NodeLoop {
         if matches!(message, Message::Nack { .. }) {
             self.metrics.nack_received();
         }
+        if let Message::Configuration(theirs) = &message {
+            self.say_if_other_members(from, theirs);
+        }
         let now = self.clock.now();
         self.node.handle_message(now, from, stamp, message);
+    }
+
+    /// A peer of the same epoch with other members was started with
+    /// other `--peers` on a fresh data directory: neither side acts on the
+    /// other's messages, and each says so, once per peer.
+    fn say_if_other_members(&mut self, from: NodeId, theirs: &Configuration) {
+        let ours = self.node.configuration();
+        if theirs.epoch != ours.epoch || theirs.stamp() == self.node.stamp() {
+            return;
+        }
+        if self.told_other_members.insert(from) {
+            tracing::error!(
+                peer = %from,
+                "{from} is at {} with members {:?} (joining {:?}), this node with members {:?}                  (joining {:?}): one of them was started with other --peers; neither acts on the                  other's messages",
+                theirs.epoch,
+                theirs.members,
+                theirs.joining,
+                ours.members,
+                ours.joining
+            );
+        }
     }
 
     fn on_call(&mut self, call: ClientCall) {

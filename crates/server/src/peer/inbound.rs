@@ -272,7 +272,7 @@ async fn connection(
     if *identity != *view.identity {
         let reason = format!(
             "node {} is of {}, and {from} says it is of {identity}: members must share \
-             --cluster-id and --peers",
+             --cluster-id",
             view.me.0, view.identity
         );
         return Err(refuse(&mut answers, view, "another_cluster", reason).await);
