@@ -9,8 +9,10 @@ use tenure_core::{Configuration, Epoch, NodeId};
 const ASK_EVERY: Duration = Duration::from_secs(1);
 
 /// The cluster id and the configuration that includes `me`, from the
-/// members at `urls`; waits until one does.
-pub async fn learn(urls: &str, me: NodeId) -> Result<(String, Configuration)> {
+/// members at `urls`; waits until one does. A node with a store of its own
+/// (`has_store`) was a member already: if the cluster's configuration no
+/// longer includes it, it was removed, and waiting would be for nothing.
+pub async fn learn(urls: &str, me: NodeId, has_store: bool) -> Result<(String, Configuration)> {
     let conn = crate::client_cmds::Conn::from_env(urls);
     let client = conn.client().context("--join")?;
     let mut said = false;
@@ -38,6 +40,16 @@ pub async fn learn(urls: &str, me: NodeId) -> Result<(String, Configuration)> {
                     );
                     return Ok((now.cluster_id, configuration));
                 }
+                anyhow::ensure!(
+                    !has_store,
+                    "node {me} is not a member of cluster {} (members {:?}, epoch {}), but its \
+                     data directory is a member's: it was removed (tenure members remove). \
+                     Delete the data directory to retire it; to bring it back, add it again \
+                     (tenure members add) and start it on an empty data directory",
+                    now.cluster_id,
+                    now.members,
+                    now.epoch
+                );
                 if !said {
                     said = true;
                     tracing::warn!(

@@ -219,7 +219,8 @@ pub async fn run(mut args: ServerArgs) -> Result<()> {
     let (peers, joined) = match (&args.peers, &args.join) {
         (Some(peers), _) => (parse_peers(peers).context("--peers")?, None),
         (None, Some(urls)) => {
-            let (cluster_id, joined) = crate::join::learn(urls, NodeId(args.id)).await?;
+            let has_store = args.data_dir.join(tenure_storage::FILE_NAME).exists();
+            let (cluster_id, joined) = crate::join::learn(urls, NodeId(args.id), has_store).await?;
             let default = tenure_server::config::DEFAULT_CLUSTER_ID;
             anyhow::ensure!(
                 args.cluster_id == default || args.cluster_id == cluster_id,

@@ -191,6 +191,12 @@ fn three_nodes_grow_to_five_and_shrink_back_under_load() {
     assert_eq!(tokens.len(), 8, "{tokens:?}");
     c.kill9(4);
     c.kill9(5);
+    // A removed node started again on its data is told it was removed.
+    let log = c.data_dir(4).with_extension("again.log");
+    let Err(refused) = spawn(&c.join_args(4, 2), &log) else {
+        panic!("a removed node started again");
+    };
+    assert!(refused.contains("it was removed"), "{refused}");
     // Back to 1, 2, 3: any two of them decide, and nothing was lost.
     c.kill9(1);
     let r = get(&c.lock_url(2, "job"));

@@ -49,6 +49,13 @@ pub enum StartError {
     Join(#[from] tokio::task::JoinError),
     #[error("cannot start the node on its store")]
     Boot(#[source] BootError),
+    #[error(
+        "node {0} is not a member of the configuration its data directory holds: it was \
+         removed (tenure members remove). Delete the data directory to retire it; to bring it \
+         back, add it again (tenure members add) and start it on an empty data directory with \
+         --join"
+    )]
+    Removed(NodeId),
     #[error("cannot read a listener's address")]
     Address(#[source] std::io::Error),
     #[error(transparent)]
@@ -188,6 +195,8 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     })
     .await?
     .map_err(|error| match error {
+        // The flags' configuration was checked above: this is the store's.
+        BootError::Config(ConfigError::NotAMember(id)) => StartError::Removed(id),
         BootError::Config(e) => StartError::Config(e),
         BootError::Open(source) => StartError::Storage { dir, source },
         other => StartError::Boot(other),

@@ -377,26 +377,7 @@ impl Cluster {
         let i = usize::from(id - 1);
         self.http_ports[i] = ports[0];
         self.peer_ports[i] = ports[1];
-        let tls = |name: &str| self.tls_dir().join(name).display().to_string();
-        let args = [
-            "server".to_string(),
-            "--id".into(),
-            id.to_string(),
-            "--data-dir".into(),
-            self.data_dir(id).display().to_string(),
-            "--http".into(),
-            format!("127.0.0.1:{}", ports[0]),
-            "--peer-listen".into(),
-            format!("127.0.0.1:{}", ports[1]),
-            "--join".into(),
-            self.url(via),
-            "--ca".into(),
-            tls("ca.pem"),
-            "--cert".into(),
-            tls(&format!("node-{id}.pem")),
-            "--key".into(),
-            tls(&format!("node-{id}-key.pem")),
-        ];
+        let args = self.join_args(id, via);
         let log =
             std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).expect("log");
         let mut child = Command::new(BIN)
@@ -422,6 +403,32 @@ impl Cluster {
             banner: String::new(),
             lines,
         }
+    }
+
+    /// The command line of node `id`, started with `--join` through node
+    /// `via` on the ports [`Cluster::join`] chose.
+    pub fn join_args(&self, id: u16, via: u16) -> Vec<String> {
+        let i = usize::from(id - 1);
+        let tls = |name: &str| self.tls_dir().join(name).display().to_string();
+        vec![
+            "server".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            self.data_dir(id).display().to_string(),
+            "--http".into(),
+            format!("127.0.0.1:{}", self.http_ports[i]),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{}", self.peer_ports[i]),
+            "--join".into(),
+            self.url(via),
+            "--ca".into(),
+            tls("ca.pem"),
+            "--cert".into(),
+            tls(&format!("node-{id}.pem")),
+            "--key".into(),
+            tls(&format!("node-{id}-key.pem")),
+        ]
     }
 
     /// The peer address of node `id`, as `tenure members add` takes it.
