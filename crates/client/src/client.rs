@@ -381,6 +381,23 @@ impl Client {
         })
     }
 
+    /// `GET path` from the first node that answers: its `200`, or the
+    /// refusal it gave.
+    pub(crate) async fn get_ok(&self, path: String) -> Result<Answer, Error> {
+        let request = Request {
+            method: Method::GET,
+            path,
+            body: None,
+            attempt_timeout: self.inner.attempt_timeout,
+        };
+        let until = self.inner.clock.now() + self.inner.call_timeout;
+        let answer = self.send(&request, Retry::Always, until).await?;
+        if answer.status != StatusCode::OK {
+            return Err(refusal(&answer));
+        }
+        Ok(answer)
+    }
+
     async fn once(
         &self,
         endpoint: &str,

@@ -150,17 +150,7 @@ pub fn spawn_with_env(
         .spawn()
         .map_err(|e| e.to_string())?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, lines) = mpsc::channel();
-    // Keeps draining stdout for the life of the process, so it never
-    // blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let lines = read_lines(stdout);
     let mut proc = Proc {
         child,
         banner: String::new(),
@@ -177,6 +167,21 @@ pub fn spawn_with_env(
             Err(format!("tenure did not start: {log}"))
         }
     }
+}
+
+/// The lines `stdout` prints, drained by a thread for the life of the
+/// process, so that it never blocks on a full pipe.
+fn read_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
 }
 
 /// Ports that were free a moment ago: bind to port 0, read, release.
@@ -253,7 +258,6 @@ impl Cluster {
 
     /// The command line of node `id`.
     pub fn args(&self, id: u16) -> Vec<String> {
-        let i = usize::from(id - 1);
         let peers: Vec<String> = (1..=3u16)
             .map(|j| {
                 let port = match &self.links {
@@ -263,6 +267,14 @@ impl Cluster {
                 format!("{j}=127.0.0.1:{port}")
             })
             .collect();
+        self.server_args(id, "--peers", peers.join(","))
+    }
+
+    /// The command line of node `id` on its ports, with `membership`
+    /// (`--peers` or `--join`) and its peer certificate.
+    fn server_args(&self, id: u16, membership: &str, value: String) -> Vec<String> {
+        let i = usize::from(id - 1);
+        let tls = |name: &str| self.tls_dir().join(name).display().to_string();
         vec![
             "server".into(),
             "--id".into(),
@@ -273,21 +285,15 @@ impl Cluster {
             format!("127.0.0.1:{}", self.http_ports[i]),
             "--peer-listen".into(),
             format!("127.0.0.1:{}", self.peer_ports[i]),
-            "--peers".into(),
-            peers.join(","),
+            membership.into(),
+            value,
             // Peer links in mutual TLS, as an operator runs them.
             "--ca".into(),
-            self.tls_dir().join("ca.pem").display().to_string(),
+            tls("ca.pem"),
             "--cert".into(),
-            self.tls_dir()
-                .join(format!("node-{id}.pem"))
-                .display()
-                .to_string(),
+            tls(&format!("node-{id}.pem")),
             "--key".into(),
-            self.tls_dir()
-                .join(format!("node-{id}-key.pem"))
-                .display()
-                .to_string(),
+            tls(&format!("node-{id}-key.pem")),
         ]
     }
 
@@ -388,16 +394,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("spawn a joining node");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = read_lines(child.stdout.take().expect("stdout"));
         Proc {
             child,
             banner: String::new(),
@@ -408,27 +405,7 @@ impl Cluster {
     /// The command line of node `id`, started with `--join` through node
     /// `via` on the ports [`Cluster::join`] chose.
     pub fn join_args(&self, id: u16, via: u16) -> Vec<String> {
-        let i = usize::from(id - 1);
-        let tls = |name: &str| self.tls_dir().join(name).display().to_string();
-        vec![
-            "server".to_string(),
-            "--id".into(),
-            id.to_string(),
-            "--data-dir".into(),
-            self.data_dir(id).display().to_string(),
-            "--http".into(),
-            format!("127.0.0.1:{}", self.http_ports[i]),
-            "--peer-listen".into(),
-            format!("127.0.0.1:{}", self.peer_ports[i]),
-            "--join".into(),
-            self.url(via),
-            "--ca".into(),
-            tls("ca.pem"),
-            "--cert".into(),
-            tls(&format!("node-{id}.pem")),
-            "--key".into(),
-            tls(&format!("node-{id}-key.pem")),
-        ]
+        self.server_args(id, "--join", self.url(via))
     }
 
     /// The peer address of node `id`, as `tenure members add` takes it.

@@ -27,17 +27,9 @@ impl Client {
     /// them, newest first. Each node keeps its own; they agree on order.
     pub async fn history(&self, name: &str) -> Result<Vec<HistoryChange>, Error> {
         let name = LeaseName::new(name).map_err(|e| Error::invalid(e, Some("name")))?;
-        let request = Request {
-            method: Method::GET,
-            path: format!("/v1/locks/{}/history", name.as_str()),
-            body: None,
-            attempt_timeout: self.inner.attempt_timeout,
-        };
-        let until = self.inner.clock.now() + self.inner.call_timeout;
-        let answer = self.send(&request, Retry::Always, until).await?;
-        if answer.status != StatusCode::OK {
-            return Err(refusal(&answer));
-        }
+        let answer = self
+            .get_ok(format!("/v1/locks/{}/history", name.as_str()))
+            .await?;
         serde_json::from_value(answer.body["changes"].clone())
             .map_err(|e| answers::protocol(&answer, &format!("not a history: {e}")))
     }

@@ -37,17 +37,7 @@ impl Members {
 impl Client {
     /// The configuration, as the first node that answers has it.
     pub async fn members(&self) -> Result<Members, Error> {
-        let request = Request {
-            method: Method::GET,
-            path: "/v1/members".into(),
-            body: None,
-            attempt_timeout: self.inner.attempt_timeout,
-        };
-        let until = self.inner.clock.now() + self.inner.call_timeout;
-        let answer = self.send(&request, Retry::Always, until).await?;
-        if answer.status != StatusCode::OK {
-            return Err(refusal(&answer));
-        }
+        let answer = self.get_ok("/v1/members".into()).await?;
         parse_members(&answer)
     }
 
