@@ -156,6 +156,12 @@ fn a_dead_node_replaced_by_an_empty_one_keeps_every_grant_and_token() {
             token(&r)
         );
     }
+    let metrics = get(&format!("{}/metrics", c.url(4))).text;
+    assert!(
+        metrics.contains("tenure_configuration_epoch 3")
+            && metrics.contains("tenure_configuration_changing 0"),
+        "{metrics}"
+    );
     let list = members(&c, &[2, 4], &["list"]);
     assert!(
         list.contains("epoch 3") && !list.contains("  3  "),

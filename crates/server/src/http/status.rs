@@ -58,6 +58,23 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
          tenure_watched_names {}\n",
         app.wakeups.watched()
     ));
+    let now = app.node.members_now().borrow().clone();
+    let c = &now.configuration;
+    extra.push_str(&format!(
+        "# HELP tenure_configuration_epoch The epoch of this node's configuration: it rises by one at each step of a change of members.
+         # TYPE tenure_configuration_epoch gauge
+         tenure_configuration_epoch {}
+         # HELP tenure_configuration_members The members of this node's configuration (the old list during a change).
+         # TYPE tenure_configuration_members gauge
+         tenure_configuration_members {}
+         # HELP tenure_configuration_changing Whether a change of members is under way: quorums need a majority of the old and of the new members.
+         # TYPE tenure_configuration_changing gauge
+         tenure_configuration_changing {}
+",
+        c.epoch.0,
+        c.members.len(),
+        u8::from(!c.joining.is_empty())
+    ));
     // One stat per scrape: too cheap to be worth a blocking-pool hop.
     if let Ok(file) = std::fs::metadata(&app.store_file) {
         extra.push_str(&format!(
