@@ -185,6 +185,47 @@ mod tests {
         assert_eq!(of(&config), "cluster prod-eu, members 1,2,3");
     }
 
+    /// A store whose members were changed (to 1, 2 and 4, at epoch 3)
+    /// starts with the flags of before or after the change, and refuses
+    /// flags that name neither, or another cluster.
+    #[test]
+    fn a_changed_store_takes_the_flags_of_before_or_after_the_change_only() {
+        use tenure_core::Epoch;
+        use tenure_storage::{StoreAt, StoreOptions};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_of = |ids: &[u16], cluster: &str| {
+            let peers: BTreeMap<NodeId, String> = ids
+                .iter()
+                .map(|&id| (NodeId(id), format!("h{id}:1")))
+                .collect();
+            let mut config = ServerConfig::new(NodeId(1), dir.path().to_path_buf(), peers);
+            config.cluster_id = cluster.into();
+            config
+        };
+        let (mut store, _) = StoreOptions::default()
+            .open(StoreAt::dir(dir.path()), tenure_storage::collect)
+            .expect("a new store");
+        let first = config_of(&[1, 2, 3], "tenure");
+        let starting = first.first_configuration();
+        gate(&mut store, &first, &starting).expect("a new store takes the flags");
+        let changed = Configuration {
+            epoch: Epoch(3),
+            members: [1, 2, 4].map(NodeId).to_vec(),
+            joining: Vec::new(),
+            addresses: BTreeMap::new(),
+        };
+        store.record_configuration(&changed).expect("record");
+        for ok in [&[1, 2, 3][..], &[1, 2, 4]] {
+            gate(&mut store, &config_of(ok, "tenure"), &changed).expect("before or after");
+        }
+        for (ids, cluster) in [(&[3][..], "tenure"), (&[1, 2, 4], "other")] {
+            let refused = gate(&mut store, &config_of(ids, cluster), &changed)
+                .expect_err("neither")
+                .to_string();
+            assert!(refused.contains("members 1,2,4 (epoch 3)"), "{refused}");
+        }
+    }
+
     #[test]
     fn cluster_ids_are_short_plain_words() {
         assert!(check_cluster_id("prod-eu_1.a").is_ok());
