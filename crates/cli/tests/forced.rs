@@ -16,13 +16,16 @@ fn a_forced_release_ends_the_grant_keeps_others_out_and_is_logged() {
     let granted = acquire_when_ready(&url, "zombie", 1_000);
     assert_eq!(granted.status, 201, "{granted:?}");
     let t = token(&granted);
+    // Before the command: the force happens after this, so the ttl that
+    // runs from the force ends at least a ttl after it, however long the
+    // command takes to exit on a loaded machine.
+    let forced_at = Instant::now();
     let out = Command::new(BIN)
         .args(["unlock", "stuck", "--force", "--token", &t.to_string()])
         .args(["--endpoints", &c.url(1)])
         .output()
         .expect("run tenure unlock");
     assert!(out.status.success(), "{out:?}");
-    let forced_at = Instant::now();
 
     // The holder's next renewal is refused: it learns it lost the lease.
     let renewal = renew(&url, "zombie", t);
