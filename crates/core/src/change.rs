@@ -15,11 +15,21 @@
 //! Every step may be repeated, so a coordinator that crashes, or another
 //! node asked to make the same change, resumes from the joint
 //! configuration it finds recorded.
+//!
+//! Changes begun at once on several nodes make several joint
+//! configurations of one epoch, and a node keeps the first it adopts. If
+//! the coordinator learns that none of them can reach a majority of `old`
+//! any more (each is held by too few, counting every member not heard
+//! from as a possible holder), none ever came into force, so no round
+//! chose anything under any of them: it moves on to a joint configuration
+//! of the next epoch with the same `old` (docs/membership.md, "Two changes
+//! at once").
 
 use crate::ballot::NodeId;
+use crate::configuration::Stamp;
 use crate::quorum::Quorums;
 use crate::time::Instant;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a change stands on its coordinator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +62,11 @@ pub(crate) struct Change {
     step: ChangeStep,
     /// Who answered this step, the coordinator included.
     answered: BTreeSet<NodeId>,
+    /// Members of `old` known to hold another configuration of this
+    /// change's epoch: they never record this one.
+    others: BTreeMap<NodeId, Stamp>,
+    /// Since when this change is known never to come into force.
+    pub(crate) stuck_since: Option<Instant>,
     /// When to ask again those that have not answered.
     pub(crate) ask_at: Instant,
 }
@@ -63,6 +78,8 @@ impl Change {
             everyone: everyone.to_vec(),
             step: ChangeStep::Recording,
             answered: [me].into(),
+            others: BTreeMap::new(),
+            stuck_since: None,
             ask_at: now,
         }
     }
@@ -94,6 +111,33 @@ impl Change {
         }
         self.answered.insert(from);
         self.old.is_quorum(|m| self.answered.contains(&m))
+    }
+
+    /// `from` holds the configuration stamped `stamp`, another of this
+    /// change's epoch. A node never swaps a configuration for another of
+    /// the same epoch, so this stays true while the change waits.
+    pub(crate) fn holds_other(&mut self, from: NodeId, stamp: Stamp) {
+        if self.step == ChangeStep::Recording && self.old.contains(from) {
+            self.others.insert(from, stamp);
+        }
+    }
+
+    /// Whether no configuration of this epoch can come into force any
+    /// more: neither this one nor any other known can gather a majority of
+    /// `old`, even with every member not heard from.
+    pub(crate) fn cannot_come_into_force(&self) -> bool {
+        if self.step != ChangeStep::Recording {
+            return false;
+        }
+        let unknown = |m: NodeId| !self.answered.contains(&m) && !self.others.contains_key(&m);
+        let ours = self
+            .old
+            .is_quorum(|m| self.answered.contains(&m) || unknown(m));
+        let theirs = self.others.values().any(|stamp| {
+            self.old
+                .is_quorum(|m| self.others.get(&m) == Some(stamp) || unknown(m))
+        });
+        !ours && !theirs
     }
 
     /// On to the rescan, which starts with nobody's answer.

@@ -277,7 +277,11 @@ impl Compactor {
             rescan.failed = 0;
             rescan.failed_passes = rescan.failed_passes.saturating_add(1);
             let doubled = STEP_PAUSE.0 << rescan.failed_passes.min(8);
-            let pause = Micros(doubled.min(self.config.settle_timeout.0));
+            // Staggered by id: nodes that rescan at once (every old member,
+            // when a change asks them together) carry the same names, and
+            // in step they would pre-empt each other's carries for ever.
+            let stagger = 4 + u64::from(self.node.0 % 4);
+            let pause = Micros(doubled.min(self.config.settle_timeout.0) * stagger / 4);
             rescan.next_step = now.plus(pause);
             return None;
         }

@@ -175,6 +175,10 @@ pub struct Node {
     rescan_askers: BTreeSet<NodeId>,
     /// The epoch under which this node's last rescan ended.
     rescanned_at: Option<Epoch>,
+    /// When this node last told each peer its configuration because the
+    /// peer holds another of the same epoch: at most once per settle
+    /// timeout, or two such nodes would answer each other for ever.
+    told_other: BTreeMap<NodeId, Instant>,
 }
 
 impl Local for Acceptor {
@@ -258,6 +262,7 @@ impl Node {
             change: None,
             rescan_askers: BTreeSet::new(),
             rescanned_at: None,
+            told_other: BTreeMap::new(),
         })
     }
 
@@ -343,6 +348,20 @@ impl Node {
         if stamp == self.stamp {
             // Sent once the configuration is durable here.
             self.hold(from, Message::Recorded);
+        } else if stamp.epoch == self.epoch() {
+            // Two changes begun at once: each side learns the other's.
+            if let Some(change) = self.change.as_mut() {
+                change.holds_other(from, stamp);
+            }
+            let settle = self.config.compaction.settle_timeout;
+            let due = self
+                .told_other
+                .get(&from)
+                .is_none_or(|t| now >= t.plus(settle));
+            if due {
+                self.told_other.insert(from, now);
+                self.tell_configuration(from);
+            }
         }
     }
 
@@ -398,6 +417,16 @@ impl Node {
             return;
         }
         change.ask_at = now.plus(self.config.compaction.settle_timeout);
+        if change.cannot_come_into_force() {
+            // Staggered by id, so that of several stuck coordinators one
+            // moves on first and the others follow its configuration.
+            let since = *change.stuck_since.get_or_insert(now);
+            let stagger = u64::from(self.config.node.0 % 3);
+            let wait = Micros(self.config.compaction.settle_timeout.0 * stagger);
+            if now >= since.plus(wait) {
+                return self.move_on(now);
+            }
+        }
         let asking = match change.step() {
             ChangeStep::Recording => Message::Configuration(self.config.configuration.clone()),
             ChangeStep::Rescanning => Message::Rescan,
@@ -406,6 +435,21 @@ impl Node {
         for to in unanswered {
             self.hold(to, asking.clone());
         }
+    }
+
+    /// The change's joint configuration can never come into force: begin
+    /// the same change again at the next epoch, from the same old
+    /// members. Safe because no configuration of this epoch came into
+    /// force, so nothing was chosen under any of them
+    /// (docs/membership.md, "Two changes at once").
+    fn move_on(&mut self, now: Instant) {
+        let current = &self.config.configuration;
+        let next = current.joint_to(current.joining.clone(), &BTreeMap::new());
+        self.adopt(now, next);
+        let c = &self.config.configuration;
+        let everyone = c.quorums().members().to_vec();
+        self.change = Some(Change::new(self.config.node, &c.members, &everyone, now));
+        self.ask_change(now);
     }
 
     /// `from` answered the change's `step`: on to the next once a

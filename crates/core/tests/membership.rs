@@ -796,3 +796,39 @@ fn two_changes_begun_at_once_on_two_nodes_never_both_take_effect() {
     // The name is still a's, under the winner's members.
     refused_to_b_while_a_holds(run.call(2, acquire("b")));
 }
+
+#[test]
+fn three_changes_begun_at_once_on_three_nodes_end_in_one() {
+    // Nodes 1, 2 and 3 each begin a different change at once: each holds
+    // a joint configuration of epoch 2 that nobody else will record, so
+    // none can come into force. Once a coordinator knows that, it begins
+    // its change again at epoch 3, which the others adopt; the cluster
+    // ends in one configuration, and the grant made before is kept.
+    let mut run = granted_at_the_first_epoch();
+    let now = run.net.now;
+    let mut nodes = std::mem::take(&mut run.net.nodes);
+    let like = nodes[0].clone();
+    for (id, joining) in [(4, [1, 2, 3, 4]), (5, [1, 2, 3, 5]), (6, [1, 2, 3, 6])] {
+        nodes.push(joiner(id, &like, &[1, 2, 3], &joining, now));
+    }
+    run.net = Net::new(nodes, Micros::from_millis(1));
+    run.net.now = now;
+    for (at, new) in [(0, 4), (1, 5), (2, 6)] {
+        run.net.nodes[at]
+            .change_members(now, ids(&[1, 2, 3, new]))
+            .expect("each change starts");
+    }
+    let until = run.net.now.plus(Micros::from_millis(30_000));
+    run.net.run_until(until);
+
+    let settled: Vec<&Configuration> = run.net.nodes[..3].iter().map(Node::configuration).collect();
+    assert!(
+        settled.windows(2).all(|w| w[0] == w[1]) && settled[0].joining.is_empty(),
+        "the members agree on one configuration, no change under way: {settled:?}"
+    );
+    assert_eq!(settled[0].members.len(), 4, "{settled:?}");
+    for n in &run.net.nodes[..3] {
+        assert_eq!(n.change_step(), None, "node {}", n.id());
+    }
+    refused_to_b_while_a_holds(run.call(2, acquire("b")));
+}
