@@ -140,8 +140,18 @@ pub fn run_sim(args: SimArgs) -> Result<ExitCode> {
     } else {
         String::new()
     };
+    // Liveness failures are worth knowing apart: a seed that broke no
+    // safety property but left a request unanswered.
+    let of_safety = failed
+        .iter()
+        .filter(|r| {
+            r.violations
+                .iter()
+                .any(|v| !matches!(v, tenure_sim::Violation::Liveness { .. }))
+        })
+        .count();
     println!(
-        "sim: {} seeds, {} with violations, {} not fully checked, {operations} operations, {grants} grants, {compactions} registers compacted{changes}, {events} events, {:.1} s{}",
+        "sim: {} seeds, {} with violations ({of_safety} of safety), {} not fully checked, {operations} operations, {grants} grants, {compactions} registers compacted{changes}, {events} events, {:.1} s{}",
         reports.len(),
         failed.len(),
         unchecked.len(),

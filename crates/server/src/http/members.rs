@@ -163,18 +163,35 @@ async fn change_inner(app: &AppState, body: &[u8]) -> Result<Response, ApiError>
         Err(e @ ChangeError::UnderWay { .. }) => return Err(ApiError::conflict(e.to_string())),
         Err(e) => return Err(ApiError::bad_request(e.to_string(), Some("members"))),
     }
+    let begun_at = now.borrow_and_update().configuration.epoch;
     let finished = tokio::time::timeout(CHANGE_WAIT, async {
         loop {
-            if now.borrow_and_update().configuration.is_settled_on(&ids) {
-                return true;
+            let c = now.borrow_and_update().configuration.clone();
+            if c.is_settled_on(&ids) {
+                return Ok(true);
+            }
+            if c.joining.is_empty() && c.epoch > begun_at {
+                // Another change, asked at once elsewhere, took effect.
+                return Err(c);
             }
             if now.changed().await.is_err() {
-                return false;
+                return Ok(false);
             }
         }
     })
     .await
-    .unwrap_or(false);
+    .unwrap_or(Ok(false));
+    let finished = match finished {
+        Ok(finished) => finished,
+        Err(other) => {
+            return Err(ApiError::conflict(format!(
+                "another change of members, asked at the same time, took effect instead: the \
+                 members are now {:?} ({}); read them again and decide",
+                other.members.iter().map(|m| m.0).collect::<Vec<_>>(),
+                other.epoch
+            )))
+        }
+    };
     let state = now.borrow().clone();
     let body = members_json(app, &state);
     let status = if finished {
