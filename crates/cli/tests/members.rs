@@ -176,6 +176,16 @@ fn three_nodes_grow_to_five_and_shrink_back_under_load() {
     assert_eq!(held.status, 201, "{held:?}");
     let load = Load::start(&[c.url(1), c.url(2), c.url(3)], 8);
     under_load();
+    // Two members at once is refused: a change goes one member at a time.
+    let leap = format!(
+        r#"{{"members": {{"1": "{}", "2": "{}", "3": "{}", "4": "127.0.0.1:1", "5": "127.0.0.1:2"}}}}"#,
+        c.peer_addr(1),
+        c.peer_addr(2),
+        c.peer_addr(3)
+    );
+    let r = put(&format!("{}/v1/members", c.url(1)), &leap);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.text.contains("one member at a time"), "{r:?}");
     // The new nodes start first and wait to be taken in.
     for id in [4, 5] {
         let joining = c.join(id, 1);

@@ -141,6 +141,20 @@ async fn change_inner(app: &AppState, body: &[u8]) -> Result<Response, ApiError>
                 )));
             }
         }
+        let added = ids.iter().filter(|m| !c.members.contains(m)).count();
+        let removed = c.members.iter().filter(|m| !ids.contains(m)).count();
+        if !resuming && (added > 1 || removed > 1) {
+            // Each step keeps a quorum of the old members able to carry
+            // the change; a leap to members that are not up yet could
+            // come into force and then wait for them for ever.
+            return Err(ApiError::bad_request(
+                format!(
+                    "one member at a time: add one, remove one or replace one (this asks to add \
+                     {added} and remove {removed}); make the change in steps"
+                ),
+                Some("members"),
+            ));
+        }
         for (id, address) in &target.members {
             if let Some(known) = c.addresses.get(id).filter(|known| *known != address) {
                 return Err(ApiError::bad_request(
