@@ -1,4 +1,4 @@
-//! The model: three real [`Node`]s, their disks, a lossy network, a clock
+//! The model: three or four real [`Node`]s, their disks, a lossy network, a clock
 //! and scripted clients, with every nondeterministic choice an action.
 //!
 //! The nodes are `tenure_core::Node` itself, driven exactly as a shell
@@ -7,7 +7,7 @@
 //! message arrives next, which is lost or duplicated, when a disk syncs,
 //! when a node crashes, when a timer fires and when time moves.
 
-pub use super::scenario::{Scenario, Step};
+pub use super::scenario::{MemberChange, Scenario, Step};
 
 use super::network::{Envelope, Network};
 use super::shared::{FxHasher, Shared};
@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use tenure_core::{
-    holder_deadline, Bugs, Config, Configuration, DriftBound, Durable, Epoch, Failure, HolderId,
-    Instant, LeaseName, LeaseView, LockDelay, Micros, Node, NodeId, Op, Outcome, Record, Reply,
-    RequestId, Rules, Timing, Token, Ttl, Write,
+    holder_deadline, Bugs, Compaction, Config, Configuration, DriftBound, Durable, Epoch, Failure,
+    HolderId, Instant, LeaseName, LeaseView, LockDelay, Message, Micros, Node, NodeId, Op, Outcome,
+    Record, Reply, RequestId, Rules, Timing, Token, Transmit, Ttl, Write,
 };
 
 /// The cluster size the protocol is meant for; the smallest with a
@@ -37,6 +37,11 @@ pub struct Machine {
     pub disk: BTreeMap<LeaseName, Durable>,
     /// The promise horizon as last synced.
     pub horizon: u64,
+    /// The token floor as last synced.
+    pub token_floor: Token,
+    /// The configuration as last synced: a restart boots in it, as
+    /// `tenure_storage::boot_node` does.
+    pub configuration: Configuration,
     /// Writes issued but not yet synced: lost in a crash.
     pub unsynced: Vec<Write>,
 }
@@ -53,8 +58,11 @@ impl Machine {
                     self.disk.insert(name, state);
                 }
                 Record::Horizon(horizon) => self.horizon = self.horizon.max(horizon),
-                Record::Compact { .. } | Record::TokenFloor(_) | Record::Configuration(_) => {
-                    unreachable!("the model runs without compaction, rescans or member changes")
+                Record::TokenFloor(floor) => self.token_floor = self.token_floor.max(floor),
+                // Adopted in rising epochs only: the last is the latest.
+                Record::Configuration(configuration) => self.configuration = configuration,
+                Record::Compact { .. } => {
+                    unreachable!("the model never compacts: `Compaction.idle_after` is `None`")
                 }
             }
         }
@@ -128,6 +136,11 @@ pub struct State {
     pub linearizable: bool,
     pub grants: Vec<GrantRecord>,
     pub holds: Vec<Hold>,
+    /// The scenario's change of members was asked for, and its
+    /// coordinator has not crashed since.
+    pub change_asked: bool,
+    /// Some node has begun a rescan.
+    pub rescan_begun: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -149,6 +162,8 @@ pub enum Action {
     Timeout(usize),
     /// A node loses its memory and unsynced writes and restarts from disk.
     Crash(usize),
+    /// The scenario's coordinator is asked for its change of members.
+    BeginChange(usize),
     Tick,
 }
 
@@ -164,7 +179,7 @@ thread_local! {
     static VERDICTS: RefCell<Verdicts> = RefCell::default();
 }
 
-/// Traces name nodes n1..n3 and clients by their holder ids, a, b, c.
+/// Traces name nodes n1..n4 and clients by their holder ids, a, b, c.
 impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let client = |c: &ClientId| HOLDERS[usize::from(*c)];
@@ -177,6 +192,7 @@ impl std::fmt::Debug for Action {
             Action::Sync(n) => write!(f, "Sync(n{})", n + 1),
             Action::Timeout(n) => write!(f, "Timeout(n{})", n + 1),
             Action::Crash(n) => write!(f, "Crash(n{})", n + 1),
+            Action::BeginChange(n) => write!(f, "BeginChange(n{})", n + 1),
             Action::Tick => write!(f, "Tick"),
         }
     }
@@ -261,27 +277,62 @@ impl LeaseModel {
             node: node_id(node),
             incarnation,
             promise_horizon,
-            token_floor: tenure_core::Token(0),
-            configuration: Configuration {
-                epoch: Epoch::FIRST,
-                members: (0..NODES).map(node_id).collect(),
-                joining: if self.scenario.replacing {
-                    vec![node_id(0), node_id(1), node_id(LOST + 1)]
-                } else {
-                    Vec::new()
-                },
-                addresses: Default::default(),
-            },
+            token_floor: Token(0),
+            configuration: self.first_configuration(node),
             rules: self.rules,
             timing: self.timing,
-            compaction: tenure_core::Compaction::default(),
+            // Never compacts (`idle_after` is `None`); the settle timeout
+            // paces a change's requests and a rescan's carries.
+            compaction: Compaction {
+                settle_timeout: ms(self.scenario.settle_ms),
+                ..Compaction::default()
+            },
             seed: node as u64 + 1,
         }
     }
 
-    /// How many machines run: node 4 too when it replaces node 3.
+    /// The configuration node `node` starts in: n1..n3, or the joint
+    /// configuration of the scenario's change for a node that joins, as a
+    /// joining node starts (docs/membership.md).
+    pub(crate) fn first_configuration(&self, node: usize) -> Configuration {
+        let first = Configuration {
+            epoch: Epoch::FIRST,
+            members: (0..NODES).map(node_id).collect(),
+            joining: if self.scenario.replacing {
+                vec![node_id(0), node_id(1), node_id(LOST + 1)]
+            } else {
+                Vec::new()
+            },
+            addresses: Default::default(),
+        };
+        match &self.scenario.change {
+            Some(change) if node >= NODES => first.joint_to(self.target(change), &BTreeMap::new()),
+            _ => first,
+        }
+    }
+
+    /// The members a change moves to, as node ids.
+    pub(crate) fn target(&self, change: &MemberChange) -> Vec<NodeId> {
+        change.target.iter().copied().map(node_id).collect()
+    }
+
+    /// Whether node `n` has made the final configuration of the scenario's
+    /// change durable (always, without a change): its stamp can never
+    /// change again, not even in a restart.
+    pub(crate) fn settled_for_good(&self, s: &State, n: usize) -> bool {
+        self.scenario.change.as_ref().is_none_or(|change| {
+            s.machines[n]
+                .configuration
+                .is_settled_on(&self.target(change))
+        })
+    }
+
+    /// How many machines run: node 4 too when it replaces node 3 or joins
+    /// in a change.
     pub(crate) fn machines(&self) -> usize {
-        NODES + usize::from(self.scenario.replacing)
+        let joiners = self.scenario.change.iter().flat_map(|c| &c.target);
+        let last = joiners.map(|&n| n + 1).max().unwrap_or(0);
+        (NODES + usize::from(self.scenario.replacing)).max(last)
     }
 
     /// The holder id of client `c`.
@@ -326,7 +377,7 @@ impl LeaseModel {
         // messages it gates, and the network already delays messages in
         // every possible way: sync at once and spare the checker the
         // interleavings of an extra action.
-        let sync_at_once = s.crashes_left == 0 || !self.scenario.crashable.contains(&n);
+        let sync_at_once = !self.may_crash(s, n);
         let node_now = self.node_clock(n, s.now);
         let mut transmits = Vec::new();
         let mut replies = Vec::new();
@@ -352,20 +403,67 @@ impl LeaseModel {
         }
         // News of chosen values feeds histories only, never an acceptor or
         // a round: the model leaves it out rather than explore its orders.
-        transmits.retain(|t| !matches!(t.message, tenure_core::Message::Chosen(_)));
+        transmits.retain(|t| !matches!(t.message, Message::Chosen(_)));
+        transmits.retain(|t| !self.is_lost_on_the_way(n, t));
         for t in transmits {
-            s.network.send(
-                Envelope {
-                    from: n,
-                    to: node_index(t.to),
-                    message: t.message,
-                },
-                self.scenario.fifo,
+            let envelope = Envelope {
+                from: n,
+                to: node_index(t.to),
+                stamp: t.stamp,
+                message: t.message,
+            };
+            // The model never compacts, so every token floor is 0: a floor
+            // message only lets a rescan end. It arrives at once unless
+            // others are ahead of it on its channel, so that the checker
+            // does not explore its every order with the carries.
+            let floor = matches!(
+                envelope.message,
+                Message::RaiseFloor { .. } | Message::FloorRaised { .. }
             );
+            if floor && s.network.is_idle(envelope.from, envelope.to) {
+                self.deliver(s, envelope);
+            } else {
+                s.network.send(envelope, self.scenario.fifo);
+            }
         }
         for reply in replies {
             self.on_reply(s, reply);
         }
+    }
+
+    /// Whether the scenario's bounds lose `t`, sent by node `from`: a cut
+    /// between the two nodes, or a request to rescan that never reaches an
+    /// old member too slow to rescan.
+    fn is_lost_on_the_way(&self, from: usize, t: &Transmit) -> bool {
+        let to = node_index(t.to);
+        let cut = self
+            .scenario
+            .cut
+            .iter()
+            .any(|&pair| pair == (from, to) || pair == (to, from));
+        let slow_to_rescan = self
+            .scenario
+            .change
+            .as_ref()
+            .is_some_and(|c| c.slow_to_rescan.contains(&to));
+        cut || (slow_to_rescan && matches!(t.message, Message::Rescan))
+    }
+
+    /// Whether node `n` may crash now.
+    pub(crate) fn may_crash(&self, s: &State, n: usize) -> bool {
+        let window = !self.scenario.crash_during_rescan || s.rescan_begun;
+        s.crashes_left > 0 && window && self.scenario.crashable.contains(&n)
+    }
+
+    /// Whether node `n` holds the final configuration of the scenario's
+    /// change.
+    pub(crate) fn has_changed(&self, s: &State, n: usize) -> bool {
+        self.scenario.change.as_ref().is_some_and(|change| {
+            s.machines[n]
+                .node
+                .configuration()
+                .is_settled_on(&self.target(change))
+        })
     }
 
     pub(crate) fn submit(&self, s: &mut State, c: ClientId) {
@@ -527,9 +625,18 @@ impl LeaseModel {
     pub(crate) fn deliver(&self, s: &mut State, envelope: Envelope) {
         let from = node_id(envelope.from);
         self.step(s, envelope.to, |node, now| {
-            // One configuration throughout: every node's own.
-            let stamp = node.stamp();
-            node.handle_message(now, from, stamp, envelope.message)
+            node.handle_message(now, from, envelope.stamp, envelope.message)
+        });
+    }
+
+    /// Ask the scenario's coordinator for its change of members: to begin
+    /// it, or to resume it after a crash.
+    pub(crate) fn begin_change(&self, s: &mut State, change: &MemberChange) {
+        s.change_asked = true;
+        let target = self.target(change);
+        self.step(s, change.coordinator, |node, now| {
+            node.change_members(now, target)
+                .expect("the one change of the scenario is never refused")
         });
     }
 
@@ -539,13 +646,25 @@ impl LeaseModel {
             let machine: &mut Machine = &mut edit;
             let incarnation = machine.node.config().incarnation + 1;
             let boot = self.node_clock(n, s.now);
-            machine.node = Node::new(
-                self.config(n, incarnation, machine.horizon),
-                machine.disk.clone(),
-                boot,
-            )
-            .expect("a valid config");
+            // As `tenure_storage::boot_node` does: the floor and the
+            // members the disk holds.
+            let config = Config {
+                token_floor: machine.token_floor,
+                configuration: machine.configuration.clone(),
+                ..self.config(n, incarnation, machine.horizon)
+            };
+            machine.node = Node::new(config, machine.disk.clone(), boot).expect("a valid config");
             machine.unsynced.clear();
+        }
+        // A coordinator's progress is in memory only: an operator may ask
+        // again.
+        if self
+            .scenario
+            .change
+            .as_ref()
+            .is_some_and(|c| c.coordinator == n && c.resume_after_crash)
+        {
+            s.change_asked = false;
         }
         // The crashed node's clients never hear back: their requests have
         // unknown outcomes and stay in flight in the history.

@@ -39,6 +39,12 @@ impl LeaseModel {
         // new life, so that peek ids reused across lives (a stale read this
         // model found, fixed by numbering peeks per incarnation) would show.
         let collect_peek_answers = self.scenario.crashes == 0;
+        // A node whose configuration changes answers a message of its old
+        // stamp with its configuration: only once neither end can change
+        // its stamp again is what it ignores now ignored forever.
+        if !self.settled_for_good(s, e.to) || !self.settled_for_good(s, e.from) {
+            return false;
+        }
         match &e.message {
             // Ballots only grow and carry the incarnation, so a reply the
             // proposer ignores now (an older ballot, an older life, or an
@@ -50,15 +56,19 @@ impl LeaseModel {
             Message::Prepare { .. } | Message::Accept { .. } | Message::Peek { .. } => {
                 no_crash_to_come && self.answer_is_garbage(s, e, collect_peek_answers)
             }
-            // The model runs without compaction (`Compaction::default`).
-            Message::Chosen(_)
-            | Message::Compact { .. }
-            | Message::RaiseFloor { .. }
+            // Once the change is over at both ends, a node that ignores
+            // these ignores them for good: it coordinates nothing (asked
+            // again, it finds the change done) and rescans under no later
+            // epoch.
+            Message::RaiseFloor { .. }
             | Message::FloorRaised { .. }
             | Message::Configuration(_)
             | Message::Recorded
             | Message::Rescan
-            | Message::Rescanned => true,
+            | Message::Rescanned => self.ignored(s, e),
+            // Never in flight: the model sends no news of chosen values,
+            // and never compacts.
+            Message::Chosen(_) | Message::Compact { .. } => true,
         }
     }
 
@@ -78,7 +88,7 @@ impl LeaseModel {
             probe.handle_message(
                 self.node_clock(e.to, s.now),
                 node_id(e.from),
-                probe.stamp(),
+                e.stamp,
                 e.message.clone(),
             );
             probe == machine.node
@@ -115,7 +125,7 @@ impl LeaseModel {
         probe.handle_message(
             self.node_clock(e.to, s.now),
             node_id(e.from),
-            probe.stamp(),
+            e.stamp,
             e.message.clone(),
         );
         if probe.poll_write().is_some() {
@@ -126,6 +136,7 @@ impl LeaseModel {
             answers.push(Envelope {
                 from: e.to,
                 to: node_index(t.to),
+                stamp: t.stamp,
                 message: t.message,
             });
         }

@@ -5,20 +5,23 @@
 //! differ only in the order messages were sent are the same state; keeping
 //! each channel sorted makes them hash alike, and the checker visits them
 //! once. `Message` has no order of its own, so channels sort by a key that
-//! mirrors every field of the message.
+//! mirrors every field of the message and its stamp.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use tenure_core::lease::{Grant, REMEMBERED_WRITES};
 use tenure_core::{
-    Ballot, HolderId, LeaseName, LeaseValue, LockDelay, Message, Micros, Report, Token, Ttl,
+    Ballot, Configuration, Epoch, HolderId, LeaseName, LeaseValue, LockDelay, Message, Micros,
+    NodeId, Report, Stamp, Token, Ttl,
 };
 
-/// A message from one node (by index) to another.
+/// A message from one node (by index) to another, stamped with the
+/// configuration its sender made it under.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Envelope {
     pub from: usize,
     pub to: usize,
+    pub stamp: Stamp,
     pub message: Message,
 }
 
@@ -42,6 +45,23 @@ enum MessageKey {
     Peeked(u64, ReportKey, bool),
     Chosen(Ballot),
     Compact(Ballot),
+    RaiseFloor(Token),
+    FloorRaised(Token),
+    Configuration(ConfigurationKey),
+    Recorded,
+    Rescan,
+    Rescanned,
+}
+
+type ConfigurationKey = (Epoch, Vec<NodeId>, Vec<NodeId>, BTreeMap<NodeId, String>);
+
+fn configuration_key(c: &Configuration) -> ConfigurationKey {
+    (
+        c.epoch,
+        c.members.clone(),
+        c.joining.clone(),
+        c.addresses.clone(),
+    )
 }
 
 fn value_key(value: &LeaseValue) -> ValueKey {
@@ -59,7 +79,10 @@ fn report_key(report: &Option<Report>) -> ReportKey {
         .map(|r| (r.ballot, value_key(&r.value), r.age))
 }
 
-fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
+/// The key of a message and its stamp: equal keys, equal stamped messages.
+type StampedKey<'a> = ((Epoch, u64), Option<&'a LeaseName>, MessageKey);
+
+fn message_key<'a>(stamp: &Stamp, message: &'a Message) -> StampedKey<'a> {
     let key = match message {
         Message::Prepare { ballot, .. } => MessageKey::Prepare(*ballot),
         Message::Promise {
@@ -84,23 +107,25 @@ fn message_key(message: &Message) -> (&LeaseName, MessageKey) {
         // The model never sends news of chosen values (cluster.rs).
         Message::Chosen(c) => MessageKey::Chosen(c.ballot),
         Message::Compact { ballot, .. } => MessageKey::Compact(*ballot),
-        Message::RaiseFloor { .. } | Message::FloorRaised { .. } => {
-            unreachable!("the model runs no rescan")
-        }
-        Message::Configuration(_) | Message::Recorded | Message::Rescan | Message::Rescanned => {
-            unreachable!("the model's members never change")
-        }
+        Message::RaiseFloor { token } => MessageKey::RaiseFloor(*token),
+        Message::FloorRaised { token } => MessageKey::FloorRaised(*token),
+        Message::Configuration(c) => MessageKey::Configuration(configuration_key(c)),
+        Message::Recorded => MessageKey::Recorded,
+        Message::Rescan => MessageKey::Rescan,
+        Message::Rescanned => MessageKey::Rescanned,
     };
-    let name = message
-        .name()
-        .expect("every message of the model names a lease");
-    (name, key)
+    ((stamp.epoch, stamp.digest), message.name(), key)
 }
 
 /// One line per envelope in counterexample traces: `n1→n2 Prepare 1.1.1`.
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "n{}→n{} ", self.from + 1, self.to + 1)?;
+        // Every message of the first epoch is stamped alike: name the
+        // epoch only once a change has moved on from it.
+        if self.stamp.epoch != Epoch::FIRST {
+            write!(f, "[e{}] ", self.stamp.epoch.0)?;
+        }
         let report = |r: &Option<Report>| match r {
             None => "nothing".to_string(),
             Some(r) => format!("{} {} age {}", r.ballot, value(&r.value), r.age),
@@ -128,7 +153,17 @@ impl fmt::Debug for Envelope {
             Message::Compact { ballot, .. } => write!(f, "Compact {ballot}"),
             Message::RaiseFloor { token } => write!(f, "RaiseFloor {token}"),
             Message::FloorRaised { token } => write!(f, "FloorRaised {token}"),
-            Message::Configuration(c) => write!(f, "Configuration {}", c.epoch),
+            Message::Configuration(c) => {
+                let ids = |list: &[NodeId]| {
+                    let ids: Vec<String> = list.iter().map(|m| m.0.to_string()).collect();
+                    ids.join(",")
+                };
+                write!(f, "Configuration {} {{{}}}", c.epoch, ids(&c.members))?;
+                if !c.joining.is_empty() {
+                    write!(f, "+{{{}}}", ids(&c.joining))?;
+                }
+                Ok(())
+            }
             Message::Recorded => write!(f, "Recorded"),
             Message::Rescan => write!(f, "Rescan"),
             Message::Rescanned => write!(f, "Rescanned"),
@@ -150,7 +185,7 @@ pub fn value(v: &LeaseValue) -> String {
 /// order of sending does not tell states apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Network {
-    channels: BTreeMap<(usize, usize), Vec<Message>>,
+    channels: BTreeMap<(usize, usize), Vec<(Stamp, Message)>>,
 }
 
 impl Network {
@@ -159,20 +194,31 @@ impl Network {
             .channels
             .entry((envelope.from, envelope.to))
             .or_default();
+        let stamped = (envelope.stamp, envelope.message);
         if fifo {
-            channel.push(envelope.message);
+            channel.push(stamped);
         } else {
-            let key = message_key(&envelope.message);
-            let at = channel.partition_point(|m| message_key(m) <= key);
-            channel.insert(at, envelope.message);
+            let key = message_key(&stamped.0, &stamped.1);
+            let at = channel.partition_point(|(st, m)| message_key(st, m) <= key);
+            channel.insert(at, stamped);
         }
+    }
+
+    /// Whether nothing is in flight from node `from` to node `to`.
+    pub fn is_idle(&self, from: usize, to: usize) -> bool {
+        !self.channels.contains_key(&(from, to))
+    }
+
+    /// How many messages are in flight.
+    pub fn len(&self) -> usize {
+        self.channels.values().map(Vec::len).sum()
     }
 
     /// Take one copy of `envelope` out of the network (the first one).
     pub fn take(&mut self, envelope: &Envelope) {
         let key = (envelope.from, envelope.to);
         if let Some(channel) = self.channels.get_mut(&key) {
-            if let Some(at) = channel.iter().position(|m| *m == envelope.message) {
+            if let Some(at) = channel.iter().position(|m| is(envelope, m)) {
                 channel.remove(at);
             }
             if channel.is_empty() {
@@ -185,7 +231,7 @@ impl Network {
     pub fn forget(&mut self, envelope: &Envelope) {
         let key = (envelope.from, envelope.to);
         if let Some(channel) = self.channels.get_mut(&key) {
-            channel.retain(|m| *m != envelope.message);
+            channel.retain(|m| !is(envelope, m));
             if channel.is_empty() {
                 self.channels.remove(&key);
             }
@@ -204,17 +250,13 @@ impl Network {
         self.collect(|at, channel| at > 0 && channel[at] != channel[0])
     }
 
-    fn collect(&self, pick: impl Fn(usize, &[Message]) -> bool) -> Vec<Envelope> {
+    fn collect(&self, pick: impl Fn(usize, &[(Stamp, Message)]) -> bool) -> Vec<Envelope> {
         let mut out: Vec<Envelope> = Vec::new();
         for (&(from, to), channel) in &self.channels {
-            for (at, message) in channel.iter().enumerate() {
-                let repeat = channel[..at].contains(message);
+            for (at, stamped) in channel.iter().enumerate() {
+                let repeat = channel[..at].contains(stamped);
                 if pick(at, channel) && !repeat {
-                    out.push(Envelope {
-                        from,
-                        to,
-                        message: message.clone(),
-                    });
+                    out.push(envelope(from, to, stamped));
                 }
             }
         }
@@ -224,11 +266,23 @@ impl Network {
     /// Every envelope in flight, repeats included.
     pub fn all(&self) -> impl Iterator<Item = Envelope> + '_ {
         self.channels.iter().flat_map(|(&(from, to), channel)| {
-            channel.iter().map(move |m| Envelope {
-                from,
-                to,
-                message: m.clone(),
-            })
+            channel
+                .iter()
+                .map(move |stamped| envelope(from, to, stamped))
         })
     }
+}
+
+fn envelope(from: usize, to: usize, (stamp, message): &(Stamp, Message)) -> Envelope {
+    Envelope {
+        from,
+        to,
+        stamp: *stamp,
+        message: message.clone(),
+    }
+}
+
+/// Whether `stamped`, on `envelope`'s channel, is `envelope`.
+fn is(envelope: &Envelope, (stamp, message): &(Stamp, Message)) -> bool {
+    *stamp == envelope.stamp && *message == envelope.message
 }

@@ -1,6 +1,7 @@
 //! What one model check explores: the clients' scripts, the fault budgets,
 //! the time horizon, and the bug switched on (if any).
 
+use super::spec::ClientId;
 use tenure_core::Bug;
 
 /// One step of a client's script.
@@ -20,6 +21,10 @@ pub enum Step {
 pub struct Script {
     pub node: usize,
     pub steps: Vec<(Step, u64)>,
+    /// Its steps wait until its node holds the final configuration of
+    /// the scenario's change, as a client told to use a new member once
+    /// the change is over there.
+    pub after_change: bool,
 }
 
 impl Script {
@@ -28,6 +33,16 @@ impl Script {
         Script {
             node,
             steps: Vec::new(),
+            after_change: false,
+        }
+    }
+
+    /// Its steps wait until its node holds the change's final
+    /// configuration.
+    pub fn once_changed(self) -> Script {
+        Script {
+            after_change: true,
+            ..self
         }
     }
 
@@ -42,6 +57,32 @@ impl Script {
         self.steps.push((step, start_ms));
         self
     }
+}
+
+/// A change of members the checker asks one node to coordinate
+/// (`Node::change_members`). The nodes of the first configuration are
+/// n1..n3; a target node beyond them joins empty, under the joint
+/// configuration, as a joining node starts (docs/membership.md).
+#[derive(Clone, Debug)]
+pub struct MemberChange {
+    /// The node (by index) asked to coordinate it.
+    pub coordinator: usize,
+    /// The members to move to, by index.
+    pub target: Vec<usize>,
+    /// It is asked for no earlier than this.
+    pub from_ms: u64,
+    /// It is asked only once this client's first request is answered: a
+    /// grant made before the change, whose last messages may still be in
+    /// flight while it runs.
+    pub after_answer_to: Option<ClientId>,
+    /// After a crash of its coordinator, it may be asked again there, as
+    /// an operator resumes a change (`Node::change_members`).
+    pub resume_after_crash: bool,
+    /// Old members too slow to rescan within the horizon: the
+    /// coordinator's requests to rescan never reach them. A majority of
+    /// the old members must still rescan for the change to go on, and
+    /// its argument rests on theirs alone (docs/membership.md).
+    pub slow_to_rescan: Vec<usize>,
 }
 
 /// Everything that bounds one model: the workload, the fault budgets, the
@@ -67,6 +108,9 @@ pub struct Scenario {
     pub crashes: u8,
     /// The nodes that may crash.
     pub crashable: Vec<usize>,
+    /// Crashes come only once some node has begun a rescan; until then
+    /// every disk syncs as soon as it is written.
+    pub crash_during_rescan: bool,
     pub duplicates: u8,
     /// Deliver each channel's messages in send order, as one connection
     /// does, except for `losses` messages lost and `reorders` messages
@@ -80,6 +124,19 @@ pub struct Scenario {
     /// joint configuration {1,2,3} + {1,2,4} (docs/membership.md), node 4
     /// (index 3) takes part, and nothing reaches node 3.
     pub replacing: bool,
+    /// A change of members, asked for once, and again after a crash of
+    /// its coordinator (an operator resuming it).
+    pub change: Option<MemberChange>,
+    /// How long a change waits for answers before it asks again, and a
+    /// rescan's carry before it gives up (`Compaction.settle_timeout`).
+    pub settle_ms: u64,
+    /// Pairs of nodes (by index) that cannot reach each other: what one
+    /// sends the other is lost.
+    pub cut: Vec<(usize, usize)>,
+    /// Time moves on only while at most this many messages are in
+    /// flight: every other message arrives within the tick it was sent
+    /// in, or is lost. `None`: any number may be slower.
+    pub slow_messages: Option<usize>,
 }
 
 impl Scenario {
@@ -101,12 +158,17 @@ impl Scenario {
             bad_clock: None,
             crashes: 0,
             crashable: Vec::new(),
+            crash_during_rescan: false,
             duplicates: 0,
             fifo: true,
             losses: 0,
             reorders: 0,
             bug: None,
             replacing: false,
+            change: None,
+            settle_ms: NEVER_MS,
+            cut: Vec::new(),
+            slow_messages: None,
         }
     }
 

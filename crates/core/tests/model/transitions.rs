@@ -17,9 +17,11 @@ impl Model for LeaseModel {
     fn init_states(&self) -> Vec<State> {
         let machines = (0..self.machines())
             .map(|n| {
+                let config = self.config(n, 1, 0);
                 Shared::new(Machine {
-                    node: Node::new(self.config(n, 1, 0), [], Instant::ZERO)
-                        .expect("a valid config"),
+                    token_floor: config.token_floor,
+                    configuration: config.configuration.clone(),
+                    node: Node::new(config, [], Instant::ZERO).expect("a valid config"),
                     disk: BTreeMap::new(),
                     horizon: 0,
                     unsynced: Vec::new(),
@@ -49,6 +51,8 @@ impl Model for LeaseModel {
             linearizable: true,
             grants: Vec::new(),
             holds: Vec::new(),
+            change_asked: false,
+            rescan_begun: false,
         }]
     }
 
@@ -58,7 +62,9 @@ impl Model for LeaseModel {
             let due = steps
                 .get(client.next)
                 .is_some_and(|&(_, start_ms)| s.now >= Instant::ZERO.plus(ms(start_ms)));
-            if client.outstanding.is_none() && due {
+            let script = &self.scenario.clients[c];
+            let waits = script.after_change && !self.has_changed(s, script.node);
+            if client.outstanding.is_none() && due && !waits {
                 actions.push(Action::Submit(c as ClientId));
             }
         }
@@ -102,11 +108,33 @@ impl Model for LeaseModel {
             {
                 actions.push(Action::Timeout(n));
             }
-            if s.crashes_left > 0 && self.scenario.crashable.contains(&n) {
+            if self.may_crash(s, n) {
                 actions.push(Action::Crash(n));
             }
         }
-        if s.now.plus(ms(self.scenario.tick_ms)) <= Instant::ZERO.plus(ms(self.scenario.horizon_ms))
+        if let Some(change) = &self.scenario.change {
+            let due = s.now >= Instant::ZERO.plus(ms(change.from_ms));
+            let coordinator = &s.machines[change.coordinator].node;
+            // Asked again only if the change is not over there, and the
+            // coordinator does not drive it already.
+            let over = coordinator
+                .configuration()
+                .is_settled_on(&self.target(change));
+            let answered = change.after_answer_to.is_none_or(|c| {
+                let client = &s.clients[usize::from(c)];
+                client.next > 0 && client.outstanding.is_none()
+            });
+            if due && answered && !s.change_asked && !over && coordinator.change_step().is_none() {
+                actions.push(Action::BeginChange(change.coordinator));
+            }
+        }
+        let quiet = self
+            .scenario
+            .slow_messages
+            .is_none_or(|slow| s.network.len() <= slow);
+        if quiet
+            && s.now.plus(ms(self.scenario.tick_ms))
+                <= Instant::ZERO.plus(ms(self.scenario.horizon_ms))
         {
             actions.push(Action::Tick);
         }
@@ -166,6 +194,11 @@ impl Model for LeaseModel {
                 // The last crash may turn more envelopes into garbage.
                 Touched::Everything
             }
+            Action::BeginChange(n) => {
+                let change = self.scenario.change.as_ref().expect("a scenario change");
+                self.begin_change(&mut s, change);
+                Touched::Node(n)
+            }
             // Whether a message is ignored does not depend on the time.
             Action::Tick => {
                 s.now = s.now.plus(ms(self.scenario.tick_ms));
@@ -173,6 +206,7 @@ impl Model for LeaseModel {
             }
         };
         self.collect_garbage(&mut s, touched);
+        s.rescan_begun |= s.machines.iter().any(|m| m.node.rescanning());
         Some(s)
     }
 
@@ -209,6 +243,20 @@ impl Model for LeaseModel {
                     )
                 })
             }),
+            Property::sometimes(MEMBERS_CHANGED, |model: &LeaseModel, s: &State| {
+                model.scenario.change.as_ref().is_some_and(|change| {
+                    let target = model.target(change);
+                    s.machines
+                        .iter()
+                        .any(|m| m.node.configuration().is_settled_on(&target))
+                })
+            }),
+            Property::sometimes(JOINER_ANSWERED, |model: &LeaseModel, s: &State| {
+                let joins = |op: u8| model.scenario.clients[usize::from(op / 16)].node >= NODES;
+                s.history
+                    .iter()
+                    .any(|e| matches!(e, Event::Return { op, .. } if joins(*op)))
+            }),
             Property::sometimes(OUTCOME_UNKNOWN, |_, s: &State| {
                 // Invoked, never answered, and the client has moved on.
                 let answered = |op: u8| {
@@ -237,6 +285,8 @@ pub const GRANTED: &str = "a lease is granted";
 pub const HANDED_OVER: &str = "the lease passes to another client";
 pub const RENEWED: &str = "a lease is renewed";
 pub const READ_SEES_HOLDER: &str = "a read sees the lease held";
+pub const MEMBERS_CHANGED: &str = "the members change";
+pub const JOINER_ANSWERED: &str = "a client of a joining node is answered";
 pub const OUTCOME_UNKNOWN: &str = "a request ends with its outcome unknown";
 
 /// Fencing: no token is granted twice, and a grant requested after another
