@@ -260,9 +260,9 @@ struct Shared {
     /// Name timers by deadline, so the next one is found without a scan.
     timers: BTreeSet<(Instant, LeaseName)>,
     /// Names that were contended here lately (a refused acquire, a
-    /// pre-empted round), until when: the first refusal of a freed lease
-    /// applies to these only, so a name nobody else wants never waits.
-    contended: BTreeMap<LeaseName, Instant>,
+    /// pre-empted round): the first refusal of a freed lease applies to
+    /// these only, so a name nobody else wants never waits.
+    contended: BTreeMap<LeaseName, Contention>,
     /// When each peer last answered this node's proposer (any message):
     /// a look asks those that answered last first.
     answered: BTreeMap<NodeId, Instant>,
@@ -273,19 +273,31 @@ const CONTENDED_FOR: Micros = Micros::from_millis(1_000);
 /// Contended names remembered at most; beyond, those past their time go.
 const MAX_CONTENDED: usize = 4_096;
 
+/// A name contended here lately, and what this node learnt of who wants
+/// it (`round/contend.rs`, the first refusal).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Contention {
+    until: Instant,
+    /// This node waited for `.1` to take the lease freed by the write at
+    /// `.0`; the next write it sees tells whether `.1` did.
+    deferred: Option<(Ballot, NodeId)>,
+    /// Members that let a first refusal pass, until when: passed over.
+    idle: Vec<(NodeId, Instant)>,
+}
+
 impl Shared {
     fn mark_contended(&mut self, name: &LeaseName, now: Instant) {
         if self.contended.len() >= MAX_CONTENDED && !self.contended.contains_key(name) {
-            self.contended.retain(|_, until| *until > now);
+            self.contended.retain(|_, c| c.until > now);
             if self.contended.len() >= MAX_CONTENDED {
                 return; // A bound on memory: this name forgoes the rule.
             }
         }
-        self.contended.insert(name.clone(), now.plus(CONTENDED_FOR));
+        self.contended.entry(name.clone()).or_default().until = now.plus(CONTENDED_FOR);
     }
 
-    fn is_contended(&self, name: &LeaseName, now: Instant) -> bool {
-        self.contended.get(name).is_some_and(|until| *until > now)
+    fn contention(&mut self, name: &LeaseName, now: Instant) -> Option<&mut Contention> {
+        self.contended.get_mut(name).filter(|c| c.until > now)
     }
 
     /// This node and the peers that answered most recently: the fewest

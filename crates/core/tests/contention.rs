@@ -62,6 +62,20 @@ struct Seen {
 /// try-lock loop (come back 1 ms after a refusal), or with `wait` a waiting
 /// acquire; each holds a grant for `HOLD`, then releases it.
 fn crowd(rules: Rules, clients: usize, wait: impl Fn(usize) -> Micros, length: Micros) -> Seen {
+    let retry_after = Micros::from_millis(1);
+    crowd_on(rules, clients, wait, length, |i| i % 3, retry_after)
+}
+
+/// `crowd`, with client `i` on node `node_of(i)`, coming back
+/// `retry_after` after a refusal.
+fn crowd_on(
+    rules: Rules,
+    clients: usize,
+    wait: impl Fn(usize) -> Micros,
+    length: Micros,
+    node_of: impl Fn(usize) -> usize,
+    retry_after: Micros,
+) -> Seen {
     let nodes = common::fresh_nodes_with(3, rules, |n| u64::from(n.0) * 7919);
     let mut net = Net::new(nodes, DELAY);
     let name = LeaseName::new("job").expect("a valid name");
@@ -70,7 +84,7 @@ fn crowd(rules: Rules, clients: usize, wait: impl Fn(usize) -> Micros, length: M
     let mut ask = |net: &mut Net, i: usize, op: Op| {
         next_request += 1;
         let request = RequestId(next_request);
-        net.submit(i % 3, request, &name, op);
+        net.submit(i, request, &name, op);
         Doing::Asking {
             request,
             since: net.now,
@@ -78,7 +92,7 @@ fn crowd(rules: Rules, clients: usize, wait: impl Fn(usize) -> Micros, length: M
     };
     let mut crowd: Vec<Client> = (0..clients)
         .map(|i| Client {
-            node: i % 3,
+            node: node_of(i),
             waits: wait(i),
             doing: Doing::Pausing { until: start },
         })
@@ -119,7 +133,7 @@ fn crowd(rules: Rules, clients: usize, wait: impl Fn(usize) -> Micros, length: M
                                 }
                             }
                             Ok(_) => Doing::Pausing {
-                                until: now.plus(Micros::from_millis(1)),
+                                until: now.plus(retry_after),
                             },
                             Err(failure) => {
                                 seen.failures.push(*failure);
@@ -396,5 +410,45 @@ fn an_acquire_batched_with_the_release_it_races_is_granted() {
         matches!(answer(3), Ok(Outcome::Granted { token: next, .. }) if next.0 == token.0 + 1),
         "{:?}",
         answer(3)
+    );
+}
+
+/// Clients that all talk to one node (every client that starts at the
+/// first of the same endpoints) never wait for the first refusal of a
+/// member with nobody to grant to: after the first few handoffs, that
+/// member is passed over, and the lease changes hands as fast as when the
+/// clients are spread over the nodes.
+#[test]
+fn clients_on_one_node_do_not_wait_for_members_with_nobody_to_grant_to() {
+    let length = Micros::from_millis(2_000);
+    let median_gap = |seen: &Seen| {
+        let mut gaps: Vec<u64> = seen
+            .grants
+            .windows(2)
+            .map(|w| w[1].0.since(w[0].0).0)
+            .collect();
+        gaps.sort_unstable();
+        Micros(gaps[gaps.len() / 2])
+    };
+    // Clients that come back 2 ms after a refusal: the node is then often
+    // idle when the holder's release comes, so the release is written
+    // alone, and the next acquire meets the first refusal of a member
+    // with no client. Seen before the rule passed such members over: 206
+    // grants on one node, one every 9.8 ms (at the median), against 445
+    // spread; with it, 498.
+    let retry_after = Micros::from_millis(2);
+    let no_wait = |_| Micros::ZERO;
+    let on_one = crowd_on(Rules::default(), 6, no_wait, length, |_| 0, retry_after);
+    let spread = crowd_on(Rules::default(), 6, no_wait, length, |i| i % 3, retry_after);
+    assert!(on_one.failures.is_empty(), "{:?}", on_one.failures);
+    let (one, apart) = (median_gap(&on_one), median_gap(&spread));
+    println!(
+        "grants: {} on one node, {} spread; median time between grants {one:?} and {apart:?}",
+        on_one.grants.len(),
+        spread.grants.len()
+    );
+    assert!(
+        one <= apart,
+        "on one node the lease changes hands every {one:?}, spread every {apart:?}"
     );
 }

@@ -3,6 +3,7 @@
 //! passes round the members instead of being fought over.
 
 use super::*;
+use crate::proposer::{Contention, CONTENDED_FOR};
 
 impl RoundCtx<'_> {
     /// Whether this round only wants to grant a lease that was freed a
@@ -29,6 +30,14 @@ impl RoundCtx<'_> {
     /// node saw contended lately: whether this node has its first refusal.
     /// `None` when the rule does not apply (a client cycling a name of its
     /// own never waits for it).
+    ///
+    /// A member that let its first refusal pass (the next write was not
+    /// its own) is passed over for `CONTENDED_FOR`, or until it writes: its
+    /// clients want the name no longer, or never did. Clients that all
+    /// talk to one node (as every client that starts at the first of the
+    /// same endpoints does) then never wait for members with nobody to
+    /// grant to. Members may judge this differently for a while; that costs
+    /// at most a duel, which the rule after a pre-emption settles.
     pub(super) fn first_refusal(
         &mut self,
         value: &LeaseValue,
@@ -45,16 +54,32 @@ impl RoundCtx<'_> {
             lease::view(value, age, &self.shared.rules),
             lease::LeaseView::Free { .. }
         );
-        let contended = self.shared.is_contended(self.name, self.now);
-        if !plain_acquires || !free || top == Ballot::ZERO || age >= grace || !contended {
+        let (now, node) = (self.now, self.shared.node);
+        let members = self.shared.quorums.members().to_vec();
+        let contention = self.shared.contention(self.name, now)?;
+        learn_who_passed(contention, top, now);
+        if !plain_acquires || !free || top == Ballot::ZERO || age >= grace {
             return None;
         }
-        let members = self.shared.quorums.members();
-        let after = members
-            .iter()
-            .position(|m| m.0 == top.node)
-            .map_or(members[0], |at| members[(at + 1) % members.len()]);
-        Some(after == self.shared.node)
+        let writer = members.iter().position(|m| m.0 == top.node);
+        let idle = |m: NodeId| {
+            m != node
+                && contention
+                    .idle
+                    .iter()
+                    .any(|&(i, until)| i == m && until > now)
+        };
+        let after = match writer {
+            None => members[0],
+            Some(at) => (1..=members.len())
+                .map(|k| members[(at + k) % members.len()])
+                .find(|&m| !idle(m))
+                .unwrap_or(node),
+        };
+        if after != node {
+            contention.deferred = Some((top, after));
+        }
+        Some(after == node)
     }
 
     /// Another proposer's ballot `promised` is ahead: it is about to
@@ -110,6 +135,23 @@ impl RoundCtx<'_> {
             for_write: true,
         };
         self.set_phase(then, self.now.plus(pause));
+    }
+}
+
+/// What the value at `top` tells of who wants the name: a member that
+/// writes wants it; the one this node deferred to let it pass if a later
+/// write is another's.
+fn learn_who_passed(contention: &mut Contention, top: Ballot, now: Instant) {
+    contention
+        .idle
+        .retain(|&(m, until)| until > now && m.0 != top.node);
+    if let Some((freed_at, to)) = contention.deferred {
+        if top > freed_at {
+            contention.deferred = None;
+            if to.0 != top.node {
+                contention.idle.push((to, now.plus(CONTENDED_FOR)));
+            }
+        }
     }
 }
 
