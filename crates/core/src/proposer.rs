@@ -296,10 +296,6 @@ impl Shared {
         self.contended.entry(name.clone()).or_default().until = now.plus(CONTENDED_FOR);
     }
 
-    fn contention(&mut self, name: &LeaseName, now: Instant) -> Option<&mut Contention> {
-        self.contended.get_mut(name).filter(|c| c.until > now)
-    }
-
     /// This node and the peers that answered most recently: the fewest
     /// that decide.
     fn nearest_majority(&self) -> Vec<NodeId> {

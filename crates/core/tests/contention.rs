@@ -81,10 +81,10 @@ fn crowd_on(
     let name = LeaseName::new("job").expect("a valid name");
     let start = net.now;
     let mut next_request = 0u64;
-    let mut ask = |net: &mut Net, i: usize, op: Op| {
+    let mut ask = |net: &mut Net, node: usize, op: Op| {
         next_request += 1;
         let request = RequestId(next_request);
-        net.submit(i, request, &name, op);
+        net.submit(node, request, &name, op);
         Doing::Asking {
             request,
             since: net.now,

@@ -55,8 +55,13 @@ impl RoundCtx<'_> {
             lease::LeaseView::Free { .. }
         );
         let (now, node) = (self.now, self.shared.node);
-        let members = self.shared.quorums.members().to_vec();
-        let contention = self.shared.contention(self.name, now)?;
+        // Two fields borrowed apart: the members are not copied per call.
+        let members = self.shared.quorums.members();
+        let contention = self
+            .shared
+            .contended
+            .get_mut(self.name)
+            .filter(|c| c.until > now)?;
         learn_who_passed(contention, top, now);
         if !plain_acquires || !free || top == Ballot::ZERO || age >= grace {
             return None;
