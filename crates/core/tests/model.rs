@@ -271,9 +271,7 @@ fn node_1_replaced_after_a_grant() -> Scenario {
         change: Some(MemberChange {
             coordinator: N2,
             target: vec![N2, N3, N4],
-            from_ms: 0,
             after_answer_to: Some(CLIENT_A),
-            resume_after_crash: false,
             slow_to_rescan: vec![N1],
         }),
         ..Scenario::new(vec![

@@ -136,8 +136,7 @@ pub struct State {
     pub linearizable: bool,
     pub grants: Vec<GrantRecord>,
     pub holds: Vec<Hold>,
-    /// The scenario's change of members was asked for, and its
-    /// coordinator has not crashed since.
+    /// The scenario's change of members was asked for.
     pub change_asked: bool,
     /// Some node has begun a rescan.
     pub rescan_begun: bool,
@@ -236,6 +235,8 @@ pub struct LeaseModel {
     pub(crate) holders: Vec<HolderId>,
     /// Tells this scenario's remembered verdicts from another's.
     pub(crate) fingerprint: u64,
+    /// The members the scenario's change moves to, as node ids.
+    pub(crate) target: Option<Vec<NodeId>>,
 }
 
 pub(crate) fn ms(n: u64) -> Micros {
@@ -261,7 +262,10 @@ impl LeaseModel {
             .iter()
             .map(|h| HolderId::new(h).expect("a valid holder"))
             .collect();
+        let target = (scenario.change.as_ref())
+            .map(|change| change.target.iter().copied().map(node_id).collect());
         LeaseModel {
+            target,
             ttl: Ttl::from_millis(scenario.ttl_ms).expect("ttl in range"),
             fingerprint: super::shared::hash_of(&format!("{scenario:?}")),
             scenario,
@@ -305,26 +309,23 @@ impl LeaseModel {
             },
             addresses: Default::default(),
         };
-        match &self.scenario.change {
-            Some(change) if node >= NODES => first.joint_to(self.target(change), &BTreeMap::new()),
+        match &self.target {
+            Some(target) if node >= NODES => first.joint_to(target.clone(), &BTreeMap::new()),
             _ => first,
         }
     }
 
-    /// The members a change moves to, as node ids.
-    pub(crate) fn target(&self, change: &MemberChange) -> Vec<NodeId> {
-        change.target.iter().copied().map(node_id).collect()
+    /// Whether `configuration` is the final one of the scenario's change
+    /// (`None` without a change).
+    fn is_target(&self, configuration: &Configuration) -> Option<bool> {
+        (self.target.as_ref()).map(|target| configuration.is_settled_on(target))
     }
 
     /// Whether node `n` has made the final configuration of the scenario's
     /// change durable (always, without a change): its stamp can never
     /// change again, not even in a restart.
     pub(crate) fn settled_for_good(&self, s: &State, n: usize) -> bool {
-        self.scenario.change.as_ref().is_none_or(|change| {
-            s.machines[n]
-                .configuration
-                .is_settled_on(&self.target(change))
-        })
+        self.is_target(&s.machines[n].configuration).unwrap_or(true)
     }
 
     /// How many machines run: node 4 too when it replaces node 3 or joins
@@ -458,12 +459,8 @@ impl LeaseModel {
     /// Whether node `n` holds the final configuration of the scenario's
     /// change.
     pub(crate) fn has_changed(&self, s: &State, n: usize) -> bool {
-        self.scenario.change.as_ref().is_some_and(|change| {
-            s.machines[n]
-                .node
-                .configuration()
-                .is_settled_on(&self.target(change))
-        })
+        self.is_target(s.machines[n].node.configuration())
+            .unwrap_or(false)
     }
 
     pub(crate) fn submit(&self, s: &mut State, c: ClientId) {
@@ -629,11 +626,10 @@ impl LeaseModel {
         });
     }
 
-    /// Ask the scenario's coordinator for its change of members: to begin
-    /// it, or to resume it after a crash.
+    /// Ask the scenario's coordinator for its change of members.
     pub(crate) fn begin_change(&self, s: &mut State, change: &MemberChange) {
         s.change_asked = true;
-        let target = self.target(change);
+        let target = self.target.clone().expect("a scenario change");
         self.step(s, change.coordinator, |node, now| {
             node.change_members(now, target)
                 .expect("the one change of the scenario is never refused")
@@ -655,16 +651,6 @@ impl LeaseModel {
             };
             machine.node = Node::new(config, machine.disk.clone(), boot).expect("a valid config");
             machine.unsynced.clear();
-        }
-        // A coordinator's progress is in memory only: an operator may ask
-        // again.
-        if self
-            .scenario
-            .change
-            .as_ref()
-            .is_some_and(|c| c.coordinator == n && c.resume_after_crash)
-        {
-            s.change_asked = false;
         }
         // The crashed node's clients never hear back: their requests have
         // unknown outcomes and stay in flight in the history.

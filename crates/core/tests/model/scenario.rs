@@ -69,15 +69,10 @@ pub struct MemberChange {
     pub coordinator: usize,
     /// The members to move to, by index.
     pub target: Vec<usize>,
-    /// It is asked for no earlier than this.
-    pub from_ms: u64,
     /// It is asked only once this client's first request is answered: a
     /// grant made before the change, whose last messages may still be in
     /// flight while it runs.
     pub after_answer_to: Option<ClientId>,
-    /// After a crash of its coordinator, it may be asked again there, as
-    /// an operator resumes a change (`Node::change_members`).
-    pub resume_after_crash: bool,
     /// Old members too slow to rescan within the horizon: the
     /// coordinator's requests to rescan never reach them. A majority of
     /// the old members must still rescan for the change to go on, and
@@ -124,8 +119,7 @@ pub struct Scenario {
     /// joint configuration {1,2,3} + {1,2,4} (docs/membership.md), node 4
     /// (index 3) takes part, and nothing reaches node 3.
     pub replacing: bool,
-    /// A change of members, asked for once, and again after a crash of
-    /// its coordinator (an operator resuming it).
+    /// A change of members, asked for once.
     pub change: Option<MemberChange>,
     /// How long a change waits for answers before it asks again, and a
     /// rescan's carry before it gives up (`Compaction.settle_timeout`).

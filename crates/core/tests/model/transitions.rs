@@ -113,18 +113,11 @@ impl Model for LeaseModel {
             }
         }
         if let Some(change) = &self.scenario.change {
-            let due = s.now >= Instant::ZERO.plus(ms(change.from_ms));
-            let coordinator = &s.machines[change.coordinator].node;
-            // Asked again only if the change is not over there, and the
-            // coordinator does not drive it already.
-            let over = coordinator
-                .configuration()
-                .is_settled_on(&self.target(change));
             let answered = change.after_answer_to.is_none_or(|c| {
                 let client = &s.clients[usize::from(c)];
                 client.next > 0 && client.outstanding.is_none()
             });
-            if due && answered && !s.change_asked && !over && coordinator.change_step().is_none() {
+            if answered && !s.change_asked {
                 actions.push(Action::BeginChange(change.coordinator));
             }
         }
@@ -244,12 +237,7 @@ impl Model for LeaseModel {
                 })
             }),
             Property::sometimes(MEMBERS_CHANGED, |model: &LeaseModel, s: &State| {
-                model.scenario.change.as_ref().is_some_and(|change| {
-                    let target = model.target(change);
-                    s.machines
-                        .iter()
-                        .any(|m| m.node.configuration().is_settled_on(&target))
-                })
+                (0..s.machines.len()).any(|n| model.has_changed(s, n))
             }),
             Property::sometimes(JOINER_ANSWERED, |model: &LeaseModel, s: &State| {
                 let joins = |op: u8| model.scenario.clients[usize::from(op / 16)].node >= NODES;
