@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::history::History;
 use crate::http::auth::Auth;
-use crate::http::{self, AppState};
+use crate::http::{self, App, AppState};
 use crate::metrics::Metrics;
 use crate::node_loop::Observers;
 use crate::node_loop::{Inputs, NodeHandle, NodeLoop};
@@ -293,7 +293,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
     }));
 
     let request_deadline = Duration::from_micros(config.timing.request_deadline.0);
-    let state = AppState {
+    let state = AppState::new(App {
         node: NodeHandle::new(call_tx, cancel_tx, members_tx, members_now),
         cluster_id: config.cluster_id.as_str().into(),
         wakeups,
@@ -318,7 +318,7 @@ pub async fn start(config: ServerConfig, listeners: Listeners) -> Result<Running
             config.http.max_waits_per_caller,
         )),
         store_file: config.data_dir.join(tenure_storage::FILE_NAME).into(),
-    };
+    });
     if auth.is_some() || tls.is_some() || https.is_some() {
         let reloads = Reloads {
             auth,

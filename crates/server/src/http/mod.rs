@@ -45,9 +45,28 @@ use std::time::{Duration, Instant};
 use tenure_core::{Failure, LeaseName, Op, Outcome};
 use tokio::sync::watch as signal;
 
-/// Everything a handler may use.
+/// Everything a handler may use; cloned for every request (by each
+/// middleware and the handler), so the clone is one reference count, not
+/// one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct App {
     pub node: NodeHandle,
     /// The cluster's name (`--cluster-id`).
     pub cluster_id: Arc<str>,
