@@ -51,10 +51,15 @@ pub enum Bug {
     /// soon as the joint configuration is in force, without the rescan: a
     /// value only the old members held is lost to the new quorums.
     SkipRescan,
+    /// A look whose majority disagrees waits a whole phase for the other
+    /// members, which may be down: under contention with a node lost, the
+    /// name moves on meanwhile, the round can no longer learn the fate of
+    /// its own earlier write, and its request fails.
+    LookWaitsForTheSilent,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::ReplyBeforePersist,
         Bug::AgeOfAnyBallot,
         Bug::ForgetPromises,
@@ -68,6 +73,7 @@ impl Bug {
         Bug::PromiseHidesFloor,
         Bug::CompactOnMajority,
         Bug::SkipRescan,
+        Bug::LookWaitsForTheSilent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +91,7 @@ impl Bug {
             Bug::PromiseHidesFloor => "promise-hides-floor",
             Bug::CompactOnMajority => "compact-on-majority",
             Bug::SkipRescan => "skip-rescan",
+            Bug::LookWaitsForTheSilent => "look-waits-for-the-silent",
         }
     }
 

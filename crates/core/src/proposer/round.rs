@@ -407,6 +407,13 @@ impl RoundCtx<'_> {
             match round.phase {
                 // The peers asked first are slow: ask the others too.
                 Phase::Looking { widened: false, .. } => self.widen_look(),
+                // A majority answered, disagreeing, and the rest are slow
+                // (`hear_the_rest_briefly`): look again.
+                Phase::Looking { ref reports, .. }
+                    if self.shared.quorums.is_quorum(|m| reports.contains_key(&m)) =>
+                {
+                    self.look_again()
+                }
                 Phase::Paused {
                     then: AfterPause::Look,
                     ..

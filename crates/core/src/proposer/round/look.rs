@@ -99,15 +99,34 @@ impl RoundCtx<'_> {
             unreachable!("answers are counted while looking")
         };
         let widened = *widened;
-        let heard_all_asked = quorums.is_quorum(|m| reports.contains_key(&m));
+        let heard_a_quorum = quorums.is_quorum(|m| reports.contains_key(&m));
         match looked(reports, lazy, quorums) {
             Looked::Chosen => self.conclude_look(),
             // The majority asked first disagrees, or holds the value only
             // lazily: the others may settle it.
-            _ if !widened && heard_all_asked => self.widen_look(),
+            _ if !widened && heard_a_quorum => {
+                self.widen_look();
+                self.hear_the_rest_briefly();
+            }
+            Looked::Waiting if heard_a_quorum => self.hear_the_rest_briefly(),
             Looked::Waiting => {}
             Looked::Unsettled | Looked::NotYetDurable => self.look_again(),
         }
+    }
+
+    /// A majority answered the look and disagrees: a write was in flight,
+    /// which a look begun a moment later sees. Wait for the other members
+    /// only as long as for the first ones, then look again (`on_timer`):
+    /// they may be down, and waiting out a phase for them would let the
+    /// name move on so far that this round could no longer learn the fate
+    /// of its own earlier write.
+    fn hear_the_rest_briefly(&mut self) {
+        if self.shared.rules.bugs.has(Bug::LookWaitsForTheSilent) {
+            return;
+        }
+        let soon = self.now.plus(widen_after(&self.shared.timing));
+        let round = running(self.state);
+        round.timer = round.timer.min(soon);
     }
 
     /// A look found the chosen value: answer from it, or write after all.
