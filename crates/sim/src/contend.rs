@@ -49,7 +49,8 @@ pub struct Contender {
     pub id: usize,
     holder: HolderId,
     clock: Clock,
-    node: usize,
+    /// The node it talks to.
+    pub node: usize,
     waits: bool,
     name: LeaseName,
     pending: Option<Pending>,
@@ -57,7 +58,7 @@ pub struct Contender {
     held: Option<(Token, u64)>,
     next_request: u64,
     /// Stop asking after this (true µs).
-    until: u64,
+    pub until: u64,
     /// The first request it saw answered late, failed, or never answered.
     pub stalled: Option<String>,
 }
@@ -198,6 +199,18 @@ impl Contender {
                 vec![Ask::WakeAt(release_at)]
             }
             Ok(_) => vec![Ask::WakeAt(now + pause)],
+        }
+    }
+
+    /// Its node died: it talks to `next` from now on. A request it was
+    /// waiting on has an unknown outcome; it is sent again through `next`
+    /// (an acquire by the same holder supersedes a lost grant; a release
+    /// names its token), as a client does when its connection fails.
+    pub fn lost_node(&mut self, now: u64, next: usize, history: &mut History) -> Vec<Ask> {
+        self.node = next;
+        match self.pending.take() {
+            Some(p) => vec![self.send(now, p.op, history)],
+            None => Vec::new(),
         }
     }
 

@@ -121,6 +121,11 @@ enum Event {
     CrowdWake {
         contender: usize,
     },
+    /// One node of the crowd's crashes mid-way, and stays down until the
+    /// crowd is done: the others must go on answering.
+    CrowdCrash {
+        node: usize,
+    },
     Crash,
     /// The clients start again after the quiet that follows the crowd.
     Revive,
@@ -213,6 +218,8 @@ pub struct World {
     member_plan: Option<MemberPlan>,
     /// Draws for the change of members, apart from `rng`.
     member_rng: SimRng,
+    /// Draws for the crash during the crowd, apart from `rng`.
+    crowd_crash_rng: SimRng,
 }
 
 impl World {
@@ -263,6 +270,7 @@ impl World {
             revived_until: None,
             member_plan: None,
             member_rng: SimRng::new(config.seed ^ 0x3E3B_E125),
+            crowd_crash_rng: SimRng::new(config.seed ^ 0xC20D_C2A5),
             config,
             rng,
         };
@@ -596,6 +604,7 @@ impl World {
                 let asks = self.crowd[contender].wake(self.now, &mut self.history);
                 self.crowd_asks(contender, asks);
             }
+            Event::CrowdCrash { node } => self.crash_under_crowd(node),
             Event::ClientWake { client } => {
                 let rules = self.rules;
                 let actions =

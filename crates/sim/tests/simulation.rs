@@ -142,6 +142,14 @@ fn catches_refusals_that_pre_empt_the_holder() {
     assert!(first_catch(Bug::PrepareToRefuse).is_some());
 }
 
+/// A look that waits out a phase for members that may be down: with a
+/// node killed under the crowd, requests on the others fail (the benchmark
+/// saw it as 503s under a node kill).
+#[test]
+fn catches_a_look_that_waits_for_a_dead_member() {
+    assert!(first_catch(Bug::LookWaitsForTheSilent).is_some());
+}
+
 /// Changes of members amid every fault (`world/members.rs`): a member lost
 /// with its disk and replaced by an empty node, or a growth to five,
 /// coordinated by the core's coordinator and asked again of another node

@@ -14,7 +14,7 @@ use super::spec::SpecState;
 use super::Violation;
 use crate::history::OpRecord;
 use std::collections::HashSet;
-use tenure_core::{LeaseName, Outcome};
+use tenure_core::{LeaseName, Op, Outcome};
 
 /// The search gives up after this many steps by default, so a
 /// pathological history cannot hang a run; `checked` says so, and
@@ -40,6 +40,20 @@ enum Choice {
 pub struct Report {
     /// False when the step budget ran out before a verdict.
     pub checked: bool,
+}
+
+/// A waiting acquire may sit in the name's chosen queue after its node
+/// has stopped, and a release hands it the lease when its turn comes: it
+/// can take effect until its wait runs out, whoever writes. The queue
+/// counts the wait on the acceptors' clocks, so allow twice the wait
+/// (far beyond the drift bound) and a little more.
+fn queued_until(op: &OpRecord) -> u64 {
+    match &op.op {
+        Op::Acquire { wait, .. } if wait.0 > 0 => op
+            .invoked_us
+            .saturating_add(wait.0.saturating_mul(2) + 100_000),
+        _ => 0,
+    }
 }
 
 fn writes(outcome: &Outcome) -> bool {
@@ -143,6 +157,7 @@ pub fn check(
         if let Some((at, _)) = &op.returned {
             events.push((*at, 1, i, Entry::Return(i)));
         } else if let Some(ended) = op.ended_us {
+            let ended = ended.max(queued_until(op));
             let deadline = completed_writes
                 .iter()
                 .filter(|(invoked, _)| *invoked > ended)

@@ -46,6 +46,14 @@ impl World {
     }
 
     pub(super) fn crash(&mut self, node: usize) {
+        self.go_down(node);
+        let back = self.now + self.rng.between(10_000, 500_000);
+        self.schedule(back, Event::Restart { node });
+    }
+
+    /// The node's process dies: what it was doing is lost, its disk keeps
+    /// what was synced.
+    pub(super) fn go_down(&mut self, node: usize) {
         let sim = &mut self.nodes[node];
         for (_, (_, name, index)) in std::mem::take(&mut sim.requests) {
             self.history.end(&name, index, self.now);
@@ -60,8 +68,6 @@ impl World {
         sim.paused_until = 0;
         self.trace
             .line(self.now, format_args!("node {node} crashes"));
-        let back = self.now + self.rng.between(10_000, 500_000);
-        self.schedule(back, Event::Restart { node });
     }
 
     /// Collect what the node wants done: writes to the disk, messages to the
