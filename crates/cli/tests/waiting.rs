@@ -228,3 +228,54 @@ fn a_long_poll_whose_client_hangs_up_leaves_the_queue() {
     assert_eq!(after.status, 404, "{after:?}");
     assert_eq!(after.body["state"], "free");
 }
+
+/// Wait until a read of `url` shows `n` waiters queued, bounded.
+fn wait_for_waiters(url: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(url).body["waiters"].as_u64() != Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "never {n} waiters: {:?}",
+            get(url)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A node is SIGKILLed with a waiter queued through it, ahead of a waiter
+/// through a node that stays up. The other nodes see its links break, and
+/// the release hands the lease to the waiter that can take it: handed to
+/// the dead node's waiter, it would be out of everyone's reach for a ttl.
+#[test]
+fn a_release_passes_over_the_waiter_of_a_killed_node() {
+    let mut c = Cluster::start();
+    let t = token(&acquire_when_ready(&c.lock_url(1, "job"), "a", 30_000));
+    let read_url = c.lock_url(1, "job");
+    let wait_through = |node: u16, holder: &'static str| {
+        let url = format!("{}?wait=20s", c.lock_url(node, "job"));
+        std::thread::spawn(move || {
+            let r = put(&url, &format!(r#"{{"holder":"{holder}","ttl_ms":30000}}"#));
+            (r, Instant::now())
+        })
+    };
+    let doomed = wait_through(3, "b");
+    wait_for_waiters(&read_url, 1);
+    let survivor = wait_through(2, "c");
+    wait_for_waiters(&read_url, 2);
+    c.kill9(3);
+    let (r, _) = doomed.join().expect("waiter b");
+    assert_eq!(r.status, 0, "b's node is gone: {r:?}");
+    wait_for_metric(&c.url(1), "tenure_peer_connected{peer=\"3\"} 0");
+    let released_at = Instant::now();
+    assert_eq!(release(&c.lock_url(1, "job"), "a", t).status, 204);
+    let (r, granted_at) = survivor.join().expect("waiter c");
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(token(&r), t + 1, "handed to c in the release's write");
+    let lag = granted_at.duration_since(released_at);
+    assert!(
+        lag < Duration::from_secs(2),
+        "granted {lag:?} after the release"
+    );
+    // b keeps its place in the queue until its wait is over.
+    assert_eq!(get(&read_url).body["waiters"], 1);
+}

@@ -15,7 +15,7 @@ mod queue;
 mod value;
 
 pub use history::{transitions, Transition, TransitionKind};
-pub use queue::{Waiter, WaiterId, Waiters, MAX_WAITERS};
+pub use queue::{OutOfTouch, Waiter, WaiterId, Waiters, MAX_WAITERS};
 pub use value::{Grant, LeaseValue, Token, WriteLog, REMEMBERED_WRITES};
 
 use crate::bugs::{Bug, Bugs};
@@ -245,11 +245,24 @@ pub fn apply(
     waiting: Option<Waiting>,
     rules: &Rules,
 ) -> (Change, Answer) {
+    apply_passing_over(value, age, op, waiting, rules, OutOfTouch::NONE)
+}
+
+/// `apply`, judged by a node out of touch with the nodes in `out`: the
+/// lease is handed to the first waiter on a node it is in touch with.
+pub fn apply_passing_over(
+    value: &LeaseValue,
+    age: Micros,
+    op: &Op,
+    waiting: Option<Waiting>,
+    rules: &Rules,
+    out: OutOfTouch<'_>,
+) -> (Change, Answer) {
     // A grant this round is the first to find past its ttl: that finding
     // is written with whatever the operation does, so that no later answer
     // can show the grant held again.
     if let Some(expired) = expiry_to_write(value, age, rules) {
-        let (change, answer) = apply(&expired, age, op, waiting, rules);
+        let (change, answer) = apply_passing_over(&expired, age, op, waiting, rules, out);
         let change = match change {
             Change::Unchanged => Change::Kept(expired),
             written => written,
@@ -271,7 +284,7 @@ pub fn apply(
                 ttl: *ttl,
                 lock_delay: *lock_delay,
             };
-            acquire(value, age, &ask, waiting, rules)
+            acquire(value, age, &ask, waiting, rules, out)
         }
         Op::Renew { holder, token } => match &current {
             LeaseView::Held {
@@ -309,7 +322,7 @@ pub fn apply(
                     writes: value.writes.clone(),
                 };
                 // The first waiter gets the lease in the same write.
-                let next = hand_off(&freed, Micros::ZERO, rules).unwrap_or(freed);
+                let next = hand_off(&freed, Micros::ZERO, rules, out).unwrap_or(freed);
                 let outcome = Outcome::Released { token: *token };
                 (Change::Fresh(next), Answer::Reply(outcome))
             }
@@ -369,6 +382,7 @@ fn acquire(
     ask: &Ask<'_>,
     waiting: Option<Waiting>,
     rules: &Rules,
+    out: OutOfTouch<'_>,
 ) -> (Change, Answer) {
     let current = view(value, age, rules);
     let me = waiting.map(|w| w.id);
@@ -384,10 +398,14 @@ fn acquire(
         }
     }
     // The holder may always renew its claim with a new grant, queue or not;
-    // a free lease goes to the first in line.
+    // a free lease goes to the first in line (passing over waiters whose
+    // node is out of touch).
     let own = matches!(&current,
         LeaseView::Held { holder, .. } | LeaseView::LockDelayed { holder, .. } if holder == ask.holder);
-    let first_in_line = value.waiters.head(age).is_none_or(|w| Some(w.id) == me);
+    let first_in_line = value
+        .waiters
+        .next_up(age, out)
+        .is_none_or(|w| Some(w.id) == me);
     if own || (matches!(current, LeaseView::Free { .. }) && first_in_line) {
         return match grant_to(value, age, &current, ask, me, rules) {
             Some(granted) => {
@@ -403,7 +421,7 @@ fn acquire(
     }
     // Someone else is first in line: if the lease is free for them, it is
     // theirs now, whoever asked.
-    let (mut next, age, fresh) = match hand_off(value, age, rules) {
+    let (mut next, age, fresh) = match hand_off(value, age, rules, out) {
         Some(handed) => (handed, Micros::ZERO, true),
         None => (value.clone(), age, false),
     };
@@ -448,10 +466,15 @@ fn pruned(waiters: &Waiters, age: Micros) -> Waiters {
     Waiters(waiters.live(age).cloned().collect())
 }
 
-/// The value with the lease granted to the first live waiter, if the lease
-/// is free for it.
-fn hand_off(value: &LeaseValue, age: Micros, rules: &Rules) -> Option<LeaseValue> {
-    let head = value.waiters.head(age)?;
+/// The value with the lease granted to the first live waiter in touch, if
+/// the lease is free for it.
+fn hand_off(
+    value: &LeaseValue,
+    age: Micros,
+    rules: &Rules,
+    out: OutOfTouch<'_>,
+) -> Option<LeaseValue> {
+    let head = value.waiters.next_up(age, out)?;
     let current = view(value, age, rules);
     let free_for_head = match &current {
         LeaseView::Free { .. } => true,

@@ -39,8 +39,8 @@ pub use compact::Compaction;
 pub use configuration::{same_members, Configuration, ConfigurationError, Epoch, Stamp};
 pub use input::{HolderId, InputError, LeaseName, LockDelay, Ttl};
 pub use lease::{
-    holder_deadline, LeaseValue, LeaseView, Op, Outcome, Rules, Token, Transition, TransitionKind,
-    WaiterId, MAX_WAITERS,
+    holder_deadline, LeaseValue, LeaseView, Op, OutOfTouch, Outcome, Rules, Token, Transition,
+    TransitionKind, WaiterId, MAX_WAITERS,
 };
 pub use message::{Chosen, Message, Report};
 pub use node::{Config, ConfigError, Event, Node, Transmit, Write, WriteId, MAX_CHANGES_TOLD};

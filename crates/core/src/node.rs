@@ -297,6 +297,14 @@ impl Node {
         self.pump(now);
     }
 
+    /// The peers this node has lost touch with, by the shell's failure
+    /// detector: a waiter on one of them is passed over when the lease is
+    /// handed on, so that a node that died with waiters queued does not
+    /// cost the lease a ttl per waiter. A hint, never a question of safety.
+    pub fn set_out_of_touch(&mut self, peers: &[NodeId]) {
+        self.proposer.set_out_of_touch(peers);
+    }
+
     /// The client of `request` has gone. A waiting acquire leaves its
     /// name's queue (releasing a grant handed to it meanwhile) and still
     /// gets a reply, which the shell may drop; other requests run on.

@@ -452,3 +452,96 @@ fn clients_on_one_node_do_not_wait_for_members_with_nobody_to_grant_to() {
         "on one node the lease changes hands every {one:?}, spread every {apart:?}"
     );
 }
+
+/// A node stops with waiters queued, ahead of waiters on the nodes that
+/// are up. Once the others have lost touch with it, a release hands the
+/// lease to the first waiter on a node that is up: handed to the stopped
+/// node's waiter, it would stay out of everyone's reach for its ttl.
+/// The passed-over waiters keep their places.
+#[test]
+fn a_stopped_nodes_waiters_are_passed_over_when_the_lease_is_handed_on() {
+    for told in [false, true] {
+        let nodes = common::fresh_nodes(3, |n| u64::from(n.0));
+        let mut net = Net::new(nodes, DELAY);
+        let name = LeaseName::new("queue").expect("a valid name");
+        let granted = net.call(
+            0,
+            RequestId(1),
+            &name,
+            acquire(0, Micros::ZERO),
+            Micros::from_millis(100),
+        );
+        let Ok(Outcome::Granted { token, .. }) = granted else {
+            panic!("the first acquire is granted: {granted:?}")
+        };
+        // Waiters 1 and 3 ask node 3, waiters 2 and 4 node 2, in turn.
+        for i in 1..=4 {
+            let index = if i % 2 == 1 { 2 } else { 1 };
+            let request = RequestId(i as u64 + 1);
+            net.submit(
+                index,
+                request,
+                &name,
+                acquire(i, Micros::from_millis(60_000)),
+            );
+            net.run_until(net.now.plus(Micros::from_millis(10)));
+        }
+        let stopped = tenure_core::NodeId(3);
+        net.stopped.insert(stopped);
+        if told {
+            for node in &mut net.nodes {
+                node.set_out_of_touch(&[stopped]);
+            }
+        }
+        let release = |i: usize, token: Token| Op::Release {
+            holder: holder(i),
+            token,
+        };
+        let released = net.call(
+            0,
+            RequestId(100),
+            &name,
+            release(0, token),
+            Micros::from_millis(100),
+        );
+        assert_eq!(released, Ok(Outcome::Released { token }));
+        net.run_until(net.now.plus(Micros::from_millis(10)));
+        let granted: Vec<_> = net
+            .answers
+            .iter()
+            .filter(|(_, _, r)| matches!(r, Ok(Outcome::Granted { .. })))
+            .map(|(_, request, _)| request.0 as usize - 1)
+            .collect();
+        if !told {
+            // The lease went to waiter 1, whose node is gone: nobody up
+            // hears of a grant for a ttl.
+            assert!(granted.is_empty(), "{granted:?}");
+            continue;
+        }
+        assert_eq!(granted, [2], "the first waiter on a node that is up");
+        // And then the next one up, in order, while node 3's wait on.
+        let Some((_, _, Ok(Outcome::Granted { token, .. }))) = net.answers.last().cloned() else {
+            panic!("granted")
+        };
+        net.answers.clear();
+        let released = net.call(
+            1,
+            RequestId(101),
+            &name,
+            release(2, token),
+            Micros::from_millis(100),
+        );
+        assert!(
+            matches!(released, Ok(Outcome::Released { .. })),
+            "{released:?}"
+        );
+        net.run_until(net.now.plus(Micros::from_millis(10)));
+        let granted: Vec<_> = net
+            .answers
+            .iter()
+            .filter(|(_, _, r)| matches!(r, Ok(Outcome::Granted { .. })))
+            .map(|(_, request, _)| request.0 as usize - 1)
+            .collect();
+        assert_eq!(granted, [4]);
+    }
+}

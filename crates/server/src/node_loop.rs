@@ -201,6 +201,8 @@ pub struct NodeLoop {
     members_now: watch::Sender<MembersNow>,
     /// Peers already said to have other members in this epoch.
     told_other_members: std::collections::HashSet<NodeId>,
+    /// The peers the node was last told it is out of touch with.
+    out_of_touch: Vec<NodeId>,
 }
 
 /// Lazy records not yet handed to storage.
@@ -267,6 +269,7 @@ impl NodeLoop {
             members,
             members_now,
             told_other_members: Default::default(),
+            out_of_touch: Vec::new(),
             lazy: LazyRecords {
                 held: Vec::new(),
                 submitted_through: 0,
@@ -304,6 +307,7 @@ impl NodeLoop {
                     }
                 }
                 () = tokio::time::sleep_until(timer.unwrap_or(far)), if timer.is_some() => {
+                    self.note_who_is_out_of_touch();
                     let now = self.clock.now();
                     self.node.handle_timeout(now);
                 }
@@ -422,8 +426,21 @@ impl NodeLoop {
                 reply: call.reply,
             },
         );
+        self.note_who_is_out_of_touch();
         let now = self.clock.now();
         self.node.submit(now, call.request, call.name, call.op);
+    }
+
+    /// Tell the node which peers it has lost touch with, when that changed:
+    /// a release then passes over their waiters, which may have died with
+    /// them. Checked before each call and timer, which is when rounds
+    /// decide whom to hand a lease to.
+    fn note_who_is_out_of_touch(&mut self) {
+        let out = self.peers.out_of_touch();
+        if out != self.out_of_touch {
+            self.node.set_out_of_touch(&out);
+            self.out_of_touch = out;
+        }
     }
 
     fn on_cancel(&mut self, request: RequestId) {

@@ -55,6 +55,24 @@ pub struct Waiter {
     pub until: Micros,
 }
 
+/// Nodes whose waiters a handoff passes over for now: the node that
+/// judges has lost touch with them (a broken link, or nothing heard for a
+/// while; the shell decides). A waiter there may well be gone with its
+/// node, and handing it the lease would keep the lease from everyone for a
+/// whole ttl. It keeps its place, and is served in turn once its node is
+/// back in touch. A hint about liveness, so it bears on who is next only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutOfTouch<'a>(pub &'a [u16]);
+
+impl OutOfTouch<'_> {
+    /// Nobody is out of touch.
+    pub const NONE: OutOfTouch<'static> = OutOfTouch(&[]);
+
+    fn passes_over(&self, waiter: &Waiter) -> bool {
+        self.0.contains(&waiter.id.node)
+    }
+}
+
 /// The queue, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Waiters(pub Vec<Waiter>);
@@ -85,6 +103,12 @@ impl Waiters {
     /// The first waiter still waiting at `age`.
     pub fn head(&self, age: Micros) -> Option<&Waiter> {
         self.live(age).next()
+    }
+
+    /// The first waiter still waiting at `age` whose node is in touch: the
+    /// one a handoff goes to.
+    pub fn next_up(&self, age: Micros, out: OutOfTouch<'_>) -> Option<&Waiter> {
+        self.live(age).find(|w| !out.passes_over(w))
     }
 
     pub fn contains(&self, id: WaiterId) -> bool {

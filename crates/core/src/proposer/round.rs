@@ -17,7 +17,9 @@ use super::{
 use crate::ballot::{Ballot, NodeId};
 use crate::bugs::Bug;
 use crate::input::LeaseName;
-use crate::lease::{self, Answer, Change, LeaseValue, Op, Outcome, Transition, Waiting};
+use crate::lease::{
+    self, Answer, Change, LeaseValue, Op, OutOfTouch, Outcome, Transition, Waiting,
+};
 use crate::message::{Chosen, Message, Report};
 use crate::quorum::Quorums;
 use crate::time::{Instant, Micros};

@@ -17,6 +17,8 @@ pub struct Net {
     pub answers: Vec<(Instant, RequestId, Result<Outcome, Failure>)>,
     /// Nodes cut off: what is sent to them is lost.
     pub cut: BTreeSet<NodeId>,
+    /// Nodes stopped: they neither hear nor say anything.
+    pub stopped: BTreeSet<NodeId>,
 }
 
 impl Net {
@@ -29,6 +31,7 @@ impl Net {
             sent: 0,
             answers: Vec::new(),
             cut: BTreeSet::new(),
+            stopped: BTreeSet::new(),
         }
     }
 
@@ -44,8 +47,9 @@ impl Net {
         let now = self.now;
         for node in &mut self.nodes {
             super::sync_all_writes(node, now);
+            let stopped = self.stopped.contains(&node.id());
             while let Some(t) = node.poll_transmit() {
-                if self.cut.contains(&t.to) {
+                if stopped || self.cut.contains(&t.to) || self.stopped.contains(&t.to) {
                     continue;
                 }
                 self.sent += 1;
@@ -62,7 +66,12 @@ impl Net {
     /// When the next message arrives or timer fires.
     fn next_at(&self) -> Option<Instant> {
         let message = self.in_flight.keys().next().map(|&(at, _)| at);
-        let timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+        let timer = self
+            .nodes
+            .iter()
+            .filter(|n| !self.stopped.contains(&n.id()))
+            .filter_map(Node::poll_timeout)
+            .min();
         message.into_iter().chain(timer).min()
     }
 
@@ -80,9 +89,15 @@ impl Net {
             let due_message = self.in_flight.keys().next().is_some_and(|&(m, _)| m <= now);
             if due_message {
                 let (_, (from, t)) = self.in_flight.pop_first().expect("a message");
+                if self.stopped.contains(&t.to) {
+                    continue;
+                }
                 self.nodes[usize::from(t.to.0 - 1)].handle_message(now, from, t.stamp, t.message);
             } else {
                 for node in &mut self.nodes {
+                    if self.stopped.contains(&node.id()) {
+                        continue;
+                    }
                     if node.poll_timeout().is_some_and(|t| t <= now) {
                         node.handle_timeout(now);
                     }

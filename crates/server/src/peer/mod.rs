@@ -132,6 +132,10 @@ impl LinkState {
     }
 }
 
+/// How long a peer may say nothing before this node counts it out of
+/// touch: an idle link ticks every 50 ms, so this is ten ticks missed.
+pub const OUT_OF_TOUCH_AFTER: Duration = Duration::from_millis(500);
+
 /// Every member's address and link, this node's included.
 pub type MemberLinks = BTreeMap<NodeId, (String, Arc<LinkState>)>;
 
@@ -168,6 +172,21 @@ impl PeerView {
     pub fn link(&self, id: NodeId) -> Option<Arc<LinkState>> {
         let members = self.members.read().unwrap_or_else(|e| e.into_inner());
         members.get(&id).map(|(_, link)| link.clone())
+    }
+
+    /// The members this node has lost touch with: its connection to them
+    /// is down, or they have sent nothing for `OUT_OF_TOUCH_AFTER`. A
+    /// handoff passes over their waiters (`Node::set_out_of_touch`).
+    pub fn out_of_touch(&self) -> Vec<NodeId> {
+        let members = self.members.read().unwrap_or_else(|e| e.into_inner());
+        members
+            .iter()
+            .filter(|(id, _)| **id != self.me)
+            .filter(|(_, (_, link))| {
+                !link.connected() || link.last_heard().is_none_or(|d| d > OUT_OF_TOUCH_AFTER)
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Members this node can currently send to, itself included.
@@ -271,6 +290,11 @@ struct Dial {
 }
 
 impl PeerNet {
+    /// See `PeerView::out_of_touch`.
+    pub fn out_of_touch(&self) -> Vec<NodeId> {
+        self.dial.view.out_of_touch()
+    }
+
     /// Hand `message` to `to`'s connection task; dropped if its queue is
     /// full (the peer is slow or unreachable).
     pub fn send(&self, to: NodeId, stamp: Stamp, message: Message) {

@@ -40,6 +40,7 @@ impl World {
                     self.now,
                     format_args!("node {i} boots, incarnation {incarnation}"),
                 );
+                self.tell_who_is_down();
             }
             Err(e) => unreachable!("a crash alone never keeps a node from starting: {e}"),
         }
@@ -68,6 +69,25 @@ impl World {
         sim.paused_until = 0;
         self.trace
             .line(self.now, format_args!("node {node} crashes"));
+        self.tell_who_is_down();
+    }
+
+    /// Every node that is up learns which are down, as a dead process's
+    /// peers learn it from its connections' resets: a handoff passes over
+    /// their waiters. (A partition tells nobody, as it tells a real node
+    /// nothing until its peers' ticks stop coming.)
+    fn tell_who_is_down(&mut self) {
+        let down: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|s| s.node.is_none())
+            .map(|s| s.id)
+            .collect();
+        for sim in &mut self.nodes {
+            if let Some(node) = sim.node.as_mut() {
+                node.set_out_of_touch(&down);
+            }
+        }
     }
 
     /// Collect what the node wants done: writes to the disk, messages to the

@@ -155,6 +155,52 @@ fn a_waiter_that_gave_up_is_skipped_and_dropped() {
 }
 
 #[test]
+fn waiters_on_a_node_out_of_touch_are_passed_over_and_keep_their_places() {
+    let on = |node: u16, w: Waiter| Waiter {
+        id: WaiterId { node, ..w.id },
+        ..w
+    };
+    let value = with_queue(
+        held_by("a", 4, 1000),
+        vec![on(3, waiter("b", 7, 5000)), on(2, waiter("c", 8, 5000))],
+    );
+    let release = Op::Release {
+        holder: h("a"),
+        token: Token(4),
+    };
+    let out = OutOfTouch(&[3]);
+    let passing = |value: &LeaseValue, op: &Op| {
+        crate::lease::apply_passing_over(value, ms(200), op, None, RHO, out)
+    };
+    let (Change::Fresh(next), _) = passing(&value, &release) else {
+        panic!("a release writes")
+    };
+    assert_eq!(next.grant.as_ref().unwrap().holder.as_str(), "c");
+    // b waits on, first in line for when its node is back in touch.
+    assert_eq!(next.waiters, Waiters(vec![on(3, waiter("b", 7, 4800))]));
+    // With nobody in touch waiting, the release frees the lease, and a
+    // plain acquire takes it rather than handing it to b.
+    let alone = with_queue(held_by("a", 4, 1000), vec![on(3, waiter("b", 7, 5000))]);
+    let (Change::Fresh(freed), _) = passing(&alone, &release) else {
+        panic!("a release writes")
+    };
+    assert!(freed.grant.is_none());
+    let (Change::Fresh(taken), answer) = passing(&freed, &acquire("d", 1000)) else {
+        panic!("a plain acquire of a free lease writes")
+    };
+    assert_eq!(taken.grant.as_ref().unwrap().holder.as_str(), "d");
+    assert!(matches!(answer, Answer::Reply(Outcome::Granted { .. })));
+    // A node in touch with b's hands it the lease, as before.
+    let (Change::Fresh(handed), _) = apply(&freed, ms(200), &acquire("d", 1000), RHO) else {
+        panic!("the hand-off writes")
+    };
+    assert_eq!(
+        handed.grant.unwrap().waiter,
+        Some(on(3, waiter("b", 7, 0)).id)
+    );
+}
+
+#[test]
 fn the_queue_is_bounded_and_a_waiter_beyond_it_waits_outside() {
     let queue = (0..MAX_WAITERS as u64)
         .map(|i| waiter("q", i, 5000))

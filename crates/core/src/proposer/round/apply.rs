@@ -27,6 +27,8 @@ impl RoundCtx<'_> {
     /// is at `age` and started at `origin`.
     pub(super) fn apply(&mut self, value: &LeaseValue, age: Micros, origin: Ballot) -> Applied {
         let rules = self.shared.rules;
+        let out_of_touch = self.shared.out_of_touch.clone();
+        let out = OutOfTouch(&out_of_touch);
         let now = self.now;
         let mut current = value.clone();
         let mut current_age = age;
@@ -56,7 +58,8 @@ impl RoundCtx<'_> {
                     continue;
                 }
             }
-            let (change, answer) = lease::apply(&current, current_age, &p.op, waiting, &rules);
+            let (change, answer) =
+                lease::apply_passing_over(&current, current_age, &p.op, waiting, &rules, out);
             if let Change::Fresh(next) | Change::Kept(next) = &change {
                 let outcome = match &answer {
                     Answer::Reply(outcome) => Some(outcome),
@@ -93,9 +96,14 @@ impl RoundCtx<'_> {
                                 holder: holder.clone(),
                                 token: *token,
                             };
-                            if let (Change::Fresh(next), released) =
-                                lease::apply(&current, current_age, &release, None, &rules)
-                            {
+                            if let (Change::Fresh(next), released) = lease::apply_passing_over(
+                                &current,
+                                current_age,
+                                &release,
+                                None,
+                                &rules,
+                                out,
+                            ) {
                                 let released = match &released {
                                     Answer::Reply(outcome) => Some(outcome),
                                     Answer::Wait(_) => None,
