@@ -103,7 +103,7 @@ pub struct Step {
 /// with other work whose load varies over the run: in every step the two
 /// systems take turns, round by round or level by level, so that both see
 /// the same background.
-pub const STEPS: [Step; 12] = [
+pub const STEPS: [Step; 13] = [
     Step {
         name: "sequential",
         lines: |_| 1,
@@ -171,6 +171,12 @@ pub const STEPS: [Step; 12] = [
         lines: |_| 3,
         shared: false,
         run: contended::trylock_kill_step,
+    },
+    Step {
+        name: "queue-kill",
+        lines: |_| 3,
+        shared: false,
+        run: contended::queue_kill_step,
     },
     Step {
         name: "idle",
@@ -372,10 +378,10 @@ mod tests {
         assert!(all.iter().all(|s| s.name != "idle"));
         // etcd, start, sequential 1, cycles 3, failover 2, handoff 1,
         // election 2, trylock 3, queue 2, election32 1, stampede 1, kill 2,
-        // trylock-kill 3 (its own clusters), report.
+        // trylock-kill 3 and queue-kill 3 (their own clusters), report.
         assert_eq!(
             total_lines(&all, &quick),
-            1 + 1 + 1 + 3 + 2 + 1 + 2 + 3 + 2 + 1 + 1 + 2 + 3 + 1
+            1 + 1 + 1 + 3 + 2 + 1 + 2 + 3 + 2 + 1 + 1 + 2 + 3 + 3 + 1
         );
         let full = Sizes::full();
         let only_idle = selected(&options(&["idle"]), &full, &STEPS);

@@ -72,9 +72,9 @@ pub struct CompareArgs {
     server_bin: Option<PathBuf>,
     /// Run only these steps (comma-separated): sequential, cycles,
     /// failover, handoff, election, trylock, queue, election32, stampede,
-    /// kill, trylock-kill, idle. Default: all. The five under contention
-    /// (many clients on one name): trylock, queue, election32, stampede,
-    /// trylock-kill.
+    /// kill, trylock-kill, queue-kill, idle. Default: all. The six under
+    /// contention (many clients on one name): trylock, queue, election32,
+    /// stampede, trylock-kill, queue-kill.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     steps: Vec<String>,
     /// Measure memory with this many idle leases (comma-separated,

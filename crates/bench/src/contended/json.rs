@@ -49,7 +49,7 @@ impl QueueRun {
                 "granted": w.granted,
             })
         });
-        json!({
+        let mut v = json!({
             "waiters": self.waiters,
             "seconds": round1(self.seconds),
             "grants": self.grants,
@@ -72,7 +72,17 @@ impl QueueRun {
             },
             "errors": self.tally.errors(),
             "failures": self.tally.json(),
-        })
+        });
+        match self.kill {
+            None => v["longest_without_grant_ms"] = json!(ms(self.longest_without_grant)),
+            Some(k) => {
+                v["killed_node"] = json!(k.victim + 1);
+                v["kill_at_s"] = json!(k.at.as_secs_f64());
+                v["grants_after_kill"] = json!(self.grants_after_kill);
+                v["longest_without_grant_after_kill_ms"] = json!(ms(self.longest_without_grant));
+            }
+        }
+        v
     }
 }
 
@@ -131,6 +141,9 @@ impl Contended {
         }
         if let Some(k) = &mut self.trylock_kill {
             v["trylock_kill"] = k.json();
+        }
+        if let Some(k) = &mut self.queue_kill {
+            v["queue_kill"] = k.json();
         }
         v
     }

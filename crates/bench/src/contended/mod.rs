@@ -10,7 +10,8 @@
 //!   checked against the bound a FIFO queue would meet (`fifo`);
 //! - `election32`: the election step's handoffs among 32 candidates;
 //! - `stampede`: 32 clients acquire a fresh name at one instant;
-//! - `trylock-kill`: try-lock at 32 clients, one node SIGKILLed part way.
+//! - `trylock-kill`: try-lock at 32 clients, one node SIGKILLed part way;
+//! - `queue-kill`: the queue of 32 waiters, one node SIGKILLed part way.
 //!
 //! Every failure is counted by kind (`outcome`): a 5xx or a timeout is an
 //! error; a connection refused by a dead node is expected of it, and
@@ -28,7 +29,7 @@ mod steps;
 pub mod trylock;
 
 pub(crate) use steps::{
-    election32_step, queue_step, stampede_step, trylock_kill_step, trylock_step,
+    election32_step, queue_kill_step, queue_step, stampede_step, trylock_kill_step, trylock_step,
 };
 
 use crate::stats::Latencies;
@@ -43,7 +44,7 @@ pub const TRYLOCK_LEVELS: [usize; 3] = [8, 32, 128];
 pub const QUEUE_LEVELS: [usize; 2] = [8, 32];
 /// Candidates of `election32`.
 pub const ELECTION_CANDIDATES: usize = 32;
-/// Clients of `stampede` and `trylock-kill`.
+/// Clients of `stampede`, and of `trylock-kill` and `queue-kill`.
 pub const STAMPEDE_CLIENTS: usize = 32;
 pub const KILL_CLIENTS: usize = 32;
 
@@ -69,6 +70,7 @@ pub struct Contended {
     pub election32: Option<Election32>,
     pub stampede: Option<Stampede>,
     pub trylock_kill: Option<TryLockRun>,
+    pub queue_kill: Option<QueueRun>,
 }
 
 impl Contended {
@@ -78,6 +80,7 @@ impl Contended {
             && self.election32.is_none()
             && self.stampede.is_none()
             && self.trylock_kill.is_none()
+            && self.queue_kill.is_none()
     }
 
     /// 5xx answers and timeouts over every contended workload. A killed
@@ -89,6 +92,7 @@ impl Contended {
             + self.election32.as_ref().map_or(0, |e| e.tally.errors())
             + self.stampede.as_ref().map_or(0, |s| s.tally.errors())
             + self.trylock_kill.as_ref().map_or(0, trylock)
+            + self.queue_kill.as_ref().map_or(0, |q| q.tally.errors())
     }
 }
 

@@ -17,14 +17,20 @@
 //!
 //! Waiters count themselves in and out of a shared counter as they start
 //! and stop waiting, so each wait knows how many were waiting before it.
+//!
+//! Optionally one node is SIGKILLed part way (`queue-kill`): a waiter whose
+//! long poll or watch breaks with it asks again through the next node. Its
+//! place in the queue is the system's business: etcd keeps its key, which
+//! belongs to its session; tenure's entry belonged to the dead node, and
+//! the waiter queues again at the back.
 
 use super::client::{release_retrying, Client, EtcdTry, Release, TenureTry};
 use super::fifo::{self, Hold, Wait};
 use super::outcome::{Failure, Tally};
-use super::trylock::{HOLD, WARM_TRIES};
+use super::trylock::{Kill, HOLD, WARM_TRIES};
 use crate::clients::{b64, prefix_end};
 use crate::failover::{self, rev};
-use crate::stats::Latencies;
+use crate::stats::{longest_gap, Latencies};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -54,6 +60,7 @@ pub struct Plan {
     pub waiters: usize,
     pub run_for: Duration,
     pub name: String,
+    pub kill: Option<Kill>,
 }
 
 /// What one queue run (or the runs of one level, merged) measured.
@@ -70,6 +77,11 @@ pub struct QueueRun {
     /// Release's answer → the next grant's answer.
     pub handoffs: Latencies,
     pub tally: Tally,
+    pub kill: Option<Kill>,
+    /// Grants answered after the kill.
+    pub grants_after_kill: u64,
+    /// The longest span with no grant: over the run, or from the kill on.
+    pub longest_without_grant: Duration,
 }
 
 impl QueueRun {
@@ -84,6 +96,8 @@ impl QueueRun {
         self.holds.extend(o.holds);
         self.handoffs.extend(o.handoffs);
         self.tally.merge(o.tally);
+        self.grants_after_kill += o.grants_after_kill;
+        self.longest_without_grant = self.longest_without_grant.max(o.longest_without_grant);
         self
     }
 
@@ -112,13 +126,18 @@ struct WaiterLog {
     tally: Tally,
 }
 
-/// `plan.waiters` threads, waiter `i` made by `make(i)`, for `plan.run_for`.
+/// `plan.waiters` threads, waiter `i` made by `make(i)`, for `plan.run_for`;
+/// `kill()` is called at `plan.kill`'s time.
 ///
 /// All waiters begin their first wait together, so client-side counts say
 /// nothing of the order they reach the server in: a first wait is given
 /// `waiters - 1` ahead. Once the run is over, waiters stop queueing
 /// again; one still waiting then waits at most `DRAIN` more.
-pub fn run<W: Waiter + 'static>(plan: Plan, make: impl Fn(usize) -> W) -> QueueRun {
+pub fn run<W: Waiter + 'static>(
+    plan: Plan,
+    make: impl Fn(usize) -> W,
+    kill: impl FnOnce(),
+) -> QueueRun {
     let start = Arc::new(Barrier::new(plan.waiters + 1));
     let stop = Arc::new(AtomicBool::new(false));
     let waiting = Arc::new(AtomicUsize::new(0));
@@ -173,12 +192,19 @@ pub fn run<W: Waiter + 'static>(plan: Plan, make: impl Fn(usize) -> W) -> QueueR
         .collect();
     start.wait();
     let began = Instant::now();
-    std::thread::sleep(plan.run_for);
+    let mut killed_at = None;
+    if let Some(k) = plan.kill {
+        std::thread::sleep(k.at);
+        killed_at = Some(Instant::now());
+        kill();
+    }
+    std::thread::sleep(plan.run_for.saturating_sub(began.elapsed()));
     let end = Instant::now();
     stop.store(true, Ordering::Relaxed);
     let mut out = QueueRun {
         waiters: plan.waiters,
         seconds: (end - began).as_secs_f64(),
+        kill: plan.kill,
         ..QueueRun::default()
     };
     let mut holds = Vec::new();
@@ -189,6 +215,15 @@ pub fn run<W: Waiter + 'static>(plan: Plan, make: impl Fn(usize) -> W) -> QueueR
         holds.extend(log.holds);
     }
     out.grants = holds.iter().filter(|h| h.granted <= end).count() as u64;
+    let grants: Vec<Instant> = holds
+        .iter()
+        .map(|h| h.granted)
+        .filter(|&g| g <= end)
+        .collect();
+    out.longest_without_grant = longest_gap(killed_at.unwrap_or(began), &grants, end);
+    if let Some(k) = killed_at {
+        out.grants_after_kill = grants.iter().filter(|&&g| g >= k).count() as u64;
+    }
     for h in &holds {
         out.holds.push(h.released - h.granted);
     }
@@ -414,11 +449,13 @@ mod tests {
                 waiters: 4,
                 run_for: Duration::from_millis(200),
                 name: "n".into(),
+                kill: None,
             },
             |me| Fake {
                 me,
                 line: line.clone(),
             },
+            || {},
         );
         assert!(r.grants > 4, "{} grants", r.grants);
         assert_eq!(r.tally, Tally::default());
@@ -432,5 +469,34 @@ mod tests {
         assert_eq!(check.waits, r.waits.len());
         let l = line.0.lock().unwrap();
         assert_eq!((l.holder, l.queue.len()), (None, 0));
+    }
+
+    #[test]
+    fn a_kill_is_made_on_time_and_the_grants_after_it_are_counted() {
+        let line = Arc::new((Mutex::new(Line::default()), Condvar::new()));
+        let killed = Arc::new(Mutex::new(None));
+        let k = killed.clone();
+        let began = Instant::now();
+        let mut r = run(
+            Plan {
+                waiters: 4,
+                run_for: Duration::from_millis(300),
+                name: "n".into(),
+                kill: Some(Kill {
+                    at: Duration::from_millis(100),
+                    victim: 0,
+                }),
+            },
+            |me| Fake {
+                me,
+                line: line.clone(),
+            },
+            move || *k.lock().unwrap() = Some(began.elapsed()),
+        );
+        let at = killed.lock().unwrap().expect("killed");
+        assert!(at >= Duration::from_millis(100), "{at:?}");
+        assert!(r.grants_after_kill > 0 && r.grants_after_kill < r.grants);
+        assert!(r.longest_without_grant < Duration::from_millis(200));
+        assert!(r.json()["longest_without_grant_after_kill_ms"].is_number());
     }
 }

@@ -100,12 +100,15 @@ pub(crate) fn queue_step(run: &mut Run) -> Result<()> {
                 waiters: n,
                 run_for: half,
                 name: format!("queue-{system}{id}-{n}-{part}"),
+                kill: None,
             };
             let urls = tenure.urls.clone();
-            let r = queue::run(plan("t"), |i| TenureTry::new(&urls, i, format!("w{i}")));
+            let tenure_waiter = |i| TenureTry::new(&urls, i, format!("w{i}"));
+            let r = queue::run(plan("t"), tenure_waiter, || {});
             tq = merged(tq, r, QueueRun::merge);
             let urls = etcd.urls.clone();
-            let r = queue::run(plan("e"), |i| EtcdMutex::new(&urls, i, format!("w{i}")));
+            let etcd_waiter = |i| EtcdMutex::new(&urls, i, format!("w{i}"));
+            let r = queue::run(plan("e"), etcd_waiter, || {});
             eq = merged(eq, r, QueueRun::merge);
         }
         t.contended.queue.extend(tq);
@@ -258,6 +261,59 @@ pub(crate) fn trylock_kill_step(run: &mut Run) -> Result<()> {
     e.contended.trylock_kill = Some(trylock::run(
         plan("e", leader),
         |i| EtcdTry::new(&urls, i, format!("k{i}")),
+        move || drop(victim),
+    ));
+    Ok(())
+}
+
+/// As `trylock_kill_step`, for the queue: 32 waiters on fresh clusters,
+/// tenure's node 1 or etcd's leader SIGKILLed a third of the way in.
+pub(crate) fn queue_kill_step(run: &mut Run) -> Result<()> {
+    let Run {
+        opts,
+        tenure: t,
+        etcd: e,
+        progress,
+        sizes,
+        id,
+        tls,
+        ..
+    } = run;
+    progress.next("queue under a node kill: fresh clusters");
+    let mut etcd = EtcdCluster::start(&opts.data, tls.as_ref())?;
+    let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data, tls.as_ref())?;
+    let run_for = Duration::from_secs(sizes.loss_secs);
+    let at = Duration::from_secs(sizes.loss_secs / 3);
+    let plan = |system: &str, victim| queue::Plan {
+        waiters: KILL_CLIENTS,
+        run_for,
+        name: format!("queue-kill-{system}{id}"),
+        kill: Some(Kill { at, victim }),
+    };
+
+    progress.next(&format!(
+        "queue, {KILL_CLIENTS} waiters: tenure, SIGKILL node 1 at {} s",
+        at.as_secs()
+    ));
+    let victim = tenure.nodes[0].take();
+    let urls = tenure.urls.clone();
+    t.contended.queue_kill = Some(queue::run(
+        plan("t", 0),
+        |i| TenureTry::new(&urls, i, format!("q{i}")),
+        move || drop(victim),
+    ));
+
+    let leader = etcd.leader()?;
+    progress.next(&format!(
+        "queue, {KILL_CLIENTS} waiters: etcd, SIGKILL the leader (member {}) at {} s",
+        leader + 1,
+        at.as_secs()
+    ));
+    let victim = etcd.nodes[leader].take();
+    let urls = etcd.urls.clone();
+    e.contended.queue_kill = Some(queue::run(
+        plan("e", leader),
+        |i| EtcdMutex::new(&urls, i, format!("q{i}")),
         move || drop(victim),
     ));
     Ok(())

@@ -280,6 +280,58 @@ pub(super) fn table(j: &Value) -> String {
             None,
         );
     }
+    let (x, y) = (&a["queue_kill"], &b["queue_kill"]);
+    if x.is_object() {
+        let what = format!(
+            "queue, {} waiters, a node SIGKILLed at {} s",
+            x["waiters"], x["kill_at_s"]
+        );
+        row(
+            &mut s,
+            &format!("{what}: grants/s"),
+            both(&|v| format!("{:.0}", f(&v["grants_per_s"])), x, y),
+            Some((f(&x["grants_per_s"]), f(&y["grants_per_s"]))),
+        );
+        row(
+            &mut s,
+            &format!(
+                "{what}: grants after the kill / longest stretch without a grant after it (ms)"
+            ),
+            both(
+                &|v| {
+                    format!(
+                        "{} / {:.1}",
+                        v["grants_after_kill"],
+                        f(&v["longest_without_grant_after_kill_ms"])
+                    )
+                },
+                x,
+                y,
+            ),
+            None,
+        );
+        row(
+            &mut s,
+            &format!("{what}: wait p50 / p99 / max (ms)"),
+            both(&|v| tail_ms(&v["wait"]), x, y),
+            p50(x, y, "wait"),
+        );
+        row(
+            &mut s,
+            &format!(
+                "{what}: 5xx / waits that ran out / other failures; connection errors (expected of the killed node)"
+            ),
+            both(
+                &|v| {
+                    let k = &v["failures"];
+                    format!("{}; {}", failures(k), k["connection_errors"])
+                },
+                x,
+                y,
+            ),
+            None,
+        );
+    }
     row(
         &mut s,
         "**errors under contention: 5xx + timeouts over every workload above**",
@@ -315,6 +367,10 @@ fn first_failures(j: &Value) -> String {
         workloads.push((
             "try-lock under a node kill, on the surviving nodes".into(),
             &c["trylock_kill"]["failures"],
+        ));
+        workloads.push((
+            "the queue under a node kill".into(),
+            &c["queue_kill"]["failures"],
         ));
         for (what, v) in workloads {
             for (kind, key) in [
