@@ -424,6 +424,7 @@ impl EtcdCluster {
             let log = dir.path().join(format!("n{}.log", i + 1));
             let mut cmd = Command::new("etcd");
             cmd.args(etcd_args(i, client, peer, &data, tls.map(Tls::dir)))
+                .env("GOMAXPROCS", threads_per_member().to_string())
                 .stdout(Stdio::null());
             nodes.push(Some(Proc::spawn(
                 format!("etcd n{}", i + 1),
@@ -505,6 +506,18 @@ fn node_data(places: &DataPlaces, i: usize, system: &str) -> Result<tempfile::Te
 /// The arguments of node `id` (1-based) of a 3-node cluster, its peer
 /// links in mutual TLS with the certificates `tenure certs` made in `tls`;
 /// with `https`, its client API on TLS with the same certificate.
+/// Worker threads each member of either system runs with: the machine's
+/// cores shared out among the three members of one cluster, at least one.
+/// Both runtimes would otherwise start a thread per core in every member,
+/// and nine threads wanting two cores spend their time switching; this is
+/// what an operator putting three members on one machine would set. The
+/// runtimes' own knobs, by environment: `GOMAXPROCS` for etcd (Go),
+/// `TOKIO_WORKER_THREADS` for tenure (tokio; `tenure server --threads` too).
+pub fn threads_per_member() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 3).max(1)
+}
+
 pub fn tenure_args(
     id: usize,
     http: &[u16],
@@ -582,6 +595,7 @@ impl TenureCluster {
             let mut cmd = Command::new(bin);
             cmd.args(tenure_args(id, http, peer, &data, &certs, tls.is_some()))
                 .env("RUST_LOG", "warn")
+                .env("TOKIO_WORKER_THREADS", threads_per_member().to_string())
                 .stdout(Stdio::piped());
             let mut p = Proc::spawn(format!("tenure node {id}"), &mut cmd, log)?;
             // The node prints one line on stdout once it serves.

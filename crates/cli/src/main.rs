@@ -172,9 +172,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if matches!(cli.command, Command::Server(_) | Command::Dev { .. }) {
         raise_open_file_limit();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Server(serve::ServerArgs {
+        threads: Some(n), ..
+    }) = &cli.command
+    {
+        runtime.worker_threads(usize::from(*n));
+    }
+    let runtime = runtime.enable_all().build()?;
     let done = match cli.command {
         Command::Dev {
             data_dir,

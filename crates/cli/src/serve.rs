@@ -105,6 +105,12 @@ pub struct ServerArgs {
     /// and `tenure history` (0: none).
     #[arg(long, value_name = "N", default_value_t = tenure_server::history::DEFAULT_PER_NAME as u16)]
     history: u16,
+    /// Worker threads for the node's HTTP and peer connections. Default:
+    /// one per core ($TOKIO_WORKER_THREADS, if set). Members that share a
+    /// machine do best sharing its cores out: three on two cores, one each
+    /// (docs/operations.md, "Threads").
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     #[command(flatten)]
     drift: DriftArg,
     #[command(flatten)]

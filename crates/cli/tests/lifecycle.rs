@@ -88,6 +88,22 @@ fn a_node_stopped_by_sigterm_restarts_with_its_state_and_a_new_incarnation() {
     assert_eq!(read.body["token"], t);
 }
 
+/// `--threads` sets the node's worker threads: three members on one
+/// machine share its cores out.
+#[test]
+fn a_node_runs_with_the_worker_threads_it_is_given() {
+    let mut c = Cluster::start();
+    c.kill9(3);
+    c.try_restart(3, &["--threads", "1"])
+        .expect("restart with --threads 1");
+    let r = acquire_when_ready(&c.lock_url(3, "threads"), "a", 10_000);
+    assert_eq!(r.status, 201, "{r:?}");
+    wait_for_metric(&c.url(3), "tenure_worker_threads 1");
+    c.kill9(2);
+    let refused = c.try_restart(2, &["--threads", "0"]);
+    assert!(refused.is_err_and(|e| e.contains("--threads")));
+}
+
 /// A store image that really rolled back: made on the simulated disk,
 /// whose power cuts can tear a commit, then opened once (which records
 /// the verdict in the store) and closed.

@@ -162,6 +162,7 @@ pub(super) fn to_json(
         "quick": opts.quick,
         "tls": opts.tls,
         "transport": super::transport(opts.tls),
+        "threads_per_member": crate::procs::threads_per_member(),
         "steps": if opts.steps.is_empty() { json!(step_names()) } else { json!(opts.steps) },
         "sizes": {
             "sequential_rounds": sizes.sequential,

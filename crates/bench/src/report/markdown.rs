@@ -273,7 +273,8 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         s,
         "- machine: {} CPUs ({}), {} GiB, Linux {}; load average at the end {}\n\
          - commit: {}\n\
-         - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes of `{}`.\n\
+         - etcd {etcd_version} (Debian `etcd-server`), 3 members; tenure, 3 `tenure server` processes of `{}`; \
+         {} worker thread(s) per member in both (the cores shared out: `GOMAXPROCS`, `TOKIO_WORKER_THREADS`)\n\
          - both on 127.0.0.1, ports chosen by the OS, {}, fsync on (both systems' default)\n\
          - transport: {}\n\
          - mode: {}; {} sequential rounds; {} s per concurrency level; node kill run {} s (kill at {} s); ttl {} ms; \
@@ -286,6 +287,7 @@ pub(super) fn to_markdown(opts: &Options, sizes: &Sizes, etcd_version: &str, j: 
         m["loadavg_at_end"].as_str().unwrap_or(""),
         j["commit"].as_str().unwrap_or(""),
         opts.tenure_bin.display(),
+        crate::procs::threads_per_member(),
         data_places(opts),
         super::transport(opts.tls),
         if opts.quick { "--quick" } else { "full" },

@@ -52,6 +52,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     let mut extra = app.peers.render_metrics();
     crate::metrics::process::render_build_info(&mut extra, crate::peer::frame::PROTOCOL_VERSION);
     crate::metrics::process::render(&mut extra);
+    crate::metrics::process::render_worker_threads(&mut extra);
     extra.push_str(&format!(
         "# HELP tenure_watched_names Names with a watch streaming from this node.\n\
          # TYPE tenure_watched_names gauge\n\

@@ -88,6 +88,19 @@ pub fn render_build_info(out: &mut String, protocol: u16) {
     );
 }
 
+/// `tenure_worker_threads`: the runtime's worker threads (`--threads`).
+pub fn render_worker_threads(out: &mut String) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        gauge(
+            out,
+            "tenure_worker_threads",
+            "gauge",
+            "Worker threads of the node's runtime (--threads).",
+            runtime.metrics().num_workers() as f64,
+        );
+    }
+}
+
 fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
     let _ = writeln!(
         out,
