@@ -453,6 +453,16 @@ fn clients_on_one_node_do_not_wait_for_members_with_nobody_to_grant_to() {
     );
 }
 
+/// The clients granted among the answers so far (client i asked as
+/// request i + 1).
+fn granted_clients(net: &Net) -> Vec<usize> {
+    net.answers
+        .iter()
+        .filter(|(_, _, r)| matches!(r, Ok(Outcome::Granted { .. })))
+        .map(|(_, request, _)| request.0 as usize - 1)
+        .collect()
+}
+
 /// A node stops with waiters queued, ahead of waiters on the nodes that
 /// are up. Once the others have lost touch with it, a release hands the
 /// lease to the first waiter on a node that is up: handed to the stopped
@@ -506,12 +516,7 @@ fn a_stopped_nodes_waiters_are_passed_over_when_the_lease_is_handed_on() {
         );
         assert_eq!(released, Ok(Outcome::Released { token }));
         net.run_until(net.now.plus(Micros::from_millis(10)));
-        let granted: Vec<_> = net
-            .answers
-            .iter()
-            .filter(|(_, _, r)| matches!(r, Ok(Outcome::Granted { .. })))
-            .map(|(_, request, _)| request.0 as usize - 1)
-            .collect();
+        let granted = granted_clients(&net);
         if !told {
             // The lease went to waiter 1, whose node is gone: nobody up
             // hears of a grant for a ttl.
@@ -536,12 +541,6 @@ fn a_stopped_nodes_waiters_are_passed_over_when_the_lease_is_handed_on() {
             "{released:?}"
         );
         net.run_until(net.now.plus(Micros::from_millis(10)));
-        let granted: Vec<_> = net
-            .answers
-            .iter()
-            .filter(|(_, _, r)| matches!(r, Ok(Outcome::Granted { .. })))
-            .map(|(_, request, _)| request.0 as usize - 1)
-            .collect();
-        assert_eq!(granted, [4]);
+        assert_eq!(granted_clients(&net), [4]);
     }
 }

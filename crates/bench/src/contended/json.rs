@@ -3,13 +3,28 @@
 
 use super::queue::QueueRun;
 use super::stampede::Stampede;
-use super::trylock::TryLockRun;
+use super::trylock::{Kill, TryLockRun};
 use super::{fifo, Contended, Election32};
 use crate::stats::round1;
 use serde_json::{json, Value};
+use std::time::Duration;
 
-fn ms(d: std::time::Duration) -> f64 {
+fn ms(d: Duration) -> f64 {
     round1(d.as_secs_f64() * 1e3)
+}
+
+/// The longest stretch without a grant; under a kill, from the kill on,
+/// with the kill and the grants after it.
+fn put_kill(v: &mut Value, kill: Option<Kill>, grants_after: u64, longest: Duration) {
+    match kill {
+        None => v["longest_without_grant_ms"] = json!(ms(longest)),
+        Some(k) => {
+            v["killed_node"] = json!(k.victim + 1);
+            v["kill_at_s"] = json!(k.at.as_secs_f64());
+            v["grants_after_kill"] = json!(grants_after);
+            v["longest_without_grant_after_kill_ms"] = json!(ms(longest));
+        }
+    }
 }
 
 impl TryLockRun {
@@ -24,15 +39,14 @@ impl TryLockRun {
             "errors": self.live.errors() + self.killed_node.errors(),
             "failures": self.live.json(),
         });
-        match self.kill {
-            None => v["longest_without_grant_ms"] = json!(ms(self.longest_without_grant)),
-            Some(k) => {
-                v["killed_node"] = json!(k.victim + 1);
-                v["kill_at_s"] = json!(k.at.as_secs_f64());
-                v["grants_after_kill"] = json!(self.grants_after_kill);
-                v["longest_without_grant_after_kill_ms"] = json!(ms(self.longest_without_grant));
-                v["failures_on_killed_node"] = self.killed_node.json();
-            }
+        put_kill(
+            &mut v,
+            self.kill,
+            self.grants_after_kill,
+            self.longest_without_grant,
+        );
+        if self.kill.is_some() {
+            v["failures_on_killed_node"] = self.killed_node.json();
         }
         v
     }
@@ -73,15 +87,12 @@ impl QueueRun {
             "errors": self.tally.errors(),
             "failures": self.tally.json(),
         });
-        match self.kill {
-            None => v["longest_without_grant_ms"] = json!(ms(self.longest_without_grant)),
-            Some(k) => {
-                v["killed_node"] = json!(k.victim + 1);
-                v["kill_at_s"] = json!(k.at.as_secs_f64());
-                v["grants_after_kill"] = json!(self.grants_after_kill);
-                v["longest_without_grant_after_kill_ms"] = json!(ms(self.longest_without_grant));
-            }
-        }
+        put_kill(
+            &mut v,
+            self.kill,
+            self.grants_after_kill,
+            self.longest_without_grant,
+        );
         v
     }
 }
@@ -152,7 +163,6 @@ impl Contended {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn levels_are_keyed_by_their_client_count_and_the_kill_has_its_own_figures() {

@@ -211,110 +211,117 @@ pub(crate) fn stampede_step(run: &mut Run) -> Result<()> {
     Ok(())
 }
 
-/// On fresh clusters (the shared ones have a dead node after `kill`):
-/// tenure, then etcd, each with one node SIGKILLed a third of the way in,
-/// as the `kill` step chooses: tenure's node 1, etcd's raft leader at
-/// that moment.
-pub(crate) fn trylock_kill_step(run: &mut Run) -> Result<()> {
+/// Which system a workload under a kill runs on.
+#[derive(Clone, Copy)]
+enum System {
+    Tenure,
+    Etcd,
+}
+
+impl System {
+    /// The letter its names carry.
+    fn letter(self) -> &'static str {
+        match self {
+            System::Tenure => "t",
+            System::Etcd => "e",
+        }
+    }
+}
+
+/// A workload on fresh clusters (the shared ones have a dead node after
+/// `kill`): tenure, then etcd, each with one node SIGKILLed a third of the
+/// way in, as the `kill` step chooses: tenure's node 1, etcd's raft leader
+/// at that moment. `work(system, urls, kill, victim)` runs it on one
+/// system, calling `victim` at the kill's time; `what` names it.
+fn under_a_kill<R>(
+    run: &mut Run,
+    what: &str,
+    mut work: impl FnMut(System, &[String], Kill, Box<dyn FnOnce()>) -> R,
+) -> Result<(R, R)> {
     let Run {
         opts,
-        tenure: t,
-        etcd: e,
         progress,
         sizes,
-        id,
         tls,
         ..
     } = run;
-    progress.next("try-lock under a node kill: fresh clusters");
+    progress.next(&format!("{what} under a node kill: fresh clusters"));
     let mut etcd = EtcdCluster::start(&opts.data, tls.as_ref())?;
     let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data, tls.as_ref())?;
-    let run_for = Duration::from_secs(sizes.loss_secs);
     let at = Duration::from_secs(sizes.loss_secs / 3);
-    let plan = |system: &str, victim| trylock::Plan {
-        clients: KILL_CLIENTS,
-        run_for,
-        name: format!("try-kill-{system}{id}"),
-        kill: Some(Kill { at, victim }),
-    };
 
     progress.next(&format!(
-        "try-lock, {KILL_CLIENTS} clients: tenure, SIGKILL node 1 at {} s",
+        "{what}: tenure, SIGKILL node 1 at {} s",
         at.as_secs()
     ));
     let victim = tenure.nodes[0].take();
-    let urls = tenure.urls.clone();
-    t.contended.trylock_kill = Some(trylock::run(
-        plan("t", 0),
-        |i| TenureTry::new(&urls, i, format!("k{i}")),
-        move || drop(victim),
-    ));
+    let kill = Kill { at, victim: 0 };
+    let t = work(
+        System::Tenure,
+        &tenure.urls,
+        kill,
+        Box::new(move || drop(victim)),
+    );
 
     let leader = etcd.leader()?;
     progress.next(&format!(
-        "try-lock, {KILL_CLIENTS} clients: etcd, SIGKILL the leader (member {}) at {} s",
+        "{what}: etcd, SIGKILL the leader (member {}) at {} s",
         leader + 1,
         at.as_secs()
     ));
     let victim = etcd.nodes[leader].take();
-    let urls = etcd.urls.clone();
-    e.contended.trylock_kill = Some(trylock::run(
-        plan("e", leader),
-        |i| EtcdTry::new(&urls, i, format!("k{i}")),
-        move || drop(victim),
-    ));
+    let kill = Kill { at, victim: leader };
+    let e = work(
+        System::Etcd,
+        &etcd.urls,
+        kill,
+        Box::new(move || drop(victim)),
+    );
+    Ok((t, e))
+}
+
+/// Try-lock at `KILL_CLIENTS` clients under a node kill.
+pub(crate) fn trylock_kill_step(run: &mut Run) -> Result<()> {
+    let (run_for, id) = (Duration::from_secs(run.sizes.loss_secs), run.id.clone());
+    let what = format!("try-lock, {KILL_CLIENTS} clients");
+    let (t, e) = under_a_kill(run, &what, |system, urls, kill, victim| {
+        let plan = trylock::Plan {
+            clients: KILL_CLIENTS,
+            run_for,
+            name: format!("try-kill-{}{id}", system.letter()),
+            kill: Some(kill),
+        };
+        match system {
+            System::Tenure => {
+                trylock::run(plan, |i| TenureTry::new(urls, i, format!("k{i}")), victim)
+            }
+            System::Etcd => trylock::run(plan, |i| EtcdTry::new(urls, i, format!("k{i}")), victim),
+        }
+    })?;
+    run.tenure.contended.trylock_kill = Some(t);
+    run.etcd.contended.trylock_kill = Some(e);
     Ok(())
 }
 
-/// As `trylock_kill_step`, for the queue: 32 waiters on fresh clusters,
-/// tenure's node 1 or etcd's leader SIGKILLed a third of the way in.
+/// The queue of `KILL_CLIENTS` waiters under a node kill.
 pub(crate) fn queue_kill_step(run: &mut Run) -> Result<()> {
-    let Run {
-        opts,
-        tenure: t,
-        etcd: e,
-        progress,
-        sizes,
-        id,
-        tls,
-        ..
-    } = run;
-    progress.next("queue under a node kill: fresh clusters");
-    let mut etcd = EtcdCluster::start(&opts.data, tls.as_ref())?;
-    let mut tenure = TenureCluster::start(&opts.tenure_bin, &opts.data, tls.as_ref())?;
-    let run_for = Duration::from_secs(sizes.loss_secs);
-    let at = Duration::from_secs(sizes.loss_secs / 3);
-    let plan = |system: &str, victim| queue::Plan {
-        waiters: KILL_CLIENTS,
-        run_for,
-        name: format!("queue-kill-{system}{id}"),
-        kill: Some(Kill { at, victim }),
-    };
-
-    progress.next(&format!(
-        "queue, {KILL_CLIENTS} waiters: tenure, SIGKILL node 1 at {} s",
-        at.as_secs()
-    ));
-    let victim = tenure.nodes[0].take();
-    let urls = tenure.urls.clone();
-    t.contended.queue_kill = Some(queue::run(
-        plan("t", 0),
-        |i| TenureTry::new(&urls, i, format!("q{i}")),
-        move || drop(victim),
-    ));
-
-    let leader = etcd.leader()?;
-    progress.next(&format!(
-        "queue, {KILL_CLIENTS} waiters: etcd, SIGKILL the leader (member {}) at {} s",
-        leader + 1,
-        at.as_secs()
-    ));
-    let victim = etcd.nodes[leader].take();
-    let urls = etcd.urls.clone();
-    e.contended.queue_kill = Some(queue::run(
-        plan("e", leader),
-        |i| EtcdMutex::new(&urls, i, format!("q{i}")),
-        move || drop(victim),
-    ));
+    let (run_for, id) = (Duration::from_secs(run.sizes.loss_secs), run.id.clone());
+    let what = format!("queue, {KILL_CLIENTS} waiters");
+    let (t, e) = under_a_kill(run, &what, |system, urls, kill, victim| {
+        let plan = queue::Plan {
+            waiters: KILL_CLIENTS,
+            run_for,
+            name: format!("queue-kill-{}{id}", system.letter()),
+            kill: Some(kill),
+        };
+        match system {
+            System::Tenure => {
+                queue::run(plan, |i| TenureTry::new(urls, i, format!("q{i}")), victim)
+            }
+            System::Etcd => queue::run(plan, |i| EtcdMutex::new(urls, i, format!("q{i}")), victim),
+        }
+    })?;
+    run.tenure.contended.queue_kill = Some(t);
+    run.etcd.contended.queue_kill = Some(e);
     Ok(())
 }

@@ -32,6 +32,30 @@ fn row(s: &mut String, label: &str, cells: [String; 2], ratio_of: Option<(f64, f
     let _ = writeln!(s, "| {label} | {} | {} | {r} |", cells[0], cells[1]);
 }
 
+/// The grants of a workload under a node kill (`x` tenure's, `y` etcd's):
+/// per second, and after the kill with the longest stretch without one.
+fn grants_around_a_kill(s: &mut String, what: &str, x: &Value, y: &Value) {
+    let both = |v: &dyn Fn(&Value) -> String| [v(x), v(y)];
+    row(
+        s,
+        &format!("{what}: grants/s"),
+        both(&|v| format!("{:.0}", f(&v["grants_per_s"]))),
+        Some((f(&x["grants_per_s"]), f(&y["grants_per_s"]))),
+    );
+    row(
+        s,
+        &format!("{what}: grants after the kill / longest stretch without a grant after it (ms)"),
+        both(&|v| {
+            format!(
+                "{} / {:.1}",
+                v["grants_after_kill"],
+                f(&v["longest_without_grant_after_kill_ms"])
+            )
+        }),
+        None,
+    );
+}
+
 /// The table rows of every contended workload both systems ran.
 pub(super) fn table(j: &Value) -> String {
     let (a, b) = (&j["tenure"]["contended"], &j["etcd"]["contended"]);
@@ -225,35 +249,12 @@ pub(super) fn table(j: &Value) -> String {
             "try-lock, {} clients, a node SIGKILLed at {} s",
             x["clients"], x["kill_at_s"]
         );
-        row(
-            &mut s,
-            &format!("{what}: grants/s"),
-            both(&|v| format!("{:.0}", f(&v["grants_per_s"])), x, y),
-            Some((f(&x["grants_per_s"]), f(&y["grants_per_s"]))),
-        );
+        grants_around_a_kill(&mut s, &what, x, y);
         row(
             &mut s,
             &format!("{what}: decision p50 / p99 / max (ms)"),
             both(&|v| tail_ms(&v["decision"]), x, y),
             p50(x, y, "decision"),
-        );
-        row(
-            &mut s,
-            &format!(
-                "{what}: grants after the kill / longest stretch without a grant after it (ms)"
-            ),
-            both(
-                &|v| {
-                    format!(
-                        "{} / {:.1}",
-                        v["grants_after_kill"],
-                        f(&v["longest_without_grant_after_kill_ms"])
-                    )
-                },
-                x,
-                y,
-            ),
-            None,
         );
         row(
             &mut s,
@@ -286,30 +287,7 @@ pub(super) fn table(j: &Value) -> String {
             "queue, {} waiters, a node SIGKILLed at {} s",
             x["waiters"], x["kill_at_s"]
         );
-        row(
-            &mut s,
-            &format!("{what}: grants/s"),
-            both(&|v| format!("{:.0}", f(&v["grants_per_s"])), x, y),
-            Some((f(&x["grants_per_s"]), f(&y["grants_per_s"]))),
-        );
-        row(
-            &mut s,
-            &format!(
-                "{what}: grants after the kill / longest stretch without a grant after it (ms)"
-            ),
-            both(
-                &|v| {
-                    format!(
-                        "{} / {:.1}",
-                        v["grants_after_kill"],
-                        f(&v["longest_without_grant_after_kill_ms"])
-                    )
-                },
-                x,
-                y,
-            ),
-            None,
-        );
+        grants_around_a_kill(&mut s, &what, x, y);
         row(
             &mut s,
             &format!("{what}: wait p50 / p99 / max (ms)"),
