@@ -146,6 +146,10 @@ enum Event {
     Probe,
     /// The bad clock jumps.
     ClockStep,
+    /// A node wrongly loses touch with a live peer for a while (a false
+    /// suspicion of the failure detector), or the while ends.
+    Suspect,
+    Unsuspect,
 }
 
 /// Whose clock a new clock is.
@@ -220,6 +224,11 @@ pub struct World {
     member_rng: SimRng,
     /// Draws for the crash during the crowd, apart from `rng`.
     crowd_crash_rng: SimRng,
+    /// Draws for the false suspicions, apart from `rng`; none in half the
+    /// seeds.
+    suspicion_rng: SimRng,
+    /// Who wrongly counts whom out of touch, until when (true time).
+    suspicions: Vec<(usize, NodeId, u64)>,
 }
 
 impl World {
@@ -271,6 +280,8 @@ impl World {
             member_plan: None,
             member_rng: SimRng::new(config.seed ^ 0x3E3B_E125),
             crowd_crash_rng: SimRng::new(config.seed ^ 0xC20D_C2A5),
+            suspicion_rng: SimRng::new(config.seed ^ 0x5D5_1C10),
+            suspicions: Vec::new(),
             config,
             rng,
         };
@@ -332,6 +343,10 @@ impl World {
                 let at = world.rng.below(2 * every);
                 world.schedule(at, event);
             }
+        }
+        if world.suspicion_rng.chance(500_000) {
+            let at = world.suspicion_rng.below(200_000);
+            world.schedule(at, Event::Suspect);
         }
         if let Some(bad) = &world.bad_clock {
             let line = format!(
@@ -659,6 +674,8 @@ impl World {
             }
             Event::Heal => self.heal(),
             Event::Probe => self.probe_acquire(),
+            Event::Suspect => self.suspect(),
+            Event::Unsuspect => self.tell_who_is_down(),
             Event::Revive => {
                 self.trace
                     .line(self.now, format_args!("clients start again"));

@@ -75,19 +75,45 @@ impl World {
     /// Every node that is up learns which are down, as a dead process's
     /// peers learn it from its connections' resets: a handoff passes over
     /// their waiters. (A partition tells nobody, as it tells a real node
-    /// nothing until its peers' ticks stop coming.)
-    fn tell_who_is_down(&mut self) {
+    /// nothing until its peers' ticks stop coming.) A node that wrongly
+    /// suspects a live peer counts it out of touch too.
+    pub(super) fn tell_who_is_down(&mut self) {
+        let now = self.now;
+        self.suspicions.retain(|&(_, _, until)| until > now);
         let down: Vec<NodeId> = self
             .nodes
             .iter()
             .filter(|s| s.node.is_none())
             .map(|s| s.id)
             .collect();
-        for sim in &mut self.nodes {
+        for (i, sim) in self.nodes.iter_mut().enumerate() {
             if let Some(node) = sim.node.as_mut() {
-                node.set_out_of_touch(&down);
+                let mut out = down.clone();
+                out.extend(self.suspicions.iter().filter(|s| s.0 == i).map(|s| s.1));
+                node.set_out_of_touch(&out);
             }
         }
+    }
+
+    /// A false suspicion: a node counts a peer out of touch for 10 to
+    /// 200 ms although it may well be up, every 20 to 200 ms, the crowd's
+    /// time included. Whom a handoff passes over is a hint; nothing may
+    /// depend on it being right.
+    pub(super) fn suspect(&mut self) {
+        let n = self.nodes.len() as u64;
+        let observer = self.suspicion_rng.below(n) as usize;
+        let suspect = (observer + 1 + self.suspicion_rng.below(n - 1) as usize) % self.nodes.len();
+        let until = self.now + self.suspicion_rng.between(10_000, 200_000);
+        let id = self.nodes[suspect].id;
+        self.suspicions.push((observer, id, until));
+        self.trace.line(
+            self.now,
+            format_args!("node {observer} wrongly counts node {suspect} out of touch"),
+        );
+        self.tell_who_is_down();
+        self.schedule(until, Event::Unsuspect);
+        let next = self.now + self.suspicion_rng.between(20_000, 200_000);
+        self.schedule(next, Event::Suspect);
     }
 
     /// Collect what the node wants done: writes to the disk, messages to the
