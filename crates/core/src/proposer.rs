@@ -266,7 +266,7 @@ struct Shared {
     /// When each peer last answered this node's proposer (any message):
     /// a look asks those that answered last first.
     answered: BTreeMap<NodeId, Instant>,
-    /// Peers the shell says this node has lost touch with, sorted: their
+    /// Peers the shell says this node has lost touch with: their
     /// waiters are passed over by a handoff (`lease::OutOfTouch`).
     out_of_touch: Vec<u16>,
 }
@@ -357,14 +357,11 @@ impl Proposer {
     /// broken link, nothing heard for a while); every other peer is in
     /// touch. Only whom a handoff passes over depends on it.
     pub fn set_out_of_touch(&mut self, peers: &[NodeId]) {
-        let mut out: Vec<u16> = peers
+        self.shared.out_of_touch = peers
             .iter()
             .filter(|p| **p != self.shared.node)
             .map(|p| p.0)
             .collect();
-        out.sort_unstable();
-        out.dedup();
-        self.shared.out_of_touch = out;
     }
 
     /// Queue a client operation; a round starts at once if none is running.

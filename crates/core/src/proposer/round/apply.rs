@@ -27,8 +27,7 @@ impl RoundCtx<'_> {
     /// is at `age` and started at `origin`.
     pub(super) fn apply(&mut self, value: &LeaseValue, age: Micros, origin: Ballot) -> Applied {
         let rules = self.shared.rules;
-        let out_of_touch = self.shared.out_of_touch.clone();
-        let out = OutOfTouch(&out_of_touch);
+        let out = OutOfTouch(&self.shared.out_of_touch);
         let now = self.now;
         let mut current = value.clone();
         let mut current_age = age;
